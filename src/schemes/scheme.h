@@ -1,0 +1,60 @@
+/* scheme.h - the quantization scheme interface: one table of operations per
+ * scheme (rtn.c, adpq.c, ...), looked up by name from the CLI's
+ * "[REGEX=]NAME[:key=val,...]" specs.
+ *
+ * A scheme quantizes a row-chunk: `rows` consecutive rows of `cols` f32
+ * weights (a tensor of shape [d0, ..., dn] is seen as rows = d0*...*d(n-1),
+ * cols = dn).  Groups run along a row.  The packed payload of a chunk
+ * depends only on the chunk's weights and the parameters, so chunks are
+ * independent and the output never depends on threads or SIMD level.
+ */
+#ifndef QS_SCHEME_H
+#define QS_SCHEME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qshard.h"
+
+struct qs_scheme;
+
+struct qs_scheme_ops {
+	const char *name;
+	/* Sets defaults, then applies "key=val,..." (args may be ""); rejects
+	 * unknown keys and values outside the supported set.  Fills s->text
+	 * with the canonical spec listing every parameter. */
+	int (*parse)(struct qs_scheme *s, const char *args, struct qs_diag *diag);
+	/* Packed payload bytes for a chunk of rows x cols. */
+	uint64_t (*payload_size)(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
+	/* Scratch bytes quantize/dequantize need for a chunk of rows x cols
+	 * (the caller provides them from the memory window). */
+	uint64_t (*scratch_size)(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
+	/* Quantizes w[rows*cols] into out[payload_size].  Returns 0, or
+	 * -QS_ETOOBIG when a group's range does not fit the scale encoding. */
+	int (*quantize)(const struct qs_scheme *s, const float *w, uint64_t rows,
+			uint64_t cols, uint8_t *out, void *scratch);
+	/* Dequantizes a payload of payload_size(rows, cols) bytes. */
+	int (*dequantize)(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
+			  uint64_t cols, float *out, void *scratch);
+};
+
+#define QS_SCHEME_TEXT_MAX 128
+
+struct qs_scheme {
+	const struct qs_scheme_ops *ops;
+	unsigned bits;       /* code width */
+	unsigned group;      /* weights per group along the row */
+	double alpha;        /* adpq: outlier fraction */
+	char text[QS_SCHEME_TEXT_MAX];  /* canonical spec, e.g. "rtn:bits=4,group=128" */
+};
+
+/* Parses "NAME[:key=val,...]" (no REGEX= part) into s. */
+int qs_scheme_parse(const char *spec, struct qs_scheme *s, struct qs_diag *diag);
+
+/* Registered schemes (NULL-terminated) and lookup by name. */
+extern const struct qs_scheme_ops *const qs_scheme_registry[];
+const struct qs_scheme_ops *qs_scheme_find(const char *name);
+
+extern const struct qs_scheme_ops qs_scheme_rtn;
+
+#endif /* QS_SCHEME_H */
