@@ -1,0 +1,41 @@
+/* cli.h - shared pieces of the qshard command-line front end: exit codes
+ * (documented in qshard(1)), error printing and argument helpers. */
+#ifndef QS_CLI_H
+#define QS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qshard.h"
+
+/* Exit codes: qshard(1), EXIT STATUS.  Scripts depend on them. */
+enum qs_exit {
+	QS_EXIT_OK = 0,
+	QS_EXIT_FAILURE = 1,     /* system error: I/O, memory, permissions */
+	QS_EXIT_USAGE = 2,       /* bad command line */
+	QS_EXIT_BADINPUT = 3,    /* malformed checkpoint or qshard file, NaN/Inf */
+	QS_EXIT_DAMAGED = 4,     /* verify found damage */
+	QS_EXIT_INTERRUPTED = 5, /* stopped by a signal; --resume continues */
+	QS_EXIT_RESUME = 6,      /* .partial exists, or resume refused */
+	QS_EXIT_MEMORY = 7,      /* --memory too small */
+};
+
+/* Prints "qshard: MSG" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the diag (or qs_strerror(rc) when empty) and returns the exit
+ * code for rc. */
+int cli_fail(int rc, const struct qs_diag *diag);
+int cli_exit_code(int rc);
+/* "512M", "1.5G", "4096": bytes (powers of 1024); false on bad text. */
+bool cli_parse_size(const char *text, uint64_t *out);
+/* Human size "1.23 GB" (powers of 1000, as disks are sold). */
+const char *cli_human(uint64_t bytes, char buf[32]);
+/* True when path is a qshard file (starts with the header frame magic). */
+bool cli_is_qshard_file(const char *path);
+
+int cmd_convert(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
+
+#endif /* QS_CLI_H */

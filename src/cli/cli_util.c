@@ -1,1 +1,108 @@
-/* placeholder: being written */
+/* cli_util.c - error printing, exit-code mapping and argument parsing
+ * shared by every command. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("qshard: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_exit_code(int rc)
+{
+	switch (-rc) {
+	case 0:
+		return QS_EXIT_OK;
+	case QS_EUSAGE:
+		return QS_EXIT_USAGE;
+	case QS_EFORMAT:
+	case QS_EDTYPE:
+	case QS_ENONFINITE:
+	case QS_ETOOBIG:
+		return QS_EXIT_BADINPUT;
+	case QS_ECHECKSUM:
+		return QS_EXIT_DAMAGED;
+	case QS_EINTERRUPTED:
+		return QS_EXIT_INTERRUPTED;
+	case QS_EMISMATCH:
+	case QS_EEXIST:
+		return QS_EXIT_RESUME;
+	case QS_ENOMEM_WINDOW:
+		return QS_EXIT_MEMORY;
+	default:
+		return QS_EXIT_FAILURE;
+	}
+}
+
+int cli_fail(int rc, const struct qs_diag *diag)
+{
+	if (diag && diag->msg[0])
+		cli_error("%s", diag->msg);
+	else
+		cli_error("%s", qs_strerror(rc));
+	return cli_exit_code(rc);
+}
+
+bool cli_parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (end == text || errno || !(v >= 0) || !isfinite(v))
+		return false;
+	double mult = 1;
+	switch (*end) {
+	case 'k': case 'K': mult = 1024.0; end++; break;
+	case 'm': case 'M': mult = 1024.0 * 1024; end++; break;
+	case 'g': case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
+	case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
+	default: break;
+	}
+	if (*end == 'i' && mult > 1)
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end != '\0')
+		return false;
+	v *= mult;
+	if (v >= 18446744073709551615.0)
+		return false;
+	*out = (uint64_t)v;
+	return true;
+}
+
+const char *cli_human(uint64_t bytes, char buf[32])
+{
+	if (bytes >= 1000000000ull)
+		snprintf(buf, 32, "%.2f GB", bytes / 1e9);
+	else if (bytes >= 1000000ull)
+		snprintf(buf, 32, "%.1f MB", bytes / 1e6);
+	else
+		snprintf(buf, 32, "%.1f kB", bytes / 1e3);
+	return buf;
+}
+
+bool cli_is_qshard_file(const char *path)
+{
+	unsigned char m[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, m, 4);
+	close(fd);
+	/* the header is a zstd skippable frame with magic 0x184D2A51 */
+	return n == 4 && m[0] == 0x51 && m[1] == 0x2A && m[2] == 0x4D && m[3] == 0x18;
+}

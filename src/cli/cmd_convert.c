@@ -1,1 +1,288 @@
-/* placeholder: being written */
+/* cmd_convert.c - `qshard convert`: options, progress display, signals,
+ * summary.  The conversion itself is qs_convert(). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum progress_mode { PROGRESS_AUTO, PROGRESS_TTY, PROGRESS_PLAIN, PROGRESS_JSON, PROGRESS_NONE };
+
+struct progress_state {
+	enum progress_mode mode;
+	double last;       /* seconds of the last line printed */
+	bool line_open;    /* a tty line without its newline */
+};
+
+static volatile int stop_requested;
+
+static void on_signal(int sig)
+{
+	stop_requested = 1;
+	/* a second signal kills at once, as users expect */
+	signal(sig, SIG_DFL);
+}
+
+static void help(FILE *out)
+{
+	char def[32];
+	snprintf(def, sizeof(def), "%lluM", (unsigned long long)(qs_default_memory() >> 20));
+	fprintf(out,
+		"usage: qshard convert IN -o OUT [options]\n"
+		"\n"
+		"IN is a .safetensors file or a checkpoint folder (shards + index.json).\n"
+		"\n"
+		"  -o, --output OUT          output file (OUT.partial while running)\n"
+		"      --scheme [REGEX=]NAME[:key=val,...]\n"
+		"                            scheme for all tensors or those matching REGEX;\n"
+		"                            repeatable, the last match wins (default rtn)\n"
+		"      --keep REGEX          store matching tensors unquantized; repeatable\n"
+		"  -T, --threads N           worker threads (default: online CPUs)\n"
+		"      --level Z             zstd level 1-19 (default 3)\n"
+		"      --memory SIZE         memory window, K/M/G suffixes (default %s)\n"
+		"      --io uring|pread|mmap reading backend (default uring, falls back)\n"
+		"      --sync tensor|end     fdatasync after each tensor (default) or at the end\n"
+		"      --progress auto|plain|json|none\n"
+		"                            progress on stderr (default auto: a line on a tty)\n"
+		"      --resume              continue OUT.partial of an interrupted run\n"
+		"      --force               discard an existing OUT.partial\n"
+		"      --allow-nonfinite     quantize tensors holding NaN/Inf (NaN as 0)\n"
+		"  -h, --help                this help\n",
+		def);
+}
+
+static void fmt_eta(double s, char *buf, size_t len)
+{
+	if (s < 0 || s > 360000)
+		snprintf(buf, len, "--:--");
+	else
+		snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+}
+
+static void on_progress(const struct qs_progress *p, void *user)
+{
+	struct progress_state *st = user;
+	if (p->notice) {
+		if (st->line_open)
+			fputc('\n', stderr);
+		st->line_open = false;
+		cli_error("%s", p->notice);
+		return;
+	}
+	bool last = p->tensors_done == p->tensors_total;
+	if (st->mode == PROGRESS_NONE)
+		return;
+	double interval = st->mode == PROGRESS_TTY ? 0.25 : 1.0;
+	if (!last && p->seconds - st->last < interval)
+		return;
+	st->last = p->seconds;
+	double rate = p->seconds > 0 ? p->bytes_read / p->seconds : 0;
+	double eta = rate > 0 ? (double)(p->bytes_total - p->bytes_read) / rate : -1;
+	char etab[32];
+	fmt_eta(eta, etab, sizeof(etab));
+	switch (st->mode) {
+	case PROGRESS_JSON:
+		fprintf(stderr,
+			"{\"event\":\"progress\",\"tensors_done\":%llu,\"tensors_total\":%llu,"
+			"\"bytes_read\":%llu,\"bytes_total\":%llu,\"bytes_written\":%llu,"
+			"\"seconds\":%.3f,\"eta_seconds\":%.1f}\n",
+			(unsigned long long)p->tensors_done, (unsigned long long)p->tensors_total,
+			(unsigned long long)p->bytes_read, (unsigned long long)p->bytes_total,
+			(unsigned long long)p->bytes_written, p->seconds, eta);
+		break;
+	case PROGRESS_PLAIN:
+	case PROGRESS_TTY:
+		fprintf(stderr, "%s[%llu/%llu tensors] %.2f/%.2f GB read, %.2f GB/s, ETA %s%s",
+			st->mode == PROGRESS_TTY ? "\r" : "",
+			(unsigned long long)p->tensors_done, (unsigned long long)p->tensors_total,
+			p->bytes_read / 1e9, p->bytes_total / 1e9, rate / 1e9, etab,
+			st->mode == PROGRESS_TTY ? "\033[K" : "\n");
+		st->line_open = st->mode == PROGRESS_TTY;
+		break;
+	default:
+		break;
+	}
+	fflush(stderr);
+}
+
+static void print_resume_hint(int argc, char **argv)
+{
+	fputs("qshard: to continue, run the same command with --resume:\n  qshard", stderr);
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--force") != 0 && strcmp(argv[i], "--resume") != 0)
+			fprintf(stderr, " '%s'", argv[i]);
+	fputs(" --resume\n", stderr);
+}
+
+int cmd_convert(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"output", required_argument, NULL, 'o'},
+		{"scheme", required_argument, NULL, 's'},
+		{"keep", required_argument, NULL, 'k'},
+		{"threads", required_argument, NULL, 'T'},
+		{"level", required_argument, NULL, 'z'},
+		{"memory", required_argument, NULL, 'm'},
+		{"io", required_argument, NULL, 'i'},
+		{"sync", required_argument, NULL, 'y'},
+		{"progress", required_argument, NULL, 'p'},
+		{"resume", no_argument, NULL, 'r'},
+		{"force", no_argument, NULL, 'f'},
+		{"allow-nonfinite", no_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct qs_convert_opts o = {0};
+	const char **schemes = calloc((size_t)argc + 1, sizeof(char *));
+	const char **keeps = calloc((size_t)argc + 1, sizeof(char *));
+	struct progress_state ps = {.mode = PROGRESS_AUTO};
+	int ret = QS_EXIT_USAGE, c;
+	if (!schemes || !keeps) {
+		cli_error("out of memory");
+		ret = QS_EXIT_FAILURE;
+		goto out;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:T:h", longopts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'o': o.output = optarg; break;
+		case 's': schemes[o.nschemes++] = optarg; break;
+		case 'k': keeps[o.nkeeps++] = optarg; break;
+		case 'T': {
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1024) {
+				cli_error("-T must be a number from 1 to 1024 (got '%s')", optarg);
+				goto out;
+			}
+			o.threads = (unsigned)v;
+			break;
+		}
+		case 'z': {
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 19) {
+				cli_error("--level must be a number from 1 to 19 (got '%s')", optarg);
+				goto out;
+			}
+			o.zstd_level = (int)v;
+			break;
+		}
+		case 'm':
+			if (!cli_parse_size(optarg, &o.memory) || o.memory == 0) {
+				cli_error("--memory: '%s' is not a size (e.g. 512M, 2G)", optarg);
+				goto out;
+			}
+			break;
+		case 'i':
+			if (!strcmp(optarg, "uring"))
+				o.io = QS_IO_URING;
+			else if (!strcmp(optarg, "pread"))
+				o.io = QS_IO_PREAD;
+			else if (!strcmp(optarg, "mmap"))
+				o.io = QS_IO_MMAP;
+			else {
+				cli_error("--io must be uring, pread or mmap (got '%s')", optarg);
+				goto out;
+			}
+			break;
+		case 'y':
+			if (!strcmp(optarg, "tensor"))
+				o.sync = QS_SYNC_TENSOR;
+			else if (!strcmp(optarg, "end"))
+				o.sync = QS_SYNC_END;
+			else {
+				cli_error("--sync must be tensor or end (got '%s')", optarg);
+				goto out;
+			}
+			break;
+		case 'p':
+			if (!strcmp(optarg, "auto"))
+				ps.mode = PROGRESS_AUTO;
+			else if (!strcmp(optarg, "plain"))
+				ps.mode = PROGRESS_PLAIN;
+			else if (!strcmp(optarg, "json"))
+				ps.mode = PROGRESS_JSON;
+			else if (!strcmp(optarg, "none"))
+				ps.mode = PROGRESS_NONE;
+			else {
+				cli_error("--progress must be auto, plain, json or none (got '%s')",
+					  optarg);
+				goto out;
+			}
+			break;
+		case 'r': o.resume = true; break;
+		case 'f': o.force = true; break;
+		case 'n': o.allow_nonfinite = true; break;
+		case 'h':
+			help(stdout);
+			ret = QS_EXIT_OK;
+			goto out;
+		default:
+			help(stderr);
+			goto out;
+		}
+	}
+	if (optind != argc - 1 || !o.output) {
+		cli_error("convert needs one input and -o OUT (see 'qshard convert --help')");
+		goto out;
+	}
+	if (o.resume && o.force) {
+		cli_error("--resume and --force exclude each other");
+		goto out;
+	}
+	o.input = argv[optind];
+	o.schemes = schemes;
+	o.keeps = keeps;
+	if (ps.mode == PROGRESS_AUTO)
+		ps.mode = isatty(STDERR_FILENO) ? PROGRESS_TTY : PROGRESS_NONE;
+	o.progress = on_progress;
+	o.progress_user = &ps;
+	o.stop = &stop_requested;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	struct qs_convert_result res;
+	struct qs_diag diag = {{0}};
+	int rc = qs_convert(&o, &res, &diag);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	if (ps.line_open)
+		fputc('\n', stderr);
+	if (rc < 0) {
+		ret = cli_fail(rc, &diag);
+		if (rc == -QS_EINTERRUPTED || rc == -ENOSPC || rc == -EIO || rc == -EDQUOT)
+			print_resume_hint(argc, argv);
+		goto out;
+	}
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	char in[32], outb[32];
+	double rate = res.seconds > 0 ? res.input_bytes / res.seconds / 1e9 : 0;
+	if (ps.mode == PROGRESS_JSON)
+		printf("{\"event\":\"done\",\"output\":\"%s\",\"tensors\":%llu,"
+		       "\"quantized_tensors\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,"
+		       "\"bpw\":%.4f,\"bpw_on_disk\":%.4f,\"seconds\":%.3f,\"gb_per_s\":%.3f,"
+		       "\"peak_rss_bytes\":%llu,\"resumed_tensors\":%llu}\n",
+		       o.output, (unsigned long long)res.tensors,
+		       (unsigned long long)res.quantized_tensors, (unsigned long long)res.input_bytes,
+		       (unsigned long long)res.output_bytes, res.bpw_nominal, res.bpw_on_disk,
+		       res.seconds, rate, (unsigned long long)ru.ru_maxrss * 1024,
+		       (unsigned long long)res.resumed_tensors);
+	else
+		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
+		       "%.3f bpw nominal, %.3f bpw on disk, %.1f s, %.2f GB/s, peak memory %llu MiB\n",
+		       o.output, (unsigned long long)res.tensors,
+		       (unsigned long long)res.quantized_tensors, cli_human(res.input_bytes, in),
+		       cli_human(res.output_bytes, outb), res.bpw_nominal, res.bpw_on_disk,
+		       res.seconds, rate, (unsigned long long)ru.ru_maxrss / 1024);
+	ret = QS_EXIT_OK;
+out:
+	free(schemes);
+	free(keeps);
+	return ret;
+}

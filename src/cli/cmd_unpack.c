@@ -1,1 +1,65 @@
-/* placeholder: being written */
+/* cmd_unpack.c - `qshard unpack`: the dequantized checkpoint as safetensors. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(FILE *out)
+{
+	fputs("usage: qshard unpack FILE -o DIR [--dtype bf16|f16|f32]\n"
+	      "\n"
+	      "  -o, --output DIR          folder for the safetensors shards (created)\n"
+	      "      --dtype bf16|f16|f32  dtype of dequantized tensors (default bf16)\n"
+	      "  -h, --help                this help\n",
+	      out);
+}
+
+int cmd_unpack(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"output", required_argument, NULL, 'o'},
+		{"dtype", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct qs_unpack_opts o = {.dtype = QS_DTYPE_BF16};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			o.outdir = optarg;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "bf16"))
+				o.dtype = QS_DTYPE_BF16;
+			else if (!strcmp(optarg, "f16"))
+				o.dtype = QS_DTYPE_F16;
+			else if (!strcmp(optarg, "f32"))
+				o.dtype = QS_DTYPE_F32;
+			else {
+				cli_error("--dtype must be bf16, f16 or f32 (got '%s')", optarg);
+				return QS_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			help(stdout);
+			return QS_EXIT_OK;
+		default:
+			help(stderr);
+			return QS_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || !o.outdir) {
+		cli_error("unpack needs one FILE and -o DIR (see 'qshard unpack --help')");
+		return QS_EXIT_USAGE;
+	}
+	o.input = argv[optind];
+	struct qs_diag diag = {{0}};
+	int rc = qs_unpack(&o, &diag);
+	if (rc < 0)
+		return cli_fail(rc, &diag);
+	printf("qshard: unpacked '%s' into '%s'\n", o.input, o.outdir);
+	return QS_EXIT_OK;
+}

@@ -1,1 +1,112 @@
-/* placeholder: being written */
+/* dispatch.c - picks the kernel table once per process: the best variant
+ * that was built and that both the CPU and the OS support, unless
+ * QSHARD_SIMD=ref|avx2|neon asks for a specific one (tests and benchmarks).
+ * Every variant gives bit-identical output (kernels.h), so the choice only
+ * changes speed.
+ *
+ * A SIMD variant lives in its own file compiled with its ISA's flags and is
+ * announced by the build with QS_HAVE_AVX2 / QS_HAVE_NEON.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(QS_HAVE_AVX2)
+extern const struct qs_kernels qs_kernels_avx2;
+#endif
+#if defined(QS_HAVE_NEON)
+extern const struct qs_kernels qs_kernels_neon;
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+/* XCR0 is readable only once the OS has set CR4.OSXSAVE (CPUID.1:ECX bit
+ * 27), which cpu_has_avx2 checks first.  Raw opcode so no -mxsave is
+ * needed. */
+static uint64_t read_xcr0(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* AVX2 + FMA + F16C (the x86-64-v3 subset our kernels use), and an OS that
+ * saves the YMM registers on context switch: XCR0 bit 1 (SSE state) and
+ * bit 2 (AVX upper halves).  Without the OS part, the instructions exist
+ * but fault (#UD) or silently lose state. */
+static bool cpu_has_avx2(void)
+{
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return false;
+	const unsigned need1 = (1u << 12)   /* FMA */
+			     | (1u << 27)   /* OSXSAVE */
+			     | (1u << 28)   /* AVX */
+			     | (1u << 29);  /* F16C */
+	if ((c & need1) != need1)
+		return false;
+	if ((read_xcr0() & 0x6u) != 0x6u)
+		return false;
+	if (__get_cpuid_max(0, NULL) < 7)
+		return false;
+	__cpuid_count(7, 0, a, b, c, d);
+	return (b & (1u << 5)) != 0;  /* AVX2 */
+}
+#else
+static bool cpu_has_avx2(void)
+{
+	return false;
+}
+#endif
+
+const struct qs_kernels *qs_kernels_by_name(const char *name)
+{
+	if (!name)
+		return NULL;
+	if (strcmp(name, "ref") == 0)
+		return &qs_kernels_ref;
+#if defined(QS_HAVE_AVX2)
+	if (strcmp(name, "avx2") == 0 && cpu_has_avx2())
+		return &qs_kernels_avx2;
+#endif
+#if defined(QS_HAVE_NEON) && defined(__aarch64__)
+	/* Advanced SIMD is mandatory on AArch64: nothing to probe */
+	if (strcmp(name, "neon") == 0)
+		return &qs_kernels_neon;
+#endif
+	(void)cpu_has_avx2;
+	return NULL;
+}
+
+/* Best first. */
+static const char *const preference[] = {"avx2", "neon", "ref"};
+
+const struct qs_kernels *qs_kernels_choose(const char *request)
+{
+	const struct qs_kernels *k = NULL;
+
+	if (request && *request)
+		k = qs_kernels_by_name(request);
+	for (size_t i = 0; !k && i < sizeof(preference) / sizeof(preference[0]); i++)
+		k = qs_kernels_by_name(preference[i]);
+	return k ? k : &qs_kernels_ref;
+}
+
+static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+static const struct qs_kernels *resolved;
+
+static void resolve(void)
+{
+	resolved = qs_kernels_choose(getenv("QSHARD_SIMD"));
+}
+
+const struct qs_kernels *qs_kernels_get(void)
+{
+	pthread_once(&resolve_once, resolve);
+	return resolved;
+}

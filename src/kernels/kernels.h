@@ -55,6 +55,12 @@ const struct qs_kernels *qs_kernels_get(void);
  * supported by this CPU; tests use it to compare variants. */
 const struct qs_kernels *qs_kernels_by_name(const char *name);
 
+/* The table that QSHARD_SIMD=request selects: request when built and
+ * supported, else (NULL, unknown or unsupported) the best available.
+ * qs_kernels_get() resolves this once from the environment; tests call it
+ * directly. */
+const struct qs_kernels *qs_kernels_choose(const char *request);
+
 extern const struct qs_kernels qs_kernels_ref;
 
 /* Scalar conversions, shared by every variant for tails. */

@@ -92,14 +92,17 @@ struct qs_trailer {
 };
 
 /* ---- encode: each returns a malloc'd complete frame (magic, length,
- * content) in *out and its size in *len; 0 or -ENOMEM. ---- */
+ * content) in *out and its size in *len; 0 or -ENOMEM (also -QS_ETOOBIG
+ * for a string or frame the format cannot hold, -QS_EUSAGE for a record
+ * the decoder would reject: empty name, bad dtype or ndim). ---- */
 int qs_header_encode(const struct qs_header *h, uint8_t **out, size_t *len);
 int qs_record_encode(const struct qs_record *r, uint8_t **out, size_t *len);
 int qs_index_encode(const struct qs_record *records, size_t n, uint8_t **out,
 		    size_t *len);
 void qs_trailer_encode(const struct qs_trailer *t, uint8_t out[QS_TRAILER_FRAME_SIZE]);
 
-/* ---- decode: buf/len is a frame's *content* (after magic and length).
+/* ---- decode: buf/len is a frame's *content* (after magic and length;
+ * qs_trailer_decode alone takes the whole fixed 56-byte frame).
  * Every length is validated; -QS_EFORMAT or -QS_ECHECKSUM with diag naming
  * the structure.  fname is for diagnostics. ---- */
 int qs_header_decode(const char *fname, const uint8_t *buf, size_t len,
@@ -166,6 +169,12 @@ struct qs_qfile {
 	struct qs_record *records;
 	size_t nrecords;
 };
+
+/* qs_qfile_open that, when the file is rejected, also names the damaged
+ * structure ("trailer", "index", "header" or the tensor name) through
+ * report (may be NULL) with a short description; verify uses it. */
+int qs_qfile_open_report(const char *path, struct qs_qfile **out,
+			 qs_damage_fn report, void *user, struct qs_diag *diag);
 
 /* Decompresses chunk c of record r into dst (capacity >= payload_size),
  * checking frame bounds, the decompressed size and the payload xxh3. */

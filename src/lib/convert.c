@@ -1,1 +1,210 @@
-/* placeholder: being written */
+/* convert.c - qs_convert: open and validate the checkpoint, plan, create or
+ * resume the output, run the pipeline, finish (index, trailer, rename). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateCCtxSize */
+#include <zstd.h>
+
+#include "config.h"
+#include "container.h"
+#include "pipeline.h"
+#include "plan.h"
+#include "qshard.h"
+#include "safetensors.h"
+#include "util.h"
+
+/* Bookkeeping outside the ring: job structs, records, the reader's state. */
+#define QS_WINDOW_OVERHEAD (8ull << 20)
+
+uint64_t qs_default_memory(void)
+{
+	/* A quarter of physical memory, between 256 MiB and 4 GiB: enough for
+	 * full-speed chunks without crowding a shared machine. */
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t phys = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : (1ull << 32);
+	uint64_t m = phys / 4;
+	if (m < (256ull << 20))
+		m = 256ull << 20;
+	if (m > (4ull << 30))
+		m = 4ull << 30;
+	return m;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The records a resumed .partial kept must be the plan's first tensors. */
+static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, size_t n,
+		      const char *partial, struct qs_diag *diag)
+{
+	if (n > plan->ntensors)
+		return qs_diag_set(diag, -QS_EMISMATCH,
+				   "'%s': holds more tensors than the checkpoint", partial);
+	for (size_t i = 0; i < n; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		const char *scheme = t->raw ? "raw" : t->scheme.text;
+		if (strcmp(kept[i].name, t->src->name) != 0 || strcmp(kept[i].scheme, scheme) != 0 ||
+		    kept[i].nchunks != t->nchunks)
+			return qs_diag_set(diag, -QS_EMISMATCH,
+					   "'%s': tensor %zu is '%s' (%s), the plan has '%s' (%s)",
+					   partial, i, kept[i].name, kept[i].scheme, t->src->name,
+					   scheme);
+	}
+	return 0;
+}
+
+static void fill_result(const char *output, struct qs_convert_result *res)
+{
+	struct qs_qfile *qf;
+	struct qs_diag d;
+	if (qs_qfile_open(output, &qf, &d) < 0)
+		return;
+	uint64_t weights = 0, payload = 0, stored = 0;
+	for (size_t i = 0; i < qs_qfile_count(qf); i++) {
+		struct qs_tensor_info ti;
+		qs_qfile_tensor(qf, i, &ti);
+		if (strcmp(ti.scheme, "raw") == 0)
+			continue;
+		uint64_t n = 1;
+		for (uint32_t dd = 0; dd < ti.ndim; dd++)
+			n *= ti.shape[dd];
+		weights += n;
+		payload += ti.payload_bytes;
+		stored += ti.stored_bytes;
+		res->quantized_tensors++;
+	}
+	res->tensors = qs_qfile_count(qf);
+	res->quantized_weights = weights;
+	res->output_bytes = qs_qfile_size(qf);
+	if (weights) {
+		res->bpw_nominal = (double)payload * 8 / (double)weights;
+		res->bpw_on_disk = (double)stored * 8 / (double)weights;
+	}
+	qs_qfile_free(qf);
+}
+
+int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res,
+	       struct qs_diag *diag)
+{
+	struct qs_checkpoint *ck = NULL;
+	struct qs_plan plan = {0};
+	struct qs_cwriter *w = NULL;
+	struct qs_record *kept = NULL;
+	size_t nkept = 0;
+	double t0 = now_seconds();
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (!opts->input || !opts->output)
+		return qs_diag_set(diag, -QS_EUSAGE, "input and output are required");
+	rc = qs_checkpoint_open(opts->input, &ck, diag);
+	if (rc < 0)
+		return rc;
+	if (ck->ntensors == 0) {
+		rc = qs_diag_set(diag, -QS_EFORMAT, "'%s': checkpoint holds no tensors",
+				 opts->input);
+		goto out;
+	}
+
+	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
+	int level = opts->zstd_level ? opts->zstd_level : 3;
+	if (level < 1 || level > ZSTD_maxCLevel()) {
+		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
+		goto out;
+	}
+	/* Each worker's compression context lives outside the ring but
+	 * inside the budget. */
+	uint64_t fixed = QS_WINDOW_OVERHEAD + (uint64_t)threads * ZSTD_estimateCCtxSize(level);
+	if (memory <= fixed + (1ull << 20)) {
+		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				 "--memory %llu MiB is too small: %u threads need at least %llu MiB",
+				 (unsigned long long)(memory >> 20), threads,
+				 (unsigned long long)((fixed >> 20) + 2));
+		goto out;
+	}
+	uint64_t ring = memory - fixed;
+	struct qs_convert_opts eff = *opts;
+	eff.memory = memory;
+	rc = qs_plan_build(ck, &eff, ring, &plan, diag);
+	if (rc < 0)
+		goto out;
+
+	char creator[64];
+	snprintf(creator, sizeof(creator), "qshard %s", PACKAGE_VERSION);
+	struct qs_header h = {
+		.version = QS_FORMAT_VERSION,
+		.input_fp = plan.input_fp,
+		.options_fp = plan.options_fp,
+		.creator = creator,
+		.options = plan.options_text,
+		.config_json = ck->config_json,
+		.metadata_json = ck->nshards ? ck->shards[0].metadata_json : NULL,
+	};
+	bool sync_each = opts->sync == QS_SYNC_TENSOR;
+	if (opts->resume) {
+		rc = qs_cwriter_resume(opts->output, &h, sync_each, &w, &kept, &nkept, diag);
+		if (rc == 0) {
+			char partial[4096];
+			snprintf(partial, sizeof(partial), "%s.partial", opts->output);
+			rc = check_kept(&plan, kept, nkept, partial, diag);
+		}
+	} else {
+		rc = qs_cwriter_create(opts->output, &h, opts->force, sync_each, &w, diag);
+	}
+	if (rc < 0)
+		goto out;
+
+	struct qs_pipeline_args args = {
+		.ckpt = ck,
+		.plan = &plan,
+		.opts = opts,
+		.writer = w,
+		.first_tensor = nkept,
+		.window_bytes = ring,
+		.threads = threads,
+		.level = level,
+	};
+	struct qs_pipeline_stats stats;
+	rc = qs_pipeline_run(&args, &stats, diag);
+	res->io_used = stats.io_used;
+	res->peak_window_bytes = stats.peak_window;
+	res->resumed_tensors = nkept;
+	res->input_bytes = stats.bytes_read;
+	if (rc < 0) {
+		struct qs_diag ignore;
+		qs_cwriter_close_partial(w, &ignore);
+		w = NULL;
+		if (rc == -QS_EINTERRUPTED)
+			qs_diag_set(diag, rc, "'%s.partial': interrupted after a complete tensor",
+				    opts->output);
+		goto out;
+	}
+	rc = qs_cwriter_finish(w, diag);
+	w = NULL;
+	if (rc < 0)
+		goto out;
+	fill_result(opts->output, res);
+	res->input_bytes = qs_checkpoint_bytes(ck);
+	res->seconds = now_seconds() - t0;
+out:
+	if (w) {
+		struct qs_diag ignore;
+		qs_cwriter_close_partial(w, &ignore);
+	}
+	for (size_t i = 0; i < nkept; i++)
+		qs_record_release(&kept[i]);
+	free(kept);
+	qs_plan_release(&plan);
+	qs_checkpoint_free(ck);
+	return rc;
+}

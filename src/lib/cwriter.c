@@ -1,1 +1,510 @@
-/* placeholder: being written */
+/* cwriter.c - the appending container writer.  The output is written as
+ * OUT.partial; after every tensor a checksummed record frame makes the file
+ * its own journal, so an interrupted run can be resumed by keeping every
+ * tensor whose record is intact and truncating the torn tail.  The final
+ * name appears only by rename after index, trailer and fsync. */
+#include "container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+struct qs_cwriter {
+	char *final_path;
+	char *partial_path;
+	int fd;
+	uint64_t size;          /* bytes written so far: the next frame's offset */
+	bool sync_each;
+	struct qs_record *records;  /* deep copies, for the index */
+	size_t nrecords, cap;
+};
+
+static char *partial_name(const char *final_path)
+{
+	size_t n = strlen(final_path);
+	char *p = malloc(n + sizeof(".partial"));
+	if (p) {
+		memcpy(p, final_path, n);
+		memcpy(p + n, ".partial", sizeof(".partial"));
+	}
+	return p;
+}
+
+static char *dup_str(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int record_copy(struct qs_record *dst, const struct qs_record *src)
+{
+	*dst = *src;
+	dst->name = dup_str(src->name);
+	dst->shard = dup_str(src->shard);
+	dst->scheme = dup_str(src->scheme);
+	dst->chunks = NULL;
+	if (src->nchunks) {
+		dst->chunks = malloc(src->nchunks * sizeof(*dst->chunks));
+		if (dst->chunks)
+			memcpy(dst->chunks, src->chunks, src->nchunks * sizeof(*dst->chunks));
+	}
+	if ((src->name && !dst->name) || (src->shard && !dst->shard) ||
+	    (src->scheme && !dst->scheme) || (src->nchunks && !dst->chunks)) {
+		qs_record_release(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void writer_free(struct qs_cwriter *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	for (size_t i = 0; i < w->nrecords; i++)
+		qs_record_release(&w->records[i]);
+	free(w->records);
+	free(w->final_path);
+	free(w->partial_path);
+	free(w);
+}
+
+static struct qs_cwriter *writer_new(const char *final_path, bool sync_each)
+{
+	struct qs_cwriter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->fd = -1;
+	w->sync_each = sync_each;
+	w->final_path = strdup(final_path);
+	w->partial_path = partial_name(final_path);
+	if (!w->final_path || !w->partial_path) {
+		writer_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* Appends a copy of r (with its record frame location) to the index list. */
+static int keep_record(struct qs_cwriter *w, const struct qs_record *r,
+		       uint64_t offset, uint32_t content_len)
+{
+	if (w->nrecords == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		struct qs_record *nr = realloc(w->records, cap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		w->records = nr;
+		w->cap = cap;
+	}
+	int err = record_copy(&w->records[w->nrecords], r);
+	if (err)
+		return err;
+	w->records[w->nrecords].record_offset = offset;
+	w->records[w->nrecords].record_content_len = content_len;
+	w->nrecords++;
+	return 0;
+}
+
+static int append(struct qs_cwriter *w, const void *buf, size_t len, uint64_t *offset,
+		  struct qs_diag *diag)
+{
+	int err = qs_pwrite_full(w->fd, buf, len, w->size);
+	if (err)
+		return qs_diag_set(diag, err, "'%s': write failed: %s", w->partial_path,
+				   qs_strerror(err));
+	if (offset)
+		*offset = w->size;
+	w->size += len;
+	return 0;
+}
+
+int qs_cwriter_create(const char *final_path, const struct qs_header *h,
+		      bool force, bool sync_each, struct qs_cwriter **out,
+		      struct qs_diag *diag)
+{
+	*out = NULL;
+	struct qs_cwriter *w = writer_new(final_path, sync_each);
+	if (!w)
+		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", final_path);
+	int flags = O_RDWR | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
+	w->fd = open(w->partial_path, flags, 0644);
+	if (w->fd < 0) {
+		int err = -errno;
+		if (err == -EEXIST)
+			err = qs_diag_set(diag, -QS_EEXIST,
+					  "'%s' already exists: use --resume to continue "
+					  "it or --force to start over",
+					  w->partial_path);
+		else
+			qs_diag_set(diag, err, "'%s': cannot create: %s", w->partial_path,
+				    qs_strerror(err));
+		writer_free(w);
+		return err;
+	}
+	uint8_t *frame;
+	size_t len;
+	int err = qs_header_encode(h, &frame, &len);
+	if (err) {
+		qs_diag_set(diag, err, "'%s': cannot encode the header: %s",
+			    w->partial_path, qs_strerror(err));
+		writer_free(w);
+		return err;
+	}
+	err = append(w, frame, len, NULL, diag);
+	free(frame);
+	if (err) {
+		writer_free(w);
+		return err;
+	}
+	*out = w;
+	return 0;
+}
+
+int qs_cwriter_frame(struct qs_cwriter *w, const void *frame, size_t len,
+		     uint64_t *offset, struct qs_diag *diag)
+{
+	return append(w, frame, len, offset, diag);
+}
+
+int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
+		      struct qs_diag *diag)
+{
+	uint8_t *frame;
+	size_t len;
+	uint64_t off;
+	int err = qs_record_encode(r, &frame, &len);
+	if (err)
+		return qs_diag_set(diag, err, "'%s': tensor '%s': cannot encode the record: %s",
+				   w->partial_path, r->name ? r->name : "",
+				   qs_strerror(err));
+	err = append(w, frame, len, &off, diag);
+	free(frame);
+	if (err)
+		return err;
+	err = keep_record(w, r, off, (uint32_t)(len - 8));
+	if (err)
+		return qs_diag_set(diag, err, "'%s': out of memory", w->partial_path);
+	if (w->sync_each && fdatasync(w->fd) != 0) {
+		err = -errno;
+		return qs_diag_set(diag, err, "'%s': fdatasync failed: %s", w->partial_path,
+				   qs_strerror(err));
+	}
+	return 0;
+}
+
+/* Makes the rename itself durable. */
+static int sync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return -ENOMEM;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -errno;
+	int err = fsync(fd) == 0 ? 0 : -errno;
+	close(fd);
+	/* some file systems cannot fsync a folder; the data itself is synced */
+	if (err == -EINVAL || err == -ENOTSUP)
+		err = 0;
+	return err;
+}
+
+int qs_cwriter_finish(struct qs_cwriter *w, struct qs_diag *diag)
+{
+	uint8_t *index;
+	size_t ilen;
+	uint64_t ioff;
+	int err = qs_index_encode(w->records, w->nrecords, &index, &ilen);
+	if (err) {
+		qs_diag_set(diag, err, "'%s': cannot encode the index: %s", w->partial_path,
+			    qs_strerror(err));
+		goto out;
+	}
+	err = append(w, index, ilen, &ioff, diag);
+	free(index);
+	if (err)
+		goto out;
+	struct qs_trailer t = {
+		.version = QS_FORMAT_VERSION,
+		.index_offset = ioff,
+		.index_size = ilen,
+		.file_size = w->size + QS_TRAILER_FRAME_SIZE,
+		.tensor_count = w->nrecords,
+	};
+	uint8_t tr[QS_TRAILER_FRAME_SIZE];
+	qs_trailer_encode(&t, tr);
+	err = append(w, tr, sizeof(tr), NULL, diag);
+	if (err)
+		goto out;
+	if (fsync(w->fd) != 0) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': fsync failed: %s", w->partial_path,
+			    qs_strerror(err));
+		goto out;
+	}
+	if (rename(w->partial_path, w->final_path) != 0) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': cannot rename to '%s': %s", w->partial_path,
+			    w->final_path, qs_strerror(err));
+		goto out;
+	}
+	err = sync_parent(w->final_path);
+	if (err)
+		qs_diag_set(diag, err, "'%s': cannot sync the containing folder: %s",
+			    w->final_path, qs_strerror(err));
+out:
+	writer_free(w);
+	return err;
+}
+
+int qs_cwriter_close_partial(struct qs_cwriter *w, struct qs_diag *diag)
+{
+	int err = 0;
+	if (fdatasync(w->fd) != 0) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': fdatasync failed: %s", w->partial_path,
+			    qs_strerror(err));
+	}
+	if (close(w->fd) != 0 && !err) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': close failed: %s", w->partial_path,
+			    qs_strerror(err));
+	}
+	w->fd = -1;
+	writer_free(w);
+	return err;
+}
+
+uint64_t qs_cwriter_size(const struct qs_cwriter *w)
+{
+	return w->size;
+}
+
+/* ------------------------------------------------------------- resume */
+
+/* Reads a whole skippable frame's content (at most QS_MAX_META_FRAME). */
+static int read_meta(int fd, uint64_t off, uint64_t fsize, uint8_t **out)
+{
+	if (fsize < 8 || fsize - 8 > QS_MAX_META_FRAME)
+		return -QS_EFORMAT;
+	uint8_t *buf = malloc(fsize - 8 ? (size_t)(fsize - 8) : 1);
+	if (!buf)
+		return -ENOMEM;
+	int err = qs_pread_full(fd, buf, (size_t)(fsize - 8), off + 8);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	return 0;
+}
+
+struct span {
+	uint64_t off, size;
+};
+
+/* True when r's chunk table names exactly the data frames seen since the
+ * previous record, in order. */
+static bool chunks_match(const struct qs_record *r, const struct span *seen, size_t n)
+{
+	if (r->nchunks != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (r->chunks[i].frame_offset != seen[i].off ||
+		    r->chunks[i].frame_size != seen[i].size)
+			return false;
+	return true;
+}
+
+/* Walks the frames after the header, keeping every complete tensor, and
+ * returns in *good_end the offset just after the last kept record. */
+static int scan_partial(struct qs_cwriter *w, uint64_t pos, uint64_t fsize,
+			uint64_t *good_end, struct qs_diag *diag)
+{
+	struct span *seen = NULL;
+	size_t nseen = 0, cap = 0;
+	int err = 0;
+	*good_end = pos;
+	for (;;) {
+		uint32_t magic;
+		uint64_t sz;
+		int r = qs_frame_size_at(w->fd, pos, fsize, &magic, &sz);
+		if (r == -QS_EFORMAT)
+			break;
+		if (r < 0) {
+			err = qs_diag_set(diag, r, "'%s': read failed: %s", w->partial_path,
+					  qs_strerror(r));
+			break;
+		}
+		if (magic == QS_ZSTD_MAGIC) {
+			if (nseen == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct span *ns = realloc(seen, nc * sizeof(*ns));
+				if (!ns) {
+					err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory",
+							  w->partial_path);
+					break;
+				}
+				seen = ns;
+				cap = nc;
+			}
+			seen[nseen++] = (struct span){pos, sz};
+			pos += sz;
+			continue;
+		}
+		/* an index or trailer means a finished run that was not renamed:
+		 * its records were all seen already, the index is rewritten */
+		if (magic != QS_MAGIC_RECORD)
+			break;
+		uint8_t *content;
+		r = read_meta(w->fd, pos, sz, &content);
+		if (r == -QS_EFORMAT)
+			break;
+		if (r < 0) {
+			err = qs_diag_set(diag, r, "'%s': read failed: %s", w->partial_path,
+					  qs_strerror(r));
+			break;
+		}
+		struct qs_record rec;
+		r = qs_record_decode(w->partial_path, content, (size_t)(sz - 8), &rec, NULL);
+		free(content);
+		if (r == -ENOMEM) {
+			err = qs_diag_set(diag, r, "'%s': out of memory", w->partial_path);
+			break;
+		}
+		if (r < 0)
+			break;
+		bool ok = chunks_match(&rec, seen, nseen);
+		if (ok) {
+			r = keep_record(w, &rec, pos, (uint32_t)(sz - 8));
+			if (r) {
+				qs_record_release(&rec);
+				err = qs_diag_set(diag, r, "'%s': out of memory", w->partial_path);
+				break;
+			}
+		}
+		qs_record_release(&rec);
+		if (!ok)
+			break;
+		pos += sz;
+		*good_end = pos;
+		nseen = 0;
+	}
+	free(seen);
+	return err;
+}
+
+int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
+		      bool sync_each, struct qs_cwriter **out,
+		      struct qs_record **kept, size_t *nkept, struct qs_diag *diag)
+{
+	*out = NULL;
+	*kept = NULL;
+	*nkept = 0;
+	struct qs_cwriter *w = writer_new(final_path, sync_each);
+	if (!w)
+		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", final_path);
+	const char *pp = w->partial_path;
+	int err;
+	w->fd = open(pp, O_RDWR | O_CLOEXEC);
+	if (w->fd < 0) {
+		err = -errno;
+		if (err == -ENOENT)
+			qs_diag_set(diag, err, "'%s': no partial output to resume", pp);
+		else
+			qs_diag_set(diag, err, "'%s': cannot open: %s", pp, qs_strerror(err));
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(w->fd, &st) != 0) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': cannot stat: %s", pp, qs_strerror(err));
+		goto fail;
+	}
+	uint64_t fsize = (uint64_t)st.st_size;
+	uint32_t magic;
+	uint64_t hsize;
+	uint8_t *content = NULL;
+	err = qs_frame_size_at(w->fd, 0, fsize, &magic, &hsize);
+	if (!err && magic != QS_MAGIC_HEADER)
+		err = -QS_EFORMAT;
+	if (!err)
+		err = read_meta(w->fd, 0, hsize, &content);
+	if (err) {
+		qs_diag_set(diag, err, "'%s': header: %s", pp,
+			    err == -QS_EFORMAT ? "not a qshard header frame; use --force to start over"
+					       : qs_strerror(err));
+		goto fail;
+	}
+	struct qs_header old;
+	err = qs_header_decode(pp, content, (size_t)(hsize - 8), &old, diag);
+	free(content);
+	if (err)
+		goto fail;
+	if (old.input_fp != h->input_fp) {
+		err = qs_diag_set(diag, -QS_EMISMATCH,
+				  "'%s': input differs from the interrupted run (tensor names, "
+				  "shapes, dtypes, sizes or shard modification times)",
+				  pp);
+	} else if (old.options_fp != h->options_fp) {
+		err = qs_diag_set(diag, -QS_EMISMATCH,
+				  "'%s': options differ from the interrupted run (was '%s', now '%s')",
+				  pp, old.options ? old.options : "",
+				  h->options ? h->options : "");
+	}
+	qs_header_release(&old);
+	if (err)
+		goto fail;
+
+	uint64_t good_end;
+	err = scan_partial(w, hsize, fsize, &good_end, diag);
+	if (err)
+		goto fail;
+	if (ftruncate(w->fd, (off_t)good_end) != 0 || fsync(w->fd) != 0) {
+		err = -errno;
+		qs_diag_set(diag, err, "'%s': cannot truncate the torn tail: %s", pp,
+			    qs_strerror(err));
+		goto fail;
+	}
+	w->size = good_end;
+
+	if (w->nrecords) {
+		struct qs_record *ks = calloc(w->nrecords, sizeof(*ks));
+		if (!ks) {
+			err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", pp);
+			goto fail;
+		}
+		for (size_t i = 0; i < w->nrecords; i++) {
+			err = record_copy(&ks[i], &w->records[i]);
+			if (err) {
+				for (size_t j = 0; j < i; j++)
+					qs_record_release(&ks[j]);
+				free(ks);
+				qs_diag_set(diag, err, "'%s': out of memory", pp);
+				goto fail;
+			}
+		}
+		*kept = ks;
+		*nkept = w->nrecords;
+	}
+	*out = w;
+	return 0;
+fail:
+	writer_free(w);
+	return err;
+}

@@ -1,1 +1,554 @@
-/* placeholder: being written */
+/* pipeline.c - reader thread, worker threads and the in-order writer.
+ *
+ * A chunk's life: the reader takes its whole footprint from the window (in
+ * plan order), reads the source bytes into it and queues it for the
+ * workers; a worker converts, quantizes, compresses and hashes it; the
+ * writer, walking the plan in order, waits for it, appends its frame, feeds
+ * its source bytes to the tensor's checksum and frees its memory.  Since
+ * memory is taken and returned in the same order, the window is a FIFO ring
+ * and the output bytes depend on nothing but the plan.
+ */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "kernels.h"
+#include "reader.h"
+#include "util.h"
+#include "window.h"
+
+enum job_state { JOB_READING, JOB_QUEUED, JOB_DONE };
+
+struct job {
+	struct job *next_order;  /* writer's FIFO (plan order) */
+	struct job *next_work;   /* workers' FIFO */
+	size_t tensor;
+	uint32_t chunk;
+	uint64_t rows;
+	struct qs_window_span span;
+	struct qs_read_req req;
+	uint8_t *input;          /* source bytes, aligned for the dtype */
+	uint8_t *work, *payload, *compressed, *scratch;
+	uint64_t payload_size, compressed_cap, frame_size;
+	uint64_t payload_xxh3;
+	enum job_state state;
+	int rc;
+	struct qs_diag diag;
+};
+
+struct pipeline {
+	const struct qs_pipeline_args *a;
+	const struct qs_kernels *k;
+	struct qs_window window;
+	struct qs_reader *reader;
+
+	pthread_mutex_t lock;
+	pthread_cond_t changed;    /* any job state change, queue push, stop */
+	struct job *order_head, *order_tail;
+	struct job *work_head, *work_tail;
+	bool reader_done;
+	bool stopping;             /* error or shutdown: everybody leaves */
+	int reader_rc;
+	struct qs_diag reader_diag;
+	uint64_t bytes_read;
+};
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void stop_all(struct pipeline *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+	qs_window_close(&p->window);
+}
+
+/* ------------------------------------------------------------ reader */
+
+static void carve(struct job *j, const struct qs_plan_tensor *t)
+{
+	struct qs_chunk_footprint fp;
+	qs_plan_footprint(t, j->rows, &fp);
+	uint8_t *at = j->span.ptr;
+	j->req.buf = at;
+	at += fp.input;
+	j->work = fp.work ? at : NULL;
+	at += fp.work;
+	j->payload = fp.payload ? at : NULL;
+	at += fp.payload;
+	j->compressed = at;
+	j->compressed_cap = fp.compressed;
+	at += fp.compressed;
+	j->scratch = fp.scratch ? at : NULL;
+}
+
+/* Hands a finished read to the workers.  Source data at an offset that is
+ * not a multiple of the element size is moved to the (aligned) buffer
+ * start, so kernels always see aligned elements. */
+static void read_done(struct pipeline *p, struct qs_read_req *q)
+{
+	struct job *j = q->tag;
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
+	unsigned esize = qs_dtype_size(t->src->dtype);
+	j->input = q->data;
+	if (esize > 1 && ((uintptr_t)q->data % esize) != 0) {
+		memmove(q->buf, q->data, q->len);
+		j->input = q->buf;
+	}
+	pthread_mutex_lock(&p->lock);
+	if (q->result < 0) {
+		j->rc = q->result;
+		const char *fname = p->a->ckpt->shards[t->src->shard].name;
+		if (q->result == -QS_EFORMAT)
+			qs_diag_set(&j->diag, q->result,
+				    "'%s': tensor '%s': file ended before the tensor's data", fname,
+				    t->src->name);
+		else
+			qs_diag_set(&j->diag, q->result, "'%s': tensor '%s': read failed: %s",
+				    fname, t->src->name, strerror(-q->result));
+		j->state = JOB_DONE;
+	} else {
+		j->state = JOB_QUEUED;
+		p->bytes_read += q->len;
+		if (p->work_tail)
+			p->work_tail->next_work = j;
+		else
+			p->work_head = j;
+		p->work_tail = j;
+	}
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int reap_one(struct pipeline *p, bool wait)
+{
+	struct qs_read_req *q;
+	int rc = qs_reader_reap(p->reader, wait, &q);
+	if (rc > 0)
+		read_done(p, q);
+	return rc;
+}
+
+static bool should_stop(struct pipeline *p)
+{
+	volatile int *stop = p->a->opts->stop;
+	bool s;
+	pthread_mutex_lock(&p->lock);
+	s = p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return s || (stop && *stop);
+}
+
+static void *reader_main(void *arg)
+{
+	struct pipeline *p = arg;
+	const struct qs_plan *plan = p->a->plan;
+	int rc = 0;
+	for (size_t ti = p->a->first_tensor; ti < plan->ntensors && rc >= 0; ti++) {
+		const struct qs_plan_tensor *t = &plan->tensors[ti];
+		for (uint32_t c = 0; c < t->nchunks && rc >= 0; c++) {
+			if (should_stop(p)) {
+				rc = -ECANCELED;
+				break;
+			}
+			struct job *j = calloc(1, sizeof(*j));
+			if (!j) {
+				rc = -ENOMEM;
+				break;
+			}
+			j->tensor = ti;
+			j->chunk = c;
+			j->rows = qs_plan_chunk_rows(t, c);
+			struct qs_chunk_footprint fp;
+			qs_plan_footprint(t, j->rows, &fp);
+			/* Wait for memory only when no read is in flight;
+			 * otherwise finish reads first to keep workers fed. */
+			for (;;) {
+				bool idle = qs_reader_inflight(p->reader) == 0;
+				rc = qs_window_alloc(&p->window, fp.total, idle, &j->span);
+				if (rc != -EAGAIN)
+					break;
+				rc = reap_one(p, true);
+				if (rc < 0)
+					break;
+			}
+			if (rc < 0) {
+				free(j);
+				break;
+			}
+			carve(j, t);
+			j->req.shard = t->src->shard;
+			j->req.offset = t->src->offset + (uint64_t)c * t->rows_per_chunk * t->row_bytes;
+			j->req.len = j->rows * t->row_bytes;
+			j->req.tag = j;
+			j->state = JOB_READING;
+			pthread_mutex_lock(&p->lock);
+			if (p->order_tail)
+				p->order_tail->next_order = j;
+			else
+				p->order_head = j;
+			p->order_tail = j;
+			pthread_mutex_unlock(&p->lock);
+			rc = qs_reader_submit(p->reader, &j->req);
+			if (rc < 0)
+				break;
+			/* keep the ring busy but hand over finished reads */
+			while ((rc = reap_one(p, false)) > 0)
+				;
+		}
+	}
+	/* Always drain: in-flight reads target window memory. */
+	while (qs_reader_inflight(p->reader) > 0) {
+		int r = reap_one(p, true);
+		if (r < 0) {
+			if (rc >= 0)
+				rc = r;
+			break;
+		}
+	}
+	pthread_mutex_lock(&p->lock);
+	p->reader_done = true;
+	if (rc < 0 && rc != -ECANCELED) {
+		p->reader_rc = rc;
+		qs_diag_set(&p->reader_diag, rc, "reading the checkpoint failed: %s",
+			    qs_strerror(rc));
+	}
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void to_f32(const struct qs_kernels *k, enum qs_dtype dt, const uint8_t *in,
+		   float *out, size_t n)
+{
+	switch (dt) {
+	case QS_DTYPE_BF16:
+		k->bf16_to_f32((const uint16_t *)in, out, n);
+		break;
+	case QS_DTYPE_F16:
+		k->f16_to_f32((const uint16_t *)in, out, n);
+		break;
+	default:
+		memcpy(out, in, n * sizeof(float));
+		break;
+	}
+}
+
+/* With --allow-nonfinite: NaN becomes 0 and +-Inf the largest finite
+ * value of the group's range encoding, so the scheme sees finite input. */
+static void sanitize(float *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (isnan(w[i]))
+			w[i] = 0.0f;
+		else if (isinf(w[i]))
+			w[i] = w[i] > 0 ? 65504.0f : -65504.0f;
+	}
+}
+
+static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
+{
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
+	const char *fname = p->a->ckpt->shards[t->src->shard].name;
+	const uint8_t *payload;
+	if (t->raw) {
+		payload = j->input;
+		j->payload_size = j->req.len;
+	} else {
+		size_t n = (size_t)(j->rows * t->cols);
+		float *w = (float *)j->work;
+		to_f32(p->k, t->src->dtype, j->input, w, n);
+		size_t bad = p->k->count_nonfinite(w, n);
+		if (bad && !p->a->opts->allow_nonfinite) {
+			uint64_t r0 = (uint64_t)j->chunk * t->rows_per_chunk;
+			j->rc = qs_diag_set(&j->diag, -QS_ENONFINITE,
+					    "'%s': tensor '%s' holds %zu NaN/Inf values in rows "
+					    "%llu-%llu (use --allow-nonfinite to quantize anyway)",
+					    fname, t->src->name, bad, (unsigned long long)r0,
+					    (unsigned long long)(r0 + j->rows - 1));
+			return;
+		}
+		if (bad)
+			sanitize(w, n);
+		int rc = t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
+						 j->scratch);
+		if (rc < 0) {
+			j->rc = qs_diag_set(&j->diag, rc,
+					    "'%s': tensor '%s': %s: values out of the range the "
+					    "scheme encodes (keep it with --keep)",
+					    fname, t->src->name, t->scheme.text);
+			return;
+		}
+		payload = j->payload;
+		j->payload_size = t->scheme.ops->payload_size(&t->scheme, j->rows, t->cols);
+	}
+	size_t z = ZSTD_compress2(cctx, j->compressed, j->compressed_cap, payload,
+				  j->payload_size);
+	if (ZSTD_isError(z)) {
+		j->rc = qs_diag_set(&j->diag, -QS_EFORMAT, "'%s': tensor '%s': zstd: %s", fname,
+				    t->src->name, ZSTD_getErrorName(z));
+		return;
+	}
+	j->frame_size = z;
+	j->payload_xxh3 = XXH3_64bits(payload, j->payload_size);
+}
+
+static void *worker_main(void *arg)
+{
+	struct pipeline *p = arg;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	if (cctx) {
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->a->level);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+	}
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		while (!p->work_head && !p->stopping && !p->reader_done)
+			pthread_cond_wait(&p->changed, &p->lock);
+		struct job *j = p->work_head;
+		if (!j || p->stopping) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		p->work_head = j->next_work;
+		if (!p->work_head)
+			p->work_tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		if (cctx)
+			process(p, j, cctx);
+		else
+			j->rc = -ENOMEM;
+
+		pthread_mutex_lock(&p->lock);
+		j->state = JOB_DONE;
+		pthread_cond_broadcast(&p->changed);
+		pthread_mutex_unlock(&p->lock);
+	}
+	ZSTD_freeCCtx(cctx);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ writer */
+
+/* Waits for the next job in plan order to be done.  NULL when the reader
+ * stopped before producing it (interrupt or read failure). */
+static struct job *next_done(struct pipeline *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct job *j = p->order_head;
+		if (j && j->state == JOB_DONE) {
+			p->order_head = j->next_order;
+			if (!p->order_head)
+				p->order_tail = NULL;
+			pthread_mutex_unlock(&p->lock);
+			return j;
+		}
+		if ((!j && p->reader_done) || p->stopping) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		pthread_cond_wait(&p->changed, &p->lock);
+	}
+}
+
+static void report(struct pipeline *p, uint64_t tensors_done, double t0, const char *name)
+{
+	const struct qs_convert_opts *o = p->a->opts;
+	if (!o->progress)
+		return;
+	struct qs_progress pr = {0};
+	pr.tensors_done = tensors_done;
+	pr.tensors_total = p->a->plan->ntensors;
+	pthread_mutex_lock(&p->lock);
+	pr.bytes_read = p->bytes_read;
+	pthread_mutex_unlock(&p->lock);
+	pr.bytes_total = qs_checkpoint_bytes(p->a->ckpt);
+	pr.bytes_written = qs_cwriter_size(p->a->writer);
+	pr.seconds = now_seconds() - t0;
+	pr.tensor = name;
+	o->progress(&pr, o->progress_user);
+}
+
+static int write_tensors(struct pipeline *p, struct qs_diag *diag)
+{
+	const struct qs_plan *plan = p->a->plan;
+	double t0 = now_seconds();
+	int rc = 0;
+	XXH3_state_t *hash = XXH3_createState();
+	struct qs_chunk_entry *chunks = NULL;
+	size_t cap = 0;
+	if (!hash)
+		return -ENOMEM;
+	for (size_t ti = p->a->first_tensor; ti < plan->ntensors; ti++) {
+		const struct qs_plan_tensor *t = &plan->tensors[ti];
+		if (t->nchunks > cap) {
+			struct qs_chunk_entry *n = realloc(chunks, t->nchunks * sizeof(*n));
+			if (!n) {
+				rc = -ENOMEM;
+				break;
+			}
+			chunks = n;
+			cap = t->nchunks;
+		}
+		XXH3_64bits_reset(hash);
+		for (uint32_t c = 0; c < t->nchunks; c++) {
+			struct job *j = next_done(p);
+			if (!j) {
+				pthread_mutex_lock(&p->lock);
+				rc = p->reader_rc;
+				if (rc < 0)
+					*diag = p->reader_diag;
+				pthread_mutex_unlock(&p->lock);
+				if (rc == 0)
+					rc = -QS_EINTERRUPTED;
+				goto out;
+			}
+			if (j->rc < 0) {
+				rc = j->rc;
+				*diag = j->diag;
+				qs_window_free(&p->window, &j->span);
+				free(j);
+				goto out;
+			}
+			uint64_t off;
+			rc = qs_cwriter_frame(p->a->writer, j->compressed, j->frame_size, &off, diag);
+			if (rc == 0) {
+				XXH3_64bits_update(hash, j->input, j->req.len);
+				chunks[c] = (struct qs_chunk_entry){
+					.frame_offset = off,
+					.frame_size = j->frame_size,
+					.payload_size = j->payload_size,
+					.row_begin = (uint64_t)c * t->rows_per_chunk,
+					.row_count = j->rows,
+					.payload_xxh3 = j->payload_xxh3,
+				};
+			}
+			qs_window_free(&p->window, &j->span);
+			free(j);
+			if (rc < 0)
+				goto out;
+		}
+		const struct qs_st_tensor *s = t->src;
+		struct qs_record rec = {0};
+		rec.name = s->name;
+		rec.shard = p->a->ckpt->shards[s->shard].name;
+		rec.dtype = s->dtype;
+		rec.ndim = s->ndim;
+		memcpy(rec.shape, s->shape, sizeof(rec.shape));
+		rec.scheme = t->raw ? (char *)"raw" : (char *)t->scheme.text;
+		rec.source_xxh3 = XXH3_64bits_digest(hash);
+		rec.nchunks = t->nchunks;
+		rec.chunks = chunks;
+		rc = qs_cwriter_record(p->a->writer, &rec, diag);
+		if (rc < 0)
+			goto out;
+		report(p, ti + 1, t0, s->name);
+		/* a stop request takes effect at the next tensor boundary, so
+		 * every written record is complete */
+		volatile int *stop = p->a->opts->stop;
+		if (stop && *stop && ti + 1 < plan->ntensors) {
+			rc = -QS_EINTERRUPTED;
+			goto out;
+		}
+	}
+out:
+	free(chunks);
+	XXH3_freeState(hash);
+	return rc;
+}
+
+static void free_jobs(struct pipeline *p)
+{
+	struct job *j = p->order_head;
+	while (j) {
+		struct job *next = j->next_order;
+		free(j);
+		j = next;
+	}
+	p->order_head = p->order_tail = NULL;
+}
+
+int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *stats,
+		    struct qs_diag *diag)
+{
+	struct pipeline p;
+	memset(&p, 0, sizeof(p));
+	p.a = a;
+	p.k = qs_kernels_get();
+	memset(stats, 0, sizeof(*stats));
+	int rc = qs_window_init(&p.window, a->window_bytes);
+	if (rc < 0)
+		return qs_diag_set(diag, rc, "cannot map a memory window of %llu MiB: %s",
+				   (unsigned long long)(a->window_bytes >> 20), strerror(-rc));
+	char notice[256];
+	rc = qs_reader_open(a->ckpt, a->opts->io, 8, p.window.base, p.window.size, &p.reader,
+			    &stats->io_used, notice, sizeof(notice), diag);
+	if (rc < 0) {
+		qs_window_release(&p.window);
+		return rc;
+	}
+	if (notice[0] && a->opts->progress) {
+		struct qs_progress pr = {.notice = notice,
+					 .tensors_total = a->plan->ntensors,
+					 .bytes_total = qs_checkpoint_bytes(a->ckpt)};
+		a->opts->progress(&pr, a->opts->progress_user);
+	}
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.changed, NULL);
+
+	unsigned nworkers = a->threads ? a->threads : 1;
+	pthread_t reader, *workers = calloc(nworkers, sizeof(*workers));
+	unsigned started = 0;
+	bool reader_started = false;
+	if (!workers) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (pthread_create(&reader, NULL, reader_main, &p) != 0) {
+		rc = qs_diag_set(diag, -EAGAIN, "cannot start the reader thread");
+		goto out;
+	}
+	reader_started = true;
+	for (; started < nworkers; started++) {
+		if (pthread_create(&workers[started], NULL, worker_main, &p) != 0) {
+			rc = qs_diag_set(diag, -EAGAIN, "cannot start worker threads");
+			break;
+		}
+	}
+	if (rc == 0)
+		rc = write_tensors(&p, diag);
+out:
+	stop_all(&p);
+	if (reader_started)
+		pthread_join(reader, NULL);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(workers[i], NULL);
+	free(workers);
+	stats->bytes_read = p.bytes_read;
+	stats->peak_window = p.window.peak;
+	free_jobs(&p);
+	qs_reader_free(p.reader);
+	qs_window_release(&p.window);
+	pthread_mutex_destroy(&p.lock);
+	pthread_cond_destroy(&p.changed);
+	return rc;
+}

@@ -1,1 +1,315 @@
-/* placeholder: being written */
+/* plan.c - deciding, before reading any tensor data, what happens to every
+ * tensor: scheme or raw, row view, row-chunks, and the fingerprints that
+ * let --resume refuse a changed input or changed options. */
+#include "plan.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "util.h"
+
+/* Source bytes a chunk aims at.  Large enough that per-frame overhead and
+ * per-chunk synchronisation vanish, small enough that several chunks are in
+ * flight per worker.  Derived from --memory only (never from -T), so the
+ * output bytes do not depend on the thread count. */
+#define QS_CHUNK_SOURCE_MAX (16ull << 20)
+#define QS_CHUNK_SOURCE_MIN (64ull << 10)
+
+struct scheme_rule {
+	bool has_regex;
+	regex_t re;
+	struct qs_scheme scheme;
+};
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
+		       struct qs_chunk_footprint *fp)
+{
+	memset(fp, 0, sizeof(*fp));
+	/* O_DIRECT reads whole aligned blocks: up to one block of slack on
+	 * each side of the wanted range. */
+	fp->input = align_up(rows * t->row_bytes, QS_BUF_ALIGN) + 2 * QS_BUF_ALIGN;
+	uint64_t payload_bytes;
+	if (t->raw) {
+		payload_bytes = rows * t->row_bytes;
+	} else {
+		fp->work = align_up(rows * t->cols * sizeof(float), QS_BUF_ALIGN);
+		payload_bytes = t->scheme.ops->payload_size(&t->scheme, rows, t->cols);
+		fp->payload = align_up(payload_bytes, QS_BUF_ALIGN);
+		fp->scratch = align_up(t->scheme.ops->scratch_size(&t->scheme, rows, t->cols),
+				       QS_BUF_ALIGN);
+	}
+	fp->compressed = align_up(ZSTD_compressBound(payload_bytes), QS_BUF_ALIGN);
+	fp->total = fp->input + fp->work + fp->payload + fp->compressed + fp->scratch;
+}
+
+/* Splits "[REGEX=]NAME[:k=v,...]": the regex is whatever precedes the last
+ * '=' before the first ':' (parameters contain '=' too). */
+static int parse_rule(const char *spec, struct scheme_rule *rule, struct qs_diag *diag)
+{
+	memset(rule, 0, sizeof(*rule));
+	const char *colon = strchr(spec, ':');
+	size_t head = colon ? (size_t)(colon - spec) : strlen(spec);
+	const char *eq = NULL;
+	for (size_t i = 0; i < head; i++)
+		if (spec[i] == '=')
+			eq = spec + i;
+	const char *scheme_text = spec;
+	if (eq) {
+		size_t rlen = (size_t)(eq - spec);
+		char *regex = strndup(spec, rlen);
+		if (!regex)
+			return -ENOMEM;
+		int rc = rlen ? regcomp(&rule->re, regex, REG_EXTENDED | REG_NOSUB) : 1;
+		free(regex);
+		if (rc != 0)
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "--scheme '%s': invalid regular expression", spec);
+		rule->has_regex = true;
+		scheme_text = eq + 1;
+	}
+	int rc = qs_scheme_parse(scheme_text, &rule->scheme, diag);
+	if (rc < 0 && rule->has_regex)
+		regfree(&rule->re);
+	return rc;
+}
+
+static void append(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+	if (!*buf)
+		return;
+	if (*len + n + 1 > *cap) {
+		size_t ncap = (*cap + n + 1) * 2;
+		char *nb = realloc(*buf, ncap);
+		if (!nb) {
+			free(*buf);
+			*buf = NULL;
+			return;
+		}
+		*buf = nb;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+/* The canonical options text: everything that changes output bytes. */
+static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_target,
+			  int level)
+{
+	size_t len = 0, cap = 256;
+	char *buf = malloc(cap);
+	char num[96];
+	if (!buf)
+		return NULL;
+	buf[0] = '\0';
+	append(&buf, &len, &cap, "format=1");
+	for (size_t i = 0; i < opts->nschemes; i++) {
+		append(&buf, &len, &cap, " --scheme ");
+		append(&buf, &len, &cap, opts->schemes[i]);
+	}
+	for (size_t i = 0; i < opts->nkeeps; i++) {
+		append(&buf, &len, &cap, " --keep ");
+		append(&buf, &len, &cap, opts->keeps[i]);
+	}
+	snprintf(num, sizeof(num), " level=%d chunk=%llu nonfinite=%s", level,
+		 (unsigned long long)chunk_target, opts->allow_nonfinite ? "allow" : "refuse");
+	append(&buf, &len, &cap, num);
+	return buf;
+}
+
+static uint64_t input_fingerprint(const struct qs_checkpoint *ck)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint8_t b[8];
+	if (!st)
+		return 0;
+	XXH3_64bits_reset(st);
+	for (size_t i = 0; i < ck->nshards; i++) {
+		const struct qs_st_shard *s = &ck->shards[i];
+		XXH3_64bits_update(st, s->name, strlen(s->name) + 1);
+		qs_put_le64(b, s->size);
+		XXH3_64bits_update(st, b, 8);
+		qs_put_le64(b, (uint64_t)s->mtime_ns);
+		XXH3_64bits_update(st, b, 8);
+	}
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		const struct qs_st_tensor *t = &ck->tensors[i];
+		XXH3_64bits_update(st, t->name, strlen(t->name) + 1);
+		uint64_t fields[4] = {t->dtype, t->ndim, t->nbytes, t->shard};
+		for (int f = 0; f < 4; f++) {
+			qs_put_le64(b, fields[f]);
+			XXH3_64bits_update(st, b, 8);
+		}
+		for (uint32_t d = 0; d < t->ndim; d++) {
+			qs_put_le64(b, t->shape[d]);
+			XXH3_64bits_update(st, b, 8);
+		}
+	}
+	uint64_t h = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	return h;
+}
+
+/* Chooses rows per chunk: as many as reach the source target while the
+ * footprint stays within a quarter of --memory (so several chunks are in
+ * flight); never fewer than one row, which must fit the ring. */
+static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
+		      uint64_t memory, uint64_t window, const char *file,
+		      struct qs_diag *diag)
+{
+	if (pt->rows == 0 || pt->cols == 0) {
+		pt->rows_per_chunk = 0;
+		pt->nchunks = 0;
+		return 0;
+	}
+	struct qs_chunk_footprint fp;
+	qs_plan_footprint(pt, 1, &fp);
+	if (fp.total > window)
+		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				   "'%s': tensor '%s' needs a memory window of at least %llu MiB "
+				   "for one row (the window for chunks is %llu MiB); raise --memory",
+				   file, pt->src->name,
+				   (unsigned long long)((fp.total + (memory - window) + (1 << 20) - 1) >> 20),
+				   (unsigned long long)(window >> 20));
+	uint64_t rows = chunk_target / (pt->row_bytes ? pt->row_bytes : 1);
+	if (rows < 1)
+		rows = 1;
+	if (rows > pt->rows)
+		rows = pt->rows;
+	/* the footprint grows linearly with rows: shrink to the cap */
+	uint64_t cap = memory / 4;
+	while (rows > 1) {
+		qs_plan_footprint(pt, rows, &fp);
+		if (fp.total <= cap && fp.total <= window)
+			break;
+		rows = rows * 3 / 4;
+	}
+	pt->rows_per_chunk = rows;
+	uint64_t n = (pt->rows + rows - 1) / rows;
+	if (n > UINT32_MAX)
+		return qs_diag_set(diag, -QS_ETOOBIG, "'%s': tensor '%s' has too many chunks",
+				   file, pt->src->name);
+	pt->nchunks = (uint32_t)n;
+	return 0;
+}
+
+int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,
+		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag)
+{
+	memset(plan, 0, sizeof(*plan));
+	int rc = 0;
+	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
+	int level = opts->zstd_level ? opts->zstd_level : 3;
+	struct scheme_rule *rules = NULL;
+	regex_t *keeps = NULL;
+	size_t nrules = 0, nkeeps = 0;
+
+	uint64_t target = memory / 32;
+	if (target > QS_CHUNK_SOURCE_MAX)
+		target = QS_CHUNK_SOURCE_MAX;
+	if (target < QS_CHUNK_SOURCE_MIN)
+		target = QS_CHUNK_SOURCE_MIN;
+	plan->chunk_source_target = target;
+
+	rules = calloc(opts->nschemes + 1, sizeof(*rules));
+	keeps = calloc(opts->nkeeps + 1, sizeof(*keeps));
+	plan->tensors = calloc(ck->ntensors + 1, sizeof(*plan->tensors));
+	if (!rules || !keeps || !plan->tensors) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* The default scheme is rtn with its defaults unless a rule without a
+	 * regex says otherwise. */
+	rc = parse_rule("rtn", &rules[nrules++], diag);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < opts->nschemes; i++) {
+		rc = parse_rule(opts->schemes[i], &rules[nrules], diag);
+		if (rc < 0)
+			goto out;
+		nrules++;
+	}
+	for (size_t i = 0; i < opts->nkeeps; i++) {
+		if (regcomp(&keeps[i], opts->keeps[i], REG_EXTENDED | REG_NOSUB) != 0) {
+			rc = qs_diag_set(diag, -QS_EUSAGE,
+					 "--keep '%s': invalid regular expression", opts->keeps[i]);
+			goto out;
+		}
+		nkeeps++;
+	}
+
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		const struct qs_st_tensor *t = &ck->tensors[i];
+		struct qs_plan_tensor *pt = &plan->tensors[i];
+		const char *file = ck->shards[t->shard].name;
+		pt->src = t;
+		pt->cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+		pt->rows = 1;
+		for (uint32_t d = 0; d + 1 < t->ndim; d++)
+			pt->rows *= t->shape[d];  /* cannot overflow: nbytes was checked */
+		if (t->ndim >= 1 && t->shape[t->ndim - 1] == 0)
+			pt->rows = 0;
+		pt->row_bytes = pt->cols * qs_dtype_size(t->dtype);
+
+		bool keep = !qs_dtype_quantizable(t->dtype) || t->ndim < 2;
+		for (size_t k = 0; k < nkeeps && !keep; k++)
+			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0;
+		pt->raw = keep;
+		if (!keep) {
+			for (size_t r = nrules; r-- > 0;) {
+				if (!rules[r].has_regex ||
+				    regexec(&rules[r].re, t->name, 0, NULL, 0) == 0) {
+					pt->scheme = rules[r].scheme;
+					break;
+				}
+			}
+		}
+		rc = cut_chunks(pt, target, memory, window, file, diag);
+		if (rc < 0)
+			goto out;
+		plan->total_chunks += pt->nchunks;
+		if (pt->nchunks) {
+			struct qs_chunk_footprint fp;
+			qs_plan_footprint(pt, pt->rows_per_chunk, &fp);
+			if (fp.total > plan->max_footprint)
+				plan->max_footprint = fp.total;
+		}
+	}
+	plan->ntensors = ck->ntensors;
+	plan->options_text = options_text(opts, target, level);
+	if (!plan->options_text) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	plan->options_fp = XXH3_64bits(plan->options_text, strlen(plan->options_text));
+	plan->input_fp = input_fingerprint(ck);
+out:
+	for (size_t i = 0; i < nrules; i++)
+		if (rules[i].has_regex)
+			regfree(&rules[i].re);
+	for (size_t i = 0; i < nkeeps; i++)
+		regfree(&keeps[i]);
+	free(rules);
+	free(keeps);
+	if (rc < 0)
+		qs_plan_release(plan);
+	return rc;
+}
+
+void qs_plan_release(struct qs_plan *plan)
+{
+	free(plan->tensors);
+	free(plan->options_text);
+	memset(plan, 0, sizeof(*plan));
+}

@@ -1,0 +1,65 @@
+/* plan.h - the conversion plan: for every tensor of the checkpoint, its
+ * scheme (from --scheme/--keep rules), its row/column view and its cut into
+ * row-chunks that fit the memory window; plus the fingerprints that resume
+ * compares.  Built once before any tensor byte is read. */
+#ifndef QS_PLAN_H
+#define QS_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qshard.h"
+#include "safetensors.h"
+#include "scheme.h"
+
+struct qs_plan_tensor {
+	const struct qs_st_tensor *src;  /* points into the checkpoint */
+	bool raw;                        /* stored as the source bytes */
+	struct qs_scheme scheme;         /* valid when !raw */
+	uint64_t rows, cols;             /* rows: product of all but the last dim */
+	uint64_t row_bytes;              /* source bytes per row */
+	uint64_t rows_per_chunk;         /* every chunk but the last has this many */
+	uint32_t nchunks;                /* 0 for zero-size tensors */
+};
+
+/* Byte sizes of the buffers one chunk needs; all come from the window. */
+struct qs_chunk_footprint {
+	uint64_t input;       /* source bytes, plus alignment slack for O_DIRECT */
+	uint64_t work;        /* f32 weights (0 for raw) */
+	uint64_t payload;     /* packed payload (0 for raw: the input is it) */
+	uint64_t compressed;  /* ZSTD_compressBound(payload) */
+	uint64_t scratch;     /* scheme scratch */
+	uint64_t total;       /* sum, each part aligned */
+};
+
+struct qs_plan {
+	struct qs_plan_tensor *tensors;
+	size_t ntensors;
+	uint64_t chunk_source_target;  /* source bytes per chunk aimed at */
+	char *options_text;            /* canonical options (header, fingerprint) */
+	uint64_t input_fp, options_fp;
+	uint64_t total_chunks;
+	uint64_t max_footprint;        /* largest chunk footprint in the plan */
+};
+
+/* Alignment of every buffer carved from the window: the page size, so the
+ * input buffers meet O_DIRECT's alignment rules. */
+#define QS_BUF_ALIGN 4096u
+
+int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts,
+		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag);
+void qs_plan_release(struct qs_plan *plan);
+
+/* The footprint of a chunk of `rows` rows of t. */
+void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
+		       struct qs_chunk_footprint *fp);
+
+/* Rows in chunk c of t. */
+static inline uint64_t qs_plan_chunk_rows(const struct qs_plan_tensor *t, uint32_t c)
+{
+	uint64_t begin = (uint64_t)c * t->rows_per_chunk;
+	uint64_t left = t->rows - begin;
+	return left < t->rows_per_chunk ? left : t->rows_per_chunk;
+}
+
+#endif /* QS_PLAN_H */

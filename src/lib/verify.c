@@ -1,1 +1,311 @@
-/* placeholder: being written */
+/* verify.c - qs_verify: proves a qshard file is exactly what its writer
+ * produced.  Metadata frames carry their own xxh3; data frames are pinned
+ * by the index (every frame at its recorded offset and size, no byte of the
+ * file unaccounted for), decompressed and checked against the payload
+ * xxh3; and because zstd ignores a few header bits, the frame headers are
+ * required to be the canonical ones zstd writes.  A flipped bit anywhere
+ * therefore shows up as a named damaged part. */
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader */
+#include <zstd.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "container.h"
+#include "safetensors.h"
+#include "util.h"
+
+#define SOURCE_PIECE (16u << 20)
+
+struct vctx {
+	qs_damage_fn report;
+	void *user;
+	size_t damaged;
+	bool format;  /* a structural (not checksum) problem was seen */
+};
+
+static void on_damage(struct vctx *v, const char *what, const char *detail)
+{
+	v->damaged++;
+	if (v->report)
+		v->report(what, detail, v->user);
+}
+
+/* Frame header fields zstd's decoder does not interpret (the unused FHD
+ * bit, the window mantissa it never writes, a window the single-segment
+ * rule would have dropped) must hold the values zstd's encoder writes;
+ * otherwise a flipped bit there would decode identically and go unseen. */
+static bool canonical_frame_header(int fd, const struct qs_chunk_entry *e)
+{
+	uint8_t h[ZSTD_FRAMEHEADERSIZE_MAX];
+	size_t n = e->frame_size < sizeof(h) ? (size_t)e->frame_size : sizeof(h);
+	if (qs_pread_full(fd, h, n, e->frame_offset) != 0 || n < 5)
+		return false;
+	uint8_t fhd = h[4];
+	if (fhd & 0x18)          /* unused and reserved bits */
+		return false;
+	if (fhd & 0x03)          /* dictionary id: qshard never uses one */
+		return false;
+	ZSTD_frameHeader zfh;
+	if (ZSTD_getFrameHeader(&zfh, h, n) != 0)
+		return false;
+	if (zfh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
+	    zfh.frameContentSize != e->payload_size)
+		return false;
+	if (!(fhd & 0x20)) {
+		/* Window_Descriptor: exponent only, and smaller than the content
+		 * (else zstd writes a single-segment frame) */
+		if (h[5] & 0x07)
+			return false;
+		if (zfh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
+		    zfh.windowSize >= zfh.frameContentSize)
+			return false;
+	}
+	return true;
+}
+
+/* Checks one tensor's frames and record at the places the index gives;
+ * returns the first problem (static text or in buf) or NULL. */
+static const char *check_tensor(const struct qs_qfile *qf, const struct qs_record *r,
+				uint64_t *expected, void **buf, size_t *bufcap,
+				char *msg, size_t msglen, int *err)
+{
+	const char *problem = NULL;
+	*err = 0;
+	for (uint32_t c = 0; c < r->nchunks; c++) {
+		const struct qs_chunk_entry *e = &r->chunks[c];
+		uint32_t magic;
+		uint64_t size;
+		if (!problem && e->frame_offset != *expected) {
+			snprintf(msg, msglen, "chunk %u is not where the layout places it", c);
+			problem = msg;
+		}
+		*expected = e->frame_offset + e->frame_size;
+		if (problem)
+			continue;
+		int fe = qs_frame_size_at(qf->fd, e->frame_offset, qf->trailer.index_offset,
+					  &magic, &size);
+		if (fe < 0 && fe != -QS_EFORMAT) {
+			*err = fe;
+			return "read failed";
+		}
+		if (fe || magic != QS_ZSTD_MAGIC || size != e->frame_size ||
+		    !canonical_frame_header(qf->fd, e)) {
+			snprintf(msg, msglen, "chunk %u frame damaged", c);
+			problem = msg;
+			continue;
+		}
+		if (e->payload_size > SIZE_MAX) {
+			snprintf(msg, msglen, "chunk %u payload too large", c);
+			problem = msg;
+			continue;
+		}
+		if (*bufcap < e->payload_size || !*buf) {
+			size_t want = e->payload_size ? (size_t)e->payload_size : 1;
+			void *nb = realloc(*buf, want);
+			if (!nb) {
+				*err = -ENOMEM;
+				return "out of memory";
+			}
+			*buf = nb;
+			*bufcap = want;
+		}
+		struct qs_diag d;
+		int re = qs_qfile_read_chunk(qf, r, c, *buf, &d);
+		if (re && re != -QS_EFORMAT && re != -QS_ECHECKSUM) {
+			*err = re;
+			return re == -ENOMEM ? "out of memory" : "read failed";
+		}
+		if (re) {
+			snprintf(msg, msglen, "chunk %u payload damaged", c);
+			problem = msg;
+		}
+	}
+	if (!problem && r->record_offset != *expected)
+		problem = "record is not where the layout places it";
+	uint64_t rec_size = 8 + (uint64_t)r->record_content_len;
+	*expected = r->record_offset + rec_size;
+	if (problem)
+		return problem;
+	/* the record frame must be byte-identical to its (checksummed) index
+	 * copy; encoding is canonical, so re-encoding the index copy gives it */
+	uint8_t *want, *have;
+	size_t wlen;
+	*err = qs_record_encode(r, &want, &wlen);
+	if (*err)
+		return "cannot encode the record";
+	if (wlen != rec_size) {
+		free(want);
+		return "record differs from the index";
+	}
+	have = malloc(wlen);
+	if (!have) {
+		free(want);
+		*err = -ENOMEM;
+		return "out of memory";
+	}
+	int re = qs_pread_full(qf->fd, have, wlen, r->record_offset);
+	if (re == 0 && memcmp(want, have, wlen) != 0)
+		problem = "record differs from the index";
+	else if (re == -QS_EFORMAT)
+		problem = "record lies past the end of the file";
+	else if (re) {
+		*err = re;
+		problem = "read failed";
+	}
+	free(want);
+	free(have);
+	return problem;
+}
+
+static int cmp_tensor_name(const void *a, const void *b)
+{
+	const struct qs_st_tensor *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
+}
+
+/* Rehashes each tensor's source bytes and compares with source_xxh3. */
+static int check_source(const struct qs_qfile *qf, const char *source, struct vctx *v,
+			struct qs_diag *diag)
+{
+	struct qs_checkpoint *ck;
+	int err = qs_checkpoint_open(source, &ck, diag);
+	if (err)
+		return err;
+	const struct qs_st_tensor **by = NULL;
+	int *fds = NULL;
+	uint8_t *piece = NULL;
+	XXH3_state_t *st = XXH3_createState();
+	by = malloc((ck->ntensors ? ck->ntensors : 1) * sizeof(*by));
+	fds = malloc((ck->nshards ? ck->nshards : 1) * sizeof(*fds));
+	piece = malloc(SOURCE_PIECE);
+	if (!st || !by || !fds || !piece) {
+		err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
+		goto out;
+	}
+	for (size_t i = 0; i < ck->nshards; i++)
+		fds[i] = -1;
+	for (size_t i = 0; i < ck->ntensors; i++)
+		by[i] = &ck->tensors[i];
+	qsort(by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+
+	for (size_t i = 0; i < qf->nrecords && !err; i++) {
+		const struct qs_record *r = &qf->records[i];
+		struct qs_st_tensor key = {.name = r->name};
+		const struct qs_st_tensor *kp = &key, **hit;
+		hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+		if (!hit) {
+			on_damage(v, r->name, "missing in source");
+			continue;
+		}
+		const struct qs_st_tensor *t = *hit;
+		const struct qs_st_shard *sh = &ck->shards[t->shard];
+		if (fds[t->shard] < 0) {
+			fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
+			if (fds[t->shard] < 0) {
+				err = -errno;
+				qs_diag_set(diag, err, "'%s': cannot open: %s", sh->name,
+					    qs_strerror(err));
+				break;
+			}
+		}
+		XXH3_64bits_reset(st);
+		for (uint64_t done = 0; done < t->nbytes;) {
+			size_t n = t->nbytes - done < SOURCE_PIECE ? (size_t)(t->nbytes - done)
+								   : SOURCE_PIECE;
+			err = qs_pread_full(fds[t->shard], piece, n, t->offset + done);
+			if (err) {
+				qs_diag_set(diag, err, "'%s': tensor '%s': cannot read: %s",
+					    sh->name, t->name, qs_strerror(err));
+				break;
+			}
+			XXH3_64bits_update(st, piece, n);
+			done += n;
+		}
+		if (!err && XXH3_64bits_digest(st) != r->source_xxh3)
+			on_damage(v, r->name, "source checksum mismatch");
+	}
+out:
+	if (fds)
+		for (size_t i = 0; i < ck->nshards; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	free(fds);
+	free(by);
+	free(piece);
+	XXH3_freeState(st);
+	qs_checkpoint_free(ck);
+	return err;
+}
+
+static void open_damage(const char *what, const char *detail, void *user)
+{
+	on_damage(user, what, detail);
+}
+
+int qs_verify(const char *path, const char *source, qs_damage_fn report,
+	      void *user, struct qs_diag *diag)
+{
+	struct vctx v = {report, user, 0, false};
+	struct qs_qfile *qf;
+	const char *fname = qs_basename(path);
+	int err = qs_qfile_open_report(path, &qf, open_damage, &v, diag);
+	if (err)
+		return err;
+
+	/* the header frame (validated by open) starts the walk */
+	uint32_t magic;
+	uint64_t expected;
+	err = qs_frame_size_at(qf->fd, 0, qf->trailer.index_offset, &magic, &expected);
+	if (err || magic != QS_MAGIC_HEADER) {
+		if (err && err != -QS_EFORMAT) {
+			qs_diag_set(diag, err, "'%s': cannot read: %s", fname, qs_strerror(err));
+			goto out;
+		}
+		err = 0;
+		on_damage(&v, "header", "frame damaged");
+		v.format = true;
+		expected = UINT64_MAX;
+	}
+
+	void *buf = NULL;
+	size_t bufcap = 0;
+	char msg[128];
+	for (size_t i = 0; i < qf->nrecords; i++) {
+		const struct qs_record *r = &qf->records[i];
+		const char *problem = check_tensor(qf, r, &expected, &buf, &bufcap, msg,
+						   sizeof(msg), &err);
+		if (err) {
+			qs_diag_set(diag, err, "'%s': tensor '%s': %s", fname, r->name, problem);
+			break;
+		}
+		if (problem)
+			on_damage(&v, r->name, problem);
+	}
+	free(buf);
+	if (err)
+		goto out;
+	if (expected != qf->trailer.index_offset) {
+		on_damage(&v, "index", "data area does not end where the index begins");
+		v.format = true;
+	}
+	if (source) {
+		err = check_source(qf, source, &v, diag);
+		if (err)
+			goto out;
+	}
+	if (v.damaged) {
+		err = v.format ? -QS_EFORMAT : -QS_ECHECKSUM;
+		qs_diag_set(diag, err, "'%s': %zu damaged part%s", fname, v.damaged,
+			    v.damaged == 1 ? "" : "s");
+	}
+out:
+	qs_qfile_free(qf);
+	return err;
+}

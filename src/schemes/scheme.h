@@ -51,6 +51,19 @@ struct qs_scheme {
 /* Parses "NAME[:key=val,...]" (no REGEX= part) into s. */
 int qs_scheme_parse(const char *spec, struct qs_scheme *s, struct qs_diag *diag);
 
+/* For the schemes' parse ops: calls fn(s, key, val, diag) for each
+ * "key=val" item of the comma-separated args ("" has none), stopping at the
+ * first non-zero return.  Items without '=', empty keys, over-long items
+ * and a key given twice are -QS_EUSAGE, with a message naming the scheme
+ * (s->ops->name). */
+int qs_scheme_each_arg(struct qs_scheme *s, const char *args,
+		       int (*fn)(struct qs_scheme *s, const char *key,
+				 const char *val, struct qs_diag *diag),
+		       struct qs_diag *diag);
+/* Strict decimal (digits only, no sign or spaces, fits unsigned); -1 when
+ * val is anything else. */
+int qs_scheme_parse_uint(const char *val, unsigned *out);
+
 /* Registered schemes (NULL-terminated) and lookup by name. */
 extern const struct qs_scheme_ops *const qs_scheme_registry[];
 const struct qs_scheme_ops *qs_scheme_find(const char *name);

@@ -1,0 +1,381 @@
+/* reader.c - source reads for the pipeline: io_uring with O_DIRECT where
+ * the file system allows, pread, or mmap (see reader.h).  Consumed ranges
+ * are dropped from the page cache so a low-RAM machine does not thrash on
+ * a checkpoint many times its memory. */
+#include "config.h"
+#include "reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "plan.h"
+#include "util.h"
+
+/* io_uring limits one registered buffer to 1 GiB. */
+#define REG_BUF_MAX (1ull << 30)
+
+struct shard_file {
+	int fd;          /* buffered */
+	int dfd;         /* O_DIRECT, or -1 where the file system refuses it */
+	uint64_t size;
+	uint8_t *map;    /* mmap backend */
+	const char *name;
+};
+
+struct qs_reader {
+	enum qs_io_backend io;
+	struct shard_file *files;
+	size_t nfiles;
+	/* io_uring */
+	struct io_uring ring;
+	bool ring_ok;
+	bool fixed_bufs;
+	uint8_t *bufbase;
+	uint64_t buflen;
+	unsigned depth, inflight;
+	/* synchronous backends: completed requests waiting to be reaped */
+	struct qs_read_req **ready;
+	size_t nready, capready;
+};
+
+const char *qs_io_backend_name(enum qs_io_backend io)
+{
+	switch (io) {
+	case QS_IO_URING:
+		return "uring";
+	case QS_IO_PREAD:
+		return "pread";
+	case QS_IO_MMAP:
+		return "mmap";
+	default:
+		return "auto";
+	}
+}
+
+static uint64_t align_down(uint64_t v)
+{
+	return v / QS_BUF_ALIGN * QS_BUF_ALIGN;
+}
+
+static uint64_t align_up(uint64_t v)
+{
+	return (v + QS_BUF_ALIGN - 1) / QS_BUF_ALIGN * QS_BUF_ALIGN;
+}
+
+static int open_files(struct qs_reader *r, const struct qs_checkpoint *ck, struct qs_diag *diag)
+{
+	r->files = calloc(ck->nshards ? ck->nshards : 1, sizeof(*r->files));
+	if (!r->files)
+		return -ENOMEM;
+	for (size_t i = 0; i < ck->nshards; i++) {
+		struct shard_file *f = &r->files[i];
+		f->dfd = -1;
+		f->name = ck->shards[i].name;
+		f->size = ck->shards[i].size;
+		f->fd = open(ck->shards[i].path, O_RDONLY | O_CLOEXEC);
+		r->nfiles = i + 1;
+		if (f->fd < 0)
+			return qs_diag_set(diag, -errno, "'%s': %s", ck->shards[i].path,
+					   strerror(errno));
+		/* sequential hint doubles the kernel's read-ahead window */
+		posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		if (r->io != QS_IO_MMAP)
+			f->dfd = open(ck->shards[i].path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	}
+	return 0;
+}
+
+static int setup_uring(struct qs_reader *r, unsigned depth)
+{
+	int rc = io_uring_queue_init(depth, &r->ring, 0);
+	if (rc < 0)
+		return rc;
+	r->ring_ok = true;
+	/* Registered buffers save the kernel a page-table walk per read; not
+	 * essential, so a refusal (RLIMIT_MEMLOCK) is not an error. */
+	size_t n = (size_t)((r->buflen + REG_BUF_MAX - 1) / REG_BUF_MAX);
+	struct iovec *iov = calloc(n ? n : 1, sizeof(*iov));
+	if (iov && n) {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t off = i * REG_BUF_MAX;
+			iov[i].iov_base = r->bufbase + off;
+			iov[i].iov_len = r->buflen - off < REG_BUF_MAX ? r->buflen - off : REG_BUF_MAX;
+		}
+		r->fixed_bufs = io_uring_register_buffers(&r->ring, iov, (unsigned)n) == 0;
+	}
+	free(iov);
+	return 0;
+}
+
+int qs_reader_open(const struct qs_checkpoint *ck, enum qs_io_backend io, unsigned depth,
+		   void *buffers, uint64_t buflen, struct qs_reader **out,
+		   enum qs_io_backend *used, char *notice, size_t notice_len,
+		   struct qs_diag *diag)
+{
+	struct qs_reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	notice[0] = '\0';
+	r->io = io == QS_IO_AUTO ? QS_IO_URING : io;
+	r->bufbase = buffers;
+	r->buflen = buflen;
+	r->depth = depth ? depth : 8;
+	int rc = open_files(r, ck, diag);
+	if (rc < 0)
+		goto fail;
+	if (r->io == QS_IO_URING) {
+		rc = setup_uring(r, r->depth);
+		if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+			snprintf(notice, notice_len,
+				 "io_uring unavailable (%s), reading with pread", strerror(-rc));
+			r->io = QS_IO_PREAD;
+		} else if (rc < 0) {
+			qs_diag_set(diag, rc, "io_uring setup failed: %s", strerror(-rc));
+			goto fail;
+		}
+	}
+	if (r->io == QS_IO_MMAP) {
+		for (size_t i = 0; i < r->nfiles; i++) {
+			struct shard_file *f = &r->files[i];
+			if (f->size == 0)
+				continue;
+			void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, f->fd, 0);
+			if (m == MAP_FAILED) {
+				rc = qs_diag_set(diag, -errno, "'%s': mmap: %s", f->name,
+						 strerror(errno));
+				goto fail;
+			}
+			f->map = m;
+			madvise(m, f->size, MADV_SEQUENTIAL);
+		}
+	}
+	*used = r->io;
+	*out = r;
+	return 0;
+fail:
+	qs_reader_free(r);
+	return rc;
+}
+
+void qs_reader_free(struct qs_reader *r)
+{
+	if (!r)
+		return;
+	if (r->ring_ok)
+		io_uring_queue_exit(&r->ring);
+	for (size_t i = 0; i < r->nfiles; i++) {
+		if (r->files[i].map)
+			munmap(r->files[i].map, r->files[i].size);
+		if (r->files[i].fd >= 0)
+			close(r->files[i].fd);
+		if (r->files[i].dfd >= 0)
+			close(r->files[i].dfd);
+	}
+	free(r->files);
+	free(r->ready);
+	free(r);
+}
+
+/* Sets the range actually read: whole aligned blocks for O_DIRECT. */
+static void plan_range(struct qs_reader *r, struct qs_read_req *q)
+{
+	struct shard_file *f = &r->files[q->shard];
+	q->direct = f->dfd >= 0;
+	if (q->direct) {
+		q->rd_off = align_down(q->offset);
+		q->rd_len = align_up(q->offset + q->len) - q->rd_off;
+	} else {
+		q->rd_off = q->offset;
+		q->rd_len = q->len;
+	}
+	q->rd_done = 0;
+	q->data = q->buf + (q->offset - q->rd_off);
+	q->result = 0;
+}
+
+/* Bytes of the read range that must arrive: O_DIRECT may stop short at
+ * the end of the file, past the wanted bytes. */
+static uint64_t needed(const struct qs_read_req *q)
+{
+	return q->offset + q->len - q->rd_off;
+}
+
+static void drop_cache(struct qs_reader *r, const struct qs_read_req *q)
+{
+	if (!q->direct)
+		posix_fadvise(r->files[q->shard].fd, (off_t)q->offset, (off_t)q->len,
+			      POSIX_FADV_DONTNEED);
+}
+
+static int push_ready(struct qs_reader *r, struct qs_read_req *q)
+{
+	if (r->nready == r->capready) {
+		size_t cap = r->capready ? r->capready * 2 : 16;
+		struct qs_read_req **n = realloc(r->ready, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		r->ready = n;
+		r->capready = cap;
+	}
+	r->ready[r->nready++] = q;
+	return 0;
+}
+
+static int read_sync(struct qs_reader *r, struct qs_read_req *q)
+{
+	struct shard_file *f = &r->files[q->shard];
+	if (r->io == QS_IO_MMAP) {
+		memcpy(q->data, f->map + q->offset, q->len);
+		/* drop our mapping's pages and the page cache behind them */
+		uint64_t lo = align_down(q->offset);
+		madvise(f->map + lo, q->offset + q->len - lo, MADV_DONTNEED);
+		drop_cache(r, q);
+		return 0;
+	}
+	while (q->rd_done < needed(q)) {
+		int fd = q->direct ? f->dfd : f->fd;
+		ssize_t n = pread(fd, q->buf + q->rd_done, q->rd_len - q->rd_done,
+				  (off_t)(q->rd_off + q->rd_done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EINVAL && q->direct) {
+			/* the file system refuses O_DIRECT: buffered from now on */
+			close(f->dfd);
+			f->dfd = -1;
+			plan_range(r, q);
+			continue;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -QS_EFORMAT;
+		q->rd_done += (uint64_t)n;
+	}
+	drop_cache(r, q);
+	return 0;
+}
+
+static int uring_queue(struct qs_reader *r, struct qs_read_req *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	struct shard_file *f = &r->files[q->shard];
+	int fd = q->direct ? f->dfd : f->fd;
+	uint8_t *dst = q->buf + q->rd_done;
+	unsigned len = (unsigned)(q->rd_len - q->rd_done < (1u << 30) ? q->rd_len - q->rd_done
+								      : (1u << 30));
+	uint64_t first = (uint64_t)(dst - r->bufbase) / REG_BUF_MAX;
+	uint64_t last = (uint64_t)(dst + len - 1 - r->bufbase) / REG_BUF_MAX;
+	if (r->fixed_bufs && first == last)
+		io_uring_prep_read_fixed(sqe, fd, dst, len, q->rd_off + q->rd_done, (int)first);
+	else
+		io_uring_prep_read(sqe, fd, dst, len, q->rd_off + q->rd_done);
+	io_uring_sqe_set_data(sqe, q);
+	return 0;
+}
+
+int qs_reader_submit(struct qs_reader *r, struct qs_read_req *q)
+{
+	plan_range(r, q);
+	if (r->io != QS_IO_URING) {
+		q->result = read_sync(r, q);
+		return push_ready(r, q);
+	}
+	int rc = uring_queue(r, q);
+	if (rc < 0)
+		return rc;
+	r->inflight++;
+	rc = io_uring_submit(&r->ring);
+	return rc < 0 ? rc : 0;
+}
+
+unsigned qs_reader_inflight(const struct qs_reader *r)
+{
+	return r->inflight + (unsigned)r->nready;
+}
+
+int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done)
+{
+	if (r->nready) {
+		*done = r->ready[0];
+		memmove(r->ready, r->ready + 1, (r->nready - 1) * sizeof(*r->ready));
+		r->nready--;
+		return 1;
+	}
+	while (r->io == QS_IO_URING && r->inflight) {
+		struct io_uring_cqe *cqe;
+		int rc = wait ? io_uring_wait_cqe(&r->ring, &cqe) : io_uring_peek_cqe(&r->ring, &cqe);
+		if (rc == -EAGAIN && !wait)
+			return 0;
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0)
+			return rc;
+		struct qs_read_req *q = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+		if (res == -EINVAL && q->direct) {
+			/* no O_DIRECT on this file system: retry buffered */
+			struct shard_file *f = &r->files[q->shard];
+			if (f->dfd >= 0) {
+				close(f->dfd);
+				f->dfd = -1;
+			}
+			plan_range(r, q);
+			res = uring_queue(r, q);
+			if (res == 0)
+				res = io_uring_submit(&r->ring);
+			if (res < 0) {
+				r->inflight--;
+				q->result = res;
+				*done = q;
+				return 1;
+			}
+			continue;
+		}
+		if (res == -EAGAIN || res == -EINTR)
+			res = 0;  /* resubmit the remainder below */
+		else if (res < 0) {
+			r->inflight--;
+			q->result = res;
+			*done = q;
+			return 1;
+		} else if (res == 0) {
+			r->inflight--;
+			q->result = -QS_EFORMAT;  /* the file ended early */
+			*done = q;
+			return 1;
+		}
+		q->rd_done += (uint64_t)res;
+		if (q->rd_done < needed(q)) {
+			/* short read: continue where it stopped */
+			int qr = uring_queue(r, q);
+			if (qr == 0)
+				qr = io_uring_submit(&r->ring);
+			if (qr < 0) {
+				r->inflight--;
+				q->result = qr;
+				*done = q;
+				return 1;
+			}
+			continue;
+		}
+		r->inflight--;
+		drop_cache(r, q);
+		*done = q;
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,47 @@
+/* reader.h - reading source tensor bytes into window buffers, through
+ * io_uring (default), pread or mmap.  The pipeline's reader thread submits
+ * requests in plan order and reaps completions; io_uring keeps several
+ * requests in flight so the device never idles while workers compute.
+ */
+#ifndef QS_READER_H
+#define QS_READER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qshard.h"
+#include "safetensors.h"
+
+struct qs_read_req {
+	uint32_t shard;
+	uint64_t offset, len;  /* wanted byte range of the shard */
+	uint8_t *buf;          /* QS_BUF_ALIGN-aligned, len + 2*QS_BUF_ALIGN bytes */
+	uint8_t *data;         /* out: where the wanted bytes start in buf */
+	void *tag;             /* the caller's */
+	int result;            /* out: 0 or -errno / -QS_EFORMAT */
+	/* backend state */
+	uint64_t rd_off, rd_len, rd_done;  /* the (aligned) range actually read */
+	bool direct;
+};
+
+struct qs_reader;
+
+/* Opens every shard of ckpt.  io QS_IO_AUTO means io_uring; when io_uring
+ * is unavailable (ENOSYS, or EPERM under a seccomp policy) falls back to
+ * pread and writes a one-line notice into notice (else notice[0] = 0).
+ * buffers/buflen: the memory window, registered with io_uring. */
+int qs_reader_open(const struct qs_checkpoint *ckpt, enum qs_io_backend io,
+		   unsigned depth, void *buffers, uint64_t buflen,
+		   struct qs_reader **out, enum qs_io_backend *used,
+		   char *notice, size_t notice_len, struct qs_diag *diag);
+void qs_reader_free(struct qs_reader *r);
+
+/* Queues a read.  pread and mmap complete it before returning. */
+int qs_reader_submit(struct qs_reader *r, struct qs_read_req *req);
+/* Returns a completed request (1), or 0 when none is ready (with wait:
+ * only when nothing is in flight).  Negative on a ring failure. */
+int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done);
+unsigned qs_reader_inflight(const struct qs_reader *r);
+const char *qs_io_backend_name(enum qs_io_backend io);
+
+#endif /* QS_READER_H */
