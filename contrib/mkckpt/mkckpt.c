@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,7 +395,15 @@ static inline uint16_t f32_to_f16(float f)
 	int32_t exp = (int32_t)((u >> 23) & 0xff);
 	uint32_t mant = u & 0x7fffff;
 	int32_t e = exp - 127 + 15;
+	uint32_t a = u & 0x7fffffffu;
 
+	/* Fast path, almost every weight: the result is a normal half.  From
+	 * 2^-14 up to (not including) 65520, the midpoint between 65504 and
+	 * what would be 65536, rounding the mantissa and rebiasing the
+	 * exponent cannot leave the normal range. */
+	if (a >= 0x38800000u && a < 0x477ff000u)
+		return sign | (uint16_t)(((a + 0xfffu + ((a >> 13) & 1)) >> 13) -
+					 ((127 - 15) << 10));
 	if (exp == 0xff)
 		return sign | 0x7c00 | (mant ? 0x200 | (mant >> 13) : 0);
 	if (e >= 31)
@@ -919,10 +928,17 @@ static void usage(FILE *f)
 		"  -h, --help        show this help\n");
 }
 
-static void die_usage(const char *fmt, const char *arg)
+static void die_usage(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+static void die_usage(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "mkckpt: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\ntry 'mkckpt --help'\n");
 	exit(EXIT_USAGE);
 }
@@ -1068,7 +1084,7 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			if (!*optarg)
-				die_usage("empty output directory%s", "");
+				die_usage("empty output directory");
 			dir = optarg;
 			break;
 		case 'h':
@@ -1077,29 +1093,28 @@ int main(int argc, char **argv)
 		case ':':
 			die_usage("option '%s' requires an argument",
 				  argv[optind - 1]);
-			break;
 		default:
+			/* For an unknown letter inside a cluster (-xq) optind
+			 * may not have moved past it yet. */
+			if (optopt)
+				die_usage("unknown option '-%c'", optopt);
 			die_usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		die_usage("unexpected argument '%s'", argv[optind]);
 	if (!dir)
-		die_usage("missing output directory (-o DIR)%s", "");
+		die_usage("missing output directory (-o DIR)");
 
 	pl.layers = pl.p->layers;
 	if (layers_arg) {
 		uint64_t n;
 
 		if (parse_u64(layers_arg, &n, NULL) < 0 || n < 1 ||
-		    n > pl.p->layers) {
-			char msg[96];
-
-			snprintf(msg, sizeof(msg),
-				 "invalid layer count '%%s' (preset %s has "
-				 "1..%u)", pl.p->name, pl.p->layers);
-			die_usage(msg, layers_arg);
-		}
+		    n > pl.p->layers)
+			die_usage("invalid layer count '%s' (preset %s has "
+				  "1..%u)", layers_arg, pl.p->name,
+				  pl.p->layers);
 		pl.layers = (unsigned)n;
 	}
 	pl.tied = pl.p->tied || tie;
@@ -1134,6 +1149,10 @@ int main(int argc, char **argv)
 	printf("mkckpt: wrote %s (preset %s, %u layers, %zu tensors, "
 	       "%.2f GB in %u file(s))\n", dir, pl.p->name, pl.layers, pl.nt,
 	       (double)pl.total_bytes / 1e9, pl.nshards);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "mkckpt: stdout: %s\n", strerror(errno));
+		return EXIT_IO;
+	}
 	free(row);
 	free(g.colscale);
 	free(o.buf);

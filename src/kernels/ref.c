@@ -20,10 +20,17 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-static void ref_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
+/* Inlined here rather than calling qs_bf16_to_f32 per element: this is the
+ * converter's hottest loop, and written branch-free it vectorizes. */
+static void ref_bf16_to_f32(const uint16_t *restrict src, float *restrict dst, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		dst[i] = qs_bf16_to_f32(src[i]);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t h = src[i];
+		uint32_t u = h << 16;
+		/* quiet NaNs: bit 31 of the difference is (h & 0x7fff) > 0x7f80 */
+		u |= ((0x7f80u - (h & 0x7fffu)) >> 31) << 22;
+		memcpy(&dst[i], &u, sizeof(u));
+	}
 }
 
 static void ref_f16_to_f32(const uint16_t *src, float *dst, size_t n)
@@ -47,10 +54,17 @@ static void ref_f32_to_f16(const float *src, uint16_t *dst, size_t n)
 static size_t ref_count_nonfinite(const float *x, size_t n)
 {
 	size_t bad = 0;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
-		memcpy(&u, &x[i], sizeof(u));
-		bad += (u & 0x7f800000u) == 0x7f800000u;
+	/* 32-bit partial counts over blocks keep the loop one width so it
+	 * vectorizes */
+	for (size_t i = 0; i < n;) {
+		size_t end = n - i > 65536 ? i + 65536 : n;
+		uint32_t part = 0;
+		for (; i < end; i++) {
+			uint32_t u;
+			memcpy(&u, &x[i], sizeof(u));
+			part += (u & 0x7f800000u) == 0x7f800000u;
+		}
+		bad += part;
 	}
 	return bad;
 }
@@ -92,32 +106,62 @@ static uint16_t f16_round_up_pos(float x)
 
 /* Rounds q to the nearest integer code in 0..qmax, ties to even.  Clamping
  * first is the same as clamping after (rounding is monotone and both ends
- * are integers) and turns a NaN into 0; then for 0 <= q < 2^23, adding and
- * subtracting 2^23 rounds exactly as nearbyintf() does in the default mode,
- * without a libm call or a dependency on the current rounding mode. */
+ * are integers) and turns a NaN into 0 (the comparisons are false); then
+ * for 0 <= q < 2^23, adding and subtracting 2^23 rounds exactly as
+ * nearbyintf() does in the default mode, without a libm call or a
+ * dependency on the current rounding mode.  Branch-free so it vectorizes. */
 static inline uint8_t rtn_code(float q, float qmaxf)
 {
-	if (!(q > 0.0f))
-		q = 0.0f;
-	if (q > qmaxf)
-		q = qmaxf;
+	q = q > 0.0f ? q : 0.0f;
+	q = q < qmaxf ? q : qmaxf;
 	float r = (q + 0x1p23f) - 0x1p23f;
-	return (uint8_t)r;
+	return (uint8_t)(int32_t)r;
 }
 
-/* One group of n weights: see rtn.c for the definition.  Returns 1 when the
- * group's range does not fit fp16 (then scale = 0, min = 0, codes 0). */
-static size_t rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale_out,
-			uint16_t *min_out, uint8_t *codes)
+/* Min and max of a group, skipping NaNs (a comparison with NaN is false),
+ * so a NaN weight never moves the range whatever its position; +Inf/-Inf
+ * for a group of only NaNs.  Eight independent lanes: for non-NaN values
+ * min and max do not depend on the order (a zero's sign is normalised
+ * later), so SIMD variants may reduce in any order. */
+static void group_range(const float *w, size_t n, float *mn_out, float *mx_out)
 {
-	float mn = w[0], mx = w[0];
-	for (size_t i = 1; i < n; i++) {
-		if (w[i] < mn)
-			mn = w[i];
-		if (w[i] > mx)
-			mx = w[i];
+	float mn[8], mx[8];
+	for (int l = 0; l < 8; l++) {
+		mn[l] = INFINITY;
+		mx[l] = -INFINITY;
 	}
-	/* also true for NaN; an infinite or huge mx overflows the scale */
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int l = 0; l < 8; l++) {
+			mn[l] = w[i + l] < mn[l] ? w[i + l] : mn[l];
+			mx[l] = w[i + l] > mx[l] ? w[i + l] : mx[l];
+		}
+	for (; i < n; i++) {
+		mn[0] = w[i] < mn[0] ? w[i] : mn[0];
+		mx[0] = w[i] > mx[0] ? w[i] : mx[0];
+	}
+	for (int l = 1; l < 8; l++) {
+		mn[0] = mn[l] < mn[0] ? mn[l] : mn[0];
+		mx[0] = mx[l] > mx[0] ? mx[l] : mx[0];
+	}
+	*mn_out = mn[0];
+	*mx_out = mx[0];
+}
+
+/* One group of n weights: see rtn.c for the definition.  NaN weights are
+ * left out of the range and get code 0; a group of only NaNs is min 0,
+ * scale 0.  Returns 1 when the group's range does not fit fp16 (then
+ * scale = 0, min = 0, codes 0). */
+static size_t rtn_group(const float *restrict w, size_t n, unsigned bits,
+			uint16_t *scale_out, uint16_t *min_out, uint8_t *restrict codes)
+{
+	float mn, mx;
+	group_range(w, n, &mn, &mx);
+	if (mn > mx) {
+		mn = 0.0f;
+		mx = 0.0f;
+	}
+	/* an infinite mx overflows the scale below */
 	if (!(mn >= -F16_MAX_F && mn <= F16_MAX_F))
 		goto overflow;
 

@@ -557,7 +557,14 @@ int qs_checkpoint_open(const char *path, struct qs_checkpoint **out,
 			ret = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", path);
 			goto fail;
 		}
-		ret = open_single(ck, path, qs_basename(path), diag);
+		/* Naming the index itself is a natural way to point at a
+		 * sharded checkpoint: open its folder's shards. */
+		if (strcmp(qs_basename(path), INDEX_NAME) == 0) {
+			ck->sharded = true;
+			ret = open_sharded(ck, path, diag);
+		} else {
+			ret = open_single(ck, path, qs_basename(path), diag);
+		}
 	} else if (S_ISDIR(st.st_mode)) {
 		ck->dir = strdup(path);
 		char *index_path = ck->dir ? qs_path_join(ck->dir, INDEX_NAME) : NULL;

@@ -18,8 +18,8 @@
 
 /* Fixed bytes of a skippable frame around the content. */
 #define FRAME_HDR 8u
-/* One chunk table entry: six u64. */
-#define CHUNK_ENTRY_SIZE 48u
+/* One chunk table entry: seven u64. */
+#define CHUNK_ENTRY_SIZE 56u
 /* Smallest possible record content: tag, name (1 byte), shard (0 bytes),
  * dtype, ndim, pad, scheme (0 bytes), source_xxh3, nchunks, xxh3.  Used to
  * bound an index's count before allocating. */
@@ -276,9 +276,10 @@ static void record_write(const struct qs_record *r, uint8_t *p, size_t content_l
 	p += 4;
 	for (uint32_t i = 0; i < r->nchunks; i++) {
 		const struct qs_chunk_entry *e = &r->chunks[i];
-		const uint64_t v[6] = {e->frame_offset, e->frame_size, e->payload_size,
-				       e->row_begin, e->row_count, e->payload_xxh3};
-		for (int k = 0; k < 6; k++, p += 8)
+		const uint64_t v[7] = {e->frame_offset, e->frame_size, e->payload_size,
+				       e->row_begin, e->row_count, e->payload_xxh3,
+				       e->frame_xxh3};
+		for (int k = 0; k < 7; k++, p += 8)
 			qs_put_le64(p, v[k]);
 	}
 	qs_put_le64(p, XXH3_64bits(start, content_len - 8));
@@ -404,6 +405,7 @@ int qs_record_decode(const char *fname, const uint8_t *buf, size_t len,
 		e->row_begin = cur_u64(&c);
 		e->row_count = cur_u64(&c);
 		e->payload_xxh3 = cur_u64(&c);
+		e->frame_xxh3 = cur_u64(&c);
 		if (!qs_add_u64(e->frame_offset, e->frame_size, &end) ||
 		    !qs_add_u64(e->row_begin, e->row_count, &end)) {
 			why = "chunk range overflows";

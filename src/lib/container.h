@@ -26,7 +26,7 @@
  *                  u64 source_xxh3 (xxh3-64 of the tensor's source bytes),
  *                  u32 nchunks, nchunks x { u64 frame_offset, u64 frame_size,
  *                  u64 payload_size, u64 row_begin, u64 row_count,
- *                  u64 payload_xxh3 }, u64 xxh3
+ *                  u64 payload_xxh3, u64 frame_xxh3 }, u64 xxh3
  * index content:   "QSIX" u32 count, count x { u64 record_offset,
  *                  u32 record_content_length, record content bytes }, u64 xxh3
  * trailer content: "QSTL" u32 version(=1) u64 index_offset u64 index_size
@@ -69,6 +69,11 @@ struct qs_chunk_entry {
 	uint64_t payload_size;  /* uncompressed payload bytes */
 	uint64_t row_begin, row_count;
 	uint64_t payload_xxh3;
+	/* xxh3-64 of the compressed frame bytes.  zstd ignores some bits and
+	 * different match offsets can decode alike, so only a hash of the
+	 * stored bytes makes every flipped bit visible.  qs_cwriter_record
+	 * fills it from the frames it wrote; callers need not set it. */
+	uint64_t frame_xxh3;
 };
 
 struct qs_record {

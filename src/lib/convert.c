@@ -114,6 +114,14 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		goto out;
 	}
 
+	if (ck->config_invalid && opts->progress) {
+		char notice[4200];
+		snprintf(notice, sizeof(notice),
+			 "'%s/config.json': not valid JSON, carrying on without it", ck->dir);
+		struct qs_progress pr = {.notice = notice};
+		opts->progress(&pr, opts->progress_user);
+	}
+
 	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);

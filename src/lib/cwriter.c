@@ -13,7 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "util.h"
+
+/* A data frame written since the last record. */
+struct pending {
+	uint64_t off, size, xxh3;
+};
 
 struct qs_cwriter {
 	char *final_path;
@@ -23,6 +30,8 @@ struct qs_cwriter {
 	bool sync_each;
 	struct qs_record *records;  /* deep copies, for the index */
 	size_t nrecords, cap;
+	struct pending *pending;    /* frames awaiting their record */
+	size_t npending, pending_cap;
 };
 
 static char *partial_name(const char *final_path)
@@ -70,6 +79,7 @@ static void writer_free(struct qs_cwriter *w)
 	for (size_t i = 0; i < w->nrecords; i++)
 		qs_record_release(&w->records[i]);
 	free(w->records);
+	free(w->pending);
 	free(w->final_path);
 	free(w->partial_path);
 	free(w);
@@ -170,7 +180,22 @@ int qs_cwriter_create(const char *final_path, const struct qs_header *h,
 int qs_cwriter_frame(struct qs_cwriter *w, const void *frame, size_t len,
 		     uint64_t *offset, struct qs_diag *diag)
 {
-	return append(w, frame, len, offset, diag);
+	if (w->npending == w->pending_cap) {
+		size_t cap = w->pending_cap ? w->pending_cap * 2 : 64;
+		struct pending *np = realloc(w->pending, cap * sizeof(*np));
+		if (!np)
+			return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", w->partial_path);
+		w->pending = np;
+		w->pending_cap = cap;
+	}
+	uint64_t off;
+	int err = append(w, frame, len, &off, diag);
+	if (err)
+		return err;
+	w->pending[w->npending++] = (struct pending){off, len, XXH3_64bits(frame, len)};
+	if (offset)
+		*offset = off;
+	return 0;
 }
 
 int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
@@ -179,18 +204,49 @@ int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
 	uint8_t *frame;
 	size_t len;
 	uint64_t off;
-	int err = qs_record_encode(r, &frame, &len);
-	if (err)
+	const char *name = r->name ? r->name : "";
+	/* The record must list exactly the frames written since the previous
+	 * one (resume relies on it); their hashes come from here. */
+	if (r->nchunks != w->npending)
+		return qs_diag_set(diag, -QS_EUSAGE,
+				   "'%s': tensor '%s': record lists %u chunks but %zu frames "
+				   "were written",
+				   w->partial_path, name, r->nchunks, w->npending);
+	struct qs_record copy = *r;
+	if (r->nchunks) {
+		copy.chunks = malloc(r->nchunks * sizeof(*copy.chunks));
+		if (!copy.chunks)
+			return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", w->partial_path);
+		memcpy(copy.chunks, r->chunks, r->nchunks * sizeof(*copy.chunks));
+	}
+	for (uint32_t c = 0; c < r->nchunks; c++) {
+		if (copy.chunks[c].frame_offset != w->pending[c].off ||
+		    copy.chunks[c].frame_size != w->pending[c].size) {
+			free(copy.chunks);
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "'%s': tensor '%s': chunk %u is not the frame written "
+					   "for it",
+					   w->partial_path, name, c);
+		}
+		copy.chunks[c].frame_xxh3 = w->pending[c].xxh3;
+	}
+	int err = qs_record_encode(&copy, &frame, &len);
+	if (err) {
+		free(copy.chunks);
 		return qs_diag_set(diag, err, "'%s': tensor '%s': cannot encode the record: %s",
-				   w->partial_path, r->name ? r->name : "",
-				   qs_strerror(err));
+				   w->partial_path, name, qs_strerror(err));
+	}
 	err = append(w, frame, len, &off, diag);
 	free(frame);
+	if (!err) {
+		err = keep_record(w, &copy, off, (uint32_t)(len - 8));
+		if (err)
+			qs_diag_set(diag, err, "'%s': out of memory", w->partial_path);
+	}
+	free(copy.chunks);
 	if (err)
 		return err;
-	err = keep_record(w, r, off, (uint32_t)(len - 8));
-	if (err)
-		return qs_diag_set(diag, err, "'%s': out of memory", w->partial_path);
+	w->npending = 0;
 	if (w->sync_each && fdatasync(w->fd) != 0) {
 		err = -errno;
 		return qs_diag_set(diag, err, "'%s': fdatasync failed: %s", w->partial_path,
@@ -318,17 +374,56 @@ struct span {
 	uint64_t off, size;
 };
 
-/* True when r's chunk table names exactly the data frames seen since the
- * previous record, in order. */
-static bool chunks_match(const struct qs_record *r, const struct span *seen, size_t n)
+/* Hashes size bytes at off in bounded pieces. */
+static int hash_range(int fd, uint64_t off, uint64_t size, uint8_t *piece,
+		      size_t piece_len, XXH3_state_t *st, uint64_t *out)
+{
+	XXH3_64bits_reset(st);
+	while (size > 0) {
+		size_t n = size < piece_len ? (size_t)size : piece_len;
+		int err = qs_pread_full(fd, piece, n, off);
+		if (err)
+			return err;
+		XXH3_64bits_update(st, piece, n);
+		off += n;
+		size -= n;
+	}
+	*out = XXH3_64bits_digest(st);
+	return 0;
+}
+
+/* 1 when r's chunk table names exactly the data frames seen since the
+ * previous record, in order, and their bytes still hash as recorded (a
+ * crash without per-tensor sync can persist a record before the frames
+ * it describes); 0 when not; -errno on I/O failure. */
+static int chunks_match(int fd, const struct qs_record *r, const struct span *seen,
+			size_t n)
 {
 	if (r->nchunks != n)
-		return false;
+		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (r->chunks[i].frame_offset != seen[i].off ||
 		    r->chunks[i].frame_size != seen[i].size)
-			return false;
-	return true;
+			return 0;
+	if (n == 0)
+		return 1;
+	size_t piece_len = 1u << 20;
+	uint8_t *piece = malloc(piece_len);
+	XXH3_state_t *st = XXH3_createState();
+	int res = 1;
+	if (!piece || !st)
+		res = -ENOMEM;
+	for (size_t i = 0; i < n && res == 1; i++) {
+		uint64_t h;
+		int err = hash_range(fd, seen[i].off, seen[i].size, piece, piece_len, st, &h);
+		if (err)
+			res = err == -QS_EFORMAT ? 0 : err;
+		else if (h != r->chunks[i].frame_xxh3)
+			res = 0;
+	}
+	free(piece);
+	XXH3_freeState(st);
+	return res;
 }
 
 /* Walks the frames after the header, keeping every complete tensor, and
@@ -389,7 +484,13 @@ static int scan_partial(struct qs_cwriter *w, uint64_t pos, uint64_t fsize,
 		}
 		if (r < 0)
 			break;
-		bool ok = chunks_match(&rec, seen, nseen);
+		int ok = chunks_match(w->fd, &rec, seen, nseen);
+		if (ok < 0) {
+			qs_record_release(&rec);
+			err = qs_diag_set(diag, ok, "'%s': read failed: %s", w->partial_path,
+					  qs_strerror(ok));
+			break;
+		}
 		if (ok) {
 			r = keep_record(w, &rec, pos, (uint32_t)(sz - 8));
 			if (r) {

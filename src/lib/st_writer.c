@@ -50,7 +50,8 @@ static int build_header(const char *path, const struct qs_st_out_tensor *tensors
 	if (!root)
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", path);
 	int ret = 0;
-	if (metadata_json) {
+	/* "" is how a container without metadata may hand it over. */
+	if (metadata_json && metadata_json[0]) {
 		json_error_t jerr;
 		json_t *meta = json_loads(metadata_json, JSON_REJECT_DUPLICATES, &jerr);
 		if (!json_is_object(meta)) {
@@ -152,8 +153,8 @@ int qs_st_writer_open(const char *path, const struct qs_st_out_tensor *tensors,
 		      struct qs_st_writer **out, struct qs_diag *diag)
 {
 	*out = NULL;
-	json_t *root;
-	uint64_t total;
+	json_t *root = NULL;
+	uint64_t total = 0;
 	int ret = build_header(path, tensors, n, metadata_json, &root, &total, diag);
 	if (ret < 0)
 		return ret;

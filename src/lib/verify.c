@@ -55,16 +55,17 @@ static bool canonical_frame_header(int fd, const struct qs_chunk_entry *e)
 	ZSTD_frameHeader zfh;
 	if (ZSTD_getFrameHeader(&zfh, h, n) != 0)
 		return false;
-	if (zfh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
-	    zfh.frameContentSize != e->payload_size)
+	/* the writer knows every payload size, so frames declare it; without
+	 * this a flipped single-segment flag would turn the size into an
+	 * equally valid window descriptor */
+	if (zfh.frameContentSize != e->payload_size)
 		return false;
 	if (!(fhd & 0x20)) {
 		/* Window_Descriptor: exponent only, and smaller than the content
 		 * (else zstd writes a single-segment frame) */
 		if (h[5] & 0x07)
 			return false;
-		if (zfh.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
-		    zfh.windowSize >= zfh.frameContentSize)
+		if (zfh.windowSize >= zfh.frameContentSize)
 			return false;
 	}
 	return true;

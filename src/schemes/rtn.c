@@ -25,7 +25,9 @@
  * and back: w' = min16 + code*scale16 (product rounded, then the sum).
  * So |w' - w| <= scale16/2 (up to f32 rounding) and w' stays within
  * [min16, min16 + qmax*scale16].  A group with |mn| > 65504 or whose scale
- * does not fit fp16 makes quantize fail with -QS_ETOOBIG.
+ * does not fit fp16 (so any group holding an Inf) makes quantize fail with
+ * -QS_ETOOBIG.  NaN weights (only seen with --allow-nonfinite) are left out
+ * of mn and mx and get code 0; a group of only NaNs has min 0, scale 0.
  *
  * The per-row arithmetic and bit packing live in the kernel table
  * (kernels.h) so SIMD variants can take them over bit-identically.

@@ -1,5 +1,6 @@
 /* scheme.c - the table of quantization schemes and the parser for the
  * "NAME[:key=val,...]" part of a --scheme rule. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -59,9 +60,10 @@ int qs_scheme_parse_uint(const char *val, unsigned *out)
 	for (const char *p = val; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return -1;
-		if (v > (~0u - 9u) / 10u)
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT_MAX - d) / 10u)
 			return -1;
-		v = v * 10u + (unsigned)(*p - '0');
+		v = v * 10u + d;
 	}
 	*out = v;
 	return 0;

@@ -258,6 +258,21 @@ static void test_sharded(void **state)
 	qs_checkpoint_free(ck);
 }
 
+static void test_open_index_file(void **state)
+{
+	(void)state;
+	const char *dir = make_sharded("byindex");
+	put(dir, "model.safetensors.index.json", good_index);
+	char *p = in(dir, "model.safetensors.index.json");
+	struct qs_checkpoint *ck = open_ok(p);
+	assert_true(ck->sharded);
+	assert_int_equal(qs_checkpoint_shards(ck), 2);
+	assert_int_equal(qs_checkpoint_count(ck), 4);
+	assert_string_equal(ck->dir, dir);
+	qs_checkpoint_free(ck);
+	free(p);
+}
+
 static void test_sharded_missing_shard(void **state)
 {
 	(void)state;
@@ -489,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_folder_single),
 		cmocka_unit_test(test_config_invalid),
 		cmocka_unit_test(test_sharded),
+		cmocka_unit_test(test_open_index_file),
 		cmocka_unit_test(test_sharded_missing_shard),
 		cmocka_unit_test(test_sharded_tensor_missing),
 		cmocka_unit_test(test_sharded_tensor_unlisted),

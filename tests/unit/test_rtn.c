@@ -9,6 +9,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,6 +280,35 @@ static void test_hand_bump(void **state)
 	run_free(&r);
 }
 
+/* codes round half to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2 */
+static void test_hand_ties(void **state)
+{
+	(void)state;
+	struct qs_scheme s = make(2, 32);
+	const float w[5] = {0.0f, 0.5f, 1.5f, 2.5f, 3.0f};
+	struct run r = run_rtn(&s, w, 1, 5);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.size, 4 + 2);
+	assert_int_equal(le16(r.out), 0x3c00);
+	assert_int_equal(le16(r.out + 2), 0x0000);
+	assert_int_equal(r.out[4], 0 | 0 << 2 | 2 << 4 | 2 << 6);
+	assert_int_equal(r.out[5], 3);
+	run_free(&r);
+}
+
+/* a minimum just below zero rounds down past -0 to the smallest negative
+ * subnormal, -2^-24 (0x8001) */
+static void test_hand_tiny_negative_min(void **state)
+{
+	(void)state;
+	struct qs_scheme s = make(8, 32);
+	const float w[3] = {1.0f, -1e-10f, 0.5f};
+	struct run r = run_rtn(&s, w, 1, 3);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(le16(r.out + 2), 0x8001);
+	run_free(&r);
+}
+
 static void test_all_equal_and_zero(void **state)
 {
 	(void)state;
@@ -512,6 +542,38 @@ static void test_nonfinite_no_crash(void **state)
 		}
 }
 
+/* With --allow-nonfinite NaNs reach rtn: they must not move the range
+ * (whatever their position, so SIMD reductions agree) and get code 0. */
+static void test_nan_ignored(void **state)
+{
+	(void)state;
+	const struct qs_kernels *k = &qs_kernels_ref;
+	float w[45], ref_w[45];
+	uint16_t sc[2], mn[2], rsc[2], rmn[2];
+	uint8_t codes[45], rcodes[45];
+	for (int i = 0; i < 45; i++)
+		w[i] = urand();
+	for (int pos = 0; pos < 45; pos += 4) {
+		memcpy(ref_w, w, sizeof(w));
+		ref_w[pos] = w[pos ? pos - 1 : 1];  /* a duplicate keeps the range */
+		memcpy(w, ref_w, sizeof(w));
+		float save = w[pos];
+		w[pos] = NAN;
+		assert_int_equal(k->rtn_quantize_row(w, 45, 32, 4, sc, mn, codes), 0);
+		assert_int_equal(k->rtn_quantize_row(ref_w, 45, 32, 4, rsc, rmn, rcodes), 0);
+		assert_memory_equal(sc, rsc, sizeof(sc));
+		assert_memory_equal(mn, rmn, sizeof(mn));
+		assert_int_equal(codes[pos], 0);
+		w[pos] = save;
+	}
+	/* a group of only NaNs: min 0, scale 0 */
+	for (int i = 32; i < 45; i++)
+		w[i] = NAN;
+	assert_int_equal(k->rtn_quantize_row(w, 45, 32, 4, sc, mn, codes), 0);
+	assert_int_equal(sc[1], 0);
+	assert_int_equal(mn[1], 0);
+}
+
 int main(void)
 {
 	setenv("QSHARD_SIMD", "ref", 1);
@@ -520,6 +582,8 @@ int main(void)
 		cmocka_unit_test(test_hand_negative),
 		cmocka_unit_test(test_hand_unrepresentable),
 		cmocka_unit_test(test_hand_bump),
+		cmocka_unit_test(test_hand_ties),
+		cmocka_unit_test(test_hand_tiny_negative_min),
 		cmocka_unit_test(test_all_equal_and_zero),
 		cmocka_unit_test(test_short_last_group),
 		cmocka_unit_test(test_every_combination),
@@ -527,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_too_big),
 		cmocka_unit_test(test_nonfinite_no_crash),
+		cmocka_unit_test(test_nan_ignored),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

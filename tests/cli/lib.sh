@@ -1,0 +1,36 @@
+# lib.sh - shared setup for the CLI tests (sourced).  automake runs each test
+# with top_builddir and top_srcdir set; exit 77 means skipped.
+set -u
+: "${top_builddir:?run through make check}" "${top_srcdir:?run through make check}"
+QSHARD=$top_builddir/qshard
+MKCKPT=$top_builddir/contrib/mkckpt/mkckpt
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/qshard-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# expect_exit CODE CMD...: runs CMD with stdout/stderr in $T/out and $T/err
+expect_exit() {
+	local want=$1
+	shift
+	"$@" >"$T/out" 2>"$T/err"
+	local got=$?
+	[ "$got" = "$want" ] || fail "exit $got, expected $want: $*
+stderr: $(cat "$T/err")"
+}
+
+# expect_err TEXT: the last command's stderr contains TEXT
+expect_err() {
+	grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1': $(cat "$T/err")"
+}
+
+need_numpy() {
+	"$PY" -c 'import numpy' 2>/dev/null || {
+		echo "SKIP: python3-numpy not installed"
+		exit 77
+	}
+}

@@ -1,0 +1,28 @@
+#!/bin/bash
+# The man pages are the documentation of record: every option in a
+# command's SYNOPSIS is in its --help and every long option in --help is in
+# the SYNOPSIS.
+. "$top_srcdir/tests/cli/lib.sh"
+
+for cmd in convert inspect verify unpack; do
+	page="$top_srcdir/man/qshard-$cmd.1"
+	[ -f "$page" ] || fail "no man page for $cmd"
+	# the SYNOPSIS section, with groff escapes for '-' removed
+	sed -n '/^\.SH SYNOPSIS/,/^\.SH /p' "$page" | sed 's/\\-/-/g' |
+		grep -oE -- '--?[a-zA-Z][a-zA-Z-]*' | sort -u >"$T/man"
+	"$QSHARD" "$cmd" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u >"$T/help"
+	grep -vx -- '--help' "$T/help" >"$T/help2"
+	# short options in the synopsis must be in --help too
+	while read -r opt; do
+		"$QSHARD" "$cmd" --help | grep -qE -- "(^|[ ,])$opt([ ,=]|$)" ||
+			fail "$cmd: '$opt' is in the SYNOPSIS but not in --help"
+	done <"$T/man"
+	while read -r opt; do
+		grep -qx -- "$opt" "$T/man" || fail "$cmd: '$opt' is in --help but not in the SYNOPSIS"
+	done <"$T/help2"
+	# every long option in --help is described in the page
+	while read -r opt; do
+		sed 's/\\-/-/g' "$page" | grep -q -- "$opt" || fail "$cmd: '$opt' undocumented"
+	done <"$T/help2"
+done
+echo "PASS man_synopsis"
