@@ -500,7 +500,7 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 		return qs_diag_set(diag, rc, "cannot map a memory window of %llu MiB: %s",
 				   (unsigned long long)(a->window_bytes >> 20), strerror(-rc));
 	char notice[256];
-	rc = qs_reader_open(a->ckpt, a->opts->io, 8, p.window.base, p.window.size, &p.reader,
+	rc = qs_reader_open(a->ckpt, a->opts->io, 8, &p.reader,
 			    &stats->io_used, notice, sizeof(notice), diag);
 	if (rc < 0) {
 		qs_window_release(&p.window);

@@ -351,6 +351,14 @@ int qs_qfile_read_chunk(const struct qs_qfile *qf, const struct qs_record *r,
 		return qs_diag_set(diag, err, "'%s': tensor '%s': chunk %u: read failed: %s",
 				   fname, r->name, c, qs_strerror(err));
 	}
+	/* checked before zstd sees the bytes: it also covers the bits zstd
+	 * would ignore */
+	if (XXH3_64bits(src, (size_t)e->frame_size) != e->frame_xxh3) {
+		free(src);
+		return qs_diag_set(diag, -QS_ECHECKSUM,
+				   "'%s': tensor '%s': chunk %u: frame checksum mismatch", fname,
+				   r->name, c);
+	}
 	/* the chunk must be exactly one zstd frame: ZSTD_decompress would also
 	 * accept several concatenated or skippable frames */
 	size_t fsz = ZSTD_findFrameCompressedSize(src, (size_t)e->frame_size);

@@ -28,11 +28,9 @@ struct qs_reader;
 
 /* Opens every shard of ckpt.  io QS_IO_AUTO means io_uring; when io_uring
  * is unavailable (ENOSYS, or EPERM under a seccomp policy) falls back to
- * pread and writes a one-line notice into notice (else notice[0] = 0).
- * buffers/buflen: the memory window, registered with io_uring. */
+ * pread and writes a one-line notice into notice (else notice[0] = 0). */
 int qs_reader_open(const struct qs_checkpoint *ckpt, enum qs_io_backend io,
-		   unsigned depth, void *buffers, uint64_t buflen,
-		   struct qs_reader **out, enum qs_io_backend *used,
+		   unsigned depth, struct qs_reader **out, enum qs_io_backend *used,
 		   char *notice, size_t notice_len, struct qs_diag *diag);
 void qs_reader_free(struct qs_reader *r);
 

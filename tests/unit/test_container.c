@@ -20,9 +20,9 @@
 #include "util.h"
 
 static struct qs_chunk_entry sample_chunks[3] = {
-	{100, 50, 400, 0, 2, 0x1111},
-	{150, 60, 400, 2, 2, 0x2222},
-	{210, 10, 200, 4, 1, 0x3333},
+	{100, 50, 400, 0, 2, 0x1111, 0xaaaa},
+	{150, 60, 400, 2, 2, 0x2222, 0xbbbb},
+	{210, 10, 200, 4, 1, 0x3333, 0xcccc},
 };
 
 static struct qs_record sample_record(void)

@@ -69,7 +69,7 @@ static void write_frames(struct qs_cwriter *w, int t, int from, int to,
 		struct qs_diag d;
 		assert_int_equal(qs_cwriter_frame(w, z, zn, &off, &d), 0);
 		chunks[c] = (struct qs_chunk_entry){off, zn, PAYLOAD, (uint64_t)c * CHUNK_ROWS,
-						    CHUNK_ROWS, XXH3_64bits(p, sizeof(p))};
+						    CHUNK_ROWS, XXH3_64bits(p, sizeof(p)), 0};
 	}
 }
 
@@ -167,7 +167,8 @@ static void test_existing_partial(void **state)
 }
 
 /* Writes a 3-tensor .partial (no index), returns its bytes and the offset
- * just after the second record. */
+ * just after the second record (and in after[t], after each record). */
+static uint64_t after[NTENSORS];
 static uint8_t *partial_bytes(const char *name, size_t *len, uint64_t *after2)
 {
 	struct qs_header h = test_header();
@@ -177,6 +178,7 @@ static uint8_t *partial_bytes(const char *name, size_t *len, uint64_t *after2)
 	assert_int_equal(qs_cwriter_create(p, &h, true, false, &w, &d), 0);
 	for (int t = 0; t < NTENSORS; t++) {
 		write_tensor(w, t);
+		after[t] = qs_cwriter_size(w);
 		if (t == 1)
 			*after2 = qs_cwriter_size(w);
 	}
@@ -278,8 +280,8 @@ static void test_resume_rejects_bad_records(void **state)
 	struct qs_cwriter *w;
 	struct qs_diag d;
 
-	/* a record whose chunk table does not match the frames before it
-	 * (an extra frame) is not kept */
+	/* the writer refuses a record that does not list exactly the frames
+	 * written since the previous one */
 	assert_int_equal(qs_cwriter_create(p, &h, true, false, &w, &d), 0);
 	write_tensor(w, 0);
 	struct qs_record r;
@@ -287,19 +289,40 @@ static void test_resume_rejects_bad_records(void **state)
 	struct qs_record junk;
 	write_frames(w, 1, 0, 1, &junk, extra);
 	write_frames(w, 1, 0, NCHUNKS, &r, chunks);
-	assert_int_equal(qs_cwriter_record(w, &r, &d), 0);
+	assert_int_equal(qs_cwriter_record(w, &r, &d), -QS_EUSAGE);
+	assert_non_null(strstr(d.msg, "tensor 'layer.1.weight'"));
 	assert_int_equal(qs_cwriter_close_partial(w, &d), 0);
 	resume_and_finish(p, 1, ref, reflen);
 
-	/* a record with a flipped bit is not kept */
 	size_t plen;
 	uint64_t after2;
 	uint8_t *part = partial_bytes("bad.qshard", &plen, &after2);
 	char partial[600];
 	snprintf(partial, sizeof(partial), "%s.partial", p);
+
+	/* an extra frame before a record's frames: the record no longer
+	 * matches what precedes it, so it and everything after is dropped */
+	uint8_t z[64];
+	uint8_t one[PAYLOAD] = {1};
+	size_t zn = ZSTD_compress(z, sizeof(z), one, sizeof(one), 3);
+	uint8_t *spliced = malloc(plen + zn);
+	memcpy(spliced, part, after[0]);
+	memcpy(spliced + after[0], z, zn);
+	memcpy(spliced + after[0] + zn, part + after[0], plen - after[0]);
+	test_write_file(partial, spliced, plen + zn);
+	resume_and_finish(p, 1, ref, reflen);
+	free(spliced);
+
+	/* a record with a flipped bit is not kept */
 	part[after2 - 20] ^= 4;
 	test_write_file(partial, part, plen);
 	resume_and_finish(p, 1, ref, reflen);
+	part[after2 - 20] ^= 4;
+
+	/* nor one whose frame bytes were not persisted as written */
+	part[after[1] + 12] ^= 0x40;
+	test_write_file(partial, part, plen);
+	resume_and_finish(p, 2, ref, reflen);
 	free(part);
 	free(ref);
 }

@@ -78,7 +78,7 @@ static const char *build(const char *name, struct tweak tw)
 			uint64_t off;
 			assert_int_equal(qs_cwriter_frame(w, z, zn, &off, &d), 0);
 			ch[c] = (struct qs_chunk_entry){off, zn, PAYLOAD, (uint64_t)c * CHUNK_ROWS,
-							CHUNK_ROWS, XXH3_64bits(pl, sizeof(pl))};
+							CHUNK_ROWS, XXH3_64bits(pl, sizeof(pl)), 0};
 		}
 		if (t == tw.bad_offset_tensor)
 			ch[1].frame_offset += 100000;
