@@ -26,6 +26,9 @@
 #define MIN_RECORD_CONTENT (4u + 2u + 1u + 2u + 1u + 1u + 2u + 2u + 8u + 4u + 8u)
 #define TRAILER_CONTENT (QS_TRAILER_FRAME_SIZE - FRAME_HDR)
 
+_Static_assert(TRAILER_CONTENT == 4 + 4 + 5 * 8, "trailer: tag, version, 4 u64, xxh3");
+_Static_assert(CHUNK_ENTRY_SIZE == 7 * sizeof(uint64_t), "chunk entry: seven u64");
+
 static size_t slen(const char *s)
 {
 	return s ? strlen(s) : 0;

@@ -279,7 +279,7 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 			uint64_t r0 = (uint64_t)j->chunk * t->rows_per_chunk;
 			j->rc = qs_diag_set(&j->diag, -QS_ENONFINITE,
 					    "'%s': tensor '%s' holds %zu NaN/Inf values in rows "
-					    "%llu-%llu (use --allow-nonfinite to quantize anyway)",
+					    "%llu-%llu (add --allow-nonfinite --resume to quantize it anyway)",
 					    fname, t->src->name, bad, (unsigned long long)r0,
 					    (unsigned long long)(r0 + j->rows - 1));
 			return;

@@ -46,7 +46,7 @@ static const char *check_tensor(const struct qs_qfile *qf, const struct qs_recor
 		uint32_t magic;
 		uint64_t size;
 		if (!problem && e->frame_offset != *expected) {
-			snprintf(msg, msglen, "chunk %u is not where the layout places it", c);
+			snprintf(msg, msglen, "chunk %u: frame is not where the layout places it", c);
 			problem = msg;
 		}
 		*expected = e->frame_offset + e->frame_size;
@@ -59,7 +59,7 @@ static const char *check_tensor(const struct qs_qfile *qf, const struct qs_recor
 			return "read failed";
 		}
 		if (fe || magic != QS_ZSTD_MAGIC || size != e->frame_size) {
-			snprintf(msg, msglen, "chunk %u frame damaged", c);
+			snprintf(msg, msglen, "chunk %u: malformed zstd frame", c);
 			problem = msg;
 			continue;
 		}
@@ -85,7 +85,15 @@ static const char *check_tensor(const struct qs_qfile *qf, const struct qs_recor
 			return re == -ENOMEM ? "out of memory" : "read failed";
 		}
 		if (re) {
-			snprintf(msg, msglen, "chunk %u damaged", c);
+			/* reuse read_chunk's reason, without its "'file': tensor
+			 * 'name': " prefix: "chunk 2: payload checksum mismatch" */
+			char prefix[64];
+			int pl = snprintf(prefix, sizeof(prefix), "chunk %u: ", c);
+			const char *why = strstr(d.msg, prefix);
+			if (why && pl > 0 && (size_t)pl < sizeof(prefix))
+				snprintf(msg, msglen, "%s", why);
+			else
+				snprintf(msg, msglen, "chunk %u damaged", c);
 			problem = msg;
 		}
 	}
@@ -238,7 +246,7 @@ int qs_verify(const char *path, const char *source, qs_damage_fn report,
 
 	void *buf = NULL;
 	size_t bufcap = 0;
-	char msg[128];
+	char msg[256];
 	for (size_t i = 0; i < qf->nrecords; i++) {
 		const struct qs_record *r = &qf->records[i];
 		const char *problem = check_tensor(qf, r, &expected, &buf, &bufcap, msg,

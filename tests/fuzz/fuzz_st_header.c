@@ -9,7 +9,9 @@
  * garbage.  Whatever a successful parse returns must satisfy the promises
  * of safetensors.h; a broken promise aborts, which the fuzzer reports.
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -151,12 +151,12 @@ static void hammer(decode_fn dec, const uint8_t *content, size_t len)
 {
 	/* a heap copy of exactly k bytes so ASan catches any overread */
 	for (size_t k = 0; k < len; k++) {
-		uint8_t *b = malloc(k ? k : 1);
+		uint8_t *b = calloc(1, k ? k : 1);
 		memcpy(b, content, k);
 		assert_true(dec(k ? b : NULL, k) < 0);
 		free(b);
 	}
-	uint8_t *b = malloc(len);
+	uint8_t *b = calloc(1, len);
 	memcpy(b, content, len);
 	assert_int_equal(dec(b, len), 0);
 	for (size_t bit = 0; bit < len * 8; bit++) {
@@ -371,7 +371,11 @@ static void test_trailer(void **state)
 	assert_int_equal(qs_get_le32(b), QS_MAGIC_TRAILER);
 	assert_int_equal(qs_get_le32(b + 4), 48);
 	assert_int_equal(qs_trailer_decode("x", b, &d, NULL), 0);
-	assert_memory_equal(&t, &d, sizeof(t));
+	assert_int_equal(d.version, t.version);
+	assert_int_equal(d.index_offset, t.index_offset);
+	assert_int_equal(d.index_size, t.index_size);
+	assert_int_equal(d.file_size, t.file_size);
+	assert_int_equal(d.tensor_count, t.tensor_count);
 	for (size_t bit = 0; bit < sizeof(b) * 8; bit++) {
 		b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 		struct qs_diag diag;

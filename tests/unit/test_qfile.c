@@ -52,13 +52,10 @@ static void source_bytes(int t, uint8_t *out)
 }
 
 struct tweak {
-	int bad_offset_tensor;   /* chunk frame_offset moved past the data area */
-	int gap_tensor;          /* row ranges not consecutive */
-	int dup_tensor;          /* named like tensor 0 */
 	int bad_sum_tensor;      /* wrong payload_xxh3 */
 };
 
-static const struct tweak no_tweak = {-1, -1, -1, -1};
+static const struct tweak no_tweak = {-1};
 
 static const char *build(const char *name, struct tweak tw)
 {
@@ -80,16 +77,12 @@ static const char *build(const char *name, struct tweak tw)
 			ch[c] = (struct qs_chunk_entry){off, zn, PAYLOAD, (uint64_t)c * CHUNK_ROWS,
 							CHUNK_ROWS, XXH3_64bits(pl, sizeof(pl)), 0};
 		}
-		if (t == tw.bad_offset_tensor)
-			ch[1].frame_offset += 100000;
-		if (t == tw.gap_tensor)
-			ch[1].row_begin++;
 		if (t == tw.bad_sum_tensor)
 			ch[1].payload_xxh3 ^= 1;
 		uint8_t src[ROWS * COLS * 2];
 		source_bytes(t, src);
 		struct qs_record r = {
-			.name = (char *)(t == tw.dup_tensor ? names[0] : names[t]),
+			.name = (char *)names[t],
 			.shard = "model.safetensors", .dtype = QS_DTYPE_F16, .ndim = 2,
 			.shape = {ROWS, COLS}, .scheme = "raw",
 			.source_xxh3 = XXH3_64bits(src, sizeof(src)),
@@ -136,6 +129,45 @@ static void test_open_and_summaries(void **state)
 	uint8_t buf[PAYLOAD];
 	assert_int_equal(qs_qfile_read_chunk(qf, &qf->records[0], 2, buf, &d), -QS_EUSAGE);
 	qs_qfile_free(qf);
+}
+
+enum forgery { FORGE_OFFSET, FORGE_GAP, FORGE_DUP, FORGE_COUNT };
+
+/* A file whose index (re-encoded with valid checksums) describes tensor t
+ * in a way the writer would never produce. */
+static const char *forge(const char *name, enum forgery kind, int t)
+{
+	const char *p = build(name, no_tweak);
+	struct qs_qfile *qf;
+	assert_int_equal(qs_qfile_open(p, &qf, NULL), 0);
+	struct qs_record *r = &qf->records[t];
+	size_t n = qf->nrecords;
+	if (kind == FORGE_OFFSET)
+		r->chunks[1].frame_offset += 100000;
+	else if (kind == FORGE_GAP)
+		r->chunks[1].row_begin++;
+	else if (kind == FORGE_DUP) {
+		free(r->name);
+		r->name = strdup(names[0]);
+	} else {
+		n--;
+	}
+	uint8_t *ix;
+	size_t ixlen;
+	assert_int_equal(qs_index_encode(qf->records, qf->nrecords, &ix, &ixlen), 0);
+	size_t len;
+	uint8_t *b = test_read_file(p, &len);
+	uint64_t at = qf->trailer.index_offset;
+	b = realloc(b, at + ixlen + QS_TRAILER_FRAME_SIZE);
+	memcpy(b + at, ix, ixlen);
+	struct qs_trailer tr = {QS_FORMAT_VERSION, at, ixlen, at + ixlen + QS_TRAILER_FRAME_SIZE,
+				n};
+	qs_trailer_encode(&tr, b + at + ixlen);
+	test_write_file(p, b, at + ixlen + QS_TRAILER_FRAME_SIZE);
+	free(b);
+	free(ix);
+	qs_qfile_free(qf);
+	return p;
 }
 
 static void expect_open_fails(const char *p, const char *what)
@@ -192,15 +224,10 @@ static void test_open_rejects(void **state)
 	assert_non_null(strstr(d.msg, "missing.qshard"));
 
 	/* semantically wrong but checksummed records */
-	struct tweak tw = no_tweak;
-	tw.bad_offset_tensor = 1;
-	expect_open_fails(build("off.qshard", tw), "tensor 'model.layers.0.w'");
-	tw = no_tweak;
-	tw.gap_tensor = 2;
-	expect_open_fails(build("gap.qshard", tw), "tensor 'lm_head'");
-	tw = no_tweak;
-	tw.dup_tensor = 2;
-	expect_open_fails(build("dup.qshard", tw), "tensor 'model.embed'");
+	expect_open_fails(forge("off.qshard", FORGE_OFFSET, 1), "tensor 'model.layers.0.w'");
+	expect_open_fails(forge("gap.qshard", FORGE_GAP, 2), "tensor 'lm_head'");
+	expect_open_fails(forge("dup.qshard", FORGE_DUP, 2), "tensor 'model.embed'");
+	expect_open_fails(forge("cnt.qshard", FORGE_COUNT, 0), "index");
 }
 
 static void test_read_chunk_checks(void **state)
@@ -402,7 +429,7 @@ static void test_verify_source(void **state)
 static int teardown_all(void **state)
 {
 	(void)state;
-	if (!getenv("KEEP")) test_cleanup_tmpdir();
+	test_cleanup_tmpdir();
 	return 0;
 }
 
