@@ -172,13 +172,20 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	if (rc < 0)
 		goto out;
 
+	/* More chunks in flight than the workers and the read-ahead can use
+	 * only cost first-touch page faults and RSS: the ring cycles through
+	 * all of its memory.  Output bytes do not depend on this. */
+	uint64_t ring_in_use = plan.max_footprint * (2ull * threads + 4);
+	if (ring_in_use > ring || ring_in_use == 0)
+		ring_in_use = ring;
+
 	struct qs_pipeline_args args = {
 		.ckpt = ck,
 		.plan = &plan,
 		.opts = opts,
 		.writer = w,
 		.first_tensor = nkept,
-		.window_bytes = ring,
+		.window_bytes = ring_in_use,
 		.threads = threads,
 		.level = level,
 	};
