@@ -906,7 +906,7 @@ static void usage(FILE *f)
 		"usage: mkckpt [--preset tiny|1b|8b|70b] [--layers N] "
 		"[--dtype bf16|f16|f32]\n"
 		"              [--shard-size SIZE] [--seed S] "
-		"[--tie-embeddings] -o DIR\n"
+		"[--tie-embeddings] [--vocab N] -o DIR\n"
 		"\n"
 		"Write a synthetic Llama-family checkpoint (config.json, "
 		"safetensors shards\n"
@@ -924,6 +924,7 @@ static void usage(FILE *f)
 		"  --seed S          PRNG seed (default 1)\n"
 		"  --tie-embeddings  share embed_tokens with the output layer "
 		"(no lm_head)\n"
+		"  --vocab N         override the preset's vocabulary size\n"
 		"  -o, --output DIR  output directory, created if missing\n"
 		"  -h, --help        show this help\n");
 }
@@ -1029,13 +1030,15 @@ int main(int argc, char **argv)
 		{ "shard-size", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "tie-embeddings", no_argument, NULL, 't' },
+		{ "vocab", required_argument, NULL, 'v' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct plan pl = { .p = &presets[0], .dt = DT_BF16, .seed = 1 };
 	const char *dir = NULL, *layers_arg = NULL;
-	uint64_t shard_size = 0, maxcols = 0;
+	uint64_t shard_size = 0, maxcols = 0, vocab = 0;
+	struct preset custom;
 	int tie = 0, opt;
 	struct out o = { .fd = -1 };
 	struct gen g;
@@ -1082,6 +1085,14 @@ int main(int argc, char **argv)
 		case 't':
 			tie = 1;
 			break;
+		case 'v':
+			/* a larger vocabulary makes one very large tensor
+			 * (embed_tokens), as the memory benchmark needs */
+			if (parse_u64(optarg, &vocab, NULL) < 0 || vocab < 1 ||
+			    vocab > 4000000)
+				die_usage("invalid vocabulary size '%s' (1..4000000)",
+					  optarg);
+			break;
 		case 'o':
 			if (!*optarg)
 				die_usage("empty output directory");
@@ -1106,6 +1117,11 @@ int main(int argc, char **argv)
 	if (!dir)
 		die_usage("missing output directory (-o DIR)");
 
+	if (vocab) {
+		custom = *pl.p;
+		custom.vocab = (unsigned)vocab;
+		pl.p = &custom;
+	}
 	pl.layers = pl.p->layers;
 	if (layers_arg) {
 		uint64_t n;

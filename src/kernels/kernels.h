@@ -12,6 +12,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* adpq row parameters and buffers (adpq.c). */
+#define QS_ADPQ_SCALES_F16 1u  /* fp16 group meta instead of u8 under row super-scales */
+#define QS_ADPQ_FOLD 2u        /* inlier codes folded around the group's zero code */
+#define QS_ADPQ_MAX_K 64u      /* outliers in a group: alpha <= 0.25, group <= 256 */
+
+struct qs_adpq_params {
+	unsigned bits;       /* 2, 3 or 4 */
+	unsigned group;      /* 64, 128 or 256 */
+	unsigned alpha_e4;   /* outlier fraction in units of 1e-4, 0..2500 */
+	unsigned search;     /* clipped ranges tried besides the full one, 0..16 */
+	unsigned flags;      /* QS_ADPQ_* */
+};
+
+struct qs_adpq_row {
+	/* u8 meta: fp16 units of the inlier step, inlier min, outlier step
+	 * and outlier min; zero with QS_ADPQ_SCALES_F16. */
+	uint16_t super[4];
+	/* 4 x ngroups: inlier step, inlier min, outlier step, outlier min
+	 * (u8 codes, or fp16 bits with QS_ADPQ_SCALES_F16). */
+	uint16_t *meta;
+	uint8_t *codes;      /* n stored codes */
+	uint8_t *idx;        /* the row's outlier in-group indices, ascending per group */
+	float *tmp;          /* quantize scratch: 4 x ngroups */
+	uint8_t *mask;       /* quantize scratch: n */
+};
+
 struct qs_kernels {
 	const char *name;  /* "ref", "avx2", "neon" */
 
@@ -47,6 +73,24 @@ struct qs_kernels {
 			  uint8_t *dst, uint64_t bitpos);
 	void (*unpack_bits)(const uint8_t *src, uint64_t bitpos, size_t n,
 			    unsigned bits, uint8_t *codes);
+
+	/* adpq (see adpq.c and ref_adpq.c for the exact definition).  A table
+	 * that leaves these NULL gets the _ref versions (adpq.c falls back),
+	 * so a SIMD variant can take them over one at a time. */
+	size_t (*adpq_quantize_row)(const float *w, size_t n,
+				    const struct qs_adpq_params *p,
+				    struct qs_adpq_row *r);
+	/* Returns the number of outlier indices that fall outside their group
+	 * (corrupt payload; those are skipped). */
+	size_t (*adpq_dequantize_row)(const struct qs_adpq_row *r, size_t n,
+				      const struct qs_adpq_params *p, float *w);
+	/* Bit-plane packing of codes[n] (each < 2^bits): plane p holds bit p
+	 * of every code, 8 codes a byte LSB-first, ceil(n/8) bytes starting at
+	 * dst + p*plane_stride (unused high bits of a last byte zero). */
+	void (*pack_planes)(const uint8_t *codes, size_t n, unsigned bits,
+			    uint8_t *dst, size_t plane_stride);
+	void (*unpack_planes)(const uint8_t *src, size_t plane_stride, size_t n,
+			      unsigned bits, uint8_t *codes);
 };
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
@@ -62,6 +106,18 @@ const struct qs_kernels *qs_kernels_by_name(const char *name);
 const struct qs_kernels *qs_kernels_choose(const char *request);
 
 extern const struct qs_kernels qs_kernels_ref;
+
+/* The scalar adpq kernels (ref_adpq.c), for ref.c's table and as fallbacks. */
+size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				struct qs_adpq_row *r);
+size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
+				  const struct qs_adpq_params *p, float *w);
+void qs_ref_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			size_t plane_stride);
+void qs_ref_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,
+			  unsigned bits, uint8_t *codes);
+/* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
+unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
 
 /* Scalar conversions, shared by every variant for tails. */
 float qs_bf16_to_f32(uint16_t h);

@@ -379,4 +379,8 @@ const struct qs_kernels qs_kernels_ref = {
 	.rtn_dequantize_row = ref_rtn_dequantize_row,
 	.pack_bits = ref_pack_bits,
 	.unpack_bits = ref_unpack_bits,
+	.adpq_quantize_row = qs_ref_adpq_quantize_row,
+	.adpq_dequantize_row = qs_ref_adpq_dequantize_row,
+	.pack_planes = qs_ref_pack_planes,
+	.unpack_planes = qs_ref_unpack_planes,
 };

@@ -181,6 +181,14 @@ struct qs_qfile {
 int qs_qfile_open_report(const char *path, struct qs_qfile **out,
 			 qs_damage_fn report, void *user, struct qs_diag *diag);
 
+/* Checks, reading only the frame header, that chunk c's frame declares
+ * exactly payload_size content bytes and that a frame of frame_size bytes
+ * can hold that much, so a caller may allocate payload_size bytes before
+ * qs_qfile_read_chunk without a damaged record choosing the amount.
+ * -QS_EFORMAT (or -errno) with diag naming the tensor. */
+int qs_qfile_check_chunk(const struct qs_qfile *qf, const struct qs_record *r,
+			 uint32_t c, struct qs_diag *diag);
+
 /* Decompresses chunk c of record r into dst (capacity >= payload_size),
  * checking frame bounds, the decompressed size and the payload xxh3. */
 int qs_qfile_read_chunk(const struct qs_qfile *qf, const struct qs_record *r,

@@ -213,6 +213,9 @@ int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
 				   "were written",
 				   w->partial_path, name, r->nchunks, w->npending);
 	struct qs_record copy = *r;
+	/* never the caller's table: a zero-chunk (empty) tensor must not
+	 * free it below */
+	copy.chunks = NULL;
 	if (r->nchunks) {
 		copy.chunks = malloc(r->nchunks * sizeof(*copy.chunks));
 		if (!copy.chunks)

@@ -327,6 +327,37 @@ uint64_t qs_qfile_size(const struct qs_qfile *qf)
 	return qf->size;
 }
 
+int qs_qfile_check_chunk(const struct qs_qfile *qf, const struct qs_record *r,
+			 uint32_t c, struct qs_diag *diag)
+{
+	const char *fname = qs_basename(qf->path);
+	if (c >= r->nchunks)
+		return qs_diag_set(diag, -QS_EUSAGE, "'%s': tensor '%s': no chunk %u", fname,
+				   r->name, c);
+	const struct qs_chunk_entry *e = &r->chunks[c];
+	uint64_t end;
+	uint8_t head[18];  /* the largest zstd frame header (RFC 8878 3.1.1.1) */
+	size_t n = e->frame_size < sizeof(head) ? (size_t)e->frame_size : sizeof(head);
+	if (!qs_add_u64(e->frame_offset, e->frame_size, &end) || end > qf->size)
+		return qs_diag_set(diag, -QS_EFORMAT,
+				   "'%s': tensor '%s': chunk %u lies outside the file", fname,
+				   r->name, c);
+	int err = qs_pread_full(qf->fd, head, n, e->frame_offset);
+	if (err)
+		return qs_diag_set(diag, err, "'%s': tensor '%s': chunk %u: read failed: %s",
+				   fname, r->name, c, qs_strerror(err));
+	/* every block holds at most 128 KiB (RFC 8878 3.1.1.2.3) and takes at
+	 * least 3 bytes, which bounds what frame_size bytes can expand to */
+	unsigned long long fcs = ZSTD_getFrameContentSize(head, n);
+	if (fcs == ZSTD_CONTENTSIZE_UNKNOWN || fcs == ZSTD_CONTENTSIZE_ERROR ||
+	    fcs != e->payload_size || e->payload_size / (128u << 10) > e->frame_size / 3 ||
+	    e->payload_size > SIZE_MAX)
+		return qs_diag_set(diag, -QS_EFORMAT,
+				   "'%s': tensor '%s': chunk %u: frame content size does not match the record",
+				   fname, r->name, c);
+	return 0;
+}
+
 int qs_qfile_read_chunk(const struct qs_qfile *qf, const struct qs_record *r,
 			uint32_t c, void *dst, struct qs_diag *diag)
 {

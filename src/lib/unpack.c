@@ -59,7 +59,10 @@ static int unpack_tensor(const struct qs_qfile *qf, const struct qs_record *r,
 	uint64_t cols = record_cols(r);
 	for (uint32_t c = 0; c < r->nchunks; c++) {
 		const struct qs_chunk_entry *e = &r->chunks[c];
-		int rc = grow((void **)&b->payload, &b->payload_cap, e->payload_size);
+		int rc = qs_qfile_check_chunk(qf, r, c, diag);
+		if (rc < 0)
+			return rc;
+		rc = grow((void **)&b->payload, &b->payload_cap, e->payload_size);
 		if (rc < 0)
 			return rc;
 		rc = qs_qfile_read_chunk(qf, r, c, b->payload, diag);

@@ -63,8 +63,14 @@ static const char *check_tensor(const struct qs_qfile *qf, const struct qs_recor
 			problem = msg;
 			continue;
 		}
+		struct qs_diag d;
 		if (e->payload_size > SIZE_MAX) {
 			snprintf(msg, msglen, "chunk %u payload too large", c);
+			problem = msg;
+			continue;
+		}
+		if (qs_qfile_check_chunk(qf, r, c, &d) < 0) {
+			snprintf(msg, msglen, "chunk %u: frame content size does not match the record", c);
 			problem = msg;
 			continue;
 		}
@@ -78,7 +84,6 @@ static const char *check_tensor(const struct qs_qfile *qf, const struct qs_recor
 			*buf = nb;
 			*bufcap = want;
 		}
-		struct qs_diag d;
 		int re = qs_qfile_read_chunk(qf, r, c, *buf, &d);
 		if (re && re != -QS_EFORMAT && re != -QS_ECHECKSUM) {
 			*err = re;

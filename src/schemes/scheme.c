@@ -10,6 +10,7 @@
 /* Order is the order "known: ..." lists them in. */
 const struct qs_scheme_ops *const qs_scheme_registry[] = {
 	&qs_scheme_rtn,
+	&qs_scheme_adpq,
 	NULL,
 };
 

@@ -45,6 +45,7 @@ struct qs_scheme {
 	unsigned bits;       /* code width */
 	unsigned group;      /* weights per group along the row */
 	double alpha;        /* adpq: outlier fraction */
+	unsigned extra[4];   /* scheme-specific (adpq: search, scales, layout) */
 	char text[QS_SCHEME_TEXT_MAX];  /* canonical spec, e.g. "rtn:bits=4,group=128" */
 };
 
@@ -69,5 +70,6 @@ extern const struct qs_scheme_ops *const qs_scheme_registry[];
 const struct qs_scheme_ops *qs_scheme_find(const char *name);
 
 extern const struct qs_scheme_ops qs_scheme_rtn;
+extern const struct qs_scheme_ops qs_scheme_adpq;
 
 #endif /* QS_SCHEME_H */

@@ -109,8 +109,10 @@ out:
 
 static void fix_index(uint8_t *file, size_t fsize, uint8_t *p, size_t len, void *scratch)
 {
-	if (len < 12)
+	if (len < 16) {
+		seal(p, len);
 		return;
+	}
 	size_t at = 8, end = len - 8;
 	uint32_t count = qs_get_le32(p + 4);
 	for (uint32_t i = 0; i < count && end - at >= 12; i++) {

@@ -17,8 +17,12 @@
 
 #include "kernels.h"
 
+/* Also in the build flags; repeated here so the file is safe on its own
+ * (tests/unit/neon_driver.c compiles neon.c directly). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
 #endif
 
 /* ----------------------------------------------------------- conversions */
@@ -26,7 +30,7 @@
 static void avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
 {
 	const __m256i zero = _mm256_setzero_si256();
-	const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
 	const __m256i inf = _mm256_set1_epi32(0x7f800000);
 	const __m256i quiet = _mm256_set1_epi32(0x00400000);
 	size_t i = 0;
@@ -37,8 +41,8 @@ static void avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
 		 * dword: elements 0-3 | 8-11 and 4-7 | 12-15 */
 		__m256i a = _mm256_unpacklo_epi16(zero, h);
 		__m256i b = _mm256_unpackhi_epi16(zero, h);
-		__m256i na = _mm256_cmpgt_epi32(_mm256_and_si256(a, abs), inf);
-		__m256i nb = _mm256_cmpgt_epi32(_mm256_and_si256(b, abs), inf);
+		__m256i na = _mm256_cmpgt_epi32(_mm256_and_si256(a, absm), inf);
+		__m256i nb = _mm256_cmpgt_epi32(_mm256_and_si256(b, absm), inf);
 		a = _mm256_or_si256(a, _mm256_and_si256(na, quiet));
 		b = _mm256_or_si256(b, _mm256_and_si256(nb, quiet));
 		_mm256_storeu_si256((__m256i *)(dst + i), _mm256_permute2x128_si256(a, b, 0x20));
@@ -59,7 +63,7 @@ static void avx2_f16_to_f32(const uint16_t *src, float *dst, size_t n)
 
 static void avx2_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
 {
-	const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
 	const __m256i inf = _mm256_set1_epi32(0x7f800000);
 	const __m256i bias = _mm256_set1_epi32(0x7fff);
 	const __m256i one = _mm256_set1_epi32(1);
@@ -70,7 +74,7 @@ static void avx2_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
 		__m256i r[2];
 		for (int k = 0; k < 2; k++) {
 			__m256i u = _mm256_loadu_si256((const __m256i *)(src + i + 8 * k));
-			__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+			__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
 			__m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
 			__m256i rn = _mm256_add_epi32(u, _mm256_add_epi32(bias, lsb));
 			rn = _mm256_srli_epi32(rn, 16);

@@ -1,0 +1,511 @@
+/* ref_adpq.c - the portable scalar adpq kernels: the definition of the
+ * scheme's output (adpq.c documents the format; this file the arithmetic).
+ *
+ * As in ref.c, every floating-point expression is a fixed sequence of
+ * separately rounded IEEE f32 operations (no FMA, no reassociation), so a
+ * SIMD variant can reproduce it bit for bit.  The only reductions whose
+ * order matters are the squared-error sums of the range search: each is
+ * accumulated in 8 lanes (lane l takes the group's elements l, l+8, ...,
+ * in order) and the lanes are combined as
+ *     ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)),
+ * which is what an AVX2 256 -> 128 -> 64 -> 32 bit fold computes.  Min/max
+ * reductions may run in any order (NaNs are skipped, zeros compared equal
+ * and their sign never reaches the output).
+ *
+ * The outlier set is defined by its result, not by the algorithm: the k
+ * weights of largest |w| (compared as the integer bit patterns of |w|; a NaN
+ * counts as 0), ties going to the lower index.  Any selection method that
+ * yields the same set is conforming.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#define F16_INF 0x7c00u
+#define F16_MAX_F 65504.0f
+/* Range search: candidate i keeps the fraction (32 - i)/32 of the inlier
+ * range around its midpoint. */
+#define SEARCH_DEN 32.0f
+
+unsigned qs_adpq_k(unsigned alpha_e4, size_t n)
+{
+	return (unsigned)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
+}
+
+/* Largest fp16 <= x for finite |x| <= 65504 (+0 for either zero). */
+static uint16_t f16_down(float x)
+{
+	uint16_t h = qs_f32_to_f16(x);
+	if (qs_f16_to_f32(h) > x) {
+		if ((h & 0x7fffu) == 0)
+			h = 0x8001u;
+		else if (h & 0x8000u)
+			h++;
+		else
+			h--;
+	}
+	if (h == 0x8000u)
+		h = 0;
+	return h;
+}
+
+/* Smallest fp16 >= x for x >= 0 (0x7c00 = Inf when too large). */
+static uint16_t f16_up(float x)
+{
+	uint16_t h = qs_f32_to_f16(x);
+	if (h & 0x8000u)
+		return 0;
+	if (h < F16_INF && qs_f16_to_f32(h) < x)
+		h++;
+	return h;
+}
+
+/* Nearest integer in 0..qmax, ties to even, NaN to 0 (see ref.c rtn_code). */
+static inline unsigned near_code(float q, float qmaxf)
+{
+	q = q > 0.0f ? q : 0.0f;
+	q = q < qmaxf ? q : qmaxf;
+	float r = (q + 0x1p23f) - 0x1p23f;
+	return (unsigned)(int32_t)r;
+}
+
+static inline uint32_t mag_key(float w)
+{
+	uint32_t u;
+	memcpy(&u, &w, sizeof(u));
+	u &= 0x7fffffffu;
+	return u > 0x7f800000u ? 0 : u;
+}
+
+/* Folding: inlier codes stored by distance from the zero code z (the code
+ * nearest 0.0): z, z+1, z-1, z+2, z-2, ... and, once the shorter side is
+ * used up, the rest of the longer side in order.  Bell-shaped groups then
+ * have mostly small stored codes, whose high bit planes compress. */
+static inline unsigned fold(unsigned c, unsigned z, unsigned qmax)
+{
+	unsigned m = z < qmax - z ? z : qmax - z;
+	unsigned d = c > z ? c - z : z - c;
+	if (d <= m)
+		return c > z ? 2 * d - 1 : 2 * d;
+	return m + d;
+}
+
+static inline unsigned unfold(unsigned f, unsigned z, unsigned qmax)
+{
+	unsigned m = z < qmax - z ? z : qmax - z;
+	if (f <= 2 * m)
+		return (f & 1) ? z + (f + 1) / 2 : z - f / 2;
+	return z < qmax - z ? z + (f - m) : z - (f - m);
+}
+
+/* Marks the k largest-|w| weights of w[n] in mask[n] (ties to the lower
+ * index) and writes their indices, ascending, to idx[k].  An insertion
+ * list over the group: O(n) compares plus O(k) per insertion, which the
+ * running k-th key makes rare on bell-shaped data. */
+static void select_outliers(const float *w, size_t n, unsigned k, uint8_t *mask,
+			    uint8_t *idx)
+{
+	uint32_t key[QS_ADPQ_MAX_K];
+	uint16_t pos[QS_ADPQ_MAX_K];
+	unsigned cnt = 0;
+
+	memset(mask, 0, n);
+	if (k == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = mag_key(w[i]);
+		if (cnt == k) {
+			if (v <= key[k - 1])
+				continue;
+			cnt--;
+		}
+		unsigned j = cnt;
+		while (j > 0 && key[j - 1] < v) {
+			key[j] = key[j - 1];
+			pos[j] = pos[j - 1];
+			j--;
+		}
+		key[j] = v;
+		pos[j] = (uint16_t)i;
+		cnt++;
+	}
+	for (unsigned j = 0; j < cnt; j++)
+		mask[pos[j]] = 1;
+	for (size_t i = 0, o = 0; i < n; i++)
+		if (mask[i])
+			idx[o++] = (uint8_t)i;
+}
+
+/* Min and max over the weights with mask[i] == want (of |w| when absval),
+ * NaNs skipped; 0, 0 when none. */
+static void masked_range(const float *w, const uint8_t *mask, size_t n, uint8_t want,
+			 int absval, float *mn_out, float *mx_out)
+{
+	float mn = INFINITY, mx = -INFINITY;
+	for (size_t i = 0; i < n; i++) {
+		float v = absval ? fabsf(w[i]) : w[i];
+		int use = mask[i] == want;
+		float a = use ? v : INFINITY, b = use ? v : -INFINITY;
+		mn = a < mn ? a : mn;
+		mx = b > mx ? b : mx;
+	}
+	if (mn > mx) {
+		mn = 0.0f;
+		mx = 0.0f;
+	}
+	*mn_out = mn;
+	*mx_out = mx;
+}
+
+/* Squared error of the inliers on the grid lo + c*step, c in 0..qmax
+ * (lane order in the header comment). */
+static float grid_error(const float *w, const uint8_t *mask, size_t n, float lo,
+			float step, float qmaxf)
+{
+	float acc[8] = {0};
+	float inv = 1.0f / step;
+	for (size_t i = 0; i < n; i++) {
+		float q = (w[i] - lo) * inv;
+		float c = (float)near_code(q, qmaxf);
+		float t = c * step;
+		float d = w[i] - (lo + t);
+		float e = d * d;
+		acc[i % 8] += (mask[i] || e != e) ? 0.0f : e;
+	}
+	float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5];
+	float s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
+	return (s0 + s2) + (s1 + s3);
+}
+
+/* The inlier range: [mn, mx], or the clipped candidate with the smallest
+ * squared error (the first on ties). */
+static void inlier_range(const float *w, const uint8_t *mask, size_t n,
+			 const struct qs_adpq_params *p, float *lo_out, float *hi_out)
+{
+	float mn, mx;
+	masked_range(w, mask, n, 0, 0, &mn, &mx);
+	*lo_out = mn;
+	*hi_out = mx;
+	float qmaxf = (float)((1u << p->bits) - 1u);
+	float step = (mx - mn) / qmaxf;
+	/* the f32 grid can overflow for ranges beyond fp16 (the caller fails
+	 * those anyway) */
+	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+		return;
+	float best = grid_error(w, mask, n, mn, step, qmaxf);
+	float h = (mx - mn) * 0.5f;
+	float mid = mn + h;
+	for (unsigned i = 1; i <= p->search; i++) {
+		float f = (SEARCH_DEN - (float)i) / SEARCH_DEN;
+		float fh = f * h;
+		float lo = mid - fh, hi = mid + fh;
+		float st = (hi - lo) / qmaxf;
+		if (!(st > 0.0f))
+			break;
+		float e = grid_error(w, mask, n, lo, st, qmaxf);
+		if (e < best) {
+			best = e;
+			*lo_out = lo;
+			*hi_out = hi;
+		}
+	}
+}
+
+/* Smallest fp16 unit u with u*255 >= need (need >= 0); Inf on overflow. */
+static uint16_t super_unit(float need)
+{
+	uint16_t u = f16_up(need / 255.0f);
+	while (u < F16_INF && qs_f16_to_f32(u) * 255.0f < need)
+		u++;
+	return u;
+}
+
+/* u8 code c in 0..255 with unit*c >= x (x >= 0), the smallest such. */
+static unsigned code_up(float x, float unit)
+{
+	if (!(x > 0.0f) || !(unit > 0.0f))
+		return 0;
+	float q = x / unit;
+	unsigned c = q >= 255.0f ? 255u : (unsigned)q;
+	if ((float)c < q && c < 255)
+		c++;
+	while (c < 255 && unit * (float)c < x)
+		c++;
+	return c;
+}
+
+/* Step code: smallest c with base + qmaxf*(unit*c) >= top. */
+static unsigned step_code(float base, float top, float qmaxf, float unit)
+{
+	if (!(unit > 0.0f) || !(top > base))
+		return 0;
+	unsigned c = code_up((top - base) / qmaxf, unit);
+	while (c < 255 && base + qmaxf * (unit * (float)c) < top)
+		c++;
+	return c;
+}
+
+/* fp16 step: smallest fp16 s with base + qmaxf*s >= top; Inf on overflow. */
+static uint16_t step_f16(float base, float top, float qmaxf)
+{
+	if (!(top > base))
+		return 0;
+	uint16_t s = f16_up((top - base) / qmaxf);
+	while (s < F16_INF && base + qmaxf * qs_f16_to_f32(s) < top)
+		s++;
+	return s;
+}
+
+struct grid {
+	float minf, step, omin, ostep;
+};
+
+static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
+			      unsigned flags)
+{
+	struct grid q;
+	const uint16_t *m = r->meta;
+	if (flags & QS_ADPQ_SCALES_F16) {
+		q.step = qs_f16_to_f32(m[g]);
+		q.minf = qs_f16_to_f32(m[ng + g]);
+		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
+		q.omin = qs_f16_to_f32(m[3 * ng + g]);
+	} else {
+		q.step = qs_f16_to_f32(r->super[0]) * (float)m[g];
+		q.minf = -(qs_f16_to_f32(r->super[1]) * (float)m[ng + g]);
+		q.ostep = qs_f16_to_f32(r->super[2]) * (float)m[2 * ng + g];
+		q.omin = qs_f16_to_f32(r->super[3]) * (float)m[3 * ng + g];
+	}
+	return q;
+}
+
+size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				struct qs_adpq_row *r)
+{
+	const size_t G = p->group;
+	if (n == 0)
+		return 0;
+	if (G == 0 || p->bits < 2 || p->bits > 4)
+		return 1;
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	const bool f16 = (p->flags & QS_ADPQ_SCALES_F16) != 0;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	uint16_t *m = r->meta;
+	size_t overflowed = 0;
+
+	/* 1: outliers and the two ranges of every group */
+	uint8_t *idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		select_outliers(w + i, len, k, r->mask + i, idx);
+		idx += k;
+		masked_range(w + i, r->mask + i, len, 1, 1, &omn[g], &omx[g]);
+		inlier_range(w + i, r->mask + i, len, p, &lo[g], &hi[g]);
+	}
+
+	/* 2: the grids, stored exactly as dequantization will rebuild them */
+	memset(r->super, 0, sizeof(r->super));
+	if (f16) {
+		for (size_t g = 0; g < ng; g++) {
+			if (!(lo[g] >= -F16_MAX_F && lo[g] <= F16_MAX_F && omn[g] <= F16_MAX_F)) {
+				overflowed++;
+				m[g] = m[ng + g] = m[2 * ng + g] = m[3 * ng + g] = 0;
+				continue;
+			}
+			uint16_t mn16 = f16_down(lo[g]), om16 = f16_down(omn[g]);
+			uint16_t st16 = step_f16(qs_f16_to_f32(mn16), hi[g], qmaxf);
+			uint16_t os16 = step_f16(qs_f16_to_f32(om16), omx[g], omaxf);
+			if (st16 >= F16_INF || os16 >= F16_INF) {
+				overflowed++;
+				st16 = os16 = 0;
+			}
+			m[g] = st16;
+			m[ng + g] = mn16;
+			m[2 * ng + g] = os16;
+			m[3 * ng + g] = om16;
+		}
+	} else {
+		float need_min = 0.0f, need_omin = 0.0f;
+		for (size_t g = 0; g < ng; g++) {
+			float nl = -lo[g];
+			need_min = nl > need_min ? nl : need_min;
+			need_omin = omn[g] > need_omin ? omn[g] : need_omin;
+		}
+		uint16_t dm = super_unit(need_min), om = super_unit(need_omin);
+		if (dm >= F16_INF || om >= F16_INF)
+			goto overflow;
+		float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
+		float need_step = 0.0f, need_ostep = 0.0f;
+		for (size_t g = 0; g < ng; g++) {
+			unsigned mc = code_up(-lo[g], dmf);
+			unsigned oc = 0;
+			if (omf > 0.0f) {
+				float q = omn[g] / omf;
+				oc = q >= 255.0f ? 255u : (unsigned)q;
+				while (oc > 0 && omf * (float)oc > omn[g])
+					oc--;
+			}
+			m[ng + g] = (uint16_t)mc;
+			m[3 * ng + g] = (uint16_t)oc;
+			/* the bases as stored, kept in lo/omn for the step pass */
+			lo[g] = -(dmf * (float)mc);
+			omn[g] = omf * (float)oc;
+			float s = (hi[g] - lo[g]) / qmaxf, os = (omx[g] - omn[g]) / omaxf;
+			need_step = s > need_step ? s : need_step;
+			need_ostep = os > need_ostep ? os : need_ostep;
+		}
+		uint16_t d = super_unit(need_step), od = super_unit(need_ostep);
+		if (d >= F16_INF || od >= F16_INF)
+			goto overflow;
+		float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
+		for (size_t g = 0; g < ng; g++) {
+			m[g] = (uint16_t)step_code(lo[g], hi[g], qmaxf, df);
+			m[2 * ng + g] = (uint16_t)step_code(omn[g], omx[g], omaxf, odf);
+		}
+		r->super[0] = d;
+		r->super[1] = dm;
+		r->super[2] = od;
+		r->super[3] = om;
+	}
+
+	/* 3: codes */
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct grid q = group_grid(r, ng, g, p->flags);
+		const float *wg = w + i;
+		const uint8_t *mk = r->mask + i;
+		uint8_t *c = r->codes + i;
+		/* one reciprocal per group, then only multiplies (division is
+		 * the slow SIMD operation); a zero step makes every code 0 */
+		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
+		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
+		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
+		for (size_t j = 0; j < len; j++) {
+			unsigned ci = near_code((wg[j] - q.minf) * inv, qmaxf);
+			if (p->flags & QS_ADPQ_FOLD)
+				ci = fold(ci, z, qmax);
+			unsigned co = near_code((fabsf(wg[j]) - q.omin) * oinv, omaxf);
+			uint32_t u;
+			memcpy(&u, &wg[j], sizeof(u));
+			co |= (u >> 31) << (p->bits - 1);
+			c[j] = (uint8_t)(mk[j] ? co : ci);
+		}
+	}
+	return overflowed;
+
+overflow:
+	memset(m, 0, 4 * ng * sizeof(*m));
+	memset(r->codes, 0, n);
+	return 1;
+}
+
+size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
+				  const struct qs_adpq_params *p, float *w)
+{
+	const size_t G = p->group;
+	if (n == 0 || G == 0 || p->bits < 2 || p->bits > 4)
+		return 0;
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax;
+	const uint8_t *idx = r->idx;
+	size_t bad = 0;
+
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct grid q = group_grid(r, ng, g, p->flags);
+		const uint8_t *c = r->codes + i;
+		float *wg = w + i;
+		if (p->flags & QS_ADPQ_FOLD) {
+			float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
+			unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
+			for (size_t j = 0; j < len; j++) {
+				float t = (float)unfold(c[j] & qmax, z, qmax) * q.step;
+				wg[j] = q.minf + t;
+			}
+		} else {
+			for (size_t j = 0; j < len; j++) {
+				float t = (float)(c[j] & qmax) * q.step;
+				wg[j] = q.minf + t;
+			}
+		}
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		for (unsigned o = 0; o < k; o++) {
+			size_t j = idx[o];
+			if (j >= len) {
+				bad++;
+				continue;
+			}
+			unsigned co = c[j];
+			float t = (float)(co & omax) * q.ostep;
+			float a = q.omin + t;
+			wg[j] = (co >> (p->bits - 1)) & 1u ? -a : a;
+		}
+		idx += k;
+	}
+	return bad;
+}
+
+/* Eight codes as one little-endian word: bit b of code i is bit 8i+b, so
+ * a mask and one multiply gather a plane's 8 bits into the top byte (the
+ * partial products never collide). */
+static inline uint64_t load8(const uint8_t *c)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)c[i] << (8 * i);
+	return v;
+}
+
+void qs_ref_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			size_t plane_stride)
+{
+	const uint64_t lsb = 0x0101010101010101ull, gather = 0x0102040810204080ull;
+	size_t nb = n / 8;
+	for (size_t j = 0; j < nb; j++) {
+		uint64_t v = load8(codes + 8 * j);
+		for (unsigned b = 0; b < bits; b++)
+			dst[b * plane_stride + j] = (uint8_t)((((v >> b) & lsb) * gather) >> 56);
+	}
+	if (n % 8) {
+		uint8_t last[8] = {0};
+		memcpy(last, codes + 8 * nb, n % 8);
+		uint64_t v = load8(last);
+		for (unsigned b = 0; b < bits; b++)
+			dst[b * plane_stride + nb] = (uint8_t)((((v >> b) & lsb) * gather) >> 56);
+	}
+}
+
+/* The inverse: a plane byte broadcast to 8 bytes, byte i keeping bit i,
+ * then each nonzero byte turned into 1 (adding 0x7f sets bit 7 of a byte
+ * exactly when it is nonzero, and cannot carry out of it). */
+static inline uint64_t spread(uint8_t byte)
+{
+	uint64_t x = ((uint64_t)byte * 0x0101010101010101ull) & 0x8040201008040201ull;
+	return ((x + 0x7f7f7f7f7f7f7f7full) >> 7) & 0x0101010101010101ull;
+}
+
+void qs_ref_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,
+			  unsigned bits, uint8_t *codes)
+{
+	size_t nb = n / 8 + (n % 8 != 0);
+	for (size_t j = 0; j < nb; j++) {
+		uint64_t v = 0;
+		for (unsigned b = 0; b < bits; b++)
+			v |= spread(src[b * plane_stride + j]) << b;
+		size_t m = n - 8 * j < 8 ? n - 8 * j : 8;
+		for (size_t i = 0; i < m; i++)
+			codes[8 * j + i] = (uint8_t)(v >> (8 * i));
+	}
+}

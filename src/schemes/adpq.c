@@ -1,0 +1,453 @@
+/* adpq.c - AdpQ (Ghaffari et al., "AdpQ: A Zero-shot Calibration Free
+ * Adaptive Post Training Quantization Method for LLMs", arXiv:2405.13358):
+ * per group, the weights that an Adaptive LASSO soft threshold flags as
+ * salient are quantized apart from the rest, each set on its own grid (the
+ * same definition is in qshard(5); change both or neither).
+ *
+ * Parameters (canonical text "adpq:bits=B,group=G,alpha=A,search=S,
+ * scales=u8|f16,layout=planes|tight"):
+ *   bits   2, 3, 4 (default 3);       group  64, 128, 256 (default 128);
+ *   alpha  outlier fraction, a decimal in [0, 0.25] with at most 4
+ *          fractional digits (default 0.02);
+ *   search clipped inlier ranges tried besides the full one, 0..16
+ *          (default 4);
+ *   scales u8: 8-bit group scales/mins under fp16 row super-scales
+ *          (default), or f16: fp16 group scales/mins;
+ *   layout planes: codes as bit planes, inlier codes folded around the zero
+ *          code (default), or tight: one LSB-first bitstream of raw codes.
+ * The defaults are the ones contrib/bench/bench-kernels measured best at
+ * <= 3.45 bpw (README.md, "Benchmarks").
+ *
+ * Outliers.  Adaptive LASSO soft thresholding, w~ = sign(w) max(|w| -
+ * lambda/|w|, 0), is zero exactly when |w| <= sqrt(lambda), so a threshold
+ * flags the weights of largest magnitude (the paper's criterion; the centre
+ * is 0, which fits weights of zero mean).  lambda is chosen per group so
+ * that exactly k = round(alpha * n) of its n weights are flagged
+ * (k = floor((alpha*10^4 * n + 5000) / 10^4), halves up; a short last group
+ * uses its own n): the k weights of largest |w|, ties going to the lower
+ * index, a NaN counting as |w| = 0.
+ *
+ * Per group, qmax = 2^bits - 1, omax = 2^(bits-1) - 1, f32 arithmetic with
+ * every operation rounded separately (ref_adpq.c is the exact definition):
+ *   inliers: [lo, hi] = min and max of the non-outliers (NaNs skipped),
+ *     or, with search = S, the candidate [mid - f*h, mid + f*h], h = (hi -
+ *     lo)/2, mid = lo + h, f = (32 - i)/32 for i = 1..S, whose inliers have
+ *     a smaller squared error on the grid lo + c*(hi - lo)/qmax (the full
+ *     range wins ties; each candidate's codes as below, with minf = its
+ *     lower end, and the error summed as ref_adpq.c says);
+ *     grid: w' = minf + c*step (product rounded, then the sum), c in
+ *     0..qmax, minf <= lo and minf + qmax*step >= hi, c = clamp(nearest((w -
+ *     minf) * (1/step)), 0, qmax), ties to even, NaN to 0, all 0 when
+ *     step = 0;
+ *   outliers: sign-magnitude codes, sign in bit bits-1 and m in 0..omax,
+ *     |w'| = omin + m*ostep with omin <= min |w| and omin + omax*ostep >=
+ *     max |w| over the group's outliers, m = clamp(nearest((|w| - omin) *
+ *     (1/ostep)), 0, omax), the sign bit that of w.
+ * scales=u8: per row, fp16 units D (step), DM (min), OD (outlier step), OM
+ * (outlier min), each the smallest fp16 with 255*unit covering the row's
+ * largest need; per group 8-bit codes: minf = -(DM*mc), mc the smallest with
+ * DM*mc >= -lo (0 when lo >= 0); step = D*sc, sc the smallest with minf +
+ * qmax*(D*sc) >= hi; omin = OM*oc, oc the largest with OM*oc <= min |w|;
+ * ostep = OD*osc, the smallest that covers.  scales=f16: minf, omin = the
+ * largest fp16 <= lo, min |w|; step, ostep = the smallest fp16 that covers.
+ * layout=planes stores an inlier code c as its rank in the order z, z+1,
+ * z-1, z+2, z-2, ... (then the rest of the longer side), z = the code
+ * nearest 0.0 = nearest((0 - minf)/step); outlier codes are stored as is.
+ * Groups whose values do not fit fp16 (so any Inf) fail with -QS_ETOOBIG.
+ *
+ * Payload of a chunk of R rows x C cols, G = ceil(C / group) groups per
+ * row, K = the row's outliers (sum of k over its groups), L = log2(group),
+ * all little-endian, every stream row-major:
+ *   1. scales=u8: R x 4 fp16 (D, DM, OD, OM of each row), then 4 streams
+ *      of R*G bytes: sc, mc, osc, oc;
+ *      scales=f16: 4 streams of R*G fp16: step, minf, ostep, omin;
+ *   2. R*K outlier indices (position in the group, ascending within a
+ *      group) as an L-bit LSB-first bitstream, zero-padded to a byte;
+ *   3. layout=tight: R*C codes of `bits` bits, LSB-first bitstream (row r
+ *      at bit r*C*bits), zero-padded to a byte;
+ *      layout=planes: `bits` planes of R*ceil(C/8) bytes, plane p holding
+ *      bit p of each code, 8 codes a byte LSB-first, each row starting on a
+ *      byte.
+ * payload_size = meta + ceil(R*K*L/8) + codes, meta = 8R + 4RG (u8) or 8RG
+ * (f16), codes = ceil(R*C*bits/8) (tight) or bits*R*ceil(C/8) (planes).
+ * Bits per weight for C a multiple of group: bits + 32/group (u8; 64/group
+ * for f16) + k*L/group + 64/C (u8 only); adpq:bits=3 defaults on 2048
+ * columns: 3 + 0.25 + 21/128 + 0.031 = 3.445.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "scheme.h"
+#include "util.h"
+
+#define ADPQ_ALIGN 64u
+#define SEARCH_MAX 16u
+
+enum { X_ALPHA, X_SEARCH, X_SCALES, X_LAYOUT };
+enum { SCALES_U8, SCALES_F16 };
+enum { LAYOUT_PLANES, LAYOUT_TIGHT };
+
+static bool bits_ok(unsigned b)
+{
+	return b == 2 || b == 3 || b == 4;
+}
+
+static bool group_ok(unsigned g)
+{
+	return g == 64 || g == 128 || g == 256;
+}
+
+static bool params_ok(const struct qs_scheme *s)
+{
+	return bits_ok(s->bits) && group_ok(s->group) && s->extra[X_ALPHA] <= 2500 &&
+	       s->extra[X_SEARCH] <= SEARCH_MAX && s->extra[X_SCALES] <= SCALES_F16 &&
+	       s->extra[X_LAYOUT] <= LAYOUT_TIGHT;
+}
+
+/* "D[.DDDD]" to units of 1e-4; -1 when malformed or over 4 decimals. */
+static int parse_e4(const char *v, unsigned *out)
+{
+	unsigned ip = 0, fp = 0, nf = 0;
+	const char *p = v;
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (ip > 1000)
+			return -1;
+		ip = ip * 10 + (unsigned)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (++nf > 4)
+				return -1;
+			fp = fp * 10 + (unsigned)(*p - '0');
+		}
+	}
+	if (*p)
+		return -1;
+	while (nf++ < 4)
+		fp *= 10;
+	*out = ip * 10000 + fp;
+	return 0;
+}
+
+static int adpq_arg(struct qs_scheme *s, const char *key, const char *val,
+		    struct qs_diag *diag)
+{
+	unsigned v = 0;
+	bool num = qs_scheme_parse_uint(val, &v) == 0;
+
+	if (strcmp(key, "bits") == 0) {
+		if (!num || !bits_ok(v))
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: bits must be one of 2, 3, 4 (got '%s')", val);
+		s->bits = v;
+	} else if (strcmp(key, "group") == 0) {
+		if (!num || !group_ok(v))
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: group must be one of 64, 128, 256 (got '%s')",
+					   val);
+		s->group = v;
+	} else if (strcmp(key, "alpha") == 0) {
+		if (parse_e4(val, &v) || v > 2500)
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: alpha must be a decimal in [0, 0.25] with at "
+					   "most 4 decimals (got '%s')", val);
+		s->extra[X_ALPHA] = v;
+		s->alpha = v / 10000.0;
+	} else if (strcmp(key, "search") == 0) {
+		if (!num || v > SEARCH_MAX)
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: search must be 0..%u (got '%s')", SEARCH_MAX,
+					   val);
+		s->extra[X_SEARCH] = v;
+	} else if (strcmp(key, "scales") == 0) {
+		if (strcmp(val, "u8") == 0)
+			s->extra[X_SCALES] = SCALES_U8;
+		else if (strcmp(val, "f16") == 0)
+			s->extra[X_SCALES] = SCALES_F16;
+		else
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: scales must be u8 or f16 (got '%s')", val);
+	} else if (strcmp(key, "layout") == 0) {
+		if (strcmp(val, "planes") == 0)
+			s->extra[X_LAYOUT] = LAYOUT_PLANES;
+		else if (strcmp(val, "tight") == 0)
+			s->extra[X_LAYOUT] = LAYOUT_TIGHT;
+		else
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "adpq: layout must be planes or tight (got '%s')", val);
+	} else {
+		return qs_diag_set(diag, -QS_EUSAGE,
+				   "adpq: unknown parameter '%s' (known: bits, group, alpha, "
+				   "search, scales, layout)", key);
+	}
+	return 0;
+}
+
+static int adpq_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
+{
+	s->bits = 3;
+	s->group = 128;
+	s->extra[X_ALPHA] = 200;
+	s->alpha = 0.02;
+	s->extra[X_SEARCH] = 4;
+	s->extra[X_SCALES] = SCALES_U8;
+	s->extra[X_LAYOUT] = LAYOUT_PLANES;
+	int rc = qs_scheme_each_arg(s, args, adpq_arg, diag);
+	if (rc)
+		return rc;
+
+	/* shortest decimal for alpha */
+	char a[16];
+	unsigned e4 = s->extra[X_ALPHA];
+	if (e4 % 10000 == 0) {
+		snprintf(a, sizeof(a), "%u", e4 / 10000);
+	} else {
+		snprintf(a, sizeof(a), "%u.%04u", e4 / 10000, e4 % 10000);
+		size_t l = strlen(a);
+		while (a[l - 1] == '0')
+			a[--l] = '\0';
+	}
+	snprintf(s->text, sizeof(s->text),
+		 "adpq:bits=%u,group=%u,alpha=%s,search=%u,scales=%s,layout=%s", s->bits,
+		 s->group, a, s->extra[X_SEARCH],
+		 s->extra[X_SCALES] == SCALES_F16 ? "f16" : "u8",
+		 s->extra[X_LAYOUT] == LAYOUT_TIGHT ? "tight" : "planes");
+	return 0;
+}
+
+static struct qs_adpq_params params_of(const struct qs_scheme *s)
+{
+	struct qs_adpq_params p;
+	p.bits = s->bits;
+	p.group = s->group;
+	p.alpha_e4 = s->extra[X_ALPHA];
+	p.search = s->extra[X_SEARCH];
+	p.flags = (s->extra[X_SCALES] == SCALES_F16 ? QS_ADPQ_SCALES_F16 : 0) |
+		  (s->extra[X_LAYOUT] == LAYOUT_PLANES ? QS_ADPQ_FOLD : 0);
+	return p;
+}
+
+static unsigned log2_group(unsigned g)
+{
+	unsigned l = 0;
+	while ((1u << l) < g)
+		l++;
+	return l;
+}
+
+static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
+{
+	return cols / s->group + (cols % s->group != 0);
+}
+
+static uint64_t outliers_per_row(const struct qs_scheme *s, uint64_t cols)
+{
+	unsigned e4 = s->extra[X_ALPHA];
+	return cols / s->group * qs_adpq_k(e4, s->group) + qs_adpq_k(e4, cols % s->group);
+}
+
+struct sizes {
+	uint64_t ng, nk, meta, idx, codes, total;
+};
+
+static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
+			struct sizes *z)
+{
+	uint64_t rg, t, nbits, plane;
+	if (!params_ok(s))
+		return false;
+	z->ng = groups_per_row(s, cols);
+	z->nk = outliers_per_row(s, cols);
+	if (!qs_mul_u64(rows, z->ng, &rg))
+		return false;
+	if (s->extra[X_SCALES] == SCALES_F16) {
+		if (!qs_mul_u64(rg, 8, &z->meta))
+			return false;
+	} else if (!qs_mul_u64(rg, 4, &t) || !qs_mul_u64(rows, 8, &z->meta) ||
+		   !qs_add_u64(z->meta, t, &z->meta)) {
+		return false;
+	}
+	if (!qs_mul_u64(rows, z->nk, &t) || !qs_mul_u64(t, log2_group(s->group), &nbits))
+		return false;
+	z->idx = nbits / 8 + (nbits % 8 != 0);
+	if (s->extra[X_LAYOUT] == LAYOUT_TIGHT) {
+		if (!qs_mul_u64(rows, cols, &t) || !qs_mul_u64(t, s->bits, &nbits))
+			return false;
+		z->codes = nbits / 8 + (nbits % 8 != 0);
+	} else {
+		plane = cols / 8 + (cols % 8 != 0);
+		if (!qs_mul_u64(rows, plane, &t) || !qs_mul_u64(t, s->bits, &z->codes))
+			return false;
+	}
+	return qs_add_u64(z->meta, z->idx, &t) && qs_add_u64(t, z->codes, &z->total);
+}
+
+static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+{
+	struct sizes z;
+	return chunk_sizes(s, rows, cols, &z) ? z.total : UINT64_MAX;
+}
+
+/* One row at a time: meta (4G u16), tmp (4G f32), codes (C), mask (C),
+ * indices (K), each section 64-byte aligned. */
+static uint64_t sect(uint64_t n)
+{
+	return (n + ADPQ_ALIGN - 1) / ADPQ_ALIGN * ADPQ_ALIGN;
+}
+
+static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+{
+	(void)rows;
+	if (!params_ok(s) || cols > UINT64_MAX / 64)
+		return UINT64_MAX;
+	uint64_t ng = groups_per_row(s, cols);
+	return ADPQ_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) +
+	       sect(outliers_per_row(s, cols));
+}
+
+static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols)
+{
+	uintptr_t p = ((uintptr_t)scratch + ADPQ_ALIGN - 1) & ~(uintptr_t)(ADPQ_ALIGN - 1);
+	struct qs_adpq_row r;
+	memset(&r, 0, sizeof(r));
+	r.meta = (uint16_t *)p;
+	p += (uintptr_t)sect(8 * ng);
+	r.tmp = (float *)p;
+	p += (uintptr_t)sect(16 * ng);
+	r.codes = (uint8_t *)p;
+	p += (uintptr_t)sect(cols);
+	r.mask = (uint8_t *)p;
+	p += (uintptr_t)sect(cols);
+	r.idx = (uint8_t *)p;
+	return r;
+}
+
+/* The variant's adpq kernels, or ref's for a table that has none yet. */
+static const struct qs_kernels *adpq_kernels(void)
+{
+	const struct qs_kernels *k = qs_kernels_get();
+	if (!k->adpq_quantize_row || !k->adpq_dequantize_row || !k->pack_planes ||
+	    !k->unpack_planes)
+		k = &qs_kernels_ref;
+	return k;
+}
+
+static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
+		       struct sizes *z)
+{
+	uint64_t nw;
+	if (!params_ok(s))
+		return -QS_EUSAGE;
+	if (!chunk_sizes(s, rows, cols, z) || z->total > SIZE_MAX ||
+	    !qs_mul_u64(rows, cols, &nw) || nw > SIZE_MAX ||
+	    adpq_scratch_size(s, rows, cols) > SIZE_MAX)
+		return -QS_ETOOBIG;
+	return 0;
+}
+
+static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
+			 uint64_t cols, uint8_t *out, void *scratch)
+{
+	struct sizes z;
+	int rc = check_chunk(s, rows, cols, &z);
+	if (rc)
+		return rc;
+	if (rows == 0 || cols == 0)
+		return 0;
+
+	const struct qs_kernels *k = adpq_kernels();
+	struct qs_adpq_params p = params_of(s);
+	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
+	unsigned lg = log2_group(s->group);
+	bool u8 = s->extra[X_SCALES] == SCALES_U8;
+	struct qs_adpq_row t = carve(scratch, ng, c);
+	uint8_t *meta = out + (u8 ? 8 * R : 0);
+	uint8_t *idx = out + z.meta;
+	uint8_t *codes = idx + z.idx;
+	size_t plane = c / 8 + (c % 8 != 0);
+
+	for (size_t r = 0; r < R; r++) {
+		if (k->adpq_quantize_row(w + r * c, c, &p, &t))
+			return -QS_ETOOBIG;
+		for (size_t j = 0; j < 4; j++) {
+			const uint16_t *mj = t.meta + j * ng;
+			if (u8) {
+				qs_put_le16(out + 8 * r + 2 * j, t.super[j]);
+				uint8_t *d = meta + (j * R + r) * ng;
+				for (size_t g = 0; g < ng; g++)
+					d[g] = (uint8_t)mj[g];
+			} else {
+				uint8_t *d = meta + 2 * (j * R + r) * ng;
+				for (size_t g = 0; g < ng; g++)
+					qs_put_le16(d + 2 * g, mj[g]);
+			}
+		}
+		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
+		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
+			k->pack_bits(t.codes, c, s->bits, codes, (uint64_t)r * c * s->bits);
+		else
+			k->pack_planes(t.codes, c, s->bits, codes + r * plane, R * plane);
+	}
+	return 0;
+}
+
+static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
+			   uint64_t cols, float *out, void *scratch)
+{
+	struct sizes z;
+	int rc = check_chunk(s, rows, cols, &z);
+	if (rc)
+		return rc;
+	if (rows == 0 || cols == 0)
+		return 0;
+
+	const struct qs_kernels *k = adpq_kernels();
+	struct qs_adpq_params p = params_of(s);
+	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
+	unsigned lg = log2_group(s->group);
+	bool u8 = s->extra[X_SCALES] == SCALES_U8;
+	struct qs_adpq_row t = carve(scratch, ng, c);
+	const uint8_t *meta = in + (u8 ? 8 * R : 0);
+	const uint8_t *idx = in + z.meta;
+	const uint8_t *codes = idx + z.idx;
+	size_t plane = c / 8 + (c % 8 != 0);
+
+	for (size_t r = 0; r < R; r++) {
+		for (size_t j = 0; j < 4; j++) {
+			uint16_t *mj = t.meta + j * ng;
+			if (u8) {
+				t.super[j] = qs_get_le16(in + 8 * r + 2 * j);
+				const uint8_t *d = meta + (j * R + r) * ng;
+				for (size_t g = 0; g < ng; g++)
+					mj[g] = d[g];
+			} else {
+				const uint8_t *d = meta + 2 * (j * R + r) * ng;
+				for (size_t g = 0; g < ng; g++)
+					mj[g] = qs_get_le16(d + 2 * g);
+			}
+		}
+		k->unpack_bits(idx, (uint64_t)r * nk * lg, nk, lg, t.idx);
+		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
+			k->unpack_bits(codes, (uint64_t)r * c * s->bits, c, s->bits, t.codes);
+		else
+			k->unpack_planes(codes + r * plane, R * plane, c, s->bits, t.codes);
+		if (k->adpq_dequantize_row(&t, c, &p, out + r * c))
+			return -QS_EFORMAT;
+	}
+	return 0;
+}
+
+const struct qs_scheme_ops qs_scheme_adpq = {
+	.name = "adpq",
+	.parse = adpq_parse,
+	.payload_size = adpq_payload_size,
+	.scratch_size = adpq_scratch_size,
+	.quantize = adpq_quantize,
+	.dequantize = adpq_dequantize,
+};

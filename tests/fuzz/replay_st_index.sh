@@ -1,0 +1,6 @@
+#!/bin/sh
+# Replays the st_index harness over its seeds and every saved regression input
+# (a crash fails the test; the sanitizer build catches memory errors).
+: "${top_builddir:?run through make check}" "${top_srcdir:?run through make check}"
+exec "$top_builddir/tests/fuzz/replay_st_index" "$top_srcdir/tests/fuzz/corpus/st_index" \
+	"$top_srcdir/tests/fuzz/regress/st_index"
