@@ -513,6 +513,42 @@ static int scan_partial(struct qs_cwriter *w, uint64_t pos, uint64_t fsize,
 	return err;
 }
 
+/* Returns 1 when the .partial (of fsize bytes) is a strict prefix of the
+ * header frame for h and has been rewritten with the whole header, 0 when
+ * it is not such a prefix, negative on failure. */
+static int restart_torn_header(struct qs_cwriter *w, const struct qs_header *h,
+			       uint64_t fsize, struct qs_diag *diag)
+{
+	uint8_t *frame, *disk = NULL;
+	size_t len;
+	int err = qs_header_encode(h, &frame, &len);
+	if (err)
+		return qs_diag_set(diag, err, "'%s': cannot encode the header: %s",
+				   w->partial_path, qs_strerror(err));
+	int torn = 0;
+	if (fsize < len) {
+		disk = malloc(fsize + 1);
+		if (!disk) {
+			free(frame);
+			return -ENOMEM;
+		}
+		torn = qs_pread_full(w->fd, disk, (size_t)fsize, 0) == 0 &&
+		       memcmp(disk, frame, (size_t)fsize) == 0;
+	}
+	if (torn) {
+		if (ftruncate(w->fd, 0) != 0) {
+			err = qs_diag_set(diag, -errno, "'%s': cannot truncate: %s",
+					  w->partial_path, strerror(errno));
+		} else {
+			w->size = 0;
+			err = append(w, frame, len, NULL, diag);
+		}
+	}
+	free(disk);
+	free(frame);
+	return err < 0 ? err : torn;
+}
+
 int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 		      bool sync_each, struct qs_cwriter **out,
 		      struct qs_record **kept, size_t *nkept, struct qs_diag *diag)
@@ -541,6 +577,15 @@ int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 		goto fail;
 	}
 	uint64_t fsize = (uint64_t)st.st_size;
+	/* A run killed while writing its header leaves a prefix of the
+	 * header this run would write: nothing of value, start afresh. */
+	err = restart_torn_header(w, h, fsize, diag);
+	if (err == 1) {
+		*out = w;
+		return 0;
+	}
+	if (err < 0)
+		goto fail;
 	uint32_t magic;
 	uint64_t hsize;
 	uint8_t *content = NULL;

@@ -111,6 +111,12 @@ static int check_record(struct open_ctx *c, const struct qs_record *r,
 			      "record lies outside the data area");
 	if (!tensor_rows(r, &rows))
 		return damage(c, -QS_EFORMAT, r->name, true, "shape overflows");
+	/* unpack joins the shard name to its output folder: it must be a plain
+	 * file name there, never a path out of it */
+	if (!r->shard[0] || strcmp(r->shard, ".") == 0 || strcmp(r->shard, "..") == 0 ||
+	    strchr(r->shard, '/') || strchr(r->shard, '\\'))
+		return damage(c, -QS_EFORMAT, r->name, true,
+			      "source shard name is not a plain file name");
 	if (r->nchunks == 0) {
 		if (tensor_elements(r) != 0)
 			return damage(c, -QS_EFORMAT, r->name, true, "no chunks for a non-empty tensor");

@@ -12,20 +12,21 @@ MEM="--memory 64M -T 1 --progress none"
 
 # bad CODE FILE TENSOR CMD...: exit CODE, first stderr line names FILE and
 # TENSOR ('-': none); the output file named by -o (if any) was not created
+W=$T
 bad() {
 	local want=$1 file=$2 tensor=$3
 	shift 3
-	$TO "$@" >"$T/out" 2>"$T/err"
+	$TO "$@" >"$W/out" 2>"$W/err"
 	local got=$?
 	[ "$got" = "$want" ] || fail "exit $got, expected $want: $*
-stderr: $(cat "$T/err")"
-	[ -s "$T/err" ] || fail "no message: $*"
+stderr: $(cat "$W/err")"
+	[ -s "$W/err" ] || fail "no message: $*"
 	local line
-	line=$(grep -m1 "^qshard: " "$T/err")
+	line=$(grep -m1 "^qshard: " "$W/err")
 	# the file is named by its path as given, ending in its name
-	case $line in *"'$file'"* | *"/$file'"*) ;; *) fail "message does not name '$file': $* -> $(cat "$T/err")" ;; esac
+	case $line in *"'$file'"* | *"/$file'"*) ;; *) fail "message does not name '$file': $* -> $(cat "$W/err")" ;; esac
 	if [ "$tensor" != - ]; then
-		case $line in *"'$tensor'"*) ;; *) fail "message does not name tensor '$tensor': $* -> $(cat "$T/err")" ;; esac
+		case $line in *"'$tensor'"*) ;; *) fail "message does not name tensor '$tensor': $* -> $(cat "$W/err")" ;; esac
 	fi
 	local prev=
 	for a in "$@"; do
@@ -268,15 +269,22 @@ expect_exit 0 $TO "$QSHARD" convert "$T/small" -o "$T/s.qshard" $MEM --scheme rt
 qsize=$(stat -c %s "$T/s.qshard")
 [ "$qsize" -lt 4096 ] || fail "small qshard file is $qsize bytes"
 
-# every truncation point
-mkdir -p "$T/qt"
-for ((len = 0; len < qsize; len++)); do
-	head -c "$len" "$T/s.qshard" >"$T/qt/t.qshard"
-	bad 4 t.qshard - "$QSHARD" verify "$T/qt/t.qshard"
-	bad 3 t.qshard - "$QSHARD" inspect "$T/qt/t.qshard"
-	bad 3 t.qshard - "$QSHARD" unpack "$T/qt/t.qshard" -o "$T/qt/un"
-	[ ! -e "$T/qt/un/model.safetensors" ] || fail "unpack of a truncated file left model.safetensors"
-done
+# every truncation point, in two workers (lengths of one parity each)
+truncations() {
+	local W=$T/qt$1 len
+	mkdir -p "$W"
+	for ((len = $1; len < qsize; len += 2)); do
+		head -c "$len" "$T/s.qshard" >"$W/t.qshard"
+		bad 4 t.qshard - "$QSHARD" verify "$W/t.qshard"
+		bad 3 t.qshard - "$QSHARD" inspect "$W/t.qshard"
+		bad 3 t.qshard - "$QSHARD" unpack "$W/t.qshard" -o "$W/un"
+		[ ! -e "$W/un/model.safetensors" ] || fail "unpack of a truncated file left model.safetensors"
+	done
+}
+truncations 0 &
+p0=$!
+truncations 1 || fail "truncations (odd lengths)"
+wait "$p0" || fail "truncations (even lengths)"
 
 # bit flips in every structure, and hand-made absurd values with valid
 # checksums (python + libxxhash through ctypes)
@@ -365,7 +373,7 @@ if xx is not None:
     emit("abs-trailer-index-huge", trailer(index_offset=0, index_size=len(b) - 56))
     emit("abs-trailer-count", trailer(tensor_count=1 << 40))
     emit("abs-trailer-filesize", trailer(file_size=1 << 62))
-    emit("abs-trailer-index-1g", trailer(index_offset=len(b) - 56 - (1 << 30), index_size=1 << 30))
+    emit("abs-trailer-index-1g", trailer(index_offset=len(b) - 56 - 100, index_size=1 << 30))
     def index_patch(rel, fmt, val, tag):
         c = bytearray(b)
         struct.pack_into(fmt, c, ix_off + rel, val)

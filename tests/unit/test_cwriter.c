@@ -246,6 +246,37 @@ static void test_resume_every_cut(void **state)
 	free(part);
 }
 
+/* A run killed while writing its header leaves a prefix of it (or an
+ * empty file): resume starts afresh instead of refusing. */
+static void test_resume_torn_header(void **state)
+{
+	(void)state;
+	size_t reflen, plen;
+	uint64_t after2;
+	uint8_t *ref = reference_file("ref-th.qshard", &reflen);
+	uint8_t *part = partial_bytes("th.qshard", &plen, &after2);
+	const char *p = test_path("th.qshard");
+	char partial[600];
+	snprintf(partial, sizeof(partial), "%s.partial", p);
+	uint32_t hlen = 8 + ((uint32_t)part[4] | (uint32_t)part[5] << 8);
+	for (size_t cut = 0; cut < hlen; cut += 7) {
+		test_write_file(partial, part, cut);
+		resume_and_finish(p, 0, ref, reflen);
+	}
+	/* a different file's bytes are not a torn header: refused */
+	uint8_t junk[16] = "not a qshard!!!";
+	test_write_file(partial, junk, sizeof(junk));
+	struct qs_header h = test_header();
+	struct qs_cwriter *w;
+	struct qs_record *kept;
+	size_t nkept;
+	struct qs_diag d;
+	assert_int_equal(qs_cwriter_resume(p, &h, false, &w, &kept, &nkept, &d), -QS_EFORMAT);
+	unlink(partial);
+	free(ref);
+	free(part);
+}
+
 static void test_resume_finished_not_renamed(void **state)
 {
 	(void)state;
@@ -426,6 +457,7 @@ int main(void)
 		cmocka_unit_test(test_write_and_read_back),
 		cmocka_unit_test(test_existing_partial),
 		cmocka_unit_test(test_resume_every_cut),
+		cmocka_unit_test(test_resume_torn_header),
 		cmocka_unit_test(test_resume_finished_not_renamed),
 		cmocka_unit_test(test_resume_rejects_bad_records),
 		cmocka_unit_test(test_resume_mismatch),

@@ -1,0 +1,474 @@
+/* test_adpq.c - the adpq scheme: parsing, hand-checked outlier selection,
+ * error bounds for every bits x group, the payload size against the
+ * documented formula (with a canary), edge groups, round trips through the
+ * ops and the SQNR gain over rtn on heavy-tailed rows. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "qshard.h"
+#include "scheme.h"
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static double unif(void)
+{
+	return ((double)(rnd() >> 11) + 0.5) * 0x1p-53;
+}
+
+/* Student-t-like (Gaussian / sqrt(chi2_3/3)) plus 0.3% large outliers. */
+static float heavy(void)
+{
+	double g[4];
+	for (int i = 0; i < 4; i++)
+		g[i] = sqrt(-2.0 * log(unif())) * cos(6.283185307179586 * unif());
+	double v = g[0] / sqrt((g[1] * g[1] + g[2] * g[2] + g[3] * g[3]) / 3.0);
+	if (unif() < 0.003)
+		v = (unif() < 0.5 ? -1 : 1) * (10.0 + 20.0 * unif());
+	return (float)(0.02 * v);
+}
+
+static struct qs_scheme make(const char *spec)
+{
+	struct qs_scheme s;
+	struct qs_diag d;
+	int rc = qs_scheme_parse(spec, &s, &d);
+	if (rc)
+		fprintf(stderr, "%s: %s\n", spec, d.msg);
+	assert_int_equal(rc, 0);
+	return s;
+}
+
+/* A row through the ref kernel, with its buffers. */
+struct krow {
+	struct qs_adpq_row r;
+	struct qs_adpq_params p;
+	size_t ng;
+	float *out;
+};
+
+static void krow_run(struct krow *k, const float *w, size_t n, unsigned bits,
+		     unsigned group, unsigned alpha_e4, unsigned search, unsigned flags)
+{
+	memset(k, 0, sizeof(*k));
+	k->p.bits = bits;
+	k->p.group = group;
+	k->p.alpha_e4 = alpha_e4;
+	k->p.search = search;
+	k->p.flags = flags;
+	k->ng = n / group + (n % group != 0);
+	k->r.meta = calloc(4 * k->ng, sizeof(uint16_t));
+	k->r.tmp = calloc(4 * k->ng, sizeof(float));
+	k->r.codes = calloc(n, 1);
+	k->r.mask = calloc(n, 1);
+	k->r.idx = calloc(n + 1, 1);
+	k->out = calloc(n, sizeof(float));
+	assert_int_equal(qs_ref_adpq_quantize_row(w, n, &k->p, &k->r), 0);
+	assert_int_equal(qs_ref_adpq_dequantize_row(&k->r, n, &k->p, k->out), 0);
+}
+
+static void krow_free(struct krow *k)
+{
+	free(k->r.meta);
+	free(k->r.tmp);
+	free(k->r.codes);
+	free(k->r.mask);
+	free(k->r.idx);
+	free(k->out);
+}
+
+struct steps {
+	float step, ostep;
+};
+
+static struct steps group_steps(const struct krow *k, size_t g)
+{
+	struct steps s;
+	const uint16_t *m = k->r.meta;
+	if (k->p.flags & QS_ADPQ_SCALES_F16) {
+		s.step = qs_f16_to_f32(m[g]);
+		s.ostep = qs_f16_to_f32(m[2 * k->ng + g]);
+	} else {
+		s.step = qs_f16_to_f32(k->r.super[0]) * (float)m[g];
+		s.ostep = qs_f16_to_f32(k->r.super[2]) * (float)m[2 * k->ng + g];
+	}
+	return s;
+}
+
+/* Without range search every weight dequantizes within half a step of its
+ * own grid (inliers: step, outliers: ostep), up to f32 rounding. */
+static void check_bounds(const struct krow *k, const float *w, size_t n)
+{
+	const uint8_t *idx = k->r.idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += k->p.group) {
+		size_t len = n - i < k->p.group ? n - i : k->p.group;
+		unsigned kk = qs_adpq_k(k->p.alpha_e4, len);
+		struct steps st = group_steps(k, g);
+		uint8_t out[256] = {0};
+		for (unsigned o = 0; o < kk; o++) {
+			assert_true(idx[o] < len);
+			if (o)
+				assert_true(idx[o] > idx[o - 1]);
+			out[idx[o]] = 1;
+		}
+		for (size_t j = 0; j < len; j++) {
+			float s = out[j] ? st.ostep : st.step;
+			float tol = 0.5f * s * 1.0001f + 1e-6f * fabsf(w[i + j]) + 1e-30f;
+			if (!(fabsf(k->out[i + j] - w[i + j]) <= tol))
+				fail_msg("g %zu j %zu out %d: %g vs %g (step %g)", g, j, out[j],
+					 (double)k->out[i + j], (double)w[i + j], (double)s);
+		}
+		/* outliers are the kk largest |w| */
+		for (size_t j = 0; j < len; j++)
+			for (size_t l = 0; l < len; l++)
+				if (out[j] && !out[l])
+					assert_true(fabsf(w[i + j]) >= fabsf(w[i + l]));
+		idx += kk;
+	}
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_parse(void **state)
+{
+	(void)state;
+	struct qs_scheme s = make("adpq");
+	assert_string_equal(s.text,
+			    "adpq:bits=3,group=128,alpha=0.02,search=4,scales=u8,layout=planes");
+	s = make("adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
+	assert_string_equal(s.text,
+			    "adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
+	assert_true(fabs(s.alpha - 0.25) < 1e-12);
+	s = make("adpq:alpha=0");
+	assert_string_equal(s.text,
+			    "adpq:bits=3,group=128,alpha=0,search=4,scales=u8,layout=planes");
+	s = make("adpq:alpha=0.0125,bits=2,group=256,search=16");
+	assert_string_equal(s.text,
+			    "adpq:bits=2,group=256,alpha=0.0125,search=16,scales=u8,layout=planes");
+
+	static const char *bad[] = {
+		"adpq:bits=5", "adpq:bits=8", "adpq:bits=", "adpq:group=32", "adpq:group=512",
+		"adpq:alpha=0.3", "adpq:alpha=0.25001", "adpq:alpha=0.00001", "adpq:alpha=-0.1",
+		"adpq:alpha=.1", "adpq:alpha=1.", "adpq:alpha=x", "adpq:search=17",
+		"adpq:search=-1", "adpq:scales=u4", "adpq:layout=dense", "adpq:foo=1",
+		"adpq:bits=3,bits=3", "adpq:bits", "adpq:bits=3,",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct qs_diag d;
+		d.msg[0] = '\0';
+		assert_int_equal(qs_scheme_parse(bad[i], &s, &d), -QS_EUSAGE);
+		assert_non_null(strstr(d.msg, "adpq"));
+	}
+	struct qs_diag d;
+	qs_scheme_parse("nosuch", &s, &d);
+	assert_non_null(strstr(d.msg, "adpq"));
+}
+
+static void test_k_rounding(void **state)
+{
+	(void)state;
+	assert_int_equal(qs_adpq_k(200, 128), 3);   /* 2.56 */
+	assert_int_equal(qs_adpq_k(200, 64), 1);    /* 1.28 */
+	assert_int_equal(qs_adpq_k(200, 25), 1);    /* 0.5 rounds up */
+	assert_int_equal(qs_adpq_k(200, 24), 0);    /* 0.48 */
+	assert_int_equal(qs_adpq_k(2500, 256), 64);
+	assert_int_equal(qs_adpq_k(0, 256), 0);
+}
+
+static void test_hand_checked(void **state)
+{
+	(void)state;
+	float w[64];
+	for (int i = 0; i < 64; i++)
+		w[i] = 0.01f * (float)((i * 7) % 13 - 6);  /* -0.06 .. 0.06 */
+	w[5] = 10.0f;
+	w[20] = -8.0f;
+	w[40] = 6.0f;
+	struct krow k;
+	/* alpha 0.05: k = round(3.2) = 3 */
+	krow_run(&k, w, 64, 3, 64, 500, 0, 0);
+	assert_int_equal(k.r.idx[0], 5);
+	assert_int_equal(k.r.idx[1], 20);
+	assert_int_equal(k.r.idx[2], 40);
+	check_bounds(&k, w, 64);
+	/* the inlier step follows the inliers only: ~0.12/7, not 18/7 */
+	struct steps st = group_steps(&k, 0);
+	assert_true(st.step < 0.12f / 7 * 1.05f);
+	assert_true(st.step >= 0.12f / 7);
+	/* outliers: sign-magnitude, 2 magnitude bits over [6, 10] */
+	assert_true(st.ostep >= 4.0f / 3 && st.ostep < 4.0f / 3 * 1.05f);
+	assert_true(k.out[20] < -7.0f && k.out[5] > 9.0f && k.out[40] > 5.0f);
+	krow_free(&k);
+}
+
+static void test_bounds_every_bits_group(void **state)
+{
+	(void)state;
+	static const unsigned bits[] = {2, 3, 4}, groups[] = {64, 128, 256};
+	static const unsigned flags[] = {0, QS_ADPQ_FOLD, QS_ADPQ_SCALES_F16,
+					 QS_ADPQ_SCALES_F16 | QS_ADPQ_FOLD};
+	const size_t n = 1000;  /* a partial last group for every size */
+	float *w = malloc(n * sizeof(*w));
+	for (size_t i = 0; i < n; i++)
+		w[i] = heavy();
+	for (size_t b = 0; b < 3; b++)
+		for (size_t g = 0; g < 3; g++)
+			for (size_t f = 0; f < 4; f++)
+				for (unsigned a = 0; a <= 2500; a += 625) {
+					struct krow k;
+					krow_run(&k, w, n, bits[b], groups[g], a, 0, flags[f]);
+					check_bounds(&k, w, n);
+					krow_free(&k);
+				}
+	free(w);
+}
+
+static void test_edge_groups(void **state)
+{
+	(void)state;
+	float w[200];
+	struct krow k;
+
+	/* zeros: exact */
+	memset(w, 0, sizeof(w));
+	krow_run(&k, w, 200, 3, 64, 200, 4, QS_ADPQ_FOLD);
+	for (int i = 0; i < 200; i++)
+		assert_true(k.out[i] == 0.0f);
+	krow_free(&k);
+
+	/* all equal, positive and negative groups; the tied outliers are the
+	 * first k indices */
+	for (int i = 0; i < 200; i++)
+		w[i] = i < 128 ? 0.375f : -1.5f;
+	krow_run(&k, w, 200, 3, 64, 500, 0, QS_ADPQ_FOLD);
+	check_bounds(&k, w, 200);
+	assert_int_equal(k.r.idx[0], 0);
+	assert_int_equal(k.r.idx[1], 1);
+	assert_int_equal(k.r.idx[2], 2);
+	for (int i = 0; i < 200; i++)
+		assert_true(fabsf(k.out[i] - w[i]) <= 0.01f * fabsf(w[i]));
+	krow_free(&k);
+	krow_run(&k, w, 200, 3, 64, 500, 0, QS_ADPQ_SCALES_F16);
+	for (int i = 0; i < 200; i++)
+		assert_true(k.out[i] == w[i]);  /* fp16 min holds the value exactly */
+	krow_free(&k);
+
+	/* exactly k+2 tied at the top: the first k of them win */
+	for (int i = 0; i < 64; i++)
+		w[i] = 0.001f * (float)(i % 5);
+	w[3] = 1.0f;
+	w[9] = -1.0f;
+	w[30] = 1.0f;
+	w[31] = -1.0f;
+	w[60] = 1.0f;
+	krow_run(&k, w, 64, 4, 64, 500, 0, 0);  /* k = 3 */
+	assert_int_equal(k.r.idx[0], 3);
+	assert_int_equal(k.r.idx[1], 9);
+	assert_int_equal(k.r.idx[2], 30);
+	check_bounds(&k, w, 64);  /* 31 and 60 are inliers, on the inlier grid */
+	krow_free(&k);
+
+	/* exactly k tied at the top */
+	w[31] = 0.0f;
+	w[60] = 0.0f;
+	krow_run(&k, w, 64, 2, 64, 500, 0, QS_ADPQ_FOLD);
+	assert_int_equal(k.r.idx[0], 3);
+	assert_int_equal(k.r.idx[1], 9);
+	assert_int_equal(k.r.idx[2], 30);
+	check_bounds(&k, w, 64);
+	assert_true(k.out[3] > 0.99f && k.out[9] < -0.99f && k.out[30] > 0.99f);
+	krow_free(&k);
+	krow_run(&k, w, 64, 2, 64, 500, 0, QS_ADPQ_SCALES_F16);
+	assert_true(k.out[3] == 1.0f && k.out[9] == -1.0f && k.out[30] == 1.0f);
+	krow_free(&k);
+}
+
+/* payload_size as documented in adpq.c */
+static uint64_t expect_size(unsigned bits, unsigned group, unsigned a, bool f16, bool tight,
+			    uint64_t R, uint64_t C)
+{
+	uint64_t G = (C + group - 1) / group;
+	uint64_t K = C / group * qs_adpq_k(a, group) + qs_adpq_k(a, C % group);
+	unsigned L = group == 64 ? 6 : group == 128 ? 7 : 8;
+	uint64_t meta = f16 ? 8 * R * G : 8 * R + 4 * R * G;
+	uint64_t codes = tight ? (R * C * bits + 7) / 8 : bits * R * ((C + 7) / 8);
+	return meta + (R * K * L + 7) / 8 + codes;
+}
+
+static void test_payload_canary_roundtrip(void **state)
+{
+	(void)state;
+	static const unsigned bits[] = {2, 3, 4}, groups[] = {64, 128, 256};
+	static const uint64_t shapes[][2] = {{3, 256}, {2, 300}, {5, 7}, {1, 1000}, {4, 1}};
+	for (size_t b = 0; b < 3; b++)
+		for (size_t g = 0; g < 3; g++)
+			for (int v = 0; v < 4; v++)
+				for (size_t sh = 0; sh < 5; sh++) {
+					char spec[128];
+					bool f16 = v & 1, tight = v & 2;
+					snprintf(spec, sizeof(spec),
+						 "adpq:bits=%u,group=%u,alpha=0.03,scales=%s,layout=%s",
+						 bits[b], groups[g], f16 ? "f16" : "u8",
+						 tight ? "tight" : "planes");
+					struct qs_scheme s = make(spec);
+					uint64_t R = shapes[sh][0], C = shapes[sh][1];
+					uint64_t ps = s.ops->payload_size(&s, R, C);
+					assert_int_equal(ps, expect_size(bits[b], groups[g], 300, f16,
+									 tight, R, C));
+					uint64_t ss = s.ops->scratch_size(&s, R, C);
+					float *w = malloc(R * C * sizeof(float));
+					float *d = malloc(R * C * sizeof(float));
+					uint8_t *p = malloc(ps + 16);
+					uint8_t *scr = malloc(ss + 1);
+					for (uint64_t i = 0; i < R * C; i++)
+						w[i] = heavy();
+					memset(p, 0xa5, ps + 16);
+					assert_int_equal(s.ops->quantize(&s, w, R, C, p, scr + 1), 0);
+					for (int i = 0; i < 16; i++)
+						assert_int_equal(p[ps + i], 0xa5);
+					/* deterministic: the same bytes again */
+					uint8_t *p2 = malloc(ps + 1);
+					assert_int_equal(s.ops->quantize(&s, w, R, C, p2, scr), 0);
+					assert_memory_equal(p, p2, ps);
+					assert_int_equal(s.ops->dequantize(&s, p, R, C, d, scr + 1), 0);
+					/* the ops agree with the row kernel */
+					for (uint64_t r = 0; r < R; r++) {
+						struct krow k;
+						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 4,
+							 (f16 ? QS_ADPQ_SCALES_F16 : 0) |
+								 (tight ? 0 : QS_ADPQ_FOLD));
+						assert_memory_equal(k.out, d + r * C, C * sizeof(float));
+						krow_free(&k);
+					}
+					free(p2);
+					free(scr);
+					free(p);
+					free(d);
+					free(w);
+				}
+}
+
+static void test_planes(void **state)
+{
+	(void)state;
+	uint8_t codes[21], back[21], dst[3 * 8];
+	for (int i = 0; i < 21; i++)
+		codes[i] = (uint8_t)((i * 5) & 7);
+	memset(dst, 0xff, sizeof(dst));
+	qs_ref_pack_planes(codes, 21, 3, dst, 8);
+	for (unsigned b = 0; b < 3; b++)
+		for (int i = 0; i < 24; i++) {
+			unsigned bit = (dst[b * 8 + i / 8] >> (i % 8)) & 1u;
+			assert_int_equal(bit, i < 21 ? (codes[i] >> b) & 1u : 0);
+		}
+	assert_int_equal(dst[3], 0xff);  /* beyond ceil(n/8): untouched */
+	qs_ref_unpack_planes(dst, 8, 21, 3, back);
+	assert_memory_equal(codes, back, 21);
+}
+
+static void test_overflow_and_corrupt(void **state)
+{
+	(void)state;
+	struct qs_scheme s = make("adpq:bits=3,group=64,alpha=0.05");
+	float w[74];
+	uint8_t scr[4096], p[256];
+	float d[74];
+	for (int i = 0; i < 74; i++)
+		w[i] = heavy();
+	assert_true(s.ops->scratch_size(&s, 1, 74) <= sizeof(scr));
+	assert_true(s.ops->payload_size(&s, 1, 74) <= sizeof(p));
+	w[7] = INFINITY;
+	assert_int_equal(s.ops->quantize(&s, w, 1, 74, p, scr), -QS_ETOOBIG);
+	/* u8 scales reach 255 x 65504 */
+	w[7] = 1e7f;
+	assert_int_equal(s.ops->quantize(&s, w, 1, 74, p, scr), 0);
+	w[7] = 1e8f;
+	assert_int_equal(s.ops->quantize(&s, w, 1, 74, p, scr), -QS_ETOOBIG);
+	struct qs_scheme s0 = make("adpq:bits=3,group=64,alpha=0");
+	w[7] = 1e9f;
+	assert_int_equal(s0.ops->quantize(&s0, w, 1, 74, p, scr), -QS_ETOOBIG);
+	w[7] = -1e8f;
+	assert_int_equal(s0.ops->quantize(&s0, w, 1, 74, p, scr), -QS_ETOOBIG);
+	struct qs_scheme s16 = make("adpq:bits=3,group=64,alpha=0.05,scales=f16");
+	w[7] = 1e6f;  /* the outlier step (1e6 - omin)/3 overflows fp16 */
+	assert_int_equal(s16.ops->quantize(&s16, w, 1, 74, p, scr), -QS_ETOOBIG);
+	w[7] = 6e4f;
+	assert_int_equal(s16.ops->quantize(&s16, w, 1, 74, p, scr), 0);
+	w[7] = 0.5f;
+	assert_int_equal(s.ops->quantize(&s, w, 1, 74, p, scr), 0);
+	/* k = 3 + 1 (10 * 0.05 = 0.5 rounds up); point the last index of the
+	 * 10-weight group past its end */
+	uint64_t meta = 8 + 4 * 2;
+	qs_kernels_ref.pack_bits((const uint8_t[]){63}, 1, 6, p + meta, 18);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), -QS_EFORMAT);
+}
+
+static double sqnr(const char *spec, const float *w, size_t R, size_t C)
+{
+	struct qs_scheme s = make(spec);
+	uint8_t *p = malloc(s.ops->payload_size(&s, R, C));
+	void *scr = malloc(s.ops->scratch_size(&s, R, C));
+	float *d = malloc(R * C * sizeof(float));
+	assert_int_equal(s.ops->quantize(&s, w, R, C, p, scr), 0);
+	assert_int_equal(s.ops->dequantize(&s, p, R, C, d, scr), 0);
+	double a = 0, e = 0;
+	for (size_t i = 0; i < R * C; i++) {
+		a += (double)w[i] * w[i];
+		e += ((double)w[i] - d[i]) * ((double)w[i] - d[i]);
+	}
+	free(d);
+	free(scr);
+	free(p);
+	return 10 * log10(a / e);
+}
+
+static void test_sqnr_beats_rtn(void **state)
+{
+	(void)state;
+	const size_t R = 16, C = 1024;
+	float *w = malloc(R * C * sizeof(*w));
+	for (size_t i = 0; i < R * C; i++)
+		w[i] = heavy();
+	for (unsigned b = 2; b <= 4; b++) {
+		char a[64], r[64];
+		snprintf(a, sizeof(a), "adpq:bits=%u", b);
+		snprintf(r, sizeof(r), "rtn:bits=%u,group=128", b);
+		double qa = sqnr(a, w, R, C), qr = sqnr(r, w, R, C);
+		assert_true(qa > qr + 3.0);
+		/* range search never loses to the full range */
+		snprintf(r, sizeof(r), "adpq:bits=%u,search=0", b);
+		assert_true(qa >= sqnr(r, w, R, C) - 0.01);
+	}
+	free(w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_k_rounding),
+		cmocka_unit_test(test_hand_checked),
+		cmocka_unit_test(test_bounds_every_bits_group),
+		cmocka_unit_test(test_edge_groups),
+		cmocka_unit_test(test_payload_canary_roundtrip),
+		cmocka_unit_test(test_planes),
+		cmocka_unit_test(test_overflow_and_corrupt),
+		cmocka_unit_test(test_sqnr_beats_rtn),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
