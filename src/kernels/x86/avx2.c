@@ -146,31 +146,27 @@ static inline float f_of(uint16_t h)
 	return _cvtsh_ss(h);
 }
 
-/* The same rounding as ref.c's f16_round_down / f16_round_up_pos. */
+/* The same rounding as ref.c's f16_round_down / f16_round_up_pos, written
+ * with selects instead of branches: which way a group's min or scale
+ * rounds is data-dependent, and the mispredictions (and the lost overlap
+ * with the neighbouring groups' vector work) used to cost more than all
+ * the per-weight arithmetic of a 128-weight group. */
 static inline uint16_t round_down16(float x)
 {
-	uint16_t h = h_of(x);
-	if (f_of(h) > x) {
-		if ((h & 0x7fffu) == 0)
-			h = 0x8001u;
-		else if (h & 0x8000u)
-			h++;
-		else
-			h--;
-	}
-	if (h == 0x8000u)
-		h = 0;
-	return h;
+	unsigned h = h_of(x);
+	unsigned lower = (h & 0x7fffu) == 0 ? 0x8001u        /* below a zero */
+			 : (h & 0x8000u) ? h + 1u : h - 1u;
+	h = f_of((uint16_t)h) > x ? lower : h;
+	return (uint16_t)(h == 0x8000u ? 0u : h);
 }
 
 static inline uint16_t round_up_pos16(float x)
 {
-	uint16_t h = h_of(x);
-	if (h & 0x8000u)
-		return 0;
-	if (h < F16_INF && f_of(h) < x)
-		h++;
-	return h;
+	unsigned h = h_of(x);
+	/* a negative h (only -0 here) gives 0 and is below Inf, so it is
+	 * never bumped */
+	h += (unsigned)(h < F16_INF) & (unsigned)(f_of((uint16_t)h) < x);
+	return (uint16_t)(h & 0x8000u ? 0u : h);
 }
 
 static inline uint8_t code1(float q, float qmaxf)
