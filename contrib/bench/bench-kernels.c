@@ -357,10 +357,10 @@ int main(int argc, char **argv)
 	printf("bench-kernels: %zu tensors (%s ...), %zu rows each at most, %.1f M weights, "
 	       "X = %d tokens, 0.5%% hot channels x20\n",
 	       ntens, tens[0].name, rows, (double)nw / 1e6, NTOK);
-	printf("%-58s %6s %6s %7s %7s", "scheme", "bpw", "disk", "wSQNR", "oSQNR");
+	printf("%-66s %6s %6s %7s %7s", "scheme", "bpw", "disk", "wSQNR", "oSQNR");
 	for (size_t l = 0; l < nlev; l++)
 		printf(" %9s", have[l]);
-	printf("\n%-58s %6s %6s %7s %7s", "", "", "zstd3", "dB", "dB");
+	printf("\n%-66s %6s %6s %7s %7s", "", "", "zstd3", "dB", "dB");
 	for (size_t l = 0; l < nlev; l++)
 		printf(" %9s", "GB/s");
 	printf("\n");
@@ -368,16 +368,16 @@ int main(int argc, char **argv)
 		struct qs_scheme s;
 		parse_spec(specs[i], &s);
 		struct result r = quality(specs[i]);
-		printf("%-58s %6.3f %6.3f %7.2f %7.2f", s.text, r.bpw, r.bpw_disk, r.wsqnr,
+		printf("%-66s %6.3f %6.3f %7.2f %7.2f", s.text, r.bpw, r.bpw_disk, r.wsqnr,
 		       r.osqnr);
 		for (size_t l = 0; l < nlev; l++)
 			printf(" %9.3f", gbps[i][l]);
 		printf("\n");
 		fflush(stdout);
 	}
-	printf("%-58s %6s %6s %7s %7s\n", "llama.cpp Q3_K, reference (from issue)", "3.44", "-",
+	printf("%-66s %6s %6s %7s %7s\n", "llama.cpp Q3_K, reference (from issue)", "3.44", "-",
 	       "~15", "-");
-	printf("%-58s %6s %6s %7s %7s\n", "llama.cpp Q4_K, reference (from issue)", "4.50", "-",
+	printf("%-66s %6s %6s %7s %7s\n", "llama.cpp Q4_K, reference (from issue)", "4.50", "-",
 	       "~21.4", "-");
 	for (size_t i = 0; i < ntens; i++) {
 		free(tens[i].bf16);
