@@ -43,7 +43,7 @@ static void help(FILE *out)
 		"                            repeatable, the last match wins (default rtn)\n"
 		"      --keep REGEX          store matching tensors unquantized; repeatable\n"
 		"  -T, --threads N           worker threads (default: online CPUs)\n"
-		"      --level Z             zstd level 1-19 (default 3)\n"
+		"      --level Z             zstd level 1-19 (default %d)\n"
 		"      --memory SIZE         memory window, K/M/G suffixes (default %s)\n"
 		"      --io uring|pread|mmap reading backend (default uring, falls back)\n"
 		"      --sync tensor|end     fdatasync after each tensor (default) or at the end\n"
@@ -53,7 +53,7 @@ static void help(FILE *out)
 		"      --force               discard an existing OUT.partial\n"
 		"      --allow-nonfinite     quantize tensors holding NaN/Inf (NaN as 0)\n"
 		"  -h, --help                this help\n",
-		def);
+		QS_ZSTD_LEVEL_DEFAULT, def);
 }
 
 static void fmt_eta(double s, char *buf, size_t len)

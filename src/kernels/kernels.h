@@ -112,6 +112,9 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 				struct qs_adpq_row *r);
 size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 				  const struct qs_adpq_params *p, float *w);
+/* quantize_row's phase 2 (group meta and super-scales from the ranges in
+ * r->tmp), for SIMD variants; SIZE_MAX when the row's super-scales overflow. */
+size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_adpq_row *r);
 void qs_ref_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			size_t plane_stride);
 void qs_ref_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,

@@ -165,8 +165,12 @@ static void masked_range(const float *w, const uint8_t *mask, size_t n, uint8_t 
 	*mx_out = mx;
 }
 
-/* Squared error of the inliers on the grid lo + c*step, c in 0..qmax
- * (lane order in the header comment). */
+/* Squared error of the inliers on the grid lo + c*step, measured in grid
+ * units and scaled once: with q = (w - lo)*(1/step) and c its clamped
+ * nearest code, sum (q - c)^2 in the lane order of the header comment, times
+ * step*step.  Measuring in grid units saves the dequantize-and-subtract of
+ * every candidate (the search is the hot loop); it differs from the
+ * error in w only by rounding.  Outliers and NaNs contribute 0. */
 static float grid_error(const float *w, const uint8_t *mask, size_t n, float lo,
 			float step, float qmaxf)
 {
@@ -175,14 +179,13 @@ static float grid_error(const float *w, const uint8_t *mask, size_t n, float lo,
 	for (size_t i = 0; i < n; i++) {
 		float q = (w[i] - lo) * inv;
 		float c = (float)near_code(q, qmaxf);
-		float t = c * step;
-		float d = w[i] - (lo + t);
+		float d = q - c;
 		float e = d * d;
-		acc[i % 8] += (mask[i] || e != e) ? 0.0f : e;
+		acc[i % 8] += (mask[i] || w[i] != w[i]) ? 0.0f : e;
 	}
 	float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5];
 	float s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
-	return (s0 + s2) + (s1 + s3);
+	return ((s0 + s2) + (s1 + s3)) * (step * step);
 }
 
 /* The inlier range: [mn, mx], or the clipped candidate with the smallest
@@ -287,34 +290,19 @@ static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
 	return q;
 }
 
-size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
-				struct qs_adpq_row *r)
+/* Phase 2 of quantize_row, shared with the SIMD variants: from the
+ * group ranges in r->tmp (lo, hi, outlier min and max of |w|, ng each), the
+ * group meta and super-scales.  Returns the number of groups that overflow
+ * fp16, or SIZE_MAX when the row's super-scales do (meta zeroed). */
+size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_adpq_row *r)
 {
-	const size_t G = p->group;
-	if (n == 0)
-		return 0;
-	if (G == 0 || p->bits < 2 || p->bits > 4)
-		return 1;
-	const size_t ng = n / G + (n % G != 0);
 	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
 	const float qmaxf = (float)qmax, omaxf = (float)omax;
-	const bool f16 = (p->flags & QS_ADPQ_SCALES_F16) != 0;
 	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	const bool f16 = (p->flags & QS_ADPQ_SCALES_F16) != 0;
 	uint16_t *m = r->meta;
 	size_t overflowed = 0;
 
-	/* 1: outliers and the two ranges of every group */
-	uint8_t *idx = r->idx;
-	for (size_t g = 0, i = 0; i < n; g++, i += G) {
-		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		select_outliers(w + i, len, k, r->mask + i, idx);
-		idx += k;
-		masked_range(w + i, r->mask + i, len, 1, 1, &omn[g], &omx[g]);
-		inlier_range(w + i, r->mask + i, len, p, &lo[g], &hi[g]);
-	}
-
-	/* 2: the grids, stored exactly as dequantization will rebuild them */
 	memset(r->super, 0, sizeof(r->super));
 	if (f16) {
 		for (size_t g = 0; g < ng; g++) {
@@ -378,6 +366,44 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 		r->super[2] = od;
 		r->super[3] = om;
 	}
+	return overflowed;
+
+overflow:
+	memset(m, 0, 4 * ng * sizeof(*m));
+	return SIZE_MAX;
+}
+
+size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				struct qs_adpq_row *r)
+{
+	const size_t G = p->group;
+	if (n == 0)
+		return 0;
+	if (G == 0 || p->bits < 2 || p->bits > 4)
+		return 1;
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	size_t overflowed;
+
+	/* 1: outliers and the two ranges of every group */
+	uint8_t *idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		select_outliers(w + i, len, k, r->mask + i, idx);
+		idx += k;
+		masked_range(w + i, r->mask + i, len, 1, 1, &omn[g], &omx[g]);
+		inlier_range(w + i, r->mask + i, len, p, &lo[g], &hi[g]);
+	}
+
+	/* 2: the grids, stored exactly as dequantization will rebuild them */
+	overflowed = qs_ref_adpq_grids(ng, p, r);
+	if (overflowed == SIZE_MAX) {
+		memset(r->codes, 0, n);
+		return 1;
+	}
 
 	/* 3: codes */
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
@@ -403,11 +429,6 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 		}
 	}
 	return overflowed;
-
-overflow:
-	memset(m, 0, 4 * ng * sizeof(*m));
-	memset(r->codes, 0, n);
-	return 1;
 }
 
 size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,

@@ -125,7 +125,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
-	int level = opts->zstd_level ? opts->zstd_level : 3;
+	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
 	if (level < 1 || level > ZSTD_maxCLevel()) {
 		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
 		goto out;

@@ -212,7 +212,7 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	memset(plan, 0, sizeof(*plan));
 	int rc = 0;
 	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
-	int level = opts->zstd_level ? opts->zstd_level : 3;
+	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
 	struct scheme_rule *rules = NULL;
 	regex_t *keeps = NULL;
 	size_t nrules = 0, nkeeps = 0;

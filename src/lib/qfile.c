@@ -130,6 +130,13 @@ static int check_record(struct open_ctx *c, const struct qs_record *r,
 			snprintf(msg, sizeof(msg), "chunk %u lies outside the data area", i);
 			return damage(c, -QS_EFORMAT, r->name, true, msg);
 		}
+		/* a zstd block holds at most 128 KiB and takes at least 3
+		 * bytes (RFC 8878 3.1.1.2): more payload than that is a lie
+		 * no reader should size a buffer by */
+		if (e->payload_size / (128u << 10) > e->frame_size / 3) {
+			snprintf(msg, sizeof(msg), "chunk %u: payload size exceeds what its frame can hold", i);
+			return damage(c, -QS_EFORMAT, r->name, true, msg);
+		}
 		if (e->row_begin != next || e->row_count == 0) {
 			snprintf(msg, sizeof(msg), "chunk %u does not continue the row range", i);
 			return damage(c, -QS_EFORMAT, r->name, true, msg);
