@@ -119,6 +119,11 @@ void qs_ref_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *
 			size_t plane_stride);
 void qs_ref_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,
 			  unsigned bits, uint8_t *codes);
+/* The AVX2 adpq kernels (x86/avx2_adpq.c), for avx2.c's table. */
+size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				 struct qs_adpq_row *r);
+void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			 size_t plane_stride);
 /* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
 unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
 

@@ -11,12 +11,27 @@
 #ifndef QS_SCHEME_H
 #define QS_SCHEME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "qshard.h"
 
 struct qs_scheme;
+
+/* Calibration statistics of one tensor, shared by all its row-chunks
+ * (loaded by the pipeline from --importance / --hessian files). */
+struct qs_tensor_stats {
+	const char *name;          /* Hugging Face tensor name */
+	uint64_t cols;
+	const float *importance;   /* [cols] mean squared input activation, or NULL */
+	const float *hessian;      /* [cols*cols] H = X^T X, row-major, or NULL */
+	bool hessian_diag_only;    /* the file had only diag(H): off-diagonal zero */
+};
+
+/* What a calibration-aware scheme asks the pipeline to load. */
+#define QS_WANT_IMPORTANCE 1u
+#define QS_WANT_HESSIAN 2u
 
 struct qs_scheme_ops {
 	const char *name;
@@ -36,6 +51,20 @@ struct qs_scheme_ops {
 	/* Dequantizes a payload of payload_size(rows, cols) bytes. */
 	int (*dequantize)(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
 			  uint64_t cols, float *out, void *scratch);
+
+	/* ---- optional: per-tensor preparation (NULL in rtn and adpq) ----
+	 * For a tensor whose scheme has prepare, the pipeline loads the
+	 * statistics `wants` names (QS_WANT_*; missing entries stay NULL),
+	 * calls prepare once into prep_size() bytes of per-tensor state
+	 * (part of the memory window, so it must not depend on rows), then
+	 * quantize_prep instead of quantize for every row-chunk, possibly
+	 * from several threads at once (prep is read-only there). */
+	unsigned wants;
+	uint64_t (*prep_size)(const struct qs_scheme *s, uint64_t cols);
+	int (*prepare)(const struct qs_scheme *s, const struct qs_tensor_stats *stats,
+		       void *prep, struct qs_diag *diag);
+	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
+			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
 };
 
 #define QS_SCHEME_TEXT_MAX 128

@@ -522,4 +522,8 @@ const struct qs_kernels qs_kernels_avx2 = {
 	.rtn_dequantize_row = avx2_rtn_dequantize_row,
 	.pack_bits = avx2_pack_bits,
 	.unpack_bits = avx2_unpack_bits,
+	.adpq_quantize_row = qs_avx2_adpq_quantize_row,
+	.adpq_dequantize_row = qs_ref_adpq_dequantize_row,
+	.pack_planes = qs_avx2_pack_planes,
+	.unpack_planes = qs_ref_unpack_planes,
 };

@@ -1,0 +1,425 @@
+/* avx2_adpq.c - the adpq kernels for x86-64 with AVX2 (built with the
+ * flags of avx2.c, entered through its table).
+ *
+ * Bit-identical to ref_adpq.c, which defines the output: every f32
+ * expression is the same sequence of separately rounded operations (no FMA),
+ * the range-search sums use ref's lane order (lane l of vector j is element
+ * 8j + l, folded 256 -> 128 -> 64 -> 32 as ref's header says), MINPS/MAXPS
+ * are written as ref's `a < b ? a : b` (they return the second operand
+ * unless the first compares less/greater, so NaNs fall to the same side),
+ * and a clamped value rounds with the MXCSR default (nearest, ties to even),
+ * as ref's 2^23 trick does.  The per-group grids (phase 2) are ref's code,
+ * qs_ref_adpq_grids().
+ *
+ * Outliers: ref defines the set by its result (the k largest |w| bit
+ * patterns, NaN as 0, ties to the lower index).  Here the k-th largest key
+ * t is found from per-lane top-k lists (the union of each lane's k largest
+ * holds the group's k largest), or by a quickselect for k > 8; then the
+ * outliers are all keys > t plus the lowest-index keys == t.
+ *
+ * A group shorter than the scheme's group (a row's last) is copied into a
+ * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
+ * to the error lanes after ref's last element, which changes no sum.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#define SEARCH_DEN 32.0f
+#define GMAX 256u
+#define VMAX (GMAX / 8u)
+
+/* As in ref_adpq.c. */
+static inline unsigned near_code(float q, float qmaxf)
+{
+	q = q > 0.0f ? q : 0.0f;
+	q = q < qmaxf ? q : qmaxf;
+	float r = (q + 0x1p23f) - 0x1p23f;
+	return (unsigned)(int32_t)r;
+}
+
+struct grid {
+	float minf, step, omin, ostep;
+};
+
+static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
+			      unsigned flags)
+{
+	struct grid q;
+	const uint16_t *m = r->meta;
+	if (flags & QS_ADPQ_SCALES_F16) {
+		q.step = qs_f16_to_f32(m[g]);
+		q.minf = qs_f16_to_f32(m[ng + g]);
+		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
+		q.omin = qs_f16_to_f32(m[3 * ng + g]);
+	} else {
+		q.step = qs_f16_to_f32(r->super[0]) * (float)m[g];
+		q.minf = -(qs_f16_to_f32(r->super[1]) * (float)m[ng + g]);
+		q.ostep = qs_f16_to_f32(r->super[2]) * (float)m[2 * ng + g];
+		q.omin = qs_f16_to_f32(r->super[3]) * (float)m[3 * ng + g];
+	}
+	return q;
+}
+
+/* ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), ref's lane fold. */
+static inline float fold_sum(__m256 a)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	__m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+static inline float hmin(__m256 a)
+{
+	__m128 s = _mm_min_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_min_ss(s, _mm_movehdup_ps(s)));
+}
+
+static inline float hmax(__m256 a)
+{
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* The lanes of vector v that hold one of the group's len elements. */
+static inline __m256i lane_mask(size_t len, size_t v)
+{
+	size_t rem = len - 8 * v;
+	int r = rem > 8 ? 8 : (int)rem;
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Lane i all ones when bit i of b is set. */
+static inline __m256i bits_to_lanes(unsigned b)
+{
+	const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+	return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), bit), bit);
+}
+
+/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect
+ * with a three-way partition (larger | equal | smaller), so every round
+ * either ends or drops the nonempty equal part. */
+static uint32_t kth_largest(uint32_t *a, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n, want = k - 1;
+	for (;;) {
+		uint32_t x = a[lo + (hi - lo) / 2];
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			uint32_t t = a[i];
+			if (t > x) {
+				a[i++] = a[lt];
+				a[lt++] = t;
+			} else if (t < x) {
+				a[i] = a[--gt];
+				a[gt] = t;
+			} else {
+				i++;
+			}
+		}
+		if (want < lt)
+			hi = lt;
+		else if (want < gt)
+			return x;
+		else
+			lo = gt;
+	}
+}
+
+/* Phase 1 of one group (wg: nv vectors, elements past len are +0.0):
+ * outlier bits per vector in om[nv], indices to idx, and the ranges. */
+static void group_ranges(const float *wg, size_t len, unsigned k,
+			 const struct qs_adpq_params *p, uint8_t *om, uint8_t *idx,
+			 float *lo_out, float *hi_out, float *omn_out, float *omx_out)
+{
+	const size_t nv = (len + 7) / 8;
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
+	const __m256i nanlim = _mm256_set1_epi32(0x7f800000);
+	__m256i key[VMAX];
+
+	for (size_t v = 0; v < nv; v++) {
+		__m256i x = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(wg + 8 * v)), absm);
+		key[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(x, nanlim), x);
+	}
+
+	memset(om, 0, nv);
+	if (k > 0) {
+		uint32_t t;
+		if (k <= 8) {
+			__m256i top[8];
+			for (unsigned j = 0; j < k; j++)
+				top[j] = _mm256_set1_epi32(-1);
+			for (size_t v = 0; v < nv; v++) {
+				__m256i x = key[v];
+				for (unsigned j = 0; j < k; j++) {
+					__m256i h = _mm256_max_epi32(top[j], x);
+					x = _mm256_min_epi32(top[j], x);
+					top[j] = h;
+				}
+			}
+			int32_t cand[64];
+			for (unsigned j = 0; j < k; j++)
+				_mm256_storeu_si256((__m256i *)(cand + 8 * j), top[j]);
+			/* k passes of "remove the largest" over 8k values */
+			unsigned nc = 8 * k;
+			int32_t best = 0;
+			for (unsigned j = 0; j < k; j++) {
+				unsigned bi = 0;
+				for (unsigned c = 1; c < nc; c++)
+					if (cand[c] > cand[bi])
+						bi = c;
+				best = cand[bi];
+				cand[bi] = cand[--nc];
+			}
+			t = (uint32_t)best;
+		} else {
+			uint32_t a[GMAX];
+			for (size_t v = 0; v < nv; v++)
+				_mm256_storeu_si256((__m256i *)(a + 8 * v), key[v]);
+			t = kth_largest(a, len, k);
+		}
+		const __m256i tv = _mm256_set1_epi32((int32_t)t);
+		unsigned cgt = 0;
+		uint8_t eq[VMAX];
+		for (size_t v = 0; v < nv; v++) {
+			__m256i lm = lane_mask(len, v);
+			unsigned g = (unsigned)_mm256_movemask_ps(
+				_mm256_castsi256_ps(_mm256_cmpgt_epi32(key[v], tv)));
+			__m256i e = _mm256_and_si256(_mm256_cmpeq_epi32(key[v], tv), lm);
+			eq[v] = (uint8_t)_mm256_movemask_ps(_mm256_castsi256_ps(e));
+			om[v] = (uint8_t)g;
+			cgt += (unsigned)__builtin_popcount(g);
+		}
+		unsigned need = k - cgt;
+		for (size_t v = 0; v < nv && need; v++) {
+			unsigned e = eq[v];
+			while (need && e) {
+				unsigned b = e & (0u - e);
+				om[v] |= (uint8_t)b;
+				e ^= b;
+				need--;
+			}
+		}
+		unsigned o = 0;
+		for (size_t v = 0; v < nv; v++)
+			for (unsigned b = om[v]; b; b &= b - 1)
+				idx[o++] = (uint8_t)(8 * v + (unsigned)__builtin_ctz(b));
+	}
+
+	/* ranges: inliers (NaN skipped), |w| of the outliers */
+	const __m256 inf = _mm256_set1_ps(INFINITY), ninf = _mm256_set1_ps(-INFINITY);
+	const __m256 absf = _mm256_castsi256_ps(absm);
+	__m256 mn = inf, mx = ninf, omn = inf, omx = ninf;
+	__m256 vm[VMAX];
+	for (size_t v = 0; v < nv; v++) {
+		__m256 w = _mm256_loadu_ps(wg + 8 * v);
+		__m256 o = _mm256_castsi256_ps(bits_to_lanes(om[v]));
+		__m256 in = _mm256_andnot_ps(o, _mm256_castsi256_ps(lane_mask(len, v)));
+		mn = _mm256_min_ps(_mm256_blendv_ps(inf, w, in), mn);
+		mx = _mm256_max_ps(_mm256_blendv_ps(ninf, w, in), mx);
+		__m256 a = _mm256_and_ps(w, absf);
+		omn = _mm256_min_ps(_mm256_blendv_ps(inf, a, o), omn);
+		omx = _mm256_max_ps(_mm256_blendv_ps(ninf, a, o), omx);
+		vm[v] = _mm256_and_ps(in, _mm256_cmp_ps(w, w, _CMP_ORD_Q));
+	}
+	float fmn = hmin(mn), fmx = hmax(mx), fomn = hmin(omn), fomx = hmax(omx);
+	if (fmn > fmx)
+		fmn = fmx = 0.0f;
+	if (fomn > fomx)
+		fomn = fomx = 0.0f;
+	*omn_out = fomn;
+	*omx_out = fomx;
+	*lo_out = fmn;
+	*hi_out = fmx;
+
+	/* range search (ref's inlier_range and grid_error) */
+	const float qmaxf = (float)((1u << p->bits) - 1u);
+	float step = (fmx - fmn) / qmaxf;
+	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+		return;
+	const __m256 zero = _mm256_setzero_ps(), qv = _mm256_set1_ps(qmaxf);
+	float best = 0.0f, h = 0.0f, mid = 0.0f;
+	for (unsigned i = 0; i <= p->search; i++) {
+		float lo = fmn, hi = fmx, st = step;
+		if (i > 0) {
+			float f = (SEARCH_DEN - (float)i) / SEARCH_DEN;
+			float fh = f * h;
+			lo = mid - fh;
+			hi = mid + fh;
+			st = (hi - lo) / qmaxf;
+			if (!(st > 0.0f))
+				break;
+		}
+		const __m256 lv = _mm256_set1_ps(lo), iv = _mm256_set1_ps(1.0f / st);
+		__m256 acc = zero;
+		for (size_t v = 0; v < nv; v++) {
+			__m256 q = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(wg + 8 * v), lv), iv);
+			__m256 c = _mm256_min_ps(_mm256_max_ps(q, zero), qv);
+			c = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+			__m256 d = _mm256_sub_ps(q, c);
+			acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_mul_ps(d, d), vm[v]));
+		}
+		float e = fold_sum(acc) * (st * st);
+		if (i == 0) {
+			best = e;
+			h = (fmx - fmn) * 0.5f;
+			mid = fmn + h;
+		} else if (e < best) {
+			best = e;
+			*lo_out = lo;
+			*hi_out = hi;
+		}
+	}
+}
+
+/* 32 stored codes of group grid q from w[32]; om32: the 32 outlier bits. */
+static inline __m256i codes32(const float *w, uint32_t om32, __m256 minf, __m256 inv,
+			      __m256 omin, __m256 oinv, __m256 qv, __m256 ov,
+			      unsigned bits, bool fold, __m256i zv, __m256i mv)
+{
+	const __m256 zero = _mm256_setzero_ps();
+	const __m256 absf = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	__m256i ci[4], co[4];
+	for (unsigned j = 0; j < 4; j++) {
+		__m256 x = _mm256_loadu_ps(w + 8 * j);
+		__m256 q = _mm256_mul_ps(_mm256_sub_ps(x, minf), inv);
+		q = _mm256_min_ps(_mm256_max_ps(q, zero), qv);
+		ci[j] = _mm256_cvtps_epi32(q);
+		__m256 a = _mm256_mul_ps(_mm256_sub_ps(_mm256_and_ps(x, absf), omin), oinv);
+		a = _mm256_min_ps(_mm256_max_ps(a, zero), ov);
+		__m256i s = _mm256_slli_epi32(_mm256_srli_epi32(_mm256_castps_si256(x), 31),
+					      (int)(bits - 1));
+		co[j] = _mm256_or_si256(_mm256_cvtps_epi32(a), s);
+	}
+	const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	__m256i c = _mm256_permutevar8x32_epi32(
+		_mm256_packus_epi16(_mm256_packs_epi32(ci[0], ci[1]),
+				    _mm256_packs_epi32(ci[2], ci[3])), perm);
+	__m256i o = _mm256_permutevar8x32_epi32(
+		_mm256_packus_epi16(_mm256_packs_epi32(co[0], co[1]),
+				    _mm256_packs_epi32(co[2], co[3])), perm);
+	if (fold) {
+		/* ref's fold(): d = |c - z|; d <= m ? (c > z ? 2d-1 : 2d) : m + d */
+		__m256i gt = _mm256_cmpgt_epi8(c, zv);
+		__m256i d = _mm256_sub_epi8(_mm256_max_epu8(c, zv), _mm256_min_epu8(c, zv));
+		__m256i near = _mm256_add_epi8(_mm256_add_epi8(d, d), gt);
+		__m256i far = _mm256_add_epi8(mv, d);
+		__m256i le = _mm256_cmpeq_epi8(_mm256_min_epu8(d, mv), d);
+		c = _mm256_blendv_epi8(far, near, le);
+	}
+	const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+					     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+	__m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)om32), sel);
+	m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
+	return _mm256_blendv_epi8(c, o, m);
+}
+
+size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				 struct qs_adpq_row *r)
+{
+	const size_t G = p->group;
+	if (n == 0)
+		return 0;
+	if (G == 0 || G > GMAX || G % 32 || p->bits < 2 || p->bits > 4)
+		return qs_ref_adpq_quantize_row(w, n, p, r);
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	float buf[GMAX] __attribute__((aligned(32)));
+
+	/* 1: outliers (bits per 8 weights in r->mask) and ranges */
+	uint8_t *idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		const float *wg = w + i;
+		if (len < G) {
+			memset(buf, 0, sizeof(buf));
+			memcpy(buf, wg, len * sizeof(float));
+			wg = buf;
+		}
+		group_ranges(wg, len, k, p, r->mask + i / 8, idx, &lo[g], &hi[g], &omn[g],
+			     &omx[g]);
+		idx += k;
+	}
+
+	/* 2: the grids (ref's code) */
+	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
+	if (overflowed == SIZE_MAX) {
+		memset(r->codes, 0, n);
+		return 1;
+	}
+
+	/* 3: codes */
+	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
+	const __m256 qv = _mm256_set1_ps(qmaxf), ov = _mm256_set1_ps(omaxf);
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct grid q = group_grid(r, ng, g, p->flags);
+		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
+		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
+		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
+		unsigned m = z < qmax - z ? z : qmax - z;
+		const __m256 minf = _mm256_set1_ps(q.minf), iv = _mm256_set1_ps(inv);
+		const __m256 omin = _mm256_set1_ps(q.omin), oiv = _mm256_set1_ps(oinv);
+		const __m256i zv = _mm256_set1_epi8((char)z), mv = _mm256_set1_epi8((char)m);
+		const uint8_t *om = r->mask + i / 8;
+		size_t nv = (len + 7) / 8;
+		for (size_t j = 0; j < len; j += 32) {
+			uint8_t ob[4] = {0, 0, 0, 0};
+			for (size_t b = 0; b < 4 && j / 8 + b < nv; b++)
+				ob[b] = om[j / 8 + b];
+			uint32_t o32 = (uint32_t)ob[0] | (uint32_t)ob[1] << 8 |
+				       (uint32_t)ob[2] << 16 | (uint32_t)ob[3] << 24;
+			if (len - j >= 32) {
+				__m256i c = codes32(w + i + j, o32, minf, iv, omin, oiv, qv, ov,
+						    p->bits, fold, zv, mv);
+				_mm256_storeu_si256((__m256i *)(r->codes + i + j), c);
+			} else {
+				float x[32] __attribute__((aligned(32))) = {0};
+				uint8_t c8[32];
+				memcpy(x, w + i + j, (len - j) * sizeof(float));
+				__m256i c = codes32(x, o32, minf, iv, omin, oiv, qv, ov, p->bits,
+						    fold, zv, mv);
+				_mm256_storeu_si256((__m256i *)c8, c);
+				memcpy(r->codes + i + j, c8, len - j);
+			}
+		}
+	}
+	return overflowed;
+}
+
+void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			 size_t plane_stride)
+{
+	size_t nb = n / 32;
+	for (size_t j = 0; j < nb; j++) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * j));
+		for (unsigned b = 0; b < bits; b++) {
+			/* bit b of each byte to its bit 7 (16-bit shifts of at
+			 * most 7 cannot carry a lower byte's bit into bit 7) */
+			uint32_t m = (uint32_t)_mm256_movemask_epi8(
+				_mm256_slli_epi16(v, (int)(7 - b)));
+			uint8_t *d = dst + b * plane_stride + 4 * j;
+			d[0] = (uint8_t)m;
+			d[1] = (uint8_t)(m >> 8);
+			d[2] = (uint8_t)(m >> 16);
+			d[3] = (uint8_t)(m >> 24);
+		}
+	}
+	if (n % 32)
+		qs_ref_pack_planes(codes + 32 * nb, n % 32, bits, dst + 4 * nb, plane_stride);
+}
