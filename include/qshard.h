@@ -155,6 +155,8 @@ struct qs_convert_opts {
 	bool resume;                  /* continue OUTPUT.partial */
 	bool force;                   /* discard an existing OUTPUT.partial */
 	bool allow_nonfinite;         /* quantize tensors holding NaN/Inf */
+	const char *importance;       /* --importance FILE (imatrix or safetensors), or NULL */
+	const char *hessian;          /* --hessian FILE (safetensors), or NULL */
 	qs_progress_fn progress;
 	void *progress_user;
 	volatile int *stop;           /* set non-zero (e.g. from a signal) to stop cleanly */

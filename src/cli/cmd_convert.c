@@ -52,6 +52,9 @@ static void help(FILE *out)
 		"      --resume              continue OUT.partial of an interrupted run\n"
 		"      --force               discard an existing OUT.partial\n"
 		"      --allow-nonfinite     quantize tensors holding NaN/Inf (NaN as 0)\n"
+		"      --importance FILE     per-column importance for daq/claq: llama.cpp\n"
+		"                            imatrix (GGUF or .dat) or safetensors\n"
+		"      --hessian FILE        safetensors of X^T X (or its diagonal) for gptq/athena\n"
 		"  -h, --help                this help\n",
 		QS_ZSTD_LEVEL_DEFAULT, def);
 }
@@ -134,6 +137,8 @@ int cmd_convert(int argc, char **argv)
 		{"resume", no_argument, NULL, 'r'},
 		{"force", no_argument, NULL, 'f'},
 		{"allow-nonfinite", no_argument, NULL, 'n'},
+		{"importance", required_argument, NULL, 'I'},
+		{"hessian", required_argument, NULL, 'H'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -218,6 +223,8 @@ int cmd_convert(int argc, char **argv)
 		case 'r': o.resume = true; break;
 		case 'f': o.force = true; break;
 		case 'n': o.allow_nonfinite = true; break;
+		case 'I': o.importance = optarg; break;
+		case 'H': o.hessian = optarg; break;
 		case 'h':
 			help(stdout);
 			ret = QS_EXIT_OK;

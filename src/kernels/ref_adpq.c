@@ -5,10 +5,13 @@
  * separately rounded IEEE f32 operations (no FMA, no reassociation), so a
  * SIMD variant can reproduce it bit for bit.  The only reductions whose
  * order matters are the squared-error sums of the range search: each is
- * accumulated in 8 lanes (lane l takes the group's elements l, l+8, ...,
- * in order) and the lanes are combined as
- *     ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)),
- * which is what an AVX2 256 -> 128 -> 64 -> 32 bit fold computes.  Min/max
+ * accumulated in 32 lanes (lane l takes the group's elements l, l+32, ...,
+ * in order), folded to 8 as b[l] = (a[l] + a[l+8]) + (a[l+16] + a[l+24]),
+ * and those combined as
+ *     ((b0+b4) + (b2+b6)) + ((b1+b5) + (b3+b7)),
+ * which is what four AVX2 accumulators (independent add chains; one would
+ * make the search latency-bound) and a 256 -> 128 -> 64 -> 32 bit fold
+ * compute.  Min/max
  * reductions may run in any order (NaNs are skipped, zeros compared equal
  * and their sign never reaches the output).
  *
@@ -174,15 +177,17 @@ static void masked_range(const float *w, const uint8_t *mask, size_t n, uint8_t 
 static float grid_error(const float *w, const uint8_t *mask, size_t n, float lo,
 			float step, float qmaxf)
 {
-	float acc[8] = {0};
+	float a[32] = {0}, acc[8];
 	float inv = 1.0f / step;
 	for (size_t i = 0; i < n; i++) {
 		float q = (w[i] - lo) * inv;
 		float c = (float)near_code(q, qmaxf);
 		float d = q - c;
 		float e = d * d;
-		acc[i % 8] += (mask[i] || w[i] != w[i]) ? 0.0f : e;
+		a[i % 32] += (mask[i] || w[i] != w[i]) ? 0.0f : e;
 	}
+	for (size_t l = 0; l < 8; l++)
+		acc[l] = (a[l] + a[l + 8]) + (a[l + 16] + a[l + 24]);
 	float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5];
 	float s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
 	return ((s0 + s2) + (s1 + s3)) * (step * step);

@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include "config.h"
+#include "calib.h"
 #include "container.h"
 #include "pipeline.h"
 #include "plan.h"
@@ -99,6 +100,8 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	struct qs_cwriter *w = NULL;
 	struct qs_record *kept = NULL;
 	size_t nkept = 0;
+	struct qs_importance *imp = NULL;
+	struct qs_hessian *hes = NULL;
 	double t0 = now_seconds();
 	int rc;
 
@@ -146,6 +149,10 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	rc = qs_plan_build(ck, &eff, ring, &plan, diag);
 	if (rc < 0)
 		goto out;
+	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
+		goto out;
+	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
+		goto out;
 
 	char creator[64];
 	snprintf(creator, sizeof(creator), "qshard %s", PACKAGE_VERSION);
@@ -176,8 +183,8 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	 * only cost first-touch page faults and RSS: the ring cycles through
 	 * all of its memory.  Output bytes do not depend on this. */
 	uint64_t ring_in_use = plan.max_footprint * (2ull * threads + 4);
-	if (ring_in_use > ring || ring_in_use == 0)
-		ring_in_use = ring;
+	if (ring_in_use > plan.ring || ring_in_use == 0)
+		ring_in_use = plan.ring;
 
 	struct qs_pipeline_args args = {
 		.ckpt = ck,
@@ -186,6 +193,8 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.writer = w,
 		.first_tensor = nkept,
 		.window_bytes = ring_in_use,
+		.importance = imp,
+		.hessian = hes,
 		.threads = threads,
 		.level = level,
 	};
@@ -220,6 +229,8 @@ out:
 		qs_record_release(&kept[i]);
 	free(kept);
 	qs_plan_release(&plan);
+	qs_importance_free(imp);
+	qs_hessian_free(hes);
 	qs_checkpoint_free(ck);
 	return rc;
 }

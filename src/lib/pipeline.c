@@ -56,6 +56,12 @@ struct pipeline {
 	struct job *work_head, *work_tail;
 	bool reader_done;
 	bool stopping;             /* error or shutdown: everybody leaves */
+	/* Per-tensor scheme state (plan.h): one buffer of plan->max_prep
+	 * bytes, owned by one tensor at a time, from the reader's prepare
+	 * until the writer has written the tensor's last chunk. */
+	uint8_t *prep;
+	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
+	pthread_mutex_t notice_lock;
 	int reader_rc;
 	struct qs_diag reader_diag;
 	uint64_t bytes_read;
@@ -153,6 +159,88 @@ static bool should_stop(struct pipeline *p)
 	return s || (stop && *stop);
 }
 
+static void notice(struct pipeline *p, const char *text)
+{
+	const struct qs_convert_opts *o = p->a->opts;
+	if (!o->progress)
+		return;
+	struct qs_progress pr = {.notice = text};
+	pthread_mutex_lock(&p->notice_lock);
+	o->progress(&pr, o->progress_user);
+	pthread_mutex_unlock(&p->notice_lock);
+}
+
+/* Loads the tensor's statistics and runs its scheme's prepare into the
+ * prep buffer, once the previous owner's chunks are all written. */
+static int prepare_tensor(struct pipeline *p, size_t ti)
+{
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
+	const char *file = p->a->ckpt->shards[t->src->shard].name;
+	struct qs_diag *d = &p->reader_diag;
+	/* the previous owner's reads must reach the workers before waiting
+	 * for them to be written: only this thread reaps */
+	while (qs_reader_inflight(p->reader) > 0) {
+		int r = reap_one(p, true);
+		if (r < 0)
+			return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (p->prep_owner != SIZE_MAX && !p->stopping)
+		pthread_cond_wait(&p->changed, &p->lock);
+	bool stopping = p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	if (stopping)
+		return -ECANCELED;
+	if (!p->prep) {
+		p->prep = malloc(p->a->plan->max_prep);
+		if (!p->prep)
+			return qs_diag_set(d, -ENOMEM, "cannot allocate %llu MiB of scheme state",
+					   (unsigned long long)(p->a->plan->max_prep >> 20));
+	}
+	struct qs_tensor_stats st = {.name = t->src->name, .cols = t->cols};
+	float *imp = (float *)(p->prep + t->prep_state);
+	float *hes = (float *)(p->prep + t->prep_state + t->prep_importance);
+	char text[1024];
+	int rc;
+	if (t->prep_importance) {
+		rc = qs_importance_get(p->a->importance, t->src->name, t->cols, imp, d);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			snprintf(text, sizeof(text),
+				 "'%s': tensor '%s': no importance entry, quantizing weight-only",
+				 file, t->src->name);
+			notice(p, text);
+		}
+		st.importance = rc ? imp : NULL;
+	}
+	if (t->prep_hessian) {
+		bool diag_only = false;
+		rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			snprintf(text, sizeof(text),
+				 "'%s': tensor '%s': no Hessian entry, quantizing as with H = I",
+				 file, t->src->name);
+			notice(p, text);
+		}
+		st.hessian = rc ? hes : NULL;
+		st.hessian_diag_only = diag_only;
+	}
+	rc = t->scheme.ops->prepare(&t->scheme, &st, p->prep, d);
+	if (rc < 0) {
+		if (!d->msg[0])
+			qs_diag_set(d, rc, "'%s': tensor '%s': %s: preparation failed", file,
+				    t->src->name, t->scheme.text);
+		return rc;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->prep_owner = ti;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
 static void *reader_main(void *arg)
 {
 	struct pipeline *p = arg;
@@ -160,6 +248,11 @@ static void *reader_main(void *arg)
 	int rc = 0;
 	for (size_t ti = p->a->first_tensor; ti < plan->ntensors && rc >= 0; ti++) {
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
+		if (t->prep_total && t->nchunks) {
+			rc = prepare_tensor(p, ti);
+			if (rc < 0)
+				break;
+		}
 		for (uint32_t c = 0; c < t->nchunks && rc >= 0; c++) {
 			if (should_stop(p)) {
 				rc = -ECANCELED;
@@ -224,8 +317,9 @@ static void *reader_main(void *arg)
 	p->reader_done = true;
 	if (rc < 0 && rc != -ECANCELED) {
 		p->reader_rc = rc;
-		qs_diag_set(&p->reader_diag, rc, "reading the checkpoint failed: %s",
-			    qs_strerror(rc));
+		if (!p->reader_diag.msg[0])
+			qs_diag_set(&p->reader_diag, rc, "reading the checkpoint failed: %s",
+				    qs_strerror(rc));
 	}
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
@@ -286,8 +380,11 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 		}
 		if (bad)
 			sanitize(w, n);
-		int rc = t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
-						 j->scratch);
+		int rc = t->prep_total
+				 ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w, j->rows,
+								t->cols, j->payload, j->scratch)
+				 : t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols,
+							   j->payload, j->scratch);
 		if (rc < 0) {
 			j->rc = qs_diag_set(&j->diag, rc,
 					    "'%s': tensor '%s': %s: values out of the range the "
@@ -447,6 +544,14 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			if (rc < 0)
 				goto out;
 		}
+		if (t->prep_total && t->nchunks) {
+			/* every chunk of the tensor is written: the next
+			 * calibration-aware tensor may prepare */
+			pthread_mutex_lock(&p->lock);
+			p->prep_owner = SIZE_MAX;
+			pthread_cond_broadcast(&p->changed);
+			pthread_mutex_unlock(&p->lock);
+		}
 		const struct qs_st_tensor *s = t->src;
 		struct qs_record rec = {0};
 		rec.name = s->name;
@@ -499,21 +604,23 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	if (rc < 0)
 		return qs_diag_set(diag, rc, "cannot map a memory window of %llu MiB: %s",
 				   (unsigned long long)(a->window_bytes >> 20), strerror(-rc));
-	char notice[256];
+	char io_notice[256];
 	rc = qs_reader_open(a->ckpt, a->opts->io, 8, &p.reader,
-			    &stats->io_used, notice, sizeof(notice), diag);
+			    &stats->io_used, io_notice, sizeof(io_notice), diag);
 	if (rc < 0) {
 		qs_window_release(&p.window);
 		return rc;
 	}
-	if (notice[0] && a->opts->progress) {
-		struct qs_progress pr = {.notice = notice,
+	if (io_notice[0] && a->opts->progress) {
+		struct qs_progress pr = {.notice = io_notice,
 					 .tensors_total = a->plan->ntensors,
 					 .bytes_total = qs_checkpoint_bytes(a->ckpt)};
 		a->opts->progress(&pr, a->opts->progress_user);
 	}
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.changed, NULL);
+	pthread_mutex_init(&p.notice_lock, NULL);
+	p.prep_owner = SIZE_MAX;
 
 	unsigned nworkers = a->threads ? a->threads : 1;
 	pthread_t reader, *workers = calloc(nworkers, sizeof(*workers));
@@ -548,7 +655,9 @@ out:
 	free_jobs(&p);
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
+	free(p.prep);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
+	pthread_mutex_destroy(&p.notice_lock);
 	return rc;
 }

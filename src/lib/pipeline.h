@@ -4,6 +4,7 @@
 #ifndef QS_PIPELINE_H
 #define QS_PIPELINE_H
 
+#include "calib.h"
 #include "container.h"
 #include "plan.h"
 #include "qshard.h"
@@ -15,6 +16,8 @@ struct qs_pipeline_args {
 	struct qs_cwriter *writer;
 	size_t first_tensor;     /* tensors before it were kept by --resume */
 	uint64_t window_bytes;   /* ring size */
+	const struct qs_importance *importance;  /* --importance, or NULL */
+	const struct qs_hessian *hessian;        /* --hessian, or NULL */
 	unsigned threads;
 	int level;
 };

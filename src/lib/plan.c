@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -122,6 +123,22 @@ static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_tar
 		append(&buf, &len, &cap, " --keep ");
 		append(&buf, &len, &cap, opts->keeps[i]);
 	}
+	/* statistics files by path, size and modification time: a changed
+	 * file changes what calibration-aware schemes write */
+	const char *stats[2][2] = {{" --importance ", opts->importance},
+				   {" --hessian ", opts->hessian}};
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		if (!stats[i][1])
+			continue;
+		append(&buf, &len, &cap, stats[i][0]);
+		append(&buf, &len, &cap, stats[i][1]);
+		if (stat(stats[i][1], &st) == 0) {
+			snprintf(num, sizeof(num), "@%lld:%lld", (long long)st.st_size,
+				 (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+			append(&buf, &len, &cap, num);
+		}
+	}
 	/* --allow-nonfinite is left out on purpose: tensors written before a
 	 * refused NaN are the same either way, so a run stopped by one can
 	 * be resumed with the flag. */
@@ -206,6 +223,42 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 	return 0;
 }
 
+/* Sizes the per-tensor state of a calibration-aware scheme; fails, before
+ * anything is read, when it cannot fit the window beside one row. */
+static int size_prep(struct qs_plan_tensor *pt, const struct qs_convert_opts *opts,
+		     const char *file, uint64_t window, struct qs_diag *diag)
+{
+	const struct qs_scheme_ops *ops = pt->scheme.ops;
+	if (pt->raw || !ops->prepare || pt->rows == 0 || pt->cols == 0)
+		return 0;
+	uint64_t cols = pt->cols, hbytes = 0, total;
+	pt->prep_state = (ops->prep_size(&pt->scheme, cols) + QS_BUF_ALIGN - 1) / QS_BUF_ALIGN *
+			 QS_BUF_ALIGN;
+	if ((ops->wants & QS_WANT_IMPORTANCE) && opts->importance)
+		pt->prep_importance = cols * sizeof(float);
+	if ((ops->wants & QS_WANT_HESSIAN) && opts->hessian &&
+	    (!qs_mul_u64(cols, cols, &hbytes) || !qs_mul_u64(hbytes, sizeof(float), &hbytes)))
+		return qs_diag_set(diag, -QS_ETOOBIG, "'%s': tensor '%s': Hessian too large",
+				   file, pt->src->name);
+	pt->prep_hessian = hbytes;
+	total = pt->prep_state + pt->prep_importance + pt->prep_hessian;
+	pt->prep_total = total;
+	struct qs_chunk_footprint fp;
+	qs_plan_footprint(pt, 1, &fp);
+	if (total + fp.total > window) {
+		uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
+		uint64_t need = total + fp.total + (memory - window);
+		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				   "'%s': tensor '%s': %s needs a memory window of at least "
+				   "%llu MiB (%llu MiB of per-tensor state); --memory is %llu MiB",
+				   file, pt->src->name, pt->scheme.text,
+				   (unsigned long long)((need + (1 << 20) - 1) >> 20),
+				   (unsigned long long)(total >> 20),
+				   (unsigned long long)(memory >> 20));
+	}
+	return 0;
+}
+
 int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,
 		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag)
 {
@@ -277,7 +330,18 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 				}
 			}
 		}
-		rc = cut_chunks(pt, target, memory, window, file, diag);
+		rc = size_prep(pt, opts, file, window, diag);
+		if (rc < 0)
+			goto out;
+		if (pt->prep_total > plan->max_prep)
+			plan->max_prep = pt->prep_total;
+	}
+	/* the largest per-tensor state is set aside; chunks share the rest */
+	plan->ring = window - plan->max_prep;
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		struct qs_plan_tensor *pt = &plan->tensors[i];
+		rc = cut_chunks(pt, target, memory, plan->ring, ck->shards[pt->src->shard].name,
+				diag);
 		if (rc < 0)
 			goto out;
 		plan->total_chunks += pt->nchunks;

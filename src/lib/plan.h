@@ -20,6 +20,11 @@ struct qs_plan_tensor {
 	uint64_t row_bytes;              /* source bytes per row */
 	uint64_t rows_per_chunk;         /* every chunk but the last has this many */
 	uint32_t nchunks;                /* 0 for zero-size tensors */
+	/* Per-tensor state of a calibration-aware scheme (scheme.h), laid
+	 * out in one buffer: the scheme's prep_size bytes, then the
+	 * importance vector and the Hessian when the scheme wants them and
+	 * a file was given.  All zero for other tensors. */
+	uint64_t prep_state, prep_importance, prep_hessian, prep_total;
 };
 
 /* Byte sizes of the buffers one chunk needs; all come from the window. */
@@ -40,12 +45,16 @@ struct qs_plan {
 	uint64_t input_fp, options_fp;
 	uint64_t total_chunks;
 	uint64_t max_footprint;        /* largest chunk footprint in the plan */
+	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
+	uint64_t ring;                 /* window left for chunks: window - max_prep */
 };
 
 /* Alignment of every buffer carved from the window: the page size, so the
  * input buffers meet O_DIRECT's alignment rules. */
 #define QS_BUF_ALIGN 4096u
 
+/* window: the bytes of --memory left for chunk buffers and per-tensor
+ * scheme state (what the caller has not set aside for threads). */
 int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts,
 		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag);
 void qs_plan_release(struct qs_plan *plan);

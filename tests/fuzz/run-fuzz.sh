@@ -37,24 +37,55 @@ max_len() {
 # The library's source list and link flags, from the build's own Makefile,
 # so this never falls behind Makefile.am.
 mkdir -p "$work/obj" || die "cannot create '$work'"
-printf 'qs-fuzz-print:\n\t@echo $(libqshard_core_la_SOURCES)\n\t@echo $(DEP_LIBS)\n' >"$work/print.mk"
-vars=$(make -s -C "$builddir" -f Makefile -f "$work/print.mk" qs-fuzz-print) ||
-	die "cannot read the source list from '$builddir/Makefile'"
+# The library's sources, flags and link libraries, from the build's own
+# Makefile, so this never falls behind Makefile.am.  Convenience libraries
+# in libqshard_core's LIBADD (the SIMD kernels) are compiled with their own
+# flags, minus warnings-as-errors and the build's sanitizers.
+mkvar() {
+	printf 'qs-fuzz-print:\n' >"$work/print.mk"
+	for v in "$@"; do
+		printf '\t@echo "qs-fuzz: $(%s)"\n' "$v" >>"$work/print.mk"
+	done
+	# make may first regenerate its Makefile and say so: keep our lines only
+	make -s -C "$builddir" -f Makefile -f "$work/print.mk" qs-fuzz-print >"$work/print.out" ||
+		die "cannot read $* from '$builddir/Makefile'"
+	sed -n 's/^qs-fuzz: //p' "$work/print.out"
+}
+vars=$(mkvar libqshard_core_la_SOURCES DEP_LIBS AM_CPPFLAGS libqshard_core_la_LIBADD) || exit 2
 sources=$(echo "$vars" | sed -n 1p)
 libs=$(echo "$vars" | sed -n 2p)
+cppflags=$(echo "$vars" | sed -n 3p)
+convlibs=$(echo "$vars" | sed -n 4p)
 
 cflags="-g -O1 -std=gnu11 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
-	-fno-sanitize-recover=undefined -include $builddir/config.h -I$srcdir/include
-	-I$srcdir/src/lib -I$srcdir/src/kernels -I$srcdir/src/schemes -I$builddir"
+	-fno-sanitize-recover=undefined $cppflags"
 objs=
-for s in $sources; do
-	case $s in *.c) ;; *) continue ;; esac
+compile() {  # source extra-flags...
+	local s=$1 o
+	shift
+	case $s in *.c) ;; *) return 0 ;; esac
 	o=$work/obj/$(echo "${s%.c}" | tr / _).o
 	if [ ! -e "$o" ] || [ "$srcdir/$s" -nt "$o" ] || [ "$builddir/config.h" -nt "$o" ]; then
 		# shellcheck disable=SC2086
-		$cc $cflags -c "$srcdir/$s" -o "$o" || die "compiling $s failed"
+		$cc $cflags "$@" -c "$srcdir/$s" -o "$o" || die "compiling $s failed"
 	fi
 	objs="$objs $o"
+}
+for s in $sources; do
+	compile "$s"
+done
+for l in $convlibs; do
+	case $l in *.la) ;; *) continue ;; esac
+	canon=$(echo "$l" | tr -c 'a-zA-Z0-9_\n' _)
+	lv=$(mkvar "${canon}_SOURCES" "${canon}_CFLAGS") || exit 2
+	lflags=
+	for f in $(echo "$lv" | sed -n 2p); do
+		case $f in -Werror* | -fsanitize* | -fno-sanitize*) ;; *) lflags="$lflags $f" ;; esac
+	done
+	for s in $(echo "$lv" | sed -n 1p); do
+		# shellcheck disable=SC2086
+		compile "$s" $lflags
+	done
 done
 for h in $harnesses; do
 	[ -f "$srcdir/tests/fuzz/fuzz_$h.c" ] || die "no harness '$h'"

@@ -3,8 +3,9 @@
  *
  * Bit-identical to ref_adpq.c, which defines the output: every f32
  * expression is the same sequence of separately rounded operations (no FMA),
- * the range-search sums use ref's lane order (lane l of vector j is element
- * 8j + l, folded 256 -> 128 -> 64 -> 32 as ref's header says), MINPS/MAXPS
+ * the range-search sums use ref's lane order (vector j goes to accumulator
+ * j % 4, whose lane l is element 8j + l; the four are added pairwise and
+ * folded 256 -> 128 -> 64 -> 32 as ref's header says), MINPS/MAXPS
  * are written as ref's `a < b ? a : b` (they return the second operand
  * unless the first compares less/greater, so NaNs fall to the same side),
  * and a clamped value rounds with the MXCSR default (nearest, ties to even),
@@ -92,21 +93,6 @@ static inline float hmax(__m256 a)
 	return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* The lanes of vector v that hold one of the group's len elements. */
-static inline __m256i lane_mask(size_t len, size_t v)
-{
-	size_t rem = len - 8 * v;
-	int r = rem > 8 ? 8 : (int)rem;
-	return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* Lane i all ones when bit i of b is set. */
-static inline __m256i bits_to_lanes(unsigned b)
-{
-	const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-	return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), bit), bit);
-}
-
 /* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect
  * with a three-way partition (larger | equal | smaller), so every round
  * either ends or drops the nonempty equal part. */
@@ -137,52 +123,88 @@ static uint32_t kth_largest(uint32_t *a, size_t n, size_t k)
 	}
 }
 
-/* Phase 1 of one group (wg: nv vectors, elements past len are +0.0):
- * outlier bits per vector in om[nv], indices to idx, and the ranges. */
+static inline int32_t hmax_epi32(__m256i a)
+{
+	__m128i s = _mm_max_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+	s = _mm_max_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+	s = _mm_max_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* The k-th largest of the keys (k <= 8, a constant once inlined): each
+ * lane keeps its k largest, sorted, by a compare-exchange chain; then k
+ * times the largest lane head is taken and that lane's list shifted up. */
+static inline __attribute__((always_inline)) uint32_t kth_lanes(const __m256i *key,
+								size_t nv, unsigned k)
+{
+	const __m256i none = _mm256_set1_epi32(-1);
+	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m256i top[8];
+	for (unsigned j = 0; j < k; j++)
+		top[j] = none;
+	for (size_t v = 0; v < nv; v++) {
+		__m256i x = key[v];
+		for (unsigned j = 0; j < k; j++) {
+			__m256i h = _mm256_max_epi32(top[j], x);
+			x = _mm256_min_epi32(top[j], x);
+			top[j] = h;
+		}
+	}
+	for (unsigned it = 0;; it++) {
+		int32_t m = hmax_epi32(top[0]);
+		if (it + 1 == k)
+			return (uint32_t)m;
+		unsigned lanes = (unsigned)_mm256_movemask_ps(
+			_mm256_castsi256_ps(_mm256_cmpeq_epi32(top[0], _mm256_set1_epi32(m))));
+		__m256i sel = _mm256_cmpeq_epi32(iota, _mm256_set1_epi32(__builtin_ctz(lanes)));
+		for (unsigned j = 0; j + 1 < k; j++)
+			top[j] = _mm256_blendv_epi8(top[j], top[j + 1], sel);
+		top[k - 1] = _mm256_blendv_epi8(top[k - 1], none, sel);
+	}
+}
+
+/* (q - c)^2 of 8 weights, q = (w - lo)*inv, c its clamped nearest code. */
+static inline __m256 sq_err(const float *w, __m256 lv, __m256 iv, __m256 qv)
+{
+	__m256 q = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(w), lv), iv);
+	__m256 c = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()), qv);
+	c = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 d = _mm256_sub_ps(q, c);
+	return _mm256_mul_ps(d, d);
+}
+
+/* Phase 1 of one group (wg: whole blocks of 32 readable, elements past len
+ * +0.0): outlier bits per 8 weights in om[], their indices in idx[k], and
+ * the ranges.  The range passes and the search run on a copy whose
+ * outliers, NaNs and pads are all NaN, which MINPS/MAXPS skip as ref's
+ * ternaries do and an ordered-compare mask zeroes in the error sums. */
 static void group_ranges(const float *wg, size_t len, unsigned k,
 			 const struct qs_adpq_params *p, uint8_t *om, uint8_t *idx,
 			 float *lo_out, float *hi_out, float *omn_out, float *omx_out)
 {
-	const size_t nv = (len + 7) / 8;
+	const size_t nv = (len + 7) / 8, nv4 = (nv + 3) / 4 * 4;
 	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
 	const __m256i nanlim = _mm256_set1_epi32(0x7f800000);
-	__m256i key[VMAX];
+	uint64_t word[GMAX / 64] = {0};
 
-	for (size_t v = 0; v < nv; v++) {
-		__m256i x = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(wg + 8 * v)), absm);
-		key[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(x, nanlim), x);
-	}
-
-	memset(om, 0, nv);
 	if (k > 0) {
+		__m256i key[VMAX];
+		for (size_t v = 0; v < nv; v++) {
+			__m256i x = _mm256_and_si256(
+				_mm256_loadu_si256((const __m256i *)(wg + 8 * v)), absm);
+			key[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(x, nanlim), x);
+		}
 		uint32_t t;
 		if (k <= 8) {
-			__m256i top[8];
-			for (unsigned j = 0; j < k; j++)
-				top[j] = _mm256_set1_epi32(-1);
-			for (size_t v = 0; v < nv; v++) {
-				__m256i x = key[v];
-				for (unsigned j = 0; j < k; j++) {
-					__m256i h = _mm256_max_epi32(top[j], x);
-					x = _mm256_min_epi32(top[j], x);
-					top[j] = h;
-				}
+			switch (k) {
+#define TOPK(K)                                  \
+	case K:                                  \
+		t = kth_lanes(key, nv, K);       \
+		break
+				TOPK(1); TOPK(2); TOPK(3); TOPK(4);
+				TOPK(5); TOPK(6); TOPK(7); default: TOPK(8);
+#undef TOPK
 			}
-			int32_t cand[64];
-			for (unsigned j = 0; j < k; j++)
-				_mm256_storeu_si256((__m256i *)(cand + 8 * j), top[j]);
-			/* k passes of "remove the largest" over 8k values */
-			unsigned nc = 8 * k;
-			int32_t best = 0;
-			for (unsigned j = 0; j < k; j++) {
-				unsigned bi = 0;
-				for (unsigned c = 1; c < nc; c++)
-					if (cand[c] > cand[bi])
-						bi = c;
-				best = cand[bi];
-				cand[bi] = cand[--nc];
-			}
-			t = (uint32_t)best;
 		} else {
 			uint32_t a[GMAX];
 			for (size_t v = 0; v < nv; v++)
@@ -190,56 +212,66 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 			t = kth_largest(a, len, k);
 		}
 		const __m256i tv = _mm256_set1_epi32((int32_t)t);
-		unsigned cgt = 0;
-		uint8_t eq[VMAX];
+		uint64_t eqw[GMAX / 64] = {0};
 		for (size_t v = 0; v < nv; v++) {
-			__m256i lm = lane_mask(len, v);
-			unsigned g = (unsigned)_mm256_movemask_ps(
+			uint64_t g = (unsigned)_mm256_movemask_ps(
 				_mm256_castsi256_ps(_mm256_cmpgt_epi32(key[v], tv)));
-			__m256i e = _mm256_and_si256(_mm256_cmpeq_epi32(key[v], tv), lm);
-			eq[v] = (uint8_t)_mm256_movemask_ps(_mm256_castsi256_ps(e));
-			om[v] = (uint8_t)g;
-			cgt += (unsigned)__builtin_popcount(g);
+			uint64_t e = (unsigned)_mm256_movemask_ps(
+				_mm256_castsi256_ps(_mm256_cmpeq_epi32(key[v], tv)));
+			word[v / 8] |= g << (8 * (v % 8));
+			eqw[v / 8] |= e << (8 * (v % 8));
 		}
+		/* pads (key 0) may equal t; they are not weights */
+		if (len % 64)
+			eqw[len / 64] &= (1ull << (len % 64)) - 1;
+		for (size_t i = len / 64 + (len % 64 != 0); i < GMAX / 64; i++)
+			eqw[i] = 0;
+		unsigned cgt = 0;
+		for (size_t i = 0; i < GMAX / 64; i++)
+			cgt += (unsigned)__builtin_popcountll(word[i]);
 		unsigned need = k - cgt;
-		for (size_t v = 0; v < nv && need; v++) {
-			unsigned e = eq[v];
-			while (need && e) {
-				unsigned b = e & (0u - e);
-				om[v] |= (uint8_t)b;
+		for (size_t i = 0; i < GMAX / 64 && need; i++)
+			for (uint64_t e = eqw[i]; need && e; need--) {
+				uint64_t b = e & (0 - e);
+				word[i] |= b;
 				e ^= b;
-				need--;
 			}
-		}
 		unsigned o = 0;
-		for (size_t v = 0; v < nv; v++)
-			for (unsigned b = om[v]; b; b &= b - 1)
-				idx[o++] = (uint8_t)(8 * v + (unsigned)__builtin_ctz(b));
+		for (size_t i = 0; i < GMAX / 64; i++)
+			for (uint64_t b = word[i]; b; b &= b - 1)
+				idx[o++] = (uint8_t)(64 * i + (unsigned)__builtin_ctzll(b));
 	}
+	memcpy(om, word, nv);  /* little-endian: byte v = vector v's 8 bits */
 
-	/* ranges: inliers (NaN skipped), |w| of the outliers */
-	const __m256 inf = _mm256_set1_ps(INFINITY), ninf = _mm256_set1_ps(-INFINITY);
-	const __m256 absf = _mm256_castsi256_ps(absm);
-	__m256 mn = inf, mx = ninf, omn = inf, omx = ninf;
-	__m256 vm[VMAX];
-	for (size_t v = 0; v < nv; v++) {
-		__m256 w = _mm256_loadu_ps(wg + 8 * v);
-		__m256 o = _mm256_castsi256_ps(bits_to_lanes(om[v]));
-		__m256 in = _mm256_andnot_ps(o, _mm256_castsi256_ps(lane_mask(len, v)));
-		mn = _mm256_min_ps(_mm256_blendv_ps(inf, w, in), mn);
-		mx = _mm256_max_ps(_mm256_blendv_ps(ninf, w, in), mx);
-		__m256 a = _mm256_and_ps(w, absf);
-		omn = _mm256_min_ps(_mm256_blendv_ps(inf, a, o), omn);
-		omx = _mm256_max_ps(_mm256_blendv_ps(ninf, a, o), omx);
-		vm[v] = _mm256_and_ps(in, _mm256_cmp_ps(w, w, _CMP_ORD_Q));
+	/* |w| range of the outliers, NaNs skipped as in ref */
+	float fomn = INFINITY, fomx = -INFINITY;
+	for (unsigned o = 0; o < k; o++) {
+		float a = fabsf(wg[idx[o]]);
+		fomn = a < fomn ? a : fomn;
+		fomx = a > fomx ? a : fomx;
 	}
-	float fmn = hmin(mn), fmx = hmax(mx), fomn = hmin(omn), fomx = hmax(omx);
-	if (fmn > fmx)
-		fmn = fmx = 0.0f;
 	if (fomn > fomx)
 		fomn = fomx = 0.0f;
 	*omn_out = fomn;
 	*omx_out = fomx;
+
+	/* the inliers, everything else NaN */
+	float x[GMAX] __attribute__((aligned(32)));
+	memcpy(x, wg, nv4 * 8 * sizeof(float));
+	for (unsigned o = 0; o < k; o++)
+		x[idx[o]] = NAN;
+	for (size_t i = len; i < nv4 * 8; i++)
+		x[i] = NAN;
+	const __m256 inf = _mm256_set1_ps(INFINITY), ninf = _mm256_set1_ps(-INFINITY);
+	__m256 mn = inf, mx = ninf;
+	for (size_t v = 0; v < nv4; v++) {
+		__m256 y = _mm256_load_ps(x + 8 * v);
+		mn = _mm256_min_ps(y, mn);
+		mx = _mm256_max_ps(y, mx);
+	}
+	float fmn = hmin(mn), fmx = hmax(mx);
+	if (fmn > fmx)
+		fmn = fmx = 0.0f;
 	*lo_out = fmn;
 	*hi_out = fmx;
 
@@ -249,6 +281,11 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
 		return;
 	const __m256 zero = _mm256_setzero_ps(), qv = _mm256_set1_ps(qmaxf);
+	__m256 vm[VMAX];
+	for (size_t v = 0; v < nv4; v++) {
+		__m256 y = _mm256_load_ps(x + 8 * v);
+		vm[v] = _mm256_cmp_ps(y, y, _CMP_ORD_Q);
+	}
 	float best = 0.0f, h = 0.0f, mid = 0.0f;
 	for (unsigned i = 0; i <= p->search; i++) {
 		float lo = fmn, hi = fmx, st = step;
@@ -262,15 +299,17 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 				break;
 		}
 		const __m256 lv = _mm256_set1_ps(lo), iv = _mm256_set1_ps(1.0f / st);
-		__m256 acc = zero;
-		for (size_t v = 0; v < nv; v++) {
-			__m256 q = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(wg + 8 * v), lv), iv);
-			__m256 c = _mm256_min_ps(_mm256_max_ps(q, zero), qv);
-			c = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-			__m256 d = _mm256_sub_ps(q, c);
-			acc = _mm256_add_ps(acc, _mm256_and_ps(_mm256_mul_ps(d, d), vm[v]));
+		__m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+#define ERR(v) _mm256_and_ps(sq_err(x + 8 * (v), lv, iv, qv), vm[v])
+		for (size_t v = 0; v < nv4; v += 4) {
+			a0 = _mm256_add_ps(a0, ERR(v));
+			a1 = _mm256_add_ps(a1, ERR(v + 1));
+			a2 = _mm256_add_ps(a2, ERR(v + 2));
+			a3 = _mm256_add_ps(a3, ERR(v + 3));
 		}
-		float e = fold_sum(acc) * (st * st);
+#undef ERR
+		__m256 sum = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+		float e = fold_sum(sum) * (st * st);
 		if (i == 0) {
 			best = e;
 			h = (fmx - fmn) * 0.5f;
@@ -283,32 +322,22 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	}
 }
 
-/* 32 stored codes of group grid q from w[32]; om32: the 32 outlier bits. */
-static inline __m256i codes32(const float *w, uint32_t om32, __m256 minf, __m256 inv,
-			      __m256 omin, __m256 oinv, __m256 qv, __m256 ov,
-			      unsigned bits, bool fold, __m256i zv, __m256i mv)
+/* 32 stored inlier codes of the grid (minf, inv) from w[32] (outliers are
+ * patched in afterwards: a few a group). */
+static inline __m256i codes32(const float *w, __m256 minf, __m256 inv, __m256 qv,
+			      bool fold, __m256i zv, __m256i mv)
 {
 	const __m256 zero = _mm256_setzero_ps();
-	const __m256 absf = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	__m256i ci[4], co[4];
+	__m256i ci[4];
 	for (unsigned j = 0; j < 4; j++) {
-		__m256 x = _mm256_loadu_ps(w + 8 * j);
-		__m256 q = _mm256_mul_ps(_mm256_sub_ps(x, minf), inv);
+		__m256 q = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(w + 8 * j), minf), inv);
 		q = _mm256_min_ps(_mm256_max_ps(q, zero), qv);
 		ci[j] = _mm256_cvtps_epi32(q);
-		__m256 a = _mm256_mul_ps(_mm256_sub_ps(_mm256_and_ps(x, absf), omin), oinv);
-		a = _mm256_min_ps(_mm256_max_ps(a, zero), ov);
-		__m256i s = _mm256_slli_epi32(_mm256_srli_epi32(_mm256_castps_si256(x), 31),
-					      (int)(bits - 1));
-		co[j] = _mm256_or_si256(_mm256_cvtps_epi32(a), s);
 	}
 	const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 	__m256i c = _mm256_permutevar8x32_epi32(
 		_mm256_packus_epi16(_mm256_packs_epi32(ci[0], ci[1]),
 				    _mm256_packs_epi32(ci[2], ci[3])), perm);
-	__m256i o = _mm256_permutevar8x32_epi32(
-		_mm256_packus_epi16(_mm256_packs_epi32(co[0], co[1]),
-				    _mm256_packs_epi32(co[2], co[3])), perm);
 	if (fold) {
 		/* ref's fold(): d = |c - z|; d <= m ? (c > z ? 2d-1 : 2d) : m + d */
 		__m256i gt = _mm256_cmpgt_epi8(c, zv);
@@ -318,12 +347,7 @@ static inline __m256i codes32(const float *w, uint32_t om32, __m256 minf, __m256
 		__m256i le = _mm256_cmpeq_epi8(_mm256_min_epu8(d, mv), d);
 		c = _mm256_blendv_epi8(far, near, le);
 	}
-	const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-					     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-	__m256i m = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)om32), sel);
-	m = _mm256_cmpeq_epi8(_mm256_and_si256(m, bit), bit);
-	return _mm256_blendv_epi8(c, o, m);
+	return c;
 }
 
 size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
@@ -363,9 +387,10 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 		return 1;
 	}
 
-	/* 3: codes */
+	/* 3: codes, inliers 32 at a time, then the outliers as in ref */
 	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
-	const __m256 qv = _mm256_set1_ps(qmaxf), ov = _mm256_set1_ps(omaxf);
+	const __m256 qv = _mm256_set1_ps(qmaxf);
+	idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
 		struct grid q = group_grid(r, ng, g, p->flags);
@@ -374,34 +399,34 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
 		unsigned m = z < qmax - z ? z : qmax - z;
 		const __m256 minf = _mm256_set1_ps(q.minf), iv = _mm256_set1_ps(inv);
-		const __m256 omin = _mm256_set1_ps(q.omin), oiv = _mm256_set1_ps(oinv);
 		const __m256i zv = _mm256_set1_epi8((char)z), mv = _mm256_set1_epi8((char)m);
-		const uint8_t *om = r->mask + i / 8;
-		size_t nv = (len + 7) / 8;
+		uint8_t *c = r->codes + i;
+		const float *wg = w + i;
 		for (size_t j = 0; j < len; j += 32) {
-			uint8_t ob[4] = {0, 0, 0, 0};
-			for (size_t b = 0; b < 4 && j / 8 + b < nv; b++)
-				ob[b] = om[j / 8 + b];
-			uint32_t o32 = (uint32_t)ob[0] | (uint32_t)ob[1] << 8 |
-				       (uint32_t)ob[2] << 16 | (uint32_t)ob[3] << 24;
 			if (len - j >= 32) {
-				__m256i c = codes32(w + i + j, o32, minf, iv, omin, oiv, qv, ov,
-						    p->bits, fold, zv, mv);
-				_mm256_storeu_si256((__m256i *)(r->codes + i + j), c);
+				_mm256_storeu_si256((__m256i *)(c + j),
+						    codes32(wg + j, minf, iv, qv, fold, zv, mv));
 			} else {
 				float x[32] __attribute__((aligned(32))) = {0};
 				uint8_t c8[32];
-				memcpy(x, w + i + j, (len - j) * sizeof(float));
-				__m256i c = codes32(x, o32, minf, iv, omin, oiv, qv, ov, p->bits,
-						    fold, zv, mv);
-				_mm256_storeu_si256((__m256i *)c8, c);
-				memcpy(r->codes + i + j, c8, len - j);
+				memcpy(x, wg + j, (len - j) * sizeof(float));
+				_mm256_storeu_si256((__m256i *)c8,
+						    codes32(x, minf, iv, qv, fold, zv, mv));
+				memcpy(c + j, c8, len - j);
 			}
 		}
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		for (unsigned o = 0; o < k; o++) {
+			float x = wg[idx[o]];
+			unsigned co = near_code((fabsf(x) - q.omin) * oinv, omaxf);
+			uint32_t u;
+			memcpy(&u, &x, sizeof(u));
+			c[idx[o]] = (uint8_t)(co | (u >> 31) << (p->bits - 1));
+		}
+		idx += k;
 	}
 	return overflowed;
 }
-
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			 size_t plane_stride)
 {
