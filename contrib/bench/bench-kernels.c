@@ -54,6 +54,9 @@ static size_t nspecs;
 static const char *default_specs[] = {
 	"rtn:bits=2,group=128", "rtn:bits=3,group=128", "rtn:bits=4,group=128",
 	"rtn:bits=8,group=128", "adpq:bits=2", "adpq:bits=3", "adpq:bits=4",
+	"rtn:bits=4,group=64", "daq:bits=4,format=nf4,group=64", "daq:bits=4,format=fp4,group=64",
+	"daq:bits=4,format=int,group=64", "daq:bits=4,format=nf4,group=128",
+	"claq:bits=3.0", "claq:bits=3.1", "claq:bits=4.0",
 };
 
 static const char *ablation_specs[] = {
@@ -183,7 +186,9 @@ static void parse_spec(const char *spec, struct qs_scheme *s)
 		die("%s", diag.msg);
 }
 
-static struct result quality(const char *spec)
+/* With imp, schemes that take importance get the mean of x_j^2 over the
+ * same tokens X the output SQNR uses (quantize_prep), else weight-only. */
+static struct result quality(const char *spec, int imp)
 {
 	struct qs_scheme s;
 	struct result res;
@@ -198,8 +203,28 @@ static struct result quality(const char *spec)
 		uint8_t *p = xmalloc(psz);
 		void *scr = xmalloc(ssz);
 		float *d = xmalloc(4 * (uint64_t)n);
-		if (s.ops->quantize(&s, t->w, t->rows, t->cols, p, scr) ||
-		    s.ops->dequantize(&s, p, t->rows, t->cols, d, scr))
+		rng = 0x9e3779b97f4a7c15ull + 0x1000193ull * i;  /* the same X for every spec */
+		float *x = make_x(t->cols);
+		int qrc;
+		if (imp && s.ops->prepare) {
+			float *iv = xmalloc(4 * (uint64_t)t->cols);
+			void *prep = xmalloc(s.ops->prep_size(&s, t->cols));
+			for (size_t c = 0; c < t->cols; c++) {
+				double a = 0;
+				for (size_t k = 0; k < NTOK; k++)
+					a += (double)x[c * NTOK + k] * x[c * NTOK + k];
+				iv[c] = (float)(a / NTOK);
+			}
+			struct qs_tensor_stats st = {.name = t->name, .cols = t->cols,
+						     .importance = iv};
+			qrc = s.ops->prepare(&s, &st, prep, NULL) ||
+			      s.ops->quantize_prep(&s, prep, t->w, t->rows, t->cols, p, scr);
+			free(prep);
+			free(iv);
+		} else {
+			qrc = s.ops->quantize(&s, t->w, t->rows, t->cols, p, scr);
+		}
+		if (qrc || s.ops->dequantize(&s, p, t->rows, t->cols, d, scr))
 			die("%s: quantize failed", spec);
 		size_t cb = ZSTD_compressBound((size_t)psz);
 		void *z = xmalloc(cb);
@@ -212,8 +237,6 @@ static struct result quality(const char *spec)
 			se += e * e;
 			d[j] = (float)e;
 		}
-		rng = 0x9e3779b97f4a7c15ull + 0x1000193ull * i;  /* the same X for every spec */
-		float *x = make_x(t->cols);
 		double *y = malloc(t->rows * NTOK * sizeof(*y));
 		if (!t->wx) {
 			t->wx = malloc(t->rows * NTOK * sizeof(*t->wx));
@@ -367,12 +390,19 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nspecs; i++) {
 		struct qs_scheme s;
 		parse_spec(specs[i], &s);
-		struct result r = quality(specs[i]);
+		struct result r = quality(specs[i], 0);
 		printf("%-66s %6.3f %6.3f %7.2f %7.2f", s.text, r.bpw, r.bpw_disk, r.wsqnr,
 		       r.osqnr);
 		for (size_t l = 0; l < nlev; l++)
 			printf(" %9.3f", gbps[i][l]);
 		printf("\n");
+		if (s.ops->prepare && (s.ops->wants & QS_WANT_IMPORTANCE)) {
+			char label[160];
+			r = quality(specs[i], 1);
+			snprintf(label, sizeof(label), "%s +importance", s.text);
+			printf("%-66s %6.3f %6.3f %7.2f %7.2f\n", label, r.bpw, r.bpw_disk,
+			       r.wsqnr, r.osqnr);
+		}
 		fflush(stdout);
 	}
 	printf("%-66s %6s %6s %7s %7s\n", "llama.cpp Q3_K, reference (from issue)", "3.44", "-",

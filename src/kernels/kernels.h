@@ -91,6 +91,22 @@ struct qs_kernels {
 			    uint8_t *dst, size_t plane_stride);
 	void (*unpack_planes)(const uint8_t *src, size_t plane_stride, size_t n,
 			      unsigned bits, uint8_t *codes);
+
+	/* daq and claq (ref_daq.c, ref_claq.c are the definitions).  NULL
+	 * entries fall back to the _ref versions, as for adpq.
+	 * nearest_code: codes[i] = the number of k < nmid with t > mid[k],
+	 * t = (x[i] - z) * inv (two roundings), mid ascending, nmid <= 31; so
+	 * a NaN gets 0 and ties go to the lower code. */
+	void (*nearest_code)(const float *x, size_t n, float z, float inv,
+			     const float *mid, unsigned nmid, uint8_t *codes);
+	/* daq_eval: codes as nearest_code with nlev - 1 midpoints (nlev <=
+	 * 16), then per element y = z + s*lev[c], e = x - y, v = e*imp[i] (e
+	 * when imp is NULL; e = v = 0 for a NaN x) and out = {sum v*e, sum
+	 * v*lev[c], sum v}, each summed in 8 lanes (element i into lane i % 8,
+	 * in order) combined as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)). */
+	void (*daq_eval)(const float *x, const float *imp, size_t n, float z, float s,
+			 float inv, const float *lev, const float *mid, unsigned nlev,
+			 uint8_t *codes, float out[3]);
 };
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
@@ -124,6 +140,18 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 				 struct qs_adpq_row *r);
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			 size_t plane_stride);
+/* The scalar daq/claq kernels (ref_daq.c, ref_claq.c) and AVX2 ones
+ * (x86/avx2_daq.c, x86/avx2_claq.c). */
+void qs_ref_nearest_code(const float *x, size_t n, float z, float inv, const float *mid,
+			 unsigned nmid, uint8_t *codes);
+void qs_ref_daq_eval(const float *x, const float *imp, size_t n, float z, float s, float inv,
+		     const float *lev, const float *mid, unsigned nlev, uint8_t *codes,
+		     float out[3]);
+void qs_avx2_nearest_code(const float *x, size_t n, float z, float inv, const float *mid,
+			  unsigned nmid, uint8_t *codes);
+void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float s, float inv,
+		      const float *lev, const float *mid, unsigned nlev, uint8_t *codes,
+		      float out[3]);
 /* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
 unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
 

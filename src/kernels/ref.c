@@ -383,4 +383,6 @@ const struct qs_kernels qs_kernels_ref = {
 	.adpq_dequantize_row = qs_ref_adpq_dequantize_row,
 	.pack_planes = qs_ref_pack_planes,
 	.unpack_planes = qs_ref_unpack_planes,
+	.nearest_code = qs_ref_nearest_code,
+	.daq_eval = qs_ref_daq_eval,
 };

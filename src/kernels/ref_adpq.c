@@ -236,28 +236,36 @@ static uint16_t super_unit(float need)
 	return u;
 }
 
-/* u8 code c in 0..255 with unit*c >= x (x >= 0), the smallest such. */
-static unsigned code_up(float x, float unit)
+/* u8 code c in 0..255 with unit*c >= x (x >= 0), the smallest such:
+ * estimated with the row's reciprocal iu = 1/unit (no division per group),
+ * then corrected both ways, so the estimate's rounding cannot matter. */
+static unsigned code_up(float x, float unit, float iu)
 {
 	if (!(x > 0.0f) || !(unit > 0.0f))
 		return 0;
-	float q = x / unit;
+	float q = x * iu;
 	unsigned c = q >= 255.0f ? 255u : (unsigned)q;
 	if ((float)c < q && c < 255)
 		c++;
 	while (c < 255 && unit * (float)c < x)
 		c++;
+	while (c > 0 && unit * (float)(c - 1) >= x)
+		c--;
 	return c;
 }
 
-/* Step code: smallest c with base + qmaxf*(unit*c) >= top. */
-static unsigned step_code(float base, float top, float qmaxf, float unit)
+/* Step code: smallest c with base + qmaxf*(unit*c) >= top (monotone in c,
+ * so an estimate corrected both ways is exact). */
+static unsigned step_code(float base, float top, float qmaxf, float iq, float unit,
+			  float iu)
 {
 	if (!(unit > 0.0f) || !(top > base))
 		return 0;
-	unsigned c = code_up((top - base) / qmaxf, unit);
+	unsigned c = code_up((top - base) * iq, unit, iu);
 	while (c < 255 && base + qmaxf * (unit * (float)c) < top)
 		c++;
+	while (c > 0 && base + qmaxf * (unit * (float)(c - 1)) >= top)
+		c--;
 	return c;
 }
 
@@ -339,15 +347,19 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 		if (dm >= F16_INF || om >= F16_INF)
 			goto overflow;
 		float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
+		float idm = dmf > 0.0f ? 1.0f / dmf : 0.0f, iom = omf > 0.0f ? 1.0f / omf : 0.0f;
 		float need_step = 0.0f, need_ostep = 0.0f;
 		for (size_t g = 0; g < ng; g++) {
-			unsigned mc = code_up(-lo[g], dmf);
+			unsigned mc = code_up(-lo[g], dmf, idm);
 			unsigned oc = 0;
 			if (omf > 0.0f) {
-				float q = omn[g] / omf;
+				/* the largest oc with omf*oc <= omin */
+				float q = omn[g] * iom;
 				oc = q >= 255.0f ? 255u : (unsigned)q;
 				while (oc > 0 && omf * (float)oc > omn[g])
 					oc--;
+				while (oc < 255 && omf * (float)(oc + 1) <= omn[g])
+					oc++;
 			}
 			m[ng + g] = (uint16_t)mc;
 			m[3 * ng + g] = (uint16_t)oc;
@@ -362,9 +374,11 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 		if (d >= F16_INF || od >= F16_INF)
 			goto overflow;
 		float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
+		float idf = df > 0.0f ? 1.0f / df : 0.0f, iodf = odf > 0.0f ? 1.0f / odf : 0.0f;
+		float iq = 1.0f / qmaxf, ioq = 1.0f / omaxf;
 		for (size_t g = 0; g < ng; g++) {
-			m[g] = (uint16_t)step_code(lo[g], hi[g], qmaxf, df);
-			m[2 * ng + g] = (uint16_t)step_code(omn[g], omx[g], omaxf, odf);
+			m[g] = (uint16_t)step_code(lo[g], hi[g], qmaxf, iq, df, idf);
+			m[2 * ng + g] = (uint16_t)step_code(omn[g], omx[g], omaxf, ioq, odf, iodf);
 		}
 		r->super[0] = d;
 		r->super[1] = dm;

@@ -10,13 +10,16 @@
  *   alpha  outlier fraction, a decimal in [0, 0.25] with at most 4
  *          fractional digits (default 0.02);
  *   search clipped inlier ranges tried besides the full one, 0..16
- *          (default 4);
+ *          (default 0: each costs one more error pass over the weights,
+ *          about +0.4 dB for the first four at 3 bits but a third of
+ *          the AVX2 throughput each, and the default has to keep up
+ *          with a 2.5 GB/s disk on 2 cores);
  *   scales u8: 8-bit group scales/mins under fp16 row super-scales
  *          (default), or f16: fp16 group scales/mins;
  *   layout planes: codes as bit planes, inlier codes folded around the zero
  *          code (default), or tight: one LSB-first bitstream of raw codes.
- * The defaults are the ones contrib/bench/bench-kernels measured best at
- * <= 3.45 bpw (README.md, "Benchmarks").
+ * The defaults are the best contrib/bench/bench-kernels measured at
+ * <= 3.45 bpw among those quantizing >= 1.25 GB/s of bf16 a core (AVX2).
  *
  * Outliers.  Adaptive LASSO soft thresholding, w~ = sign(w) max(|w| -
  * lambda/|w|, 0), is zero exactly when |w| <= sqrt(lambda), so a threshold
@@ -34,7 +37,8 @@
  *     lo)/2, mid = lo + h, f = (32 - i)/32 for i = 1..S, whose inliers have
  *     a smaller squared error on the grid lo + c*(hi - lo)/qmax (the full
  *     range wins ties; each candidate's codes as below, with minf = its
- *     lower end, and the error summed as ref_adpq.c says);
+ *     lower end; the error is measured in grid units, sum ((w - lo)/step -
+ *     c)^2 times step^2, summed in 32 lanes as ref_adpq.c says);
  *     grid: w' = minf + c*step (product rounded, then the sum), c in
  *     0..qmax, minf <= lo and minf + qmax*step >= hi, c = clamp(nearest((w -
  *     minf) * (1/step)), 0, qmax), ties to even, NaN to 0, all 0 when
@@ -195,7 +199,7 @@ static int adpq_parse(struct qs_scheme *s, const char *args, struct qs_diag *dia
 	s->group = 128;
 	s->extra[X_ALPHA] = 200;
 	s->alpha = 0.02;
-	s->extra[X_SEARCH] = 4;
+	s->extra[X_SEARCH] = 0;
 	s->extra[X_SCALES] = SCALES_U8;
 	s->extra[X_LAYOUT] = LAYOUT_PLANES;
 	int rc = qs_scheme_each_arg(s, args, adpq_arg, diag);

@@ -11,6 +11,10 @@
 const struct qs_scheme_ops *const qs_scheme_registry[] = {
 	&qs_scheme_rtn,
 	&qs_scheme_adpq,
+	&qs_scheme_daq,
+	&qs_scheme_claq,
+	&qs_scheme_gptq,
+	&qs_scheme_athena,
 	NULL,
 };
 

@@ -100,5 +100,9 @@ const struct qs_scheme_ops *qs_scheme_find(const char *name);
 
 extern const struct qs_scheme_ops qs_scheme_rtn;
 extern const struct qs_scheme_ops qs_scheme_adpq;
+extern const struct qs_scheme_ops qs_scheme_gptq;
+extern const struct qs_scheme_ops qs_scheme_athena;
+extern const struct qs_scheme_ops qs_scheme_daq;
+extern const struct qs_scheme_ops qs_scheme_claq;
 
 #endif /* QS_SCHEME_H */

@@ -12,6 +12,8 @@
 #include "fp16.c"
 #include "ref.c"
 #include "ref_adpq.c"
+#include "ref_daq.c"
+#include "ref_claq.c"
 #include "arm/neon.c"
 
 static const struct qs_kernels *const R = &qs_kernels_ref;

@@ -149,14 +149,14 @@ static void test_parse(void **state)
 	(void)state;
 	struct qs_scheme s = make("adpq");
 	assert_string_equal(s.text,
-			    "adpq:bits=3,group=128,alpha=0.02,search=4,scales=u8,layout=planes");
+			    "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes");
 	s = make("adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
 	assert_string_equal(s.text,
 			    "adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
 	assert_true(fabs(s.alpha - 0.25) < 1e-12);
 	s = make("adpq:alpha=0");
 	assert_string_equal(s.text,
-			    "adpq:bits=3,group=128,alpha=0,search=4,scales=u8,layout=planes");
+			    "adpq:bits=3,group=128,alpha=0,search=0,scales=u8,layout=planes");
 	s = make("adpq:alpha=0.0125,bits=2,group=256,search=16");
 	assert_string_equal(s.text,
 			    "adpq:bits=2,group=256,alpha=0.0125,search=16,scales=u8,layout=planes");
@@ -349,7 +349,7 @@ static void test_payload_canary_roundtrip(void **state)
 					/* the ops agree with the row kernel */
 					for (uint64_t r = 0; r < R; r++) {
 						struct krow k;
-						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 4,
+						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 0,
 							 (f16 ? QS_ADPQ_SCALES_F16 : 0) |
 								 (tight ? 0 : QS_ADPQ_FOLD));
 						assert_memory_equal(k.out, d + r * C, C * sizeof(float));

@@ -526,4 +526,6 @@ const struct qs_kernels qs_kernels_avx2 = {
 	.adpq_dequantize_row = qs_ref_adpq_dequantize_row,
 	.pack_planes = qs_avx2_pack_planes,
 	.unpack_planes = qs_ref_unpack_planes,
+	.nearest_code = qs_avx2_nearest_code,
+	.daq_eval = qs_avx2_daq_eval,
 };

@@ -52,8 +52,8 @@ struct grid {
 	float minf, step, omin, ostep;
 };
 
-static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
-			      unsigned flags)
+static struct grid group_grid(const struct qs_adpq_row *r, const float *sup, size_t ng,
+			      size_t g, unsigned flags)
 {
 	struct grid q;
 	const uint16_t *m = r->meta;
@@ -63,10 +63,10 @@ static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
 		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
 		q.omin = qs_f16_to_f32(m[3 * ng + g]);
 	} else {
-		q.step = qs_f16_to_f32(r->super[0]) * (float)m[g];
-		q.minf = -(qs_f16_to_f32(r->super[1]) * (float)m[ng + g]);
-		q.ostep = qs_f16_to_f32(r->super[2]) * (float)m[2 * ng + g];
-		q.omin = qs_f16_to_f32(r->super[3]) * (float)m[3 * ng + g];
+		q.step = sup[0] * (float)m[g];
+		q.minf = -(sup[1] * (float)m[ng + g]);
+		q.ostep = sup[2] * (float)m[2 * ng + g];
+		q.omin = sup[3] * (float)m[3 * ng + g];
 	}
 	return q;
 }
@@ -164,9 +164,9 @@ static inline __attribute__((always_inline)) uint32_t kth_lanes(const __m256i *k
 }
 
 /* (q - c)^2 of 8 weights, q = (w - lo)*inv, c its clamped nearest code. */
-static inline __m256 sq_err(const float *w, __m256 lv, __m256 iv, __m256 qv)
+static inline __m256 sq_err(__m256 w, __m256 lv, __m256 iv, __m256 qv)
 {
-	__m256 q = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(w), lv), iv);
+	__m256 q = _mm256_mul_ps(_mm256_sub_ps(w, lv), iv);
 	__m256 c = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()), qv);
 	c = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m256 d = _mm256_sub_ps(q, c);
@@ -189,7 +189,7 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 
 	if (k > 0) {
 		__m256i key[VMAX];
-		for (size_t v = 0; v < nv; v++) {
+		for (size_t v = 0; v < nv4; v++) {
 			__m256i x = _mm256_and_si256(
 				_mm256_loadu_si256((const __m256i *)(wg + 8 * v)), absm);
 			key[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(x, nanlim), x);
@@ -213,13 +213,21 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 		}
 		const __m256i tv = _mm256_set1_epi32((int32_t)t);
 		uint64_t eqw[GMAX / 64] = {0};
-		for (size_t v = 0; v < nv; v++) {
-			uint64_t g = (unsigned)_mm256_movemask_ps(
-				_mm256_castsi256_ps(_mm256_cmpgt_epi32(key[v], tv)));
-			uint64_t e = (unsigned)_mm256_movemask_ps(
-				_mm256_castsi256_ps(_mm256_cmpeq_epi32(key[v], tv)));
-			word[v / 8] |= g << (8 * (v % 8));
-			eqw[v / 8] |= e << (8 * (v % 8));
+		const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+		for (size_t v = 0; v < nv4; v += 4) {
+			/* 4 x 8 compare lanes to 32 bytes to one 32-bit mask */
+			__m256i g = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
+				_mm256_packs_epi32(_mm256_cmpgt_epi32(key[v], tv),
+						   _mm256_cmpgt_epi32(key[v + 1], tv)),
+				_mm256_packs_epi32(_mm256_cmpgt_epi32(key[v + 2], tv),
+						   _mm256_cmpgt_epi32(key[v + 3], tv))), perm);
+			__m256i e = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
+				_mm256_packs_epi32(_mm256_cmpeq_epi32(key[v], tv),
+						   _mm256_cmpeq_epi32(key[v + 1], tv)),
+				_mm256_packs_epi32(_mm256_cmpeq_epi32(key[v + 2], tv),
+						   _mm256_cmpeq_epi32(key[v + 3], tv))), perm);
+			word[v / 8] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(g) << (8 * (v % 8));
+			eqw[v / 8] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(e) << (8 * (v % 8));
 		}
 		/* pads (key 0) may equal t; they are not weights */
 		if (len % 64)
@@ -256,16 +264,21 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	*omx_out = fomx;
 
 	/* the inliers, everything else NaN */
-	float x[GMAX] __attribute__((aligned(32)));
-	memcpy(x, wg, nv4 * 8 * sizeof(float));
-	for (unsigned o = 0; o < k; o++)
-		x[idx[o]] = NAN;
-	for (size_t i = len; i < nv4 * 8; i++)
-		x[i] = NAN;
+	__m256 x[VMAX];
 	const __m256 inf = _mm256_set1_ps(INFINITY), ninf = _mm256_set1_ps(-INFINITY);
+	const __m256 nan = _mm256_set1_ps(NAN);
+	const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
 	__m256 mn = inf, mx = ninf;
 	for (size_t v = 0; v < nv4; v++) {
-		__m256 y = _mm256_load_ps(x + 8 * v);
+		unsigned b = v < nv ? om[v] : 0;
+		__m256i o = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)b), bit), bit);
+		if (8 * v + 8 > len) {
+			int r = len > 8 * v ? (int)(len - 8 * v) : 0;
+			o = _mm256_or_si256(o, _mm256_cmpgt_epi32(_mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8),
+								  _mm256_set1_epi32(r)));
+		}
+		__m256 y = _mm256_blendv_ps(_mm256_loadu_ps(wg + 8 * v), nan, _mm256_castsi256_ps(o));
+		x[v] = y;
 		mn = _mm256_min_ps(y, mn);
 		mx = _mm256_max_ps(y, mx);
 	}
@@ -282,10 +295,8 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 		return;
 	const __m256 zero = _mm256_setzero_ps(), qv = _mm256_set1_ps(qmaxf);
 	__m256 vm[VMAX];
-	for (size_t v = 0; v < nv4; v++) {
-		__m256 y = _mm256_load_ps(x + 8 * v);
-		vm[v] = _mm256_cmp_ps(y, y, _CMP_ORD_Q);
-	}
+	for (size_t v = 0; v < nv4; v++)
+		vm[v] = _mm256_cmp_ps(x[v], x[v], _CMP_ORD_Q);
 	float best = 0.0f, h = 0.0f, mid = 0.0f;
 	for (unsigned i = 0; i <= p->search; i++) {
 		float lo = fmn, hi = fmx, st = step;
@@ -300,7 +311,7 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 		}
 		const __m256 lv = _mm256_set1_ps(lo), iv = _mm256_set1_ps(1.0f / st);
 		__m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-#define ERR(v) _mm256_and_ps(sq_err(x + 8 * (v), lv, iv, qv), vm[v])
+#define ERR(v) _mm256_and_ps(sq_err(x[v], lv, iv, qv), vm[v])
 		for (size_t v = 0; v < nv4; v += 4) {
 			a0 = _mm256_add_ps(a0, ERR(v));
 			a1 = _mm256_add_ps(a1, ERR(v + 1));
@@ -390,10 +401,13 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 	/* 3: codes, inliers 32 at a time, then the outliers as in ref */
 	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
 	const __m256 qv = _mm256_set1_ps(qmaxf);
+	float sup[4];
+	for (unsigned j = 0; j < 4; j++)
+		sup[j] = qs_f16_to_f32(r->super[j]);
 	idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		struct grid q = group_grid(r, ng, g, p->flags);
+		struct grid q = group_grid(r, sup, ng, g, p->flags);
 		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
 		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
 		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);

@@ -1,0 +1,32 @@
+/* ref_daq.c - the scalar daq group evaluation: codes of a group under a
+ * candidate (centre, scale) and its importance-weighted squared error with
+ * the two gradient sums the range adjustment steps on (daq.c).  The
+ * definition every SIMD variant must match bit for bit: eight lane sums in
+ * element order, combined in a fixed tree. */
+#include "kernels.h"
+
+void qs_ref_daq_eval(const float *x, const float *imp, size_t n, float z, float s, float inv,
+		     const float *lev, const float *mid, unsigned nlev, uint8_t *codes,
+		     float out[3])
+{
+	float se[8] = {0}, sl[8] = {0}, sv[8] = {0};
+
+	qs_ref_nearest_code(x, n, z, inv, mid, nlev - 1, codes);
+	for (size_t i = 0; i < n; i++) {
+		float l = lev[codes[i]];
+		float p = s * l;
+		float y = z + p;
+		float e = x[i] - y;
+		float v = imp ? e * imp[i] : e;
+		if (x[i] != x[i])
+			e = v = 0.0f;
+		float ve = v * e;
+		float vl = v * l;
+		se[i & 7] += ve;
+		sl[i & 7] += vl;
+		sv[i & 7] += v;
+	}
+	out[0] = ((se[0] + se[1]) + (se[2] + se[3])) + ((se[4] + se[5]) + (se[6] + se[7]));
+	out[1] = ((sl[0] + sl[1]) + (sl[2] + sl[3])) + ((sl[4] + sl[5]) + (sl[6] + sl[7]));
+	out[2] = ((sv[0] + sv[1]) + (sv[2] + sv[3])) + ((sv[4] + sv[5]) + (sv[6] + sv[7]));
+}

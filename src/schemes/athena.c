@@ -1,0 +1,187 @@
+/* athena.c - Athena (Wang, He, Yang, "Athena: Efficient Block-Wise
+ * Post-Training Quantization for Large Language Models Using Second-Order
+ * Matrix Derivative Information", arXiv:2405.17470), a practical reading
+ * on the rtn grid, sharing gptq.c's engine (second_order.h).
+ *
+ * Parameters (canonical text "athena:bits=B,group=G,damp=D,search=S"):
+ *   bits 2, 3, 4, 8 (default 3); group 32, 64, 128, 256 (default 128);
+ *   damp   as gptq (default 0.01);
+ *   search clipped grids tried per block besides the full range, 0..16
+ *          (default 8).
+ *
+ * What the paper describes: parameters are grouped by columns into blocks;
+ * blocks are quantized one after the other, each guided by second-order
+ * (Hessian) information of the layer-wise loss, and after each block the
+ * remaining parameters and the Hessian information are updated, so later
+ * blocks are quantized against the curvature of the problem that is left;
+ * the grid of each block is optimized iteratively rather than fixed by a
+ * uniform rule.
+ *
+ * What is implemented:
+ *   - blocks are the quantization groups (block = group columns, natural
+ *     order), so each block owns exactly one grid per row;
+ *   - the inverse Hessian of the not-yet-quantized columns is downdated
+ *     after every block (the Schur complement of the quantized block):
+ *     the upper Cholesky factor U of H^-1 holds every such downdate at
+ *     once (its trailing square is the factor of the remaining problem's
+ *     inverse Hessian), so it is computed once per tensor exactly as gptq
+ *     does (dead columns, dampening, LAPACK) and never formed explicitly;
+ *   - per row and block, the grid is optimized: the full min-max range and
+ *     `search` ranges clipped toward zero ([f*min, f*max], f = 1 - t/(2S),
+ *     t = 1..S) are each run through the sequential second-order pass of
+ *     the block, and the grid with the least block loss sum(err_j^2),
+ *     err_j = (w_j - q_j) / U[j,j], wins (ties to the earlier candidate):
+ *     that sum is the exact increase of the layer loss caused by the block
+ *     once the later columns are re-optimized, so the choice is made on
+ *     output error, not weight error;
+ *   - the block's errors are then pushed onto every later column at once
+ *     (W[:, after] -= E U[block, after], one cblas_sgemm): the parameter
+ *     update.
+ * Not implemented: the paper's k-means code books and low-rank residual
+ * refinements; the payload stays rtn's layout so any rtn reader works.
+ *
+ * How it differs from gptq: gptq fixes each group's grid by min-max of the
+ * compensated weights, then only chooses codes; athena additionally
+ * chooses the grid by the second-order loss of the whole block, so it is
+ * never worse on that loss than gptq with the same blocks (the full range
+ * is the first candidate).  No actorder and no outlier table.  Without a
+ * Hessian it is a per-group clipping search that minimizes the squared
+ * weight error (not rtn).  Cost: (search + 1) times gptq's in-block work.
+ *
+ * Payload and bpw: exactly rtn's (bits + 32/group: 3.25 at bits=3,
+ * group=128); dequantize is rtn's.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "scheme.h"
+#include "second_order.h"
+#include "util.h"
+
+static bool bits_ok(unsigned b)
+{
+	return b == 2 || b == 3 || b == 4 || b == 8;
+}
+
+static bool group_ok(unsigned g)
+{
+	return g == 32 || g == 64 || g == 128 || g == 256;
+}
+
+static int athena_arg(struct qs_scheme *s, const char *key, const char *val,
+		      struct qs_diag *diag)
+{
+	unsigned v = 0;
+	bool num = qs_scheme_parse_uint(val, &v) == 0;
+
+	if (strcmp(key, "bits") == 0) {
+		if (!num || !bits_ok(v))
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "athena: bits must be one of 2, 3, 4, 8 (got '%s')", val);
+		s->bits = v;
+	} else if (strcmp(key, "group") == 0) {
+		if (!num || !group_ok(v))
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "athena: group must be one of 32, 64, 128, 256 (got '%s')",
+					   val);
+		s->group = v;
+	} else if (strcmp(key, "damp") == 0) {
+		if (qs_so_parse_e4(val, &v) || v < 1 || v > 10000)
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "athena: damp must be a decimal in (0, 1] with at most "
+					   "4 decimals (got '%s')", val);
+		s->extra[QS_SO_DAMP] = v;
+	} else if (strcmp(key, "search") == 0) {
+		if (!num || v > 16)
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "athena: search must be 0..16 (got '%s')", val);
+		s->extra[QS_SO_SEARCH] = v;
+	} else {
+		return qs_diag_set(diag, -QS_EUSAGE,
+				   "athena: unknown parameter '%s' (known: bits, group, damp, "
+				   "search)", key);
+	}
+	return 0;
+}
+
+static int athena_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
+{
+	s->bits = 3;
+	s->group = 128;
+	s->extra[QS_SO_DAMP] = 100;
+	s->extra[QS_SO_SEARCH] = 8;
+	int rc = qs_scheme_each_arg(s, args, athena_arg, diag);
+	if (rc)
+		return rc;
+	char d[16];
+	qs_so_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
+	snprintf(s->text, sizeof(s->text), "athena:bits=%u,group=%u,damp=%s,search=%u",
+		 s->bits, s->group, d, s->extra[QS_SO_SEARCH]);
+	return 0;
+}
+
+static struct qs_so_cfg cfg_athena(const struct qs_scheme *s)
+{
+	struct qs_so_cfg c;
+	qs_so_cfg_of(s, true, &c);
+	return c;
+}
+
+static uint64_t athena_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_payload_size(&c, rows, cols);
+}
+
+static uint64_t athena_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_scratch_size(&c, rows, cols);
+}
+
+static int athena_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
+			   uint64_t cols, uint8_t *out, void *scratch)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_quantize(&c, NULL, w, rows, cols, out, scratch);
+}
+
+static int athena_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
+			     uint64_t cols, float *out, void *scratch)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_dequantize(&c, in, rows, cols, out, scratch);
+}
+
+static uint64_t athena_prep_size(const struct qs_scheme *s, uint64_t cols)
+{
+	(void)s;
+	return qs_so_prep_size(cols);
+}
+
+static int athena_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *stats,
+			  void *prep, struct qs_diag *diag)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_prepare(&c, stats, prep, "athena", diag);
+}
+
+static int athena_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
+				uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
+{
+	struct qs_so_cfg c = cfg_athena(s);
+	return qs_so_quantize(&c, prep, w, rows, cols, out, scratch);
+}
+
+const struct qs_scheme_ops qs_scheme_athena = {
+	.name = "athena",
+	.parse = athena_parse,
+	.payload_size = athena_payload_size,
+	.scratch_size = athena_scratch_size,
+	.quantize = athena_quantize,
+	.dequantize = athena_dequantize,
+	.wants = QS_WANT_HESSIAN,
+	.prep_size = athena_prep_size,
+	.prepare = athena_prepare,
+	.quantize_prep = athena_quantize_prep,
+};
