@@ -107,6 +107,10 @@ struct qs_kernels {
 	void (*daq_eval)(const float *x, const float *imp, size_t n, float z, float s,
 			 float inv, const float *lev, const float *mid, unsigned nlev,
 			 uint8_t *codes, float out[3]);
+	/* daq_range: over the non-NaN x[i] (-0 taken as +0), lo[0..k) = the k
+	 * smallest ascending and hi[0..k) = the k largest descending, padded
+	 * with +Inf / -Inf when fewer; returns their count. */
+	size_t (*daq_range)(const float *x, size_t n, unsigned k, float *lo, float *hi);
 };
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
@@ -152,6 +156,8 @@ void qs_avx2_nearest_code(const float *x, size_t n, float z, float inv, const fl
 void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float s, float inv,
 		      const float *lev, const float *mid, unsigned nlev, uint8_t *codes,
 		      float out[3]);
+size_t qs_ref_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi);
+size_t qs_avx2_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi);
 /* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
 unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
 

@@ -385,4 +385,5 @@ const struct qs_kernels qs_kernels_ref = {
 	.unpack_planes = qs_ref_unpack_planes,
 	.nearest_code = qs_ref_nearest_code,
 	.daq_eval = qs_ref_daq_eval,
+	.daq_range = qs_ref_daq_range,
 };

@@ -1,9 +1,41 @@
-/* ref_daq.c - the scalar daq group evaluation: codes of a group under a
- * candidate (centre, scale) and its importance-weighted squared error with
- * the two gradient sums the range adjustment steps on (daq.c).  The
- * definition every SIMD variant must match bit for bit: eight lane sums in
- * element order, combined in a fixed tree. */
+/* ref_daq.c - the scalar daq kernels (daq.c): the group's range
+ * statistics (its k smallest and k largest weights, for the density
+ * quantiles) and the evaluation of a candidate (centre, scale): codes, the
+ * importance-weighted squared error and the two gradient sums the range
+ * adjustment steps on.  The definitions every SIMD variant must match bit
+ * for bit (kernels.h). */
+#include <math.h>
+
 #include "kernels.h"
+
+size_t qs_ref_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi)
+{
+	size_t m = 0;
+
+	for (unsigned j = 0; j < k; j++) {
+		lo[j] = INFINITY;
+		hi[j] = -INFINITY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		float a = x[i];
+		if (a != a)
+			continue;
+		/* -0 as +0: the k smallest are then one sequence of bit
+		 * patterns, whatever order a variant inserts in */
+		a += 0.0f;
+		m++;
+		float b = a;
+		for (unsigned j = 0; j < k; j++) {
+			float t = lo[j] < a ? lo[j] : a;
+			a = lo[j] < a ? a : lo[j];
+			lo[j] = t;
+			t = hi[j] > b ? hi[j] : b;
+			b = hi[j] > b ? b : hi[j];
+			hi[j] = t;
+		}
+	}
+	return m;
+}
 
 void qs_ref_daq_eval(const float *x, const float *imp, size_t n, float z, float s, float inv,
 		     const float *lev, const float *mid, unsigned nlev, uint8_t *codes,

@@ -59,9 +59,10 @@ static void frame_seal(uint8_t *frame, size_t content_len)
 
 int qs_header_encode(const struct qs_header *h, uint8_t **out, size_t *len)
 {
-	const char *strs[4] = {h->creator, h->options, h->config_json, h->metadata_json};
+	const char *strs[5] = {h->creator, h->options, h->config_json, h->metadata_json,
+			       h->input};
 	uint64_t content = 4 + 4 + 8 + 8 + 8;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		content += 4 + (uint64_t)slen(strs[i]);
 	if (content > QS_MAX_META_FRAME)
 		return -QS_ETOOBIG;
@@ -78,7 +79,7 @@ int qs_header_encode(const struct qs_header *h, uint8_t **out, size_t *len)
 	p += 8;
 	qs_put_le64(p, h->options_fp);
 	p += 8;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		size_t n = slen(strs[i]);
 		qs_put_le32(p, (uint32_t)n);
 		p = put_bytes(p + 4, strs[i], n);
@@ -181,6 +182,7 @@ void qs_header_release(struct qs_header *h)
 	free(h->options);
 	free(h->config_json);
 	free(h->metadata_json);
+	free(h->input);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -199,9 +201,11 @@ int qs_header_decode(const char *fname, const uint8_t *buf, size_t len,
 				   fname, (unsigned)h->version);
 	h->input_fp = cur_u64(&c);
 	h->options_fp = cur_u64(&c);
-	char **strs[4] = {&h->creator, &h->options, &h->config_json, &h->metadata_json};
-	static const char *const names[4] = {"creator", "options", "config.json", "metadata"};
-	for (int i = 0; i < 4; i++) {
+	char **strs[5] = {&h->creator, &h->options, &h->config_json, &h->metadata_json,
+			  &h->input};
+	static const char *const names[5] = {"creator", "options", "config.json", "metadata",
+					     "input description"};
+	for (int i = 0; i < 5; i++) {
 		uint32_t n = cur_u32(&c);
 		if (c.bad || n > c.left) {
 			err = qs_diag_set(diag, -QS_EFORMAT,

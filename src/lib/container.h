@@ -19,6 +19,8 @@
  *                  u32 len + creator, u32 len + options text,
  *                  u32 len + config.json text (0: none),
  *                  u32 len + safetensors __metadata__ JSON (0: none),
+ *                  u32 len + input description (0: none; the text
+ *                  input_fp hashes, so resume can say what changed),
  *                  u64 xxh3
  * record content:  "QSTR" u16 len + name, u16 len + source shard name,
  *                  u8 dtype, u8 ndim, u16 zero, u64 shape[ndim],
@@ -61,6 +63,7 @@ struct qs_header {
 	char *options;        /* canonical options text (schemes, keeps, level) */
 	char *config_json;    /* or NULL */
 	char *metadata_json;  /* or NULL */
+	char *input;          /* canonical input description (plan.c), or NULL */
 };
 
 struct qs_chunk_entry {

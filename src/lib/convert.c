@@ -164,6 +164,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.options = plan.options_text,
 		.config_json = ck->config_json,
 		.metadata_json = ck->nshards ? ck->shards[0].metadata_json : NULL,
+		.input = plan.input_text,
 	};
 	bool sync_each = opts->sync == QS_SYNC_TENSOR;
 	if (opts->resume) {

@@ -513,6 +513,30 @@ static int scan_partial(struct qs_cwriter *w, uint64_t pos, uint64_t fsize,
 	return err;
 }
 
+/* Describes the first line where two input descriptions (plan.c) differ:
+ * "was: <line>; now: <line>". */
+static void first_difference(const char *was, const char *now, char *out, size_t len)
+{
+	if (!was || !now) {
+		snprintf(out, len, "tensor names, shapes, dtypes, sizes or shard modification times");
+		return;
+	}
+	while (*was && *now) {
+		size_t a = strcspn(was, "\n"), b = strcspn(now, "\n");
+		if (a != b || memcmp(was, now, a) != 0) {
+			snprintf(out, len, "was %.*s; now %.*s", (int)(a > 250 ? 250 : a), was,
+				 (int)(b > 250 ? 250 : b), now);
+			return;
+		}
+		was += a + (was[a] == '\n');
+		now += b + (now[b] == '\n');
+	}
+	if (*was)
+		snprintf(out, len, "was %.*s; now absent", (int)strcspn(was, "\n"), was);
+	else
+		snprintf(out, len, "now also %.*s", (int)strcspn(now, "\n"), now);
+}
+
 /* Returns 1 when the .partial (of fsize bytes) is a strict prefix of the
  * header frame for h and has been rewritten with the whole header, 0 when
  * it is not such a prefix, negative on failure. */
@@ -606,10 +630,10 @@ int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 	if (err)
 		goto fail;
 	if (old.input_fp != h->input_fp) {
+		char what[600];
+		first_difference(old.input, h->input, what, sizeof(what));
 		err = qs_diag_set(diag, -QS_EMISMATCH,
-				  "'%s': input differs from the interrupted run (tensor names, "
-				  "shapes, dtypes, sizes or shard modification times)",
-				  pp);
+				  "'%s': input differs from the interrupted run: %s", pp, what);
 	} else if (old.options_fp != h->options_fp) {
 		err = qs_diag_set(diag, -QS_EMISMATCH,
 				  "'%s': options differ from the interrupted run (was '%s', now '%s')",

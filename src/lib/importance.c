@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -697,8 +698,18 @@ int qs_importance_get(const struct qs_importance *imp, const char *tensor, uint6
 		}
 	}
 	/* no calls recorded: the statistics say nothing, like a missing entry */
-	for (uint64_t j = 0; j < cols; j++)
-		dst[j] = total > 0 ? (float)(acc[j] / total) : 0.0f;
+	for (uint64_t j = 0; j < cols; j++) {
+		double v = total > 0 ? acc[j] / total : 0.0;
+		/* finite sums over a tiny (fractional) GGUF count can still
+		 * overflow f32 and would poison the scheme's scales */
+		if (v > FLT_MAX) {
+			rc = qs_diag_set(diag, -QS_EFORMAT,
+					 "'%s': tensor '%s' has an importance value too large for f32",
+					 fn, tensor);
+			goto out;
+		}
+		dst[j] = (float)v;
+	}
 	rc = total > 0 ? 1 : 0;
 out:
 	free(acc);

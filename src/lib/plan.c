@@ -147,37 +147,36 @@ static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_tar
 	return buf;
 }
 
-static uint64_t input_fingerprint(const struct qs_checkpoint *ck)
+/* The canonical description of the input, one line per shard and per
+ * tensor: what --resume compares.  It is stored in the header so a refused
+ * resume can name the line that changed. */
+static char *input_text(const struct qs_checkpoint *ck)
 {
-	XXH3_state_t *st = XXH3_createState();
-	uint8_t b[8];
-	if (!st)
-		return 0;
-	XXH3_64bits_reset(st);
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	char line[1024];
+	if (!buf)
+		return NULL;
+	buf[0] = '\0';
 	for (size_t i = 0; i < ck->nshards; i++) {
 		const struct qs_st_shard *s = &ck->shards[i];
-		XXH3_64bits_update(st, s->name, strlen(s->name) + 1);
-		qs_put_le64(b, s->size);
-		XXH3_64bits_update(st, b, 8);
-		qs_put_le64(b, (uint64_t)s->mtime_ns);
-		XXH3_64bits_update(st, b, 8);
+		snprintf(line, sizeof(line), "shard '%s' size %llu mtime %lld\n", s->name,
+			 (unsigned long long)s->size, (long long)s->mtime_ns);
+		append(&buf, &len, &cap, line);
 	}
 	for (size_t i = 0; i < ck->ntensors; i++) {
 		const struct qs_st_tensor *t = &ck->tensors[i];
-		XXH3_64bits_update(st, t->name, strlen(t->name) + 1);
-		uint64_t fields[4] = {t->dtype, t->ndim, t->nbytes, t->shard};
-		for (int f = 0; f < 4; f++) {
-			qs_put_le64(b, fields[f]);
-			XXH3_64bits_update(st, b, 8);
-		}
-		for (uint32_t d = 0; d < t->ndim; d++) {
-			qs_put_le64(b, t->shape[d]);
-			XXH3_64bits_update(st, b, 8);
-		}
+		int at = snprintf(line, sizeof(line), "tensor '%s' %s [", t->name,
+				  qs_dtype_name(t->dtype));
+		for (uint32_t d = 0; d < t->ndim && at < (int)sizeof(line); d++)
+			at += snprintf(line + at, sizeof(line) - (size_t)at, "%s%llu", d ? "," : "",
+				       (unsigned long long)t->shape[d]);
+		if (at < (int)sizeof(line))
+			snprintf(line + at, sizeof(line) - (size_t)at, "] in '%s'\n",
+				 ck->shards[t->shard].name);
+		append(&buf, &len, &cap, line);
 	}
-	uint64_t h = XXH3_64bits_digest(st);
-	XXH3_freeState(st);
-	return h;
+	return buf;
 }
 
 /* Chooses rows per chunk: as many as reach the source target while the
@@ -359,7 +358,12 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 		goto out;
 	}
 	plan->options_fp = XXH3_64bits(plan->options_text, strlen(plan->options_text));
-	plan->input_fp = input_fingerprint(ck);
+	plan->input_text = input_text(ck);
+	if (!plan->input_text) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	plan->input_fp = XXH3_64bits(plan->input_text, strlen(plan->input_text));
 out:
 	for (size_t i = 0; i < nrules; i++)
 		if (rules[i].has_regex)
@@ -377,5 +381,6 @@ void qs_plan_release(struct qs_plan *plan)
 {
 	free(plan->tensors);
 	free(plan->options_text);
+	free(plan->input_text);
 	memset(plan, 0, sizeof(*plan));
 }

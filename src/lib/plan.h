@@ -42,6 +42,7 @@ struct qs_plan {
 	size_t ntensors;
 	uint64_t chunk_source_target;  /* source bytes per chunk aimed at */
 	char *options_text;            /* canonical options (header, fingerprint) */
+	char *input_text;              /* canonical input description (header) */
 	uint64_t input_fp, options_fp;
 	uint64_t total_chunks;
 	uint64_t max_footprint;        /* largest chunk footprint in the plan */

@@ -62,6 +62,7 @@
 #define DAQ_ALIGN 64u
 #define DAQ_MAX_GROUP 128u
 #define DAQ_MAX_ITERS 64u
+#define DAQ_MAX_K 5u     /* 25 (DAQ_MAX_GROUP - 1) / 1000 + 2 */
 
 enum { FMT_INT, FMT_FP4, FMT_NF4 };
 static const char *const fmt_names[] = {"int", "fp4", "nf4"};
@@ -230,25 +231,6 @@ static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 	return 0;
 }
 
-/* Inserts v into the ascending list a[0..*n) capped at k entries (the k
- * smallest seen; `less` flips for the largest). */
-static void keep_k(float *a, unsigned *n, unsigned k, float v, bool largest)
-{
-	unsigned i = *n;
-	if (i == k) {
-		if (largest ? !(v > a[k - 1]) : !(v < a[k - 1]))
-			return;
-		i = k - 1;
-	} else {
-		(*n)++;
-	}
-	while (i > 0 && (largest ? v > a[i - 1] : v < a[i - 1])) {
-		a[i] = a[i - 1];
-		i--;
-	}
-	a[i] = v;
-}
-
 static float f16_round(float v)
 {
 	return qs_f16_to_f32(qs_f32_to_f16(v));
@@ -269,43 +251,21 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 		     const float *w, const float *imp, size_t n, uint8_t *codes,
 		     uint16_t *s16, uint16_t *z16)
 {
-	float lo[6], hi[6];
-	unsigned nlo = 0, nhi = 0, m = 0;
-	float mn = INFINITY, mx = -INFINITY;
+	float lo[DAQ_MAX_K], hi[DAQ_MAX_K];
+	/* the quantile positions need at most the K smallest and largest:
+	 * K for all n weights bounds it for the m <= n that are not NaN */
+	unsigned K = 25u * (unsigned)(n - 1) / 1000u + 2;
+	size_t m = k->daq_range(w, n, K, lo, hi);
 
-	for (size_t i = 0; i < n; i++) {
-		float v = w[i];
-		if (v != v)
-			continue;
-		if (!(fabsf(v) <= 65504.0f))
-			return -QS_ETOOBIG;
-		m++;
-	}
 	if (m == 0) {
 		*s16 = *z16 = 0;
 		memset(codes, 0, n);
 		return 0;
 	}
-	unsigned num = 25u * (m - 1), qi = num / 1000u;
-	unsigned kk = qi + 2 < m ? qi + 2 : m;
-	/* most weights are neither among the kk smallest nor the kk largest
-	 * seen so far: two compares against the current cut-offs */
-	float lcut = INFINITY, hcut = -INFINITY;
-	for (size_t i = 0; i < n; i++) {
-		float v = w[i];
-		if (v != v)
-			continue;
-		if (nlo < kk || v < lcut) {
-			keep_k(lo, &nlo, kk, v, false);
-			lcut = nlo == kk ? lo[kk - 1] : INFINITY;
-		}
-		if (nhi < kk || v > hcut) {
-			keep_k(hi, &nhi, kk, v, true);
-			hcut = nhi == kk ? hi[kk - 1] : -INFINITY;
-		}
-	}
-	mn = lo[0];
-	mx = hi[0];
+	if (!(lo[0] >= -65504.0f) || !(hi[0] <= 65504.0f))
+		return -QS_ETOOBIG;
+	unsigned num = 25u * (unsigned)(m - 1), qi = num / 1000u;
+	float mn = lo[0], mx = hi[0];
 	float f = (float)(num % 1000u) / 1000.0f;
 	float qlo = lo[qi], qhi = hi[qi];
 	if (qi + 1 < m) {
@@ -359,9 +319,6 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	}
 	if (cur != codes)
 		memcpy(codes, cur, n);
-	for (size_t i = 0; i < n; i++)
-		if (w[i] != w[i])
-			codes[i] = 0;
 	*s16 = qs_f32_to_f16(s);
 	*z16 = qs_f32_to_f16(z);
 	return 0;
@@ -372,6 +329,7 @@ static void eval_fallbacks(struct qs_kernels *dst)
 	const struct qs_kernels *k = qs_kernels_get();
 	dst->daq_eval = k->daq_eval ? k->daq_eval : qs_ref_daq_eval;
 	dst->nearest_code = k->nearest_code ? k->nearest_code : qs_ref_nearest_code;
+	dst->daq_range = k->daq_range ? k->daq_range : qs_ref_daq_range;
 }
 
 static int quantize_imp(const struct qs_scheme *s, const float *imp, const float *w,

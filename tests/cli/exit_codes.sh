@@ -60,6 +60,12 @@ else
 	expect_exit 6 "$QSHARD" convert "$T/big" -o "$T/big.qshard" --progress none --memory 64M \
 		--resume --scheme rtn:bits=3
 	expect_err "options"
+	# a changed input is refused, naming the line that changed
+	cp -r "$T/big" "$T/big2"
+	touch -d '2001-01-01' "$T/big2/model.safetensors"
+	expect_exit 6 "$QSHARD" convert "$T/big2" -o "$T/big.qshard" --progress none --memory 64M \
+		--resume
+	expect_err "input differs from the interrupted run: was shard 'model.safetensors' size"
 	expect_exit 0 "$QSHARD" convert "$T/big" -o "$T/big.qshard" --progress none -T 2 \
 		--memory 64M --resume
 	"$QSHARD" convert "$T/big" -o "$T/big-64m.qshard" --progress none --memory 64M >/dev/null ||

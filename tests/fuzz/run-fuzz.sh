@@ -15,7 +15,7 @@ builddir=$(cd "${BUILDDIR:-${top_builddir:-.}}" && pwd)
 seconds=${FUZZ_SECONDS:-600}
 work=${FUZZ_WORK:-$builddir/fuzz-work}
 cc=${CLANG:-clang}
-harnesses=${*:-st_header st_index container}
+harnesses=${*:-st_header st_index container importance hessian}
 jobs=${FUZZ_JOBS:-0}
 
 die() {
@@ -30,6 +30,8 @@ max_len() {
 	st_header) echo 65536 ;;   # headers with many tensors; JSON is verbose
 	st_index) echo 32768 ;;
 	container) echo 65536 ;;   # the seed files are a few KB
+	importance) echo 32768 ;;  # the largest seed holds 4096 values (16 KB)
+	hessian) echo 32768 ;;     # the largest seed is a 2048-value diagonal (8 KB)
 	*) echo 4096 ;;
 	esac
 }

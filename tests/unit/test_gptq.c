@@ -302,7 +302,7 @@ static void test_actorder_roundtrip(void **state)
 	rng_state = 4;
 	float *h = make_h(COLS, TOK, NULL, 0), *w = make_w(16, COLS);
 	struct qs_scheme a = make("gptq:bits=4,group=32,actorder=1");
-	struct qs_scheme p = make("gptq:bits=4,group=32");
+	struct qs_scheme p = make("gptq:bits=4,group=32,actorder=0");
 	struct qs_scheme r = make("rtn:bits=4,group=32");
 	int rc;
 	struct run ra = quant(&a, w, 16, COLS, h, true, &rc);
@@ -340,7 +340,7 @@ static void test_outliers(void **state)
 	for (size_t r = 0; r < rows; r++)
 		w[r * cols + (r * 31) % cols] = 0.9f * (r % 2 ? -1.0f : 1.0f);
 	struct qs_scheme s = make("gptq:bits=3,group=64,alpha=0.02");
-	assert_string_equal(s.text, "gptq:bits=3,group=64,damp=0.01,actorder=0,alpha=0.02");
+	assert_string_equal(s.text, "gptq:bits=3,group=64,damp=0.01,actorder=1,alpha=0.02");
 	struct qs_scheme r0 = make("rtn:bits=3,group=64");
 	size_t k = 5;  /* round(0.02 * 256) */
 	assert_int_equal(s.ops->payload_size(&s, rows, cols),
@@ -483,7 +483,7 @@ static void test_parse(void **state)
 {
 	(void)state;
 	struct qs_scheme s = make("gptq");
-	assert_string_equal(s.text, "gptq:bits=4,group=128,damp=0.01,actorder=0,alpha=0");
+	assert_string_equal(s.text, "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0");
 	assert_int_equal(s.ops->wants, QS_WANT_HESSIAN);
 	s = make("gptq:bits=2,group=256,damp=0.1,actorder=1,alpha=0.005");
 	assert_string_equal(s.text, "gptq:bits=2,group=256,damp=0.1,actorder=1,alpha=0.005");

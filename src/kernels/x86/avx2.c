@@ -528,4 +528,5 @@ const struct qs_kernels qs_kernels_avx2 = {
 	.unpack_planes = qs_ref_unpack_planes,
 	.nearest_code = qs_avx2_nearest_code,
 	.daq_eval = qs_avx2_daq_eval,
+	.daq_range = qs_avx2_daq_range,
 };
