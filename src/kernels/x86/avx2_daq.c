@@ -137,8 +137,8 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 	__m256 ae = _mm256_setzero_ps(), al = _mm256_setzero_ps(), av = _mm256_setzero_ps();
 	__m256 vz = _mm256_set1_ps(z), vs = _mm256_set1_ps(s), vi = _mm256_set1_ps(inv);
 	__m256 llo = _mm256_loadu_ps(lev), lhi = _mm256_loadu_ps(lev + 8);
-	const __m256i one = _mm256_set1_epi32(1), three = _mm256_set1_epi32(3);
-	const __m256i two = _mm256_set1_epi32(2), four = _mm256_set1_epi32(4);
+	const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+	const __m256i four = _mm256_set1_epi32(4);
 	const __m256i eight = _mm256_set1_epi32(8);
 	size_t i = 0;
 
@@ -151,30 +151,33 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 		m16[q] = q + 1 < nlev ? mid[q] : INFINITY;
 	__m256 mlo = _mm256_loadu_ps(m16), mhi = _mm256_loadu_ps(m16 + 8);
 	__m256 m7 = _mm256_set1_ps(m16[7]);
+	__m256 m3 = _mm256_set1_ps(m16[3]), m11 = _mm256_set1_ps(m16[11]);
 	for (; i + 8 <= n; i += 8) {
 		__m256 xv = _mm256_loadu_ps(x + i);
 		__m256 t = _mm256_mul_ps(_mm256_sub_ps(xv, vz), vi);
-		/* t > mid[7] picks the upper half of both tables */
+		/* t > mid[7] picks the upper half of both tables; c is the
+		 * position within the half (the permutes read bits 0-2) */
 		__m256 h = _mm256_cmp_ps(t, m7, _CMP_GT_OQ);
-		__m256 tab = _mm256_blendv_ps(mlo, mhi, h);
-		__m256 ltab = _mm256_blendv_ps(llo, lhi, h);
-		__m256i c = _mm256_and_si256(_mm256_castps_si256(h), eight);
-		__m256 g = _mm256_permutevar8x32_ps(tab, _mm256_add_epi32(c, three));
-		c = _mm256_add_epi32(c, _mm256_and_si256(
-					       _mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
-					       four));
-		g = _mm256_permutevar8x32_ps(tab, _mm256_add_epi32(c, one));
+		__m256 g = _mm256_blendv_ps(m3, m11, h);
+		__m256i c = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
+					     four);
+		__m256i ix = _mm256_or_si256(c, one);
+		g = _mm256_blendv_ps(_mm256_permutevar8x32_ps(mlo, ix),
+				     _mm256_permutevar8x32_ps(mhi, ix), h);
 		c = _mm256_add_epi32(c, _mm256_and_si256(
 					       _mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
 					       two));
-		g = _mm256_permutevar8x32_ps(tab, c);
+		g = _mm256_blendv_ps(_mm256_permutevar8x32_ps(mlo, c),
+				     _mm256_permutevar8x32_ps(mhi, c), h);
 		c = _mm256_add_epi32(c, _mm256_and_si256(
 					       _mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
 					       one));
+		__m256 l = _mm256_blendv_ps(_mm256_permutevar8x32_ps(llo, c),
+					    _mm256_permutevar8x32_ps(lhi, c), h);
+		c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(h), eight));
 		__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(c),
 					      _mm256_extracti128_si256(c, 1));
 		_mm_storel_epi64((__m128i *)(void *)(codes + i), _mm_packus_epi16(p16, p16));
-		__m256 l = _mm256_permutevar8x32_ps(ltab, c);
 		__m256 y = _mm256_add_ps(vz, _mm256_mul_ps(vs, l));
 		__m256 e = _mm256_sub_ps(xv, y);
 		__m256 v = imp ? _mm256_mul_ps(e, _mm256_loadu_ps(imp + i)) : e;
