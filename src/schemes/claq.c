@@ -22,8 +22,8 @@
  * reserved outliers.  With R rows in the chunk, a column costs 16 * 2^b
  * bits of code book: the fewer rows, the more overhead (see bpw below).
  *
- * Per chunk (f32 unless said; NaN weights count as 0; any weight above
- * 65504 in magnitude, so any Inf, fails with -QS_ETOOBIG):
+ * Per chunk (f32 unless said; NaN weights count as 0, -0 as +0; any
+ * weight above 65504 in magnitude, so any Inf, fails with -QS_ETOOBIG):
  *  1. bit allocation: without importance, the paper's outlier order:
  *     score_j = the number of rows with |w_ij| > 3 * mean |w| (mean over
  *     the chunk, in double); with importance v_j (the mean squared input
@@ -366,44 +366,53 @@ static double kmeans(const float *v, size_t n, unsigned K, unsigned iters, const
 	return sse;
 }
 
-/* Marks the k entries of largest |x| (ties: lower row) in resv[]. */
-static void reserve_rows(const float *x, size_t n, size_t k, uint32_t *key, uint32_t *tmp,
-			 uint8_t *resv)
+/* One sort per column: marks in resv[] the k entries of largest |x|
+ * (ties: lower row), and leaves the other values sorted in w->vals with
+ * their prefix sums; returns their count.  The reserved values are the
+ * sorted column's two ends: those below zero are all <= -t and the rest
+ * of the column >= -t (t the k-th largest magnitude), so they are its a
+ * smallest values, and the other k - a are its largest (x holds no NaN
+ * and no -0, see load_block). */
+static size_t column_values(const float *x, size_t n, size_t k, struct work *w)
 {
-	memset(resv, 0, n);
-	if (k == 0)
-		return;
-	for (size_t i = 0; i < n; i++)
-		key[i] = f2key(fabsf(x[i]));
-	radix_sort(key, tmp, n);
-	uint32_t t = key[n - k];  /* the k-th largest magnitude */
-	size_t taken = 0;
-	for (size_t i = 0; i < n; i++)
-		if (f2key(fabsf(x[i])) > t) {
-			resv[i] = 1;
-			taken++;
-		}
-	for (size_t i = 0; i < n && taken < k; i++)
-		if (!resv[i] && f2key(fabsf(x[i])) == t) {
-			resv[i] = 1;
-			taken++;
-		}
-}
+	uint32_t *key = w->key;
+	size_t a = 0;
 
-/* Sorted non-reserved values of column x into w->vals with prefix sums;
- * returns their count. */
-static size_t sorted_values(const float *x, size_t n, struct work *w)
-{
-	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
-		if (!w->resv[i])
-			w->key[m++] = f2key(x[i]);
-	if (m)
-		radix_sort(w->key, w->tmp, m);
+		key[i] = f2key(x[i]);
+	radix_sort(key, w->tmp, n);
+	memset(w->resv, 0, n);
+	if (k) {
+		size_t lo = 0, hi = n, taken = 0;
+		float t = 0;
+		for (size_t q = 0; q < k; q++) {
+			float vl = key2f(key[lo]), vh = key2f(key[hi - 1]);
+			if (-vl > vh) {
+				t = -vl;
+				lo++;
+			} else {
+				t = vh;
+				hi--;
+			}
+		}
+		for (size_t i = 0; i < n; i++)
+			if (fabsf(x[i]) > t) {
+				w->resv[i] = 1;
+				taken++;
+				a += x[i] < 0;
+			}
+		for (size_t i = 0; i < n && taken < k; i++)
+			if (!w->resv[i] && fabsf(x[i]) == t) {
+				w->resv[i] = 1;
+				taken++;
+				a += x[i] < 0;
+			}
+	}
+	size_t m = n - k;
 	float *v = w->vals;
 	w->p1[0] = w->p2[0] = 0;
 	for (size_t i = 0; i < m; i++) {
-		v[i] = key2f(w->key[i]);
+		v[i] = key2f(key[a + i]);
 		w->p1[i + 1] = w->p1[i] + v[i];
 		w->p2[i + 1] = w->p2[i] + (double)v[i] * v[i];
 	}
@@ -432,7 +441,8 @@ static void load_block(const float *src, size_t rows, size_t cols, size_t j0, si
 	for (size_t i = 0; i < rows; i++)
 		for (size_t jj = 0; jj < nb; jj++) {
 			float v = src[i * cols + j0 + jj];
-			blk[jj * rows + i] = v == v ? v : 0.0f;
+			/* NaN as 0, -0 as +0 (column_values relies on both) */
+			blk[jj * rows + i] = v == v ? v + 0.0f : 0.0f;
 		}
 }
 
@@ -491,8 +501,7 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 			load_block(wt, rows, cols, j0, nb, w.blk);
 			for (size_t jj = 0; jj < nb; jj++) {
 				const float *x = w.blk + jj * rows;
-				reserve_rows(x, rows, (size_t)g.k, w.key, w.tmp, w.resv);
-				size_t m = sorted_values(x, rows, &w);
+				size_t m = column_values(x, rows, (size_t)g.k, &w);
 				double e = kmeans(w.vals, m, 1u << b, iters, w.p1, w.p2, c);
 				w.score[j0 + jj] = (double)imp[j0 + jj] * e;
 			}
@@ -520,7 +529,7 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 			unsigned bj = w.width[j], K = 1u << bj;
 			float c16[CLAQ_MAX_K], mid[CLAQ_MAX_K];
 
-			reserve_rows(x, rows, (size_t)g.k, w.key, w.tmp, w.resv);
+			size_t m = column_values(x, rows, (size_t)g.k, &w);
 			for (size_t i = 0; i < rows; i++)
 				if (w.resv[i]) {
 					put_bits(out + g.off_idx, ridx * g.L, i, g.L);
@@ -528,7 +537,6 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 						    qs_f32_to_f16(x[i]));
 					ridx++;
 				}
-			size_t m = sorted_values(x, rows, &w);
 			kmeans(w.vals, m, K, iters, w.p1, w.p2, c);
 			for (unsigned q = 0; q < K; q++) {
 				uint16_t h = qs_f32_to_f16((float)c[q]);

@@ -78,11 +78,11 @@ static void test_parse(void **state)
 {
 	(void)state;
 	struct qs_scheme s = make("daq");
-	assert_string_equal(s.text, "daq:bits=4,format=nf4,group=64,iters=8");
+	assert_string_equal(s.text, "daq:bits=4,format=nf4,group=64,iters=6");
 	s = make("daq:bits=3,format=int,group=128,iters=0");
 	assert_string_equal(s.text, "daq:bits=3,format=int,group=128,iters=0");
 	s = make("daq:format=fp4,group=32");
-	assert_string_equal(s.text, "daq:bits=4,format=fp4,group=32,iters=8");
+	assert_string_equal(s.text, "daq:bits=4,format=fp4,group=32,iters=6");
 
 	static const char *const bad[][2] = {
 		{"daq:bits=3", "format=nf4 needs bits=4"},
@@ -313,6 +313,19 @@ static void test_simd_match(void **state)
 			k->daq_eval(x, ip, n, z, s, inv, lev, mid, nlev, c1, o1);
 			assert_memory_equal(c0, c1, n);
 			assert_memory_equal(o0, o1, sizeof(o0));
+			/* the range statistics, with ties, -0 and NaNs */
+			if (rep % 3 == 0)
+				x[rnd() % n] = -0.0f;
+			if (rep % 4 == 0)
+				x[rnd() % n] = x[rnd() % n];
+			float l0[8], h0[8], l1[8], h1[8];
+			unsigned kk = (unsigned)(rnd() % 9);
+			assert_int_equal(qs_ref_daq_range(x, n, kk, l0, h0),
+					 k->daq_range(x, n, kk, l1, h1));
+			assert_memory_equal(l0, l1, kk * sizeof(float));
+			assert_memory_equal(h0, h1, kk * sizeof(float));
+			for (unsigned j = 0; j + 1 < kk; j++)
+				assert_true(l0[j] <= l0[j + 1] && h0[j] >= h0[j + 1]);
 			unsigned nmid = (unsigned)(rnd() % 32);
 			ref->nearest_code(x, n, z, inv, mid, nmid, c0);
 			k->nearest_code(x, n, z, inv, mid, nmid, c1);

@@ -8,9 +8,8 @@
  *
  * daq_eval: vector lane j is ref's accumulator j (element i goes to lane
  * i % 8 in both), the tail continues ref's scalar loop on the same
- * accumulators, and the lanes are combined in ref's order.  The code is a
- * four-step binary search over the ascending midpoints (padded with +Inf
- * to 15), which equals ref's count of midpoints below t.  Built with
+ * accumulators, and the lanes are combined in ref's order.  The code is
+ * ref's count of midpoints below t (padded with +Inf to 15).  Built with
  * -ffp-contract=off: no FMA. */
 #include <immintrin.h>
 #include <math.h>
@@ -137,9 +136,6 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 	__m256 ae = _mm256_setzero_ps(), al = _mm256_setzero_ps(), av = _mm256_setzero_ps();
 	__m256 vz = _mm256_set1_ps(z), vs = _mm256_set1_ps(s), vi = _mm256_set1_ps(inv);
 	__m256 llo = _mm256_loadu_ps(lev), lhi = _mm256_loadu_ps(lev + 8);
-	const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
-	const __m256i four = _mm256_set1_epi32(4);
-	const __m256i eight = _mm256_set1_epi32(8);
 	size_t i = 0;
 
 	if (nlev < 2 || nlev > 16) {
@@ -149,32 +145,31 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 	}
 	for (unsigned q = 0; q < 16; q++)
 		m16[q] = q + 1 < nlev ? mid[q] : INFINITY;
-	__m256 mlo = _mm256_loadu_ps(m16), mhi = _mm256_loadu_ps(m16 + 8);
-	__m256 m7 = _mm256_set1_ps(m16[7]);
-	__m256 m3 = _mm256_set1_ps(m16[3]), m11 = _mm256_set1_ps(m16[11]);
+	__m256 vm[15];
+	for (unsigned q = 0; q < 15; q++)
+		vm[q] = _mm256_set1_ps(m16[q]);
 	for (; i + 8 <= n; i += 8) {
 		__m256 xv = _mm256_loadu_ps(x + i);
 		__m256 t = _mm256_mul_ps(_mm256_sub_ps(xv, vz), vi);
-		/* t > mid[7] picks the upper half of both tables; c is the
-		 * position within the half (the permutes read bits 0-2) */
-		__m256 h = _mm256_cmp_ps(t, m7, _CMP_GT_OQ);
-		__m256 g = _mm256_blendv_ps(m3, m11, h);
-		__m256i c = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
-					     four);
-		__m256i ix = _mm256_or_si256(c, one);
-		g = _mm256_blendv_ps(_mm256_permutevar8x32_ps(mlo, ix),
-				     _mm256_permutevar8x32_ps(mhi, ix), h);
-		c = _mm256_add_epi32(c, _mm256_and_si256(
-					       _mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
-					       two));
-		g = _mm256_blendv_ps(_mm256_permutevar8x32_ps(mlo, c),
-				     _mm256_permutevar8x32_ps(mhi, c), h);
-		c = _mm256_add_epi32(c, _mm256_and_si256(
-					       _mm256_castps_si256(_mm256_cmp_ps(t, g, _CMP_GT_OQ)),
-					       one));
+		/* a count of independent compares, summed as a tree: a short
+		 * dependency chain, which is what bounds a 64-weight group */
+		__m256i q[8];
+#pragma GCC unroll 8
+		for (unsigned k = 0; k < 7; k++)
+			q[k] = _mm256_add_epi32(
+				_mm256_castps_si256(_mm256_cmp_ps(t, vm[2 * k], _CMP_GT_OQ)),
+				_mm256_castps_si256(_mm256_cmp_ps(t, vm[2 * k + 1], _CMP_GT_OQ)));
+		q[7] = _mm256_castps_si256(_mm256_cmp_ps(t, vm[14], _CMP_GT_OQ));
+		__m256i c = _mm256_sub_epi32(
+			_mm256_setzero_si256(),
+			_mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
+							  _mm256_add_epi32(q[2], q[3])),
+					 _mm256_add_epi32(_mm256_add_epi32(q[4], q[5]),
+							  _mm256_add_epi32(q[6], q[7]))));
+		/* lev[c] for c < 16: bit 3 of c picks the upper table */
 		__m256 l = _mm256_blendv_ps(_mm256_permutevar8x32_ps(llo, c),
-					    _mm256_permutevar8x32_ps(lhi, c), h);
-		c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(h), eight));
+					    _mm256_permutevar8x32_ps(lhi, c),
+					    _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
 		__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(c),
 					      _mm256_extracti128_si256(c, 1));
 		_mm_storel_epi64((__m128i *)(void *)(codes + i), _mm_packus_epi16(p16, p16));
