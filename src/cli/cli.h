@@ -28,6 +28,9 @@ int cli_fail(int rc, const struct qs_diag *diag);
 int cli_exit_code(int rc);
 /* "512M", "1.5G", "4096": bytes (powers of 1024); false on bad text. */
 bool cli_parse_size(const char *text, uint64_t *out);
+/* Index of text in the NULL-terminated names; -1 after printing
+ * "OPT must be a, b or c (got 'text')". */
+int cli_choice(const char *opt, const char *text, const char *const *names);
 /* Human size "1.23 GB" (powers of 1000, as disks are sold). */
 const char *cli_human(uint64_t bytes, char buf[32]);
 /* True when path is a qshard file (starts with the header frame magic). */

@@ -84,6 +84,22 @@ bool cli_parse_size(const char *text, uint64_t *out)
 	return true;
 }
 
+int cli_choice(const char *opt, const char *text, const char *const *names)
+{
+	size_t n = 0;
+	for (; names[n]; n++)
+		if (strcmp(text, names[n]) == 0)
+			return (int)n;
+	char list[256] = "";
+	for (size_t i = 0; i < n; i++) {
+		const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+		strncat(list, sep, sizeof(list) - strlen(list) - 1);
+		strncat(list, names[i], sizeof(list) - strlen(list) - 1);
+	}
+	cli_error("%s must be %s (got '%s')", opt, list, text);
+	return -1;
+}
+
 const char *cli_human(uint64_t bytes, char buf[32])
 {
 	if (bytes >= 1000000000ull)

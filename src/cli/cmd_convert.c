@@ -183,43 +183,35 @@ int cmd_convert(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case 'i':
-			if (!strcmp(optarg, "uring"))
-				o.io = QS_IO_URING;
-			else if (!strcmp(optarg, "pread"))
-				o.io = QS_IO_PREAD;
-			else if (!strcmp(optarg, "mmap"))
-				o.io = QS_IO_MMAP;
-			else {
-				cli_error("--io must be uring, pread or mmap (got '%s')", optarg);
+		case 'i': {
+			static const char *const ios[] = {"uring", "pread", "mmap", NULL};
+			static const enum qs_io_backend io_values[] = {QS_IO_URING, QS_IO_PREAD,
+								       QS_IO_MMAP};
+			int k = cli_choice("--io", optarg, ios);
+			if (k < 0)
 				goto out;
-			}
+			o.io = io_values[k];
 			break;
-		case 'y':
-			if (!strcmp(optarg, "tensor"))
-				o.sync = QS_SYNC_TENSOR;
-			else if (!strcmp(optarg, "end"))
-				o.sync = QS_SYNC_END;
-			else {
-				cli_error("--sync must be tensor or end (got '%s')", optarg);
+		}
+		case 'y': {
+			static const char *const syncs[] = {"tensor", "end", NULL};
+			int k = cli_choice("--sync", optarg, syncs);
+			if (k < 0)
 				goto out;
-			}
+			o.sync = k == 0 ? QS_SYNC_TENSOR : QS_SYNC_END;
 			break;
-		case 'p':
-			if (!strcmp(optarg, "auto"))
-				ps.mode = PROGRESS_AUTO;
-			else if (!strcmp(optarg, "plain"))
-				ps.mode = PROGRESS_PLAIN;
-			else if (!strcmp(optarg, "json"))
-				ps.mode = PROGRESS_JSON;
-			else if (!strcmp(optarg, "none"))
-				ps.mode = PROGRESS_NONE;
-			else {
-				cli_error("--progress must be auto, plain, json or none (got '%s')",
-					  optarg);
+		}
+		case 'p': {
+			/* in the order of enum progress_mode after PROGRESS_AUTO */
+			static const char *const modes[] = {"auto", "plain", "json", "none", NULL};
+			static const enum progress_mode mode_values[] = {
+				PROGRESS_AUTO, PROGRESS_PLAIN, PROGRESS_JSON, PROGRESS_NONE};
+			int k = cli_choice("--progress", optarg, modes);
+			if (k < 0)
 				goto out;
-			}
+			ps.mode = mode_values[k];
 			break;
+		}
 		case 'r': o.resume = true; break;
 		case 'f': o.force = true; break;
 		case 'n': o.allow_nonfinite = true; break;

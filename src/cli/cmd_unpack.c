@@ -31,18 +31,16 @@ int cmd_unpack(int argc, char **argv)
 		case 'o':
 			o.outdir = optarg;
 			break;
-		case 'd':
-			if (!strcmp(optarg, "bf16"))
-				o.dtype = QS_DTYPE_BF16;
-			else if (!strcmp(optarg, "f16"))
-				o.dtype = QS_DTYPE_F16;
-			else if (!strcmp(optarg, "f32"))
-				o.dtype = QS_DTYPE_F32;
-			else {
-				cli_error("--dtype must be bf16, f16 or f32 (got '%s')", optarg);
+		case 'd': {
+			static const char *const names[] = {"bf16", "f16", "f32", NULL};
+			static const enum qs_dtype values[] = {QS_DTYPE_BF16, QS_DTYPE_F16,
+							       QS_DTYPE_F32};
+			int k = cli_choice("--dtype", optarg, names);
+			if (k < 0)
 				return QS_EXIT_USAGE;
-			}
+			o.dtype = values[k];
 			break;
+		}
 		case 'h':
 			help(stdout);
 			return QS_EXIT_OK;
