@@ -12,7 +12,9 @@
  *           int: 2^bits uniform levels -1 + 2k/(2^bits - 1);
  *   bits    4 for nf4 and fp4 (default 4); 2, 3 or 4 for int;
  *   group   32, 64, 128 (default 64);
- *   iters   range-adjustment steps, 0..64 (default 6; 0 = alignment only).
+ *   iters   range-adjustment steps, 0..64 (default 5: 207 MB/s of bf16 per core
+ *           at group 64 against 178 for 6 steps, for -0.08 dB; 0 = alignment
+ *           only).
  * The level table lev[] lies in [-1, 1]; mid[k] = 0.5f*(lev[k] + lev[k+1]).
  *
  * Per group (n weights, NaNs left out of every statistic), f32 arithmetic:
@@ -169,7 +171,7 @@ static int daq_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag
 	s->bits = 4;
 	s->group = 64;
 	s->extra[0] = FMT_NF4;
-	s->extra[1] = 6;
+	s->extra[1] = 5;
 	int rc = qs_scheme_each_arg(s, args, daq_arg, diag);
 	if (rc)
 		return rc;

@@ -78,11 +78,11 @@ static void test_parse(void **state)
 {
 	(void)state;
 	struct qs_scheme s = make("daq");
-	assert_string_equal(s.text, "daq:bits=4,format=nf4,group=64,iters=6");
+	assert_string_equal(s.text, "daq:bits=4,format=nf4,group=64,iters=5");
 	s = make("daq:bits=3,format=int,group=128,iters=0");
 	assert_string_equal(s.text, "daq:bits=3,format=int,group=128,iters=0");
 	s = make("daq:format=fp4,group=32");
-	assert_string_equal(s.text, "daq:bits=4,format=fp4,group=32,iters=6");
+	assert_string_equal(s.text, "daq:bits=4,format=fp4,group=32,iters=5");
 
 	static const char *const bad[][2] = {
 		{"daq:bits=3", "format=nf4 needs bits=4"},
