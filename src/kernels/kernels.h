@@ -144,6 +144,15 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 				 struct qs_adpq_row *r);
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			 size_t plane_stride);
+/* The NEON adpq kernels (arm/neon_adpq.c), for neon.c's table. */
+size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				 struct qs_adpq_row *r);
+size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
+				   const struct qs_adpq_params *p, float *w);
+void qs_neon_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			 size_t plane_stride);
+void qs_neon_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,
+			   unsigned bits, uint8_t *codes);
 /* The scalar daq/claq kernels (ref_daq.c, ref_claq.c) and AVX2 ones
  * (x86/avx2_daq.c, x86/avx2_claq.c). */
 void qs_ref_nearest_code(const float *x, size_t n, float z, float inv, const float *mid,

@@ -1,5 +1,5 @@
-/* neon_driver.c - stand-alone check that arm/neon.c is bit-identical to
- * ref.c, built by neon-check.sh with a cross compiler and run under
+/* neon_driver.c - stand-alone check that arm/neon.c and arm/neon_adpq.c
+ * are bit-identical to ref.c and ref_adpq.c, built by neon-check.sh with a cross compiler and run under
  * qemu-aarch64 (no cmocka or other libraries on the target side).  The
  * kernels are compiled into this unit directly.  Exit 0 when every case
  * matches, 1 (with the first mismatch on stderr) otherwise. */
@@ -15,6 +15,7 @@
 #include "ref_daq.c"
 #include "ref_claq.c"
 #include "arm/neon.c"
+#include "arm/neon_adpq.c"
 
 static const struct qs_kernels *const R = &qs_kernels_ref;
 static const struct qs_kernels *const N = &qs_kernels_neon;
@@ -252,11 +253,201 @@ static void check_bits(void)
 		}
 }
 
+/* adpq: heavy-tailed and adversarial rows (zeros, all-equal groups, ties,
+ * denormals, huge values, NaN, Inf, any bits). */
+#define AKINDS 12
+static float avalue(int d, size_t i)
+{
+	switch (d) {
+	case 0: return uniform(0.02f) + uniform(0.02f) + uniform(0.02f);
+	case 1: {
+		float v = uniform(0.02f) + uniform(0.02f);
+		return rnd() % 100 == 0 ? v * 40.0f : v;
+	}
+	case 2: return rnd() % 2 ? 0.0f : -0.0f;
+	case 3: return (i / 64) % 2 ? 0.5f : -0.125f;
+	case 4: return (float)((int)(rnd() % 7) - 3) * 0.25f;
+	case 5: return bitsf((uint32_t)(rnd() % 0x7fffffu) | (rnd() % 2 ? 0x80000000u : 0));
+	case 6: return rnd() % 50 == 0 ? (rnd() % 2 ? 6.0e4f : -7.0e4f) : uniform(3000.0f);
+	case 7:
+		return rnd() % 10 == 0 ? bitsf(0x7fc00000u | (uint32_t)(rnd() % 0x3fffffu) |
+					       (rnd() % 2 ? 0x80000000u : 0))
+				       : uniform(0.1f);
+	case 8: return rnd() % 40 == 0 ? (rnd() % 2 ? INFINITY : -INFINITY) : uniform(2.0f);
+	case 9: return bitsf((uint32_t)rnd());
+	case 10:
+		/* halves on [0, 15]: ties in the nearest-code rounding */
+		return i % 64 == 0 ? 0.0f : i % 64 == 1 ? 15.0f : (float)(rnd() % 31) * 0.5f;
+	default: return uniform(1.5f) + 2.5f;
+	}
+}
+
+static size_t adpq_total_k(const struct qs_adpq_params *p, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i += p->group)
+		k += qs_adpq_k(p->alpha_e4, n - i < p->group ? n - i : p->group);
+	return k;
+}
+
+struct arow {
+	struct qs_adpq_row r;
+	uint16_t *meta;
+	float *tmp;
+	uint8_t *codes, *mask, *idx;
+};
+
+static void arow_alloc(struct arow *x, size_t n, size_t ng)
+{
+	memset(x, 0, sizeof(*x));
+	x->meta = xmalloc(4 * ng * sizeof(uint16_t));
+	x->tmp = xmalloc(4 * ng * sizeof(float));
+	x->codes = xmalloc(n);
+	x->mask = xmalloc(n);
+	x->idx = xmalloc(n);
+	memset(x->meta, 0, 4 * ng * sizeof(uint16_t));
+	memset(x->idx, 0, n);
+	x->r.meta = x->meta;
+	x->r.tmp = x->tmp;
+	x->r.codes = x->codes;
+	x->r.mask = x->mask;
+	x->r.idx = x->idx;
+}
+
+static void arow_free(struct arow *x)
+{
+	free(x->meta);
+	free(x->tmp);
+	free(x->codes);
+	free(x->mask);
+	free(x->idx);
+}
+
+static unsigned adpq_rows;
+
+/* ref and neon on one row (at an odd offset), everything compared, then
+ * both dequantizers on ref's payload and the bit planes of its codes. */
+static void adpq_case(const float *src, size_t n, const struct qs_adpq_params *p)
+{
+	size_t ng = n / p->group + (n % p->group != 0);
+	float *buf = xmalloc((n + 1) * sizeof(float));
+	memcpy(buf + 1, src, n * sizeof(float));
+	struct arow a, b;
+	arow_alloc(&a, n, ng);
+	arow_alloc(&b, n, ng);
+	unsigned pv = p->bits * 1000 + p->group, fv = p->alpha_e4 * 100 + p->search * 4 + p->flags;
+	size_t ra = R->adpq_quantize_row(buf + 1, n, p, &a.r);
+	size_t rb = N->adpq_quantize_row(buf + 1, n, p, &b.r);
+	if (ra != rb)
+		same("a", "b", 1, "adpq return", n, pv, fv);
+	same(a.r.super, b.r.super, sizeof(a.r.super), "adpq super", n, pv, fv);
+	same(a.meta, b.meta, 4 * ng * sizeof(uint16_t), "adpq meta", n, pv, fv);
+	same(a.codes, b.codes, n, "adpq codes", n, pv, fv);
+	same(a.idx, b.idx, adpq_total_k(p, n), "adpq idx", n, pv, fv);
+	adpq_rows++;
+
+	float *da = xmalloc(n * sizeof(float) + 4), *db = xmalloc(n * sizeof(float) + 4);
+	if (R->adpq_dequantize_row(&a.r, n, p, da) != N->adpq_dequantize_row(&a.r, n, p, db + 1))
+		same("a", "b", 1, "adpq dequantize return", n, pv, fv);
+	same(da, db + 1, n * sizeof(float), "adpq dequantize", n, pv, fv);
+
+	size_t pb = n / 8 + (n % 8 != 0), stride = pb + 3;
+	uint8_t *pa = xmalloc(4 * stride + 1), *pn = xmalloc(4 * stride + 1);
+	memset(pa, 0xa5, 4 * stride + 1);
+	memset(pn, 0xa5, 4 * stride + 1);
+	R->pack_planes(a.codes, n, p->bits, pa, stride);
+	N->pack_planes(a.codes, n, p->bits, pn + 1, stride);
+	same(pa, pn + 1, 4 * stride, "adpq pack_planes", n, pv, fv);
+	N->unpack_planes(pn + 1, stride, n, p->bits, b.codes);
+	uint8_t *back = xmalloc(n);
+	R->unpack_planes(pa, stride, n, p->bits, back);
+	same(back, b.codes, n, "adpq unpack_planes", n, pv, fv);
+	free(back);
+	free(pa);
+	free(pn);
+	free(da);
+	free(db);
+	arow_free(&a);
+	arow_free(&b);
+	free(buf);
+}
+
+static void check_adpq(void)
+{
+	static const size_t lens[] = {1, 5, 31, 63, 64, 65, 100, 127, 128, 129, 200, 255,
+				      256, 257, 300, 511, 777, 1024, 2048 + 13};
+	static const unsigned alphas[] = {0, 1, 78, 200, 390, 700, 1000, 1563, 2500};
+	static const unsigned searches[] = {0, 1, 4, 9, 16};
+	float *w = xmalloc(4096 * sizeof(float));
+
+	/* every bits x group x scales x layout on every kind and length */
+	for (int d = 0; d < AKINDS; d++)
+		for (size_t li = 0; li < sizeof(lens) / sizeof(*lens); li++) {
+			size_t n = lens[li];
+			for (size_t i = 0; i < n; i++)
+				w[i] = avalue(d, i);
+			for (unsigned bits = 2; bits <= 4; bits++)
+				for (unsigned group = 64; group <= 256; group *= 2)
+					for (unsigned flags = 0; flags < 4; flags++) {
+						struct qs_adpq_params p = {bits, group, 200, 4, flags};
+						adpq_case(w, n, &p);
+					}
+		}
+	/* alpha 0..0.25 (k past the per-lane top-k path) x search 0..16 */
+	for (int d = 0; d < AKINDS; d++)
+		for (size_t a = 0; a < sizeof(alphas) / sizeof(*alphas); a++)
+			for (size_t si = 0; si < sizeof(searches) / sizeof(*searches); si++) {
+				size_t n = 64 + rnd() % 900;
+				for (size_t i = 0; i < n; i++)
+					w[i] = avalue(d, i);
+				struct qs_adpq_params p = {2 + (unsigned)(rnd() % 3), 64u << (rnd() % 3),
+							   alphas[a], searches[si],
+							   (unsigned)(rnd() % 4)};
+				adpq_case(w, n, &p);
+			}
+	/* mixtures of kinds within a row, random parameters */
+	for (int it = 0; it < 600; it++) {
+		size_t n = 1 + rnd() % 700;
+		for (size_t i = 0; i < n; i++)
+			w[i] = avalue((int)(rnd() % AKINDS), i);
+		struct qs_adpq_params p = {2 + (unsigned)(rnd() % 3), 64u << (rnd() % 3),
+					   (unsigned)(rnd() % 2501), (unsigned)(rnd() % 17),
+					   (unsigned)(rnd() % 4)};
+		adpq_case(w, n, &p);
+	}
+	free(w);
+
+	/* bit planes on random codes of every width 1..8, unaligned */
+	for (size_t n = 0; n <= 700; n += (n < 300 ? 1 : 97))
+		for (unsigned bits = 1; bits <= 8; bits++) {
+			size_t pb = n / 8 + (n % 8 != 0), stride = pb + 3;
+			uint8_t *codes = xmalloc(n + 1), *ca = xmalloc(n + 1), *cb = xmalloc(n + 1);
+			uint8_t *da = xmalloc(8 * stride + 1), *db = xmalloc(8 * stride + 1);
+			for (size_t i = 0; i < n; i++)
+				codes[1 + i] = (uint8_t)(rnd() & ((1u << bits) - 1u));
+			memset(da, 0xa5, 8 * stride + 1);
+			memset(db, 0xa5, 8 * stride + 1);
+			R->pack_planes(codes + 1, n, bits, da + 1, stride);
+			N->pack_planes(codes + 1, n, bits, db + 1, stride);
+			same(da, db, 8 * stride + 1, "pack_planes", n, bits, 0);
+			R->unpack_planes(da + 1, stride, n, bits, ca + 1);
+			N->unpack_planes(db + 1, stride, n, bits, cb + 1);
+			same(ca + 1, cb + 1, n, "unpack_planes", n, bits, 0);
+			same(codes + 1, cb + 1, n, "unpack_planes round trip", n, bits, 0);
+			free(codes);
+			free(ca);
+			free(cb);
+			free(da);
+			free(db);
+		}
+}
+
 int main(void)
 {
 	check_conversions();
 	check_rtn();
 	check_bits();
+	check_adpq();
 	if (failures) {
 		fprintf(stderr, "%d mismatches\n", failures);
 		return 1;

@@ -473,4 +473,8 @@ const struct qs_kernels qs_kernels_neon = {
 	.rtn_dequantize_row = neon_rtn_dequantize_row,
 	.pack_bits = neon_pack_bits,
 	.unpack_bits = neon_unpack_bits,
+	.adpq_quantize_row = qs_neon_adpq_quantize_row,
+	.adpq_dequantize_row = qs_neon_adpq_dequantize_row,
+	.pack_planes = qs_neon_pack_planes,
+	.unpack_planes = qs_neon_unpack_planes,
 };

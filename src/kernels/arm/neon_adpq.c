@@ -1,0 +1,535 @@
+/* neon_adpq.c - the adpq kernels for AArch64 Advanced SIMD (built with the
+ * flags of neon.c, entered through its table).
+ *
+ * Bit-identical to ref_adpq.c, which defines the output; the structure is
+ * that of x86/avx2_adpq.c with 4-lane vectors.  Every f32 expression is the
+ * same sequence of separately rounded operations (no FMA: GCC would fuse
+ * vmulq_f32 + vaddq_f32 into FMLA without fp-contract=off), and ref's
+ * `a < b ? a : b` selections are a compare plus a bitwise select, because
+ * FMIN/FMAX propagate NaNs and FMINNM/FMAXNM do not match either.  The
+ * range-search sums keep ref's 32 lanes as eight accumulators, vector j of a
+ * 32-element block going to accumulator j (lanes 4j..4j+3), then folded as
+ * ref's header says.  The per-group grids (phase 2) are ref's code,
+ * qs_ref_adpq_grids().
+ *
+ * Outliers: as in avx2_adpq.c, the k-th largest key t (|w| bits, NaN as 0)
+ * from per-lane top-k lists for k <= 8 or a quickselect above, then all keys
+ * > t plus the lowest-index keys == t.
+ *
+ * A group shorter than the scheme's group (a row's last) is copied into a
+ * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
+ * to error lanes after ref's last element, which changes no sum.
+ *
+ * Static names carry an na_ prefix: tests/unit/neon_driver.c compiles this
+ * file in one unit together with ref_adpq.c and neon.c.
+ */
+#include <arm_neon.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#define NA_SEARCH_DEN 32.0f
+#define NA_GMAX 256u
+#define NA_VMAX (NA_GMAX / 4u)
+
+/* As in ref_adpq.c. */
+static inline unsigned na_near_code(float q, float qmaxf)
+{
+	q = q > 0.0f ? q : 0.0f;
+	q = q < qmaxf ? q : qmaxf;
+	float r = (q + 0x1p23f) - 0x1p23f;
+	return (unsigned)(int32_t)r;
+}
+
+static inline unsigned na_unfold(unsigned f, unsigned z, unsigned qmax)
+{
+	unsigned m = z < qmax - z ? z : qmax - z;
+	if (f <= 2 * m)
+		return (f & 1) ? z + (f + 1) / 2 : z - f / 2;
+	return z < qmax - z ? z + (f - m) : z - (f - m);
+}
+
+struct na_grid {
+	float minf, step, omin, ostep;
+};
+
+static struct na_grid na_group_grid(const struct qs_adpq_row *r, const float *sup, size_t ng,
+				    size_t g, unsigned flags)
+{
+	struct na_grid q;
+	const uint16_t *m = r->meta;
+	if (flags & QS_ADPQ_SCALES_F16) {
+		q.step = qs_f16_to_f32(m[g]);
+		q.minf = qs_f16_to_f32(m[ng + g]);
+		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
+		q.omin = qs_f16_to_f32(m[3 * ng + g]);
+	} else {
+		q.step = sup[0] * (float)m[g];
+		q.minf = -(sup[1] * (float)m[ng + g]);
+		q.ostep = sup[2] * (float)m[2 * ng + g];
+		q.omin = sup[3] * (float)m[3 * ng + g];
+	}
+	return q;
+}
+
+/* ref's `q > 0 ? q : 0` then `q < qmax ? q : qmax` (a NaN goes to 0). */
+static inline float32x4_t na_clamp(float32x4_t q, float32x4_t qv)
+{
+	const float32x4_t zero = vdupq_n_f32(0.0f);
+	q = vbslq_f32(vcgtq_f32(q, zero), q, zero);
+	return vbslq_f32(vcltq_f32(q, qv), q, qv);
+}
+
+/* 4-bit mask of the true lanes of a compare. */
+static inline unsigned na_bits4(uint32x4_t c)
+{
+	static const uint32_t w[4] = {1, 2, 4, 8};
+	return vaddvq_u32(vandq_u32(c, vld1q_u32(w)));
+}
+
+/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect with a
+ * three-way partition (larger | equal | smaller). */
+static uint32_t na_kth_largest(uint32_t *a, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n, want = k - 1;
+	for (;;) {
+		uint32_t x = a[lo + (hi - lo) / 2];
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			uint32_t t = a[i];
+			if (t > x) {
+				a[i++] = a[lt];
+				a[lt++] = t;
+			} else if (t < x) {
+				a[i] = a[--gt];
+				a[gt] = t;
+			} else {
+				i++;
+			}
+		}
+		if (want < lt)
+			hi = lt;
+		else if (want < gt)
+			return x;
+		else
+			lo = gt;
+	}
+}
+
+/* The k-th largest of the keys (k <= 8, a constant once inlined): each
+ * lane keeps its k largest, sorted, by a compare-exchange chain; then k
+ * times the largest lane head is taken and that lane's list shifted up.
+ * 0 marks an empty slot (no key is below it, so it never changes the
+ * answer: there are at least k keys). */
+static inline __attribute__((always_inline)) uint32_t na_kth_lanes(const uint32x4_t *key,
+								   size_t nv, unsigned k)
+{
+	static const uint32_t iota_v[4] = {0, 1, 2, 3};
+	const uint32x4_t none = vdupq_n_u32(0), iota = vld1q_u32(iota_v);
+	uint32x4_t top[8];
+	for (unsigned j = 0; j < k; j++)
+		top[j] = none;
+	for (size_t v = 0; v < nv; v++) {
+		uint32x4_t x = key[v];
+		for (unsigned j = 0; j < k; j++) {
+			uint32x4_t h = vmaxq_u32(top[j], x);
+			x = vminq_u32(top[j], x);
+			top[j] = h;
+		}
+	}
+	for (unsigned it = 0;; it++) {
+		uint32_t m = vmaxvq_u32(top[0]);
+		if (it + 1 == k)
+			return m;
+		unsigned lanes = na_bits4(vceqq_u32(top[0], vdupq_n_u32(m)));
+		uint32x4_t sel = vceqq_u32(iota, vdupq_n_u32((uint32_t)__builtin_ctz(lanes)));
+		for (unsigned j = 0; j + 1 < k; j++)
+			top[j] = vbslq_u32(sel, top[j + 1], top[j]);
+		top[k - 1] = vbslq_u32(sel, none, top[k - 1]);
+	}
+}
+
+/* (q - c)^2 of 4 weights, q = (w - lo)*inv, c its clamped nearest code
+ * (FRINTN: ties to even, as ref's 2^23 trick on 0..qmax). */
+static inline float32x4_t na_sq_err(float32x4_t w, float32x4_t lv, float32x4_t iv,
+				    float32x4_t qv)
+{
+	float32x4_t q = vmulq_f32(vsubq_f32(w, lv), iv);
+	float32x4_t c = vrndnq_f32(na_clamp(q, qv));
+	float32x4_t d = vsubq_f32(q, c);
+	return vmulq_f32(d, d);
+}
+
+/* Phase 1 of one group (wg: whole blocks of 32 readable, elements past len
+ * +0.0): the outlier indices in idx[k] and the ranges.  The range passes
+ * and the search run on a copy whose outliers, NaNs and pads are all NaN,
+ * which the compare-selects skip as ref's ternaries do and an ordered mask
+ * zeroes in the error sums. */
+static void na_group_ranges(const float *wg, size_t len, unsigned k,
+			    const struct qs_adpq_params *p, uint8_t *idx, float *lo_out,
+			    float *hi_out, float *omn_out, float *omx_out)
+{
+	const size_t nv = (len + 3) / 4, nv8 = (nv + 7) / 8 * 8;
+	uint64_t word[NA_GMAX / 64] = {0};
+
+	if (k > 0) {
+		const uint32x4_t absm = vdupq_n_u32(0x7fffffffu);
+		const uint32x4_t nanlim = vdupq_n_u32(0x7f800000u);
+		uint32x4_t key[NA_VMAX];
+		for (size_t v = 0; v < nv8; v++) {
+			uint32x4_t x = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(wg + 4 * v)),
+						 absm);
+			key[v] = vbicq_u32(x, vcgtq_u32(x, nanlim));
+		}
+		uint32_t t;
+		if (k <= 8) {
+			switch (k) {
+#define NA_TOPK(K)                                 \
+	case K:                                    \
+		t = na_kth_lanes(key, nv, K);      \
+		break
+				NA_TOPK(1); NA_TOPK(2); NA_TOPK(3); NA_TOPK(4);
+				NA_TOPK(5); NA_TOPK(6); NA_TOPK(7); default: NA_TOPK(8);
+#undef NA_TOPK
+			}
+		} else {
+			uint32_t a[NA_GMAX];
+			for (size_t v = 0; v < nv; v++)
+				vst1q_u32(a + 4 * v, key[v]);
+			t = na_kth_largest(a, len, k);
+		}
+		const uint32x4_t tv = vdupq_n_u32(t);
+		uint64_t eqw[NA_GMAX / 64] = {0};
+		for (size_t v = 0; v < nv; v++) {
+			word[v / 16] |= (uint64_t)na_bits4(vcgtq_u32(key[v], tv)) << (4 * (v % 16));
+			eqw[v / 16] |= (uint64_t)na_bits4(vceqq_u32(key[v], tv)) << (4 * (v % 16));
+		}
+		/* pads (key 0) may equal t; they are not weights */
+		if (len % 64)
+			eqw[len / 64] &= (1ull << (len % 64)) - 1;
+		unsigned cgt = 0;
+		for (size_t i = 0; i < NA_GMAX / 64; i++)
+			cgt += (unsigned)__builtin_popcountll(word[i]);
+		unsigned need = k - cgt;
+		for (size_t i = 0; i < NA_GMAX / 64 && need; i++)
+			for (uint64_t e = eqw[i]; need && e; need--) {
+				uint64_t b = e & (0 - e);
+				word[i] |= b;
+				e ^= b;
+			}
+		unsigned o = 0;
+		for (size_t i = 0; i < NA_GMAX / 64; i++)
+			for (uint64_t b = word[i]; b; b &= b - 1)
+				idx[o++] = (uint8_t)(64 * i + (unsigned)__builtin_ctzll(b));
+	}
+
+	/* |w| range of the outliers, NaNs skipped as in ref */
+	float fomn = INFINITY, fomx = -INFINITY;
+	for (unsigned o = 0; o < k; o++) {
+		float a = fabsf(wg[idx[o]]);
+		fomn = a < fomn ? a : fomn;
+		fomx = a > fomx ? a : fomx;
+	}
+	if (fomn > fomx)
+		fomn = fomx = 0.0f;
+	*omn_out = fomn;
+	*omx_out = fomx;
+
+	/* the inliers, everything else NaN */
+	static const uint32_t bit_v[4] = {1, 2, 4, 8};
+	static const uint32_t pos_v[4] = {1, 2, 3, 4};
+	const uint32x4_t bit = vld1q_u32(bit_v), pos = vld1q_u32(pos_v);
+	const float32x4_t nan = vdupq_n_f32(NAN);
+	float32x4_t x[NA_VMAX];
+	float32x4_t mn = vdupq_n_f32(INFINITY), mx = vdupq_n_f32(-INFINITY);
+	for (size_t v = 0; v < nv8; v++) {
+		uint32_t b = (uint32_t)(word[v / 16] >> (4 * (v % 16))) & 0xfu;
+		uint32x4_t o = vtstq_u32(vdupq_n_u32(b), bit);
+		if (4 * v + 4 > len) {
+			uint32_t r = len > 4 * v ? (uint32_t)(len - 4 * v) : 0;
+			o = vorrq_u32(o, vcgtq_u32(pos, vdupq_n_u32(r)));
+		}
+		float32x4_t y = vbslq_f32(o, nan, vld1q_f32(wg + 4 * v));
+		x[v] = y;
+		mn = vbslq_f32(vcltq_f32(y, mn), y, mn);
+		mx = vbslq_f32(vcgtq_f32(y, mx), y, mx);
+	}
+	/* the accumulators hold no NaN, so FMINV/FMAXV are plain min/max here
+	 * (which zero they keep does not reach the output, see ref) */
+	float fmn = vminvq_f32(mn), fmx = vmaxvq_f32(mx);
+	if (fmn > fmx)
+		fmn = fmx = 0.0f;
+	*lo_out = fmn;
+	*hi_out = fmx;
+
+	/* range search (ref's inlier_range and grid_error) */
+	const float qmaxf = (float)((1u << p->bits) - 1u);
+	float step = (fmx - fmn) / qmaxf;
+	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+		return;
+	const float32x4_t zero = vdupq_n_f32(0.0f), qv = vdupq_n_f32(qmaxf);
+	uint32x4_t vm[NA_VMAX];
+	for (size_t v = 0; v < nv8; v++)
+		vm[v] = vceqq_f32(x[v], x[v]);
+	float best = 0.0f, h = 0.0f, mid = 0.0f;
+	for (unsigned i = 0; i <= p->search; i++) {
+		float lo = fmn, hi = fmx, st = step;
+		if (i > 0) {
+			float f = (NA_SEARCH_DEN - (float)i) / NA_SEARCH_DEN;
+			float fh = f * h;
+			lo = mid - fh;
+			hi = mid + fh;
+			st = (hi - lo) / qmaxf;
+			if (!(st > 0.0f))
+				break;
+		}
+		const float32x4_t lv = vdupq_n_f32(lo), iv = vdupq_n_f32(1.0f / st);
+		float32x4_t a[8];
+		for (unsigned j = 0; j < 8; j++)
+			a[j] = zero;
+		for (size_t v = 0; v < nv8; v += 8)
+			for (unsigned j = 0; j < 8; j++) {
+				float32x4_t e = na_sq_err(x[v + j], lv, iv, qv);
+				e = vreinterpretq_f32_u32(
+					vandq_u32(vreinterpretq_u32_f32(e), vm[v + j]));
+				a[j] = vaddq_f32(a[j], e);
+			}
+		/* b[0..3] and b[4..7] of ref's fold, then
+		 * ((b0+b4) + (b2+b6)) + ((b1+b5) + (b3+b7)) */
+		float32x4_t b0 = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[4], a[6]));
+		float32x4_t b1 = vaddq_f32(vaddq_f32(a[1], a[3]), vaddq_f32(a[5], a[7]));
+		float32x4_t s = vaddq_f32(b0, b1);
+		float32x2_t u = vadd_f32(vget_low_f32(s), vget_high_f32(s));
+		float e = (vget_lane_f32(u, 0) + vget_lane_f32(u, 1)) * (st * st);
+		if (i == 0) {
+			best = e;
+			h = (fmx - fmn) * 0.5f;
+			mid = fmn + h;
+		} else if (e < best) {
+			best = e;
+			*lo_out = lo;
+			*hi_out = hi;
+		}
+	}
+}
+
+/* 16 stored inlier codes of the grid (minf, inv) from w[16] (outliers are
+ * patched in afterwards: a few a group). */
+static inline uint8x16_t na_codes16(const float *w, float32x4_t minf, float32x4_t inv,
+				    float32x4_t qv, bool fold, uint8x16_t zv, uint8x16_t mv)
+{
+	uint32x4_t ci[4];
+	for (unsigned j = 0; j < 4; j++) {
+		float32x4_t q = vmulq_f32(vsubq_f32(vld1q_f32(w + 4 * j), minf), inv);
+		ci[j] = vcvtnq_u32_f32(na_clamp(q, qv));
+	}
+	uint16x8_t lo = vcombine_u16(vmovn_u32(ci[0]), vmovn_u32(ci[1]));
+	uint16x8_t hi = vcombine_u16(vmovn_u32(ci[2]), vmovn_u32(ci[3]));
+	uint8x16_t c = vcombine_u8(vmovn_u16(lo), vmovn_u16(hi));
+	if (fold) {
+		/* ref's fold(): d = |c - z|; d <= m ? (c > z ? 2d-1 : 2d) : m + d */
+		uint8x16_t gt = vcgtq_u8(c, zv);
+		uint8x16_t d = vabdq_u8(c, zv);
+		uint8x16_t near = vaddq_u8(vaddq_u8(d, d), gt);
+		uint8x16_t far = vaddq_u8(mv, d);
+		c = vbslq_u8(vcleq_u8(d, mv), near, far);
+	}
+	return c;
+}
+
+size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				 struct qs_adpq_row *r)
+{
+	const size_t G = p->group;
+	if (n == 0)
+		return 0;
+	if (G == 0 || G > NA_GMAX || G % 32 || p->bits < 2 || p->bits > 4)
+		return qs_ref_adpq_quantize_row(w, n, p, r);
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	float buf[NA_GMAX] __attribute__((aligned(16)));
+
+	/* 1: outliers and ranges */
+	uint8_t *idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		const float *wg = w + i;
+		if (len < G) {
+			memset(buf, 0, sizeof(buf));
+			memcpy(buf, wg, len * sizeof(float));
+			wg = buf;
+		}
+		na_group_ranges(wg, len, k, p, idx, &lo[g], &hi[g], &omn[g], &omx[g]);
+		idx += k;
+	}
+
+	/* 2: the grids (ref's code) */
+	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
+	if (overflowed == SIZE_MAX) {
+		memset(r->codes, 0, n);
+		return 1;
+	}
+
+	/* 3: codes, inliers 16 at a time, then the outliers as in ref */
+	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
+	const float32x4_t qv = vdupq_n_f32(qmaxf);
+	float sup[4];
+	for (unsigned j = 0; j < 4; j++)
+		sup[j] = qs_f16_to_f32(r->super[j]);
+	idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct na_grid q = na_group_grid(r, sup, ng, g, p->flags);
+		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
+		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
+		unsigned z = na_near_code((0.0f - q.minf) * inv, qmaxf);
+		unsigned m = z < qmax - z ? z : qmax - z;
+		const float32x4_t minf = vdupq_n_f32(q.minf), iv = vdupq_n_f32(inv);
+		const uint8x16_t zv = vdupq_n_u8((uint8_t)z), mv = vdupq_n_u8((uint8_t)m);
+		uint8_t *c = r->codes + i;
+		const float *wg = w + i;
+		for (size_t j = 0; j < len; j += 16) {
+			if (len - j >= 16) {
+				vst1q_u8(c + j, na_codes16(wg + j, minf, iv, qv, fold, zv, mv));
+			} else {
+				float x[16] = {0};
+				uint8_t c8[16];
+				memcpy(x, wg + j, (len - j) * sizeof(float));
+				vst1q_u8(c8, na_codes16(x, minf, iv, qv, fold, zv, mv));
+				memcpy(c + j, c8, len - j);
+			}
+		}
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		for (unsigned o = 0; o < k; o++) {
+			float x = wg[idx[o]];
+			unsigned co = na_near_code((fabsf(x) - q.omin) * oinv, omaxf);
+			uint32_t u;
+			memcpy(&u, &x, sizeof(u));
+			c[idx[o]] = (uint8_t)(co | (u >> 31) << (p->bits - 1));
+		}
+		idx += k;
+	}
+	return overflowed;
+}
+
+size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
+				   const struct qs_adpq_params *p, float *w)
+{
+	const size_t G = p->group;
+	if (n == 0 || G == 0 || p->bits < 2 || p->bits > 4)
+		return 0;
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax;
+	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
+	const uint8x16_t qm = vdupq_n_u8((uint8_t)qmax);
+	const uint8_t *idx = r->idx;
+	float sup[4];
+	size_t bad = 0;
+
+	for (unsigned j = 0; j < 4; j++)
+		sup[j] = qs_f16_to_f32(r->super[j]);
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct na_grid q = na_group_grid(r, sup, ng, g, p->flags);
+		const uint8_t *c = r->codes + i;
+		float *wg = w + i;
+		/* stored code (masked to qmax) to grid code, a table lookup */
+		uint8_t tab[16] = {0};
+		if (fold) {
+			float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
+			unsigned z = na_near_code((0.0f - q.minf) * inv, qmaxf);
+			for (unsigned f = 0; f <= qmax; f++)
+				tab[f] = (uint8_t)na_unfold(f, z, qmax);
+		} else {
+			for (unsigned f = 0; f <= qmax; f++)
+				tab[f] = (uint8_t)f;
+		}
+		const uint8x16_t tv = vld1q_u8(tab);
+		const float32x4_t sv = vdupq_n_f32(q.step), mv = vdupq_n_f32(q.minf);
+		size_t j = 0;
+		for (; j + 16 <= len; j += 16) {
+			uint8x16_t u = vqtbl1q_u8(tv, vandq_u8(vld1q_u8(c + j), qm));
+			uint16x8_t h0 = vmovl_u8(vget_low_u8(u)), h1 = vmovl_high_u8(u);
+			uint32x4_t e[4] = {vmovl_u16(vget_low_u16(h0)), vmovl_high_u16(h0),
+					   vmovl_u16(vget_low_u16(h1)), vmovl_high_u16(h1)};
+			for (unsigned l = 0; l < 4; l++) {
+				float32x4_t t = vmulq_f32(vcvtq_f32_u32(e[l]), sv);
+				vst1q_f32(wg + j + 4 * l, vaddq_f32(mv, t));
+			}
+		}
+		for (; j < len; j++) {
+			float t = (float)tab[c[j] & qmax] * q.step;
+			wg[j] = q.minf + t;
+		}
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		for (unsigned o = 0; o < k; o++) {
+			size_t jj = idx[o];
+			if (jj >= len) {
+				bad++;
+				continue;
+			}
+			unsigned co = c[jj];
+			float t = (float)(co & omax) * q.ostep;
+			float a = q.omin + t;
+			wg[jj] = (co >> (p->bits - 1)) & 1u ? -a : a;
+		}
+		idx += k;
+	}
+	return bad;
+}
+
+void qs_neon_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			 size_t plane_stride)
+{
+	static const uint8_t wt[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+				       1, 2, 4, 8, 16, 32, 64, 128};
+	const uint8x16_t wv = vld1q_u8(wt);
+	size_t nb = n / 16;
+	for (size_t j = 0; j < nb; j++) {
+		uint8x16_t v = vld1q_u8(codes + 16 * j);
+		for (unsigned b = 0; b < bits; b++) {
+			/* bit b of each code to its weight in the plane byte;
+			 * the weights of a half are distinct bits, so adding
+			 * them is OR-ing them */
+			uint8x16_t s = vandq_u8(vtstq_u8(v, vdupq_n_u8((uint8_t)(1u << b))), wv);
+			uint8_t *d = dst + b * plane_stride + 2 * j;
+			d[0] = vaddv_u8(vget_low_u8(s));
+			d[1] = vaddv_u8(vget_high_u8(s));
+		}
+	}
+	if (n % 16)
+		qs_ref_pack_planes(codes + 16 * nb, n % 16, bits, dst + 2 * nb, plane_stride);
+}
+
+void qs_neon_unpack_planes(const uint8_t *src, size_t plane_stride, size_t n,
+			   unsigned bits, uint8_t *codes)
+{
+	static const uint8_t wt[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+				       1, 2, 4, 8, 16, 32, 64, 128};
+	const uint8x16_t wv = vld1q_u8(wt);
+	size_t nb = n / 16;
+	for (size_t j = 0; j < nb; j++) {
+		uint8x16_t v = vdupq_n_u8(0);
+		for (unsigned b = 0; b < bits; b++) {
+			const uint8_t *s = src + b * plane_stride + 2 * j;
+			uint8x16_t x = vcombine_u8(vdup_n_u8(s[0]), vdup_n_u8(s[1]));
+			uint8x16_t one = vandq_u8(vtstq_u8(x, wv), vdupq_n_u8((uint8_t)(1u << b)));
+			v = vorrq_u8(v, one);
+		}
+		vst1q_u8(codes + 16 * j, v);
+	}
+	if (n % 16)
+		qs_ref_unpack_planes(src + 2 * nb, plane_stride, n % 16, bits, codes + 16 * nb);
+}
