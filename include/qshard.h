@@ -164,7 +164,8 @@ struct qs_convert_opts {
 
 struct qs_convert_result {
 	uint64_t tensors, quantized_tensors;
-	uint64_t input_bytes, output_bytes;
+	uint64_t input_bytes;             /* source bytes read by this run (less after --resume) */
+	uint64_t output_bytes;
 	uint64_t quantized_weights;
 	double bpw_nominal, bpw_on_disk;  /* over the quantized tensors */
 	double seconds;

@@ -219,7 +219,6 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	if (rc < 0)
 		goto out;
 	fill_result(opts->output, res);
-	res->input_bytes = qs_checkpoint_bytes(ck);
 	res->seconds = now_seconds() - t0;
 out:
 	if (w) {
