@@ -34,9 +34,10 @@
  *     that sum is the exact increase of the layer loss caused by the block
  *     once the later columns are re-optimized, so the choice is made on
  *     output error, not weight error;
- *   - the block's errors are then pushed onto every later column at once
- *     (W[:, after] -= E U[block, after], one cblas_sgemm): the parameter
- *     update.
+ *   - the block's errors are then pushed onto every later column (W[:,
+ *     after] -= E U[block, after]): the parameter update, batched with
+ *     gptq's recursive blocking (second_order.h's engine in gptq.c), so
+ *     it is a few large cblas_sgemm calls rather than one per block.
  * Not implemented: the paper's k-means code books and low-rank residual
  * refinements; the payload stays rtn's layout so any rtn reader works.
  *

@@ -29,23 +29,29 @@
  * not positive definite is retried with ten times the dampening, up to
  * five times, then refused with a message naming the tensor.
  *
- * Quantization of a chunk: columns in (permuted) order, in blocks of
- * max(128, group) columns.  Column j: q = the grid value of w[j]; err =
- * (w[j] - q) / U[j,j]; the block's later columns get w[k] -= err * U[j,k]
- * at once, the columns after the block get the whole block's errors as one
- * cblas_sgemm when the block ends (GPTQ's lazy batch update: the same
- * result, one matrix product instead of many rank-1 updates).
+ * Quantization of a chunk: columns in (permuted) order.  Column j: q =
+ * the grid value of w[j]; err = (w[j] - q) / U[j,j]; every later column
+ * gets w[k] -= err * U[j,k].  Those updates are batched (GPTQ's lazy
+ * batch update, applied recursively): the columns are split in halves on
+ * group boundaries down to leaves of 32; a leaf is quantized column by
+ * column with short in-leaf updates, and when a left half is done its
+ * errors reach the right half as one cblas_sgemm, W[:, right] -=
+ * E[:, left] U[left, right].  The same result up to rounding, but all but
+ * rows * cols * 31 of the rows * cols * (cols - 1) multiply-adds are
+ * sgemm, the largest ones rows x cols/2 x cols/2.  The errors take the
+ * place of the quantized weights in the working copy, so no copies.
  *
  * The grid is rtn's (rtn.c): asymmetric min-max fp16 scale and min per
  * group of `group` columns in natural column order.  Without actorder a
  * group's grid is fixed from the error-compensated weights when its first
- * column is reached (blocks hold whole groups, so those weights are up to
+ * column is reached (every group is one node of the recursion, entered
+ * only once all earlier columns reached it, so those weights are up to
  * date).  With actorder a group's columns are visited out of order, so its
  * grid is fixed up front from the original weights ("static groups");
  * codes are still chosen on the compensated weights.  Either way the
  * payload is exactly rtn's layout and rtn's dequantize reads it.
  *
- * Determinism: the block updates run in OpenBLAS (sger, sgemm), whose
+ * Determinism: the block updates run in OpenBLAS (sgemm), whose
  * kernels differ between CPU types (FMA or not, blocking), so with a
  * Hessian the payload is reproducible on one machine and OpenBLAS build,
  * for any thread count, but may differ in the last bits across CPU types.
@@ -73,6 +79,7 @@
  * alpha=0.01: 3.25 + 0.32 = 3.57.
  */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +98,8 @@ extern void spotri_(const char *uplo, const blasint *n, float *a, const blasint 
 		    blasint *info, size_t uplo_len);
 
 #define SO_ALIGN 64u
+#define LEAF_COLS 32 /* gptq: columns quantized one by one between sgemms */
+#define TILE_ROWS 64
 #define PREP_MAGIC 0x50525351u
 #define DAMP_RETRIES 5
 
@@ -186,13 +195,6 @@ static uint64_t groups_per_row(const struct qs_so_cfg *cfg, uint64_t cols)
 	return cols / cfg->group + (cols % cfg->group != 0);
 }
 
-static uint64_t block_cols(const struct qs_so_cfg *cfg)
-{
-	if (cfg->athena)
-		return cfg->group;
-	return cfg->group > 128 ? cfg->group : 128;
-}
-
 uint64_t qs_so_outliers_per_row(const struct qs_so_cfg *cfg, uint64_t cols)
 {
 	uint64_t t;
@@ -277,14 +279,16 @@ static struct prep_view prep_carve(const void *prep, uint64_t cols)
 	return v;
 }
 
-/* Chunk scratch: the working copy of the weights (permuted), the block's
- * errors, codes in natural order, fp16 scales and mins, outlier flags,
- * indices and values, and small per-group buffers; at least what rtn's
- * dequantize needs. */
+/* Chunk scratch: the working copy of the weights (permuted; a quantized
+ * column's slot holds its scaled error), codes (athena: natural order;
+ * gptq: leaf-major, gathered per row for packing), fp16 scales and mins
+ * (and as floats), outlier flags, indices and values, and small per-group
+ * buffers; at least what rtn's dequantize needs. */
 struct chunk_scratch {
-	float *w, *err;
+	float *w;
 	uint8_t *codes;
 	uint16_t *scale, *min;
+	float *sf, *mf;             /* the same as floats, for gptq's leaves */
 	uint8_t *omask;
 	uint32_t *oidx;
 	uint16_t *oval;
@@ -292,12 +296,13 @@ struct chunk_scratch {
 	uint32_t *heap_i;
 	float *gtmp, *cand, *cerr, *berr;
 	uint8_t *gcodes, *ccode, *bcode;
+	uint8_t *rowcodes;          /* one row's codes in natural order */
 };
 
 static bool scratch_layout(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t cols,
 			   void *base, struct chunk_scratch *cs, uint64_t *size)
 {
-	uint64_t nw, ng, k, nk, g = cfg->group, B = block_cols(cfg);
+	uint64_t nw, nc, ng, k, nk, g = cfg->group;
 	uint64_t off = SO_ALIGN;
 	uint8_t *p = base ? align_ptr(base) : NULL;
 
@@ -305,8 +310,7 @@ static bool scratch_layout(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t 
 	    !qs_mul_u64(rows, groups_per_row(cfg, cols), &ng) || ng > UINT64_MAX / 16)
 		return false;
 	k = qs_so_outliers_per_row(cfg, cols);
-	if (k == UINT64_MAX || !qs_mul_u64(rows, k, &nk) || nk > UINT64_MAX / 16 ||
-	    rows > UINT64_MAX / 4 / B)
+	if (k == UINT64_MAX || !qs_mul_u64(rows, k, &nk) || nk > UINT64_MAX / 16)
 		return false;
 #define TAKE(field, type, count)                                                  \
 	do {                                                                        \
@@ -315,10 +319,15 @@ static bool scratch_layout(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t 
 		off += align_up((uint64_t)(count) * sizeof(type));                  \
 	} while (0)
 	TAKE(w, float, nw);
-	TAKE(err, float, rows * B);
-	TAKE(codes, uint8_t, nw);
+	/* gptq's leaves write codes leaf-major (see leaf_gptq), ceil(cols /
+	 * LEAF_COLS) * LEAF_COLS per row */
+	if (!qs_mul_u64(rows, cols + LEAF_COLS - 1, &nc) || nc > UINT64_MAX / 16)
+		return false;
+	TAKE(codes, uint8_t, nc);
 	TAKE(scale, uint16_t, ng);
 	TAKE(min, uint16_t, ng);
+	TAKE(sf, float, ng);
+	TAKE(mf, float, ng);
 	TAKE(omask, uint8_t, k ? nw : 0);
 	TAKE(oidx, uint32_t, nk);
 	TAKE(oval, uint16_t, nk);
@@ -331,6 +340,7 @@ static bool scratch_layout(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t 
 	TAKE(gcodes, uint8_t, g);
 	TAKE(ccode, uint8_t, g);
 	TAKE(bcode, uint8_t, g);
+	TAKE(rowcodes, uint8_t, cols);
 #undef TAKE
 	struct qs_scheme r = rtn_of(cfg);
 	uint64_t rs = qs_scheme_rtn.scratch_size(&r, rows, cols);
@@ -684,6 +694,167 @@ static int athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
 	return 0;
 }
 
+static void grid_floats(struct chunk_scratch *cs, size_t i)
+{
+	cs->sf[i] = qs_f16_to_f32(cs->scale[i]);
+	cs->mf[i] = qs_f16_to_f32(cs->min[i]);
+}
+
+/* What the recursive pass over a chunk shares. */
+struct so_run {
+	const struct qs_kernels *k;
+	const struct qs_so_cfg *cfg;
+	const struct prep_view *v;
+	const float *u;             /* NULL: no Hessian, nothing propagated */
+	struct chunk_scratch *cs;
+	size_t R, c, ng, kout;
+	float qmaxf;
+};
+
+
+/* gptq, columns [a, b) (at most LEAF_COLS) of every row, TILE_ROWS rows
+ * at a time transposed into a small buffer, so that quantizing a column
+ * and the in-leaf updates are loops over rows with unit stride and a
+ * fixed count (the compiler vectorizes them at -O2; the arithmetic per
+ * element is the same as scalar, so the result does not depend on it).
+ * A quantized column's slot in cs->w receives its error (the weight is
+ * no longer needed), so the errors are already the left operand of the
+ * sgemm that pushes them on. */
+static int leaf_gptq(const struct so_run *x, size_t a, size_t b)
+{
+	const struct qs_so_cfg *cfg = x->cfg;
+	const struct chunk_scratch *cs = x->cs;
+	const float *u = x->u;
+	const float qmaxf = x->qmaxf;
+	size_t c = x->c, g = cfg->group, kout = x->kout, L = b - a;
+	float t[LEAF_COLS][TILE_ROWS], sc[TILE_ROWS], mn[TILE_ROWS], nz[TILE_ROWS];
+	float cf[TILE_ROWS], e[TILE_ROWS];
+	uint8_t cb[LEAF_COLS][TILE_ROWS];
+	/* Codes go leaf-major, [a / LEAF_COLS][row][column - a] in
+	 * (permuted) position order, so a leaf writes them in one stream
+	 * instead of a few bytes on every row's page; leaves start at
+	 * multiples of LEAF_COLS (groups do, and are split in LEAF_COLS). */
+	size_t lm = a / LEAF_COLS * x->R * LEAF_COLS;
+
+	for (size_t r0 = 0; r0 < x->R; r0 += TILE_ROWS) {
+		size_t nr = x->R - r0 < TILE_ROWS ? x->R - r0 : TILE_ROWS;
+		/* row by row: the chunk is touched along its rows only */
+		for (size_t rr = 0; rr < TILE_ROWS; rr++)
+			for (size_t jj = 0; jj < L; jj++)
+				t[jj][rr] = rr < nr ? cs->w[(r0 + rr) * c + a + jj] : 0.0f;
+		size_t last_gi = SIZE_MAX;
+		for (size_t jj = 0; jj < L; jj++) {
+			size_t j = a + jj, nat = u ? x->v->perm[j] : j, gi = nat / g;
+			if (gi != last_gi) {
+				last_gi = gi;
+				for (size_t rr = 0; rr < TILE_ROWS; rr++) {
+					size_t i = (r0 + rr) * x->ng + gi;
+					bool in = rr < nr;
+					sc[rr] = in ? cs->sf[i] : 1.0f;
+					mn[rr] = in ? cs->mf[i] : 0.0f;
+					nz[rr] = in && cs->scale[i] != 0 ? 1.0f : 0.0f;
+				}
+			}
+			float d = u ? u[j * c + j] : 1.0f;
+			/* grid_code() and grid_value() without branches (q is
+			 * finite once clamped, so q * nz is q or the zero grid's 0) */
+			for (size_t rr = 0; rr < TILE_ROWS; rr++) {
+				float xv = t[jj][rr];
+				float q = (xv - mn[rr]) / sc[rr];
+				q = q > 0.0f ? q : 0.0f;
+				q = q < qmaxf ? q : qmaxf;
+				q = (q + 0x1p23f) - 0x1p23f;
+				q = q * nz[rr];
+				cf[rr] = q;
+				float ev = (xv - (mn[rr] + q * sc[rr])) / d;
+				e[rr] = fabsf(ev) <= FLT_MAX ? ev : 0.0f;
+			}
+			for (size_t rr = 0; rr < TILE_ROWS; rr++)
+				cb[jj][rr] = (uint8_t)(int32_t)cf[rr];
+			for (size_t rr = 0; kout && rr < nr; rr++) {
+				if (!cs->omask[(r0 + rr) * c + nat])
+					continue;
+				float xv = t[jj][rr];
+				uint16_t h = qs_f32_to_f16(xv);
+				if ((h & 0x7c00u) == 0x7c00u && xv == xv)
+					return -QS_ETOOBIG;
+				size_t pos = find_idx(cs->oidx + (r0 + rr) * kout, kout, (uint32_t)nat);
+				cs->oval[(r0 + rr) * kout + pos] = h;
+				float ev = (xv - qs_f16_to_f32(h)) / d;
+				e[rr] = isfinite(ev) ? ev : 0.0f;
+			}
+			for (size_t rr = 0; rr < TILE_ROWS; rr++)
+				t[jj][rr] = e[rr];
+			if (!u)
+				continue;
+			for (size_t kk = jj + 1; kk < L; kk++) {
+				float uk = u[j * c + a + kk];
+				for (size_t rr = 0; rr < TILE_ROWS; rr++)
+					t[kk][rr] -= e[rr] * uk;
+			}
+		}
+		for (size_t rr = 0; rr < nr; rr++)
+			for (size_t jj = 0; jj < L; jj++) {
+				size_t j = a + jj;
+				cs->w[(r0 + rr) * c + j] = t[jj][rr];
+				cs->codes[lm + (r0 + rr) * LEAF_COLS + jj] = cb[jj][rr];
+			}
+	}
+	return 0;
+}
+
+/* Columns [a, b), every column before a already pushed onto them.
+ * Recursive (lazy) blocking: quantize the left part, push its errors
+ * onto the right part with one sgemm, W[:, m:b] -= E[:, a:m] U[a:m, m:b],
+ * then quantize the right part.  The same arithmetic as GPTQ's column by
+ * column updates, but all but O(cols * LEAF_COLS) of the work is sgemm,
+ * and the top levels are large square-ish products.  Splits fall on group
+ * boundaries while a part spans groups, so every group is one node and is
+ * whole and up to date when its grid is fixed (without actorder) or, for
+ * athena, when it is quantized as a block. */
+static int so_rec(const struct so_run *x, size_t a, size_t b)
+{
+	const struct qs_so_cfg *cfg = x->cfg;
+	struct chunk_scratch *cs = x->cs;
+	size_t c = x->c, g = cfg->group, R = x->R;
+	int rc;
+	bool group_node = a % g == 0 && b == (c - a < g ? c : a + g);
+
+	if (cfg->athena && group_node) {
+		for (size_t r = 0; r < R; r++) {
+			float *wr = cs->w + r * c;
+			rc = athena_block(x->k, cfg, x->u, c, !x->u, wr, a, b - a, cs,
+					  cs->codes + r * c, &cs->scale[r * x->ng + a / g],
+					  &cs->min[r * x->ng + a / g], x->u ? wr + a : NULL);
+			if (rc)
+				return rc;
+		}
+		return 0;
+	}
+	if (!cfg->actorder && group_node)
+		for (size_t r = 0; r < R; r++) {
+			rc = group_grid(x->k, cfg, cs->w + r * c + a,
+					x->kout ? cs->omask + r * c + a : NULL, NULL, b - a, cs,
+					&cs->scale[r * x->ng + a / g], &cs->min[r * x->ng + a / g]);
+			if (rc)
+				return rc;
+			grid_floats(cs, r * x->ng + a / g);
+		}
+	if (!cfg->athena && b - a <= LEAF_COLS)
+		return leaf_gptq(x, a, b);
+
+	size_t unit = b - a > g ? g : LEAF_COLS;
+	size_t n = (b - a + unit - 1) / unit, m = a + unit * (n / 2);
+	rc = so_rec(x, a, m);
+	if (rc)
+		return rc;
+	if (x->u)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)R,
+			    (blasint)(b - m), (blasint)(m - a), -1.0f, cs->w + a, (blasint)c,
+			    x->u + a * c + m, (blasint)c, 1.0f, cs->w + m, (blasint)c);
+	return so_rec(x, m, b);
+}
+
 int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w,
 		   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
@@ -711,7 +882,7 @@ int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w
 	struct chunk_scratch cs;
 	scratch_layout(cfg, rows, cols, scratch, &cs, &ssize);
 	size_t R = (size_t)rows, c = (size_t)cols, g = cfg->group;
-	size_t ng = (size_t)groups_per_row(cfg, cols), B = (size_t)block_cols(cfg);
+	size_t ng = (size_t)groups_per_row(cfg, cols);
 	size_t kout = (size_t)qs_so_outliers_per_row(cfg, cols);
 	float qmaxf = (float)((1u << cfg->bits) - 1u);
 	const float *u = ident ? NULL : v.u;
@@ -742,65 +913,13 @@ int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w
 						&cs.scale[r * ng + gi], &cs.min[r * ng + gi]);
 				if (rc)
 					return rc;
+				grid_floats(&cs, r * ng + gi);
 			}
 
-	for (size_t b0 = 0; b0 < c; b0 += B) {
-		size_t b1 = c - b0 < B ? c : b0 + B, bl = b1 - b0;
-		if (cfg->athena) {
-			for (size_t r = 0; r < R; r++) {
-				rc = athena_block(k, cfg, u, c, ident, cs.w + r * c, b0, bl, &cs,
-						  cs.codes + r * c, &cs.scale[r * ng + b0 / g],
-						  &cs.min[r * ng + b0 / g],
-						  ident ? NULL : cs.err + r * B);
-				if (rc)
-					return rc;
-			}
-		}
-		/* gptq: column by column over all rows, so the in-block update
-		 * of a column is one rank-1 BLAS call over the whole chunk */
-		for (size_t j = b0; j < b1 && !cfg->athena; j++) {
-			size_t nat = ident ? j : v.perm[j], gi = nat / g;
-			if (!cfg->actorder && nat % g == 0) {
-				size_t n = c - nat < g ? c - nat : g;
-				for (size_t r = 0; r < R; r++) {
-					rc = group_grid(k, cfg, cs.w + r * c + j,
-							kout ? cs.omask + r * c + nat : NULL, NULL, n,
-							&cs, &cs.scale[r * ng + gi], &cs.min[r * ng + gi]);
-					if (rc)
-						return rc;
-				}
-			}
-			float d = ident ? 1.0f : u[j * c + j];
-			for (size_t r = 0; r < R; r++) {
-				uint16_t s16 = cs.scale[r * ng + gi];
-				float scalef = qs_f16_to_f32(s16);
-				float minf = qs_f16_to_f32(cs.min[r * ng + gi]);
-				float x = cs.w[r * c + j], q;
-				uint8_t code = grid_code(x, minf, scalef, qmaxf, s16 == 0);
-				cs.codes[r * c + nat] = code;
-				if (kout && cs.omask[r * c + nat]) {
-					uint16_t h = qs_f32_to_f16(x);
-					if ((h & 0x7c00u) == 0x7c00u && x == x)
-						return -QS_ETOOBIG;
-					size_t pos = find_idx(cs.oidx + r * kout, kout, (uint32_t)nat);
-					cs.oval[r * kout + pos] = h;
-					q = qs_f16_to_f32(h);
-				} else {
-					q = grid_value(code, minf, scalef);
-				}
-				float e = (x - q) / d;
-				cs.err[r * B + (j - b0)] = isfinite(e) ? e : 0.0f;
-			}
-			if (!ident && j + 1 < b1)
-				cblas_sger(CblasRowMajor, (blasint)R, (blasint)(b1 - j - 1), -1.0f,
-					   cs.err + (j - b0), (blasint)B, u + j * c + j + 1, 1,
-					   cs.w + j + 1, (blasint)c);
-		}
-		if (!ident && b1 < c)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)R,
-				    (blasint)(c - b1), (blasint)bl, -1.0f, cs.err, (blasint)B,
-				    u + b0 * c + b1, (blasint)c, 1.0f, cs.w + b1, (blasint)c);
-	}
+	struct so_run run = { k, cfg, &v, u, &cs, R, c, ng, kout, qmaxf };
+	rc = so_rec(&run, 0, c);
+	if (rc)
+		return rc;
 
 	/* rtn's layout, then the outlier table */
 	uint8_t *scales = out, *mins = out + 2 * R * ng, *codes = out + 4 * R * ng;
@@ -808,8 +927,19 @@ int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w
 		qs_put_le16(scales + 2 * i, cs.scale[i]);
 		qs_put_le16(mins + 2 * i, cs.min[i]);
 	}
-	for (size_t r = 0; r < R; r++)
-		k->pack_bits(cs.codes + r * c, c, cfg->bits, codes, (uint64_t)r * c * cfg->bits);
+	for (size_t r = 0; r < R; r++) {
+		const uint8_t *rc8 = cs.codes + r * c;
+		if (!cfg->athena) {
+			/* rows in order: a run of rows shares its pages of
+			 * every leaf's codes */
+			for (size_t j = 0; j < c; j++)
+				cs.rowcodes[ident ? j : v.perm[j]] =
+					cs.codes[j / LEAF_COLS * R * LEAF_COLS + r * LEAF_COLS +
+						 j % LEAF_COLS];
+			rc8 = cs.rowcodes;
+		}
+		k->pack_bits(rc8, c, cfg->bits, codes, (uint64_t)r * c * cfg->bits);
+	}
 	if (kout) {
 		struct qs_scheme rs = rtn_of(cfg);
 		uint8_t *p = out + qs_scheme_rtn.payload_size(&rs, rows, cols);
