@@ -121,68 +121,15 @@ static int athena_parse(struct qs_scheme *s, const char *args, struct qs_diag *d
 	return 0;
 }
 
-static struct qs_so_cfg cfg_athena(const struct qs_scheme *s)
-{
-	struct qs_so_cfg c;
-	qs_so_cfg_of(s, true, &c);
-	return c;
-}
-
-static uint64_t athena_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_payload_size(&c, rows, cols);
-}
-
-static uint64_t athena_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_scratch_size(&c, rows, cols);
-}
-
-static int athena_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
-			   uint64_t cols, uint8_t *out, void *scratch)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_quantize(&c, NULL, w, rows, cols, out, scratch);
-}
-
-static int athena_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
-			     uint64_t cols, float *out, void *scratch)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_dequantize(&c, in, rows, cols, out, scratch);
-}
-
-static uint64_t athena_prep_size(const struct qs_scheme *s, uint64_t cols)
-{
-	(void)s;
-	return qs_so_prep_size(cols);
-}
-
-static int athena_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *stats,
-			  void *prep, struct qs_diag *diag)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_prepare(&c, stats, prep, "athena", diag);
-}
-
-static int athena_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
-				uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
-{
-	struct qs_so_cfg c = cfg_athena(s);
-	return qs_so_quantize(&c, prep, w, rows, cols, out, scratch);
-}
-
 const struct qs_scheme_ops qs_scheme_athena = {
 	.name = "athena",
 	.parse = athena_parse,
-	.payload_size = athena_payload_size,
-	.scratch_size = athena_scratch_size,
-	.quantize = athena_quantize,
-	.dequantize = athena_dequantize,
+	.payload_size = qs_so_op_payload_size,
+	.scratch_size = qs_so_op_scratch_size,
+	.quantize = qs_so_op_quantize,
+	.dequantize = qs_so_op_dequantize,
 	.wants = QS_WANT_HESSIAN,
-	.prep_size = athena_prep_size,
-	.prepare = athena_prepare,
-	.quantize_prep = athena_quantize_prep,
+	.prep_size = qs_so_op_prep_size,
+	.prepare = qs_so_op_prepare,
+	.quantize_prep = qs_so_op_quantize_prep,
 };

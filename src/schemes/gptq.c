@@ -1049,68 +1049,70 @@ static int gptq_parse(struct qs_scheme *s, const char *args, struct qs_diag *dia
 	return 0;
 }
 
-static struct qs_so_cfg cfg_gptq(const struct qs_scheme *s)
+/* The scheme-level operations shared by gptq and athena (second_order.h):
+ * which of the two a scheme is follows from its ops table. */
+static struct qs_so_cfg cfg_of(const struct qs_scheme *s)
 {
 	struct qs_so_cfg c;
-	qs_so_cfg_of(s, false, &c);
+	qs_so_cfg_of(s, s->ops == &qs_scheme_athena, &c);
 	return c;
 }
 
-static uint64_t gptq_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+uint64_t qs_so_op_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
+	struct qs_so_cfg c = cfg_of(s);
 	return qs_so_payload_size(&c, rows, cols);
 }
 
-static uint64_t gptq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+uint64_t qs_so_op_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
+	struct qs_so_cfg c = cfg_of(s);
 	return qs_so_scratch_size(&c, rows, cols);
 }
 
-static int gptq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
-			 uint64_t cols, uint8_t *out, void *scratch)
+int qs_so_op_quantize(const struct qs_scheme *s, const float *w, uint64_t rows, uint64_t cols,
+		      uint8_t *out, void *scratch)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
+	struct qs_so_cfg c = cfg_of(s);
 	return qs_so_quantize(&c, NULL, w, rows, cols, out, scratch);
 }
 
-static int gptq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
-			   uint64_t cols, float *out, void *scratch)
+int qs_so_op_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
+			uint64_t cols, float *out, void *scratch)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
+	struct qs_so_cfg c = cfg_of(s);
 	return qs_so_dequantize(&c, in, rows, cols, out, scratch);
 }
 
-static uint64_t gptq_prep_size(const struct qs_scheme *s, uint64_t cols)
+uint64_t qs_so_op_prep_size(const struct qs_scheme *s, uint64_t cols)
 {
 	(void)s;
 	return qs_so_prep_size(cols);
 }
 
-static int gptq_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *stats,
-			void *prep, struct qs_diag *diag)
+int qs_so_op_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *stats, void *prep,
+		     struct qs_diag *diag)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
-	return qs_so_prepare(&c, stats, prep, "gptq", diag);
+	struct qs_so_cfg c = cfg_of(s);
+	return qs_so_prepare(&c, stats, prep, s->ops->name, diag);
 }
 
-static int gptq_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
-			      uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
+int qs_so_op_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
+			   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
-	struct qs_so_cfg c = cfg_gptq(s);
+	struct qs_so_cfg c = cfg_of(s);
 	return qs_so_quantize(&c, prep, w, rows, cols, out, scratch);
 }
 
 const struct qs_scheme_ops qs_scheme_gptq = {
 	.name = "gptq",
 	.parse = gptq_parse,
-	.payload_size = gptq_payload_size,
-	.scratch_size = gptq_scratch_size,
-	.quantize = gptq_quantize,
-	.dequantize = gptq_dequantize,
+	.payload_size = qs_so_op_payload_size,
+	.scratch_size = qs_so_op_scratch_size,
+	.quantize = qs_so_op_quantize,
+	.dequantize = qs_so_op_dequantize,
 	.wants = QS_WANT_HESSIAN,
-	.prep_size = gptq_prep_size,
-	.prepare = gptq_prepare,
-	.quantize_prep = gptq_quantize_prep,
+	.prep_size = qs_so_op_prep_size,
+	.prepare = qs_so_op_prepare,
+	.quantize_prep = qs_so_op_quantize_prep,
 };

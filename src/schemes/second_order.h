@@ -29,6 +29,20 @@ void qs_so_cfg_of(const struct qs_scheme *s, bool athena, struct qs_so_cfg *cfg)
 bool qs_so_cfg_ok(const struct qs_so_cfg *cfg);
 
 uint64_t qs_so_prep_size(uint64_t cols);
+
+/* The scheme operations both tables use (gptq.c); gptq or athena is told
+ * apart by s->ops. */
+uint64_t qs_so_op_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
+uint64_t qs_so_op_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
+int qs_so_op_quantize(const struct qs_scheme *s, const float *w, uint64_t rows, uint64_t cols,
+		      uint8_t *out, void *scratch);
+int qs_so_op_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
+			uint64_t cols, float *out, void *scratch);
+uint64_t qs_so_op_prep_size(const struct qs_scheme *s, uint64_t cols);
+int qs_so_op_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *stats, void *prep,
+		     struct qs_diag *diag);
+int qs_so_op_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
+			   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
 /* scheme names the scheme in messages. */
 int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *stats,
 		  void *prep, const char *scheme, struct qs_diag *diag);
