@@ -109,36 +109,6 @@ static bool params_ok(const struct qs_scheme *s)
 	       s->extra[X_LAYOUT] <= LAYOUT_TIGHT;
 }
 
-/* "D[.DDDD]" to units of 1e-4; -1 when malformed or over 4 decimals. */
-static int parse_e4(const char *v, unsigned *out)
-{
-	unsigned ip = 0, fp = 0, nf = 0;
-	const char *p = v;
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (ip > 1000)
-			return -1;
-		ip = ip * 10 + (unsigned)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			if (++nf > 4)
-				return -1;
-			fp = fp * 10 + (unsigned)(*p - '0');
-		}
-	}
-	if (*p)
-		return -1;
-	while (nf++ < 4)
-		fp *= 10;
-	*out = ip * 10000 + fp;
-	return 0;
-}
-
 static int adpq_arg(struct qs_scheme *s, const char *key, const char *val,
 		    struct qs_diag *diag)
 {
@@ -157,7 +127,7 @@ static int adpq_arg(struct qs_scheme *s, const char *key, const char *val,
 					   val);
 		s->group = v;
 	} else if (strcmp(key, "alpha") == 0) {
-		if (parse_e4(val, &v) || v > 2500)
+		if (qs_scheme_parse_e4(val, &v) || v > 2500)
 			return qs_diag_set(diag, -QS_EUSAGE,
 					   "adpq: alpha must be a decimal in [0, 0.25] with at "
 					   "most 4 decimals (got '%s')", val);
@@ -206,17 +176,8 @@ static int adpq_parse(struct qs_scheme *s, const char *args, struct qs_diag *dia
 	if (rc)
 		return rc;
 
-	/* shortest decimal for alpha */
 	char a[16];
-	unsigned e4 = s->extra[X_ALPHA];
-	if (e4 % 10000 == 0) {
-		snprintf(a, sizeof(a), "%u", e4 / 10000);
-	} else {
-		snprintf(a, sizeof(a), "%u.%04u", e4 / 10000, e4 % 10000);
-		size_t l = strlen(a);
-		while (a[l - 1] == '0')
-			a[--l] = '\0';
-	}
+	qs_scheme_fmt_e4(a, sizeof(a), s->extra[X_ALPHA]);
 	snprintf(s->text, sizeof(s->text),
 		 "adpq:bits=%u,group=%u,alpha=%s,search=%u,scales=%s,layout=%s", s->bits,
 		 s->group, a, s->extra[X_SEARCH],

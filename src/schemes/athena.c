@@ -59,40 +59,16 @@
 #include "second_order.h"
 #include "util.h"
 
-static bool bits_ok(unsigned b)
-{
-	return b == 2 || b == 3 || b == 4 || b == 8;
-}
-
-static bool group_ok(unsigned g)
-{
-	return g == 32 || g == 64 || g == 128 || g == 256;
-}
-
 static int athena_arg(struct qs_scheme *s, const char *key, const char *val,
 		      struct qs_diag *diag)
 {
 	unsigned v = 0;
 	bool num = qs_scheme_parse_uint(val, &v) == 0;
 
-	if (strcmp(key, "bits") == 0) {
-		if (!num || !bits_ok(v))
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "athena: bits must be one of 2, 3, 4, 8 (got '%s')", val);
-		s->bits = v;
-	} else if (strcmp(key, "group") == 0) {
-		if (!num || !group_ok(v))
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "athena: group must be one of 32, 64, 128, 256 (got '%s')",
-					   val);
-		s->group = v;
-	} else if (strcmp(key, "damp") == 0) {
-		if (qs_so_parse_e4(val, &v) || v < 1 || v > 10000)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "athena: damp must be a decimal in (0, 1] with at most "
-					   "4 decimals (got '%s')", val);
-		s->extra[QS_SO_DAMP] = v;
-	} else if (strcmp(key, "search") == 0) {
+	int rc = qs_so_common_arg(s, key, val, diag);
+	if (rc != 1)
+		return rc;
+	if (strcmp(key, "search") == 0) {
 		if (!num || v > 16)
 			return qs_diag_set(diag, -QS_EUSAGE,
 					   "athena: search must be 0..16 (got '%s')", val);
@@ -115,7 +91,7 @@ static int athena_parse(struct qs_scheme *s, const char *args, struct qs_diag *d
 	if (rc)
 		return rc;
 	char d[16];
-	qs_so_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
+	qs_scheme_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
 	snprintf(s->text, sizeof(s->text), "athena:bits=%u,group=%u,damp=%s,search=%u",
 		 s->bits, s->group, d, s->extra[QS_SO_SEARCH]);
 	return 0;

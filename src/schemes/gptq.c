@@ -115,47 +115,6 @@ static bool group_ok(unsigned g)
 
 /* ------------------------------------------------------------ parameters */
 
-int qs_so_parse_e4(const char *v, unsigned *out)
-{
-	unsigned ip = 0, fp = 0, nf = 0;
-	const char *p = v;
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (ip > 1000)
-			return -1;
-		ip = ip * 10 + (unsigned)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			if (++nf > 4)
-				return -1;
-			fp = fp * 10 + (unsigned)(*p - '0');
-		}
-	}
-	if (*p)
-		return -1;
-	while (nf++ < 4)
-		fp *= 10;
-	*out = ip * 10000 + fp;
-	return 0;
-}
-
-void qs_so_fmt_e4(char *buf, size_t len, unsigned e4)
-{
-	if (e4 % 10000 == 0) {
-		snprintf(buf, len, "%u", e4 / 10000);
-		return;
-	}
-	snprintf(buf, len, "%u.%04u", e4 / 10000, e4 % 10000);
-	size_t l = strlen(buf);
-	while (l > 0 && buf[l - 1] == '0')
-		buf[--l] = '\0';
-}
-
 void qs_so_cfg_of(const struct qs_scheme *s, bool athena, struct qs_so_cfg *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -485,7 +444,7 @@ int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *sta
 	}
 	if (attempt > DAMP_RETRIES) {
 		char d[16];
-		qs_so_fmt_e4(d, sizeof(d), cfg->damp_e4);
+		qs_scheme_fmt_e4(d, sizeof(d), cfg->damp_e4);
 		return qs_diag_set(diag, -QS_EFORMAT,
 				   "%s: tensor '%s': Hessian is not positive definite, even "
 				   "with damp=%s raised %d times tenfold",
@@ -987,36 +946,52 @@ int qs_so_dequantize(const struct qs_so_cfg *cfg, const uint8_t *in, uint64_t ro
 
 /* ------------------------------------------------------------ gptq ops */
 
-static int gptq_arg(struct qs_scheme *s, const char *key, const char *val,
-		    struct qs_diag *diag)
+int qs_so_common_arg(struct qs_scheme *s, const char *key, const char *val,
+		     struct qs_diag *diag)
 {
+	const char *name = s->ops->name;
 	unsigned v = 0;
 	bool num = qs_scheme_parse_uint(val, &v) == 0;
 
 	if (strcmp(key, "bits") == 0) {
 		if (!num || !bits_ok(v))
 			return qs_diag_set(diag, -QS_EUSAGE,
-					   "gptq: bits must be one of 2, 3, 4, 8 (got '%s')", val);
+					   "%s: bits must be one of 2, 3, 4, 8 (got '%s')", name, val);
 		s->bits = v;
 	} else if (strcmp(key, "group") == 0) {
 		if (!num || !group_ok(v))
 			return qs_diag_set(diag, -QS_EUSAGE,
-					   "gptq: group must be one of 32, 64, 128, 256 (got '%s')",
-					   val);
+					   "%s: group must be one of 32, 64, 128, 256 (got '%s')",
+					   name, val);
 		s->group = v;
 	} else if (strcmp(key, "damp") == 0) {
-		if (qs_so_parse_e4(val, &v) || v < 1 || v > 10000)
+		if (qs_scheme_parse_e4(val, &v) || v < 1 || v > 10000)
 			return qs_diag_set(diag, -QS_EUSAGE,
-					   "gptq: damp must be a decimal in (0, 1] with at most "
-					   "4 decimals (got '%s')", val);
+					   "%s: damp must be a decimal in (0, 1] with at most "
+					   "4 decimals (got '%s')", name, val);
 		s->extra[QS_SO_DAMP] = v;
-	} else if (strcmp(key, "actorder") == 0) {
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
+static int gptq_arg(struct qs_scheme *s, const char *key, const char *val,
+		    struct qs_diag *diag)
+{
+	unsigned v = 0;
+	bool num = qs_scheme_parse_uint(val, &v) == 0;
+
+	int rc = qs_so_common_arg(s, key, val, diag);
+	if (rc != 1)
+		return rc;
+	if (strcmp(key, "actorder") == 0) {
 		if (!num || v > 1)
 			return qs_diag_set(diag, -QS_EUSAGE,
 					   "gptq: actorder must be 0 or 1 (got '%s')", val);
 		s->extra[QS_SO_ACTORDER] = v;
 	} else if (strcmp(key, "alpha") == 0) {
-		if (qs_so_parse_e4(val, &v) || v > 2500)
+		if (qs_scheme_parse_e4(val, &v) || v > 2500)
 			return qs_diag_set(diag, -QS_EUSAGE,
 					   "gptq: alpha must be a decimal in [0, 0.25] with at "
 					   "most 4 decimals (got '%s')", val);
@@ -1042,8 +1017,8 @@ static int gptq_parse(struct qs_scheme *s, const char *args, struct qs_diag *dia
 	if (rc)
 		return rc;
 	char d[16], a[16];
-	qs_so_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
-	qs_so_fmt_e4(a, sizeof(a), s->extra[QS_SO_ALPHA]);
+	qs_scheme_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
+	qs_scheme_fmt_e4(a, sizeof(a), s->extra[QS_SO_ALPHA]);
 	snprintf(s->text, sizeof(s->text), "gptq:bits=%u,group=%u,damp=%s,actorder=%u,alpha=%s",
 		 s->bits, s->group, d, s->extra[QS_SO_ACTORDER], a);
 	return 0;

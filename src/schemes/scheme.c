@@ -125,3 +125,44 @@ int qs_scheme_each_arg(struct qs_scheme *s, const char *args,
 	}
 	return 0;
 }
+
+int qs_scheme_parse_e4(const char *v, unsigned *out)
+{
+	unsigned ip = 0, fp = 0, nf = 0;
+	const char *p = v;
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (ip > 1000)
+			return -1;
+		ip = ip * 10 + (unsigned)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (++nf > 4)
+				return -1;
+			fp = fp * 10 + (unsigned)(*p - '0');
+		}
+	}
+	if (*p)
+		return -1;
+	while (nf++ < 4)
+		fp *= 10;
+	*out = ip * 10000 + fp;
+	return 0;
+}
+
+void qs_scheme_fmt_e4(char *buf, size_t len, unsigned e4)
+{
+	if (e4 % 10000 == 0) {
+		snprintf(buf, len, "%u", e4 / 10000);
+		return;
+	}
+	snprintf(buf, len, "%u.%04u", e4 / 10000, e4 % 10000);
+	size_t l = strlen(buf);
+	while (l > 0 && buf[l - 1] == '0')
+		buf[--l] = '\0';
+}

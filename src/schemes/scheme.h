@@ -93,6 +93,10 @@ int qs_scheme_each_arg(struct qs_scheme *s, const char *args,
 /* Strict decimal (digits only, no sign or spaces, fits unsigned); -1 when
  * val is anything else. */
 int qs_scheme_parse_uint(const char *val, unsigned *out);
+/* Decimal parameters (alpha, damp) in units of 1e-4: "D[.DDDD]" with at
+ * most 4 decimals, -1 otherwise; and the shortest text for one. */
+int qs_scheme_parse_e4(const char *val, unsigned *out);
+void qs_scheme_fmt_e4(char *buf, size_t len, unsigned e4);
 
 /* Registered schemes (NULL-terminated) and lookup by name. */
 extern const struct qs_scheme_ops *const qs_scheme_registry[];

@@ -56,9 +56,10 @@ uint64_t qs_so_scratch_size(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t
 /* Outliers a row keeps: round(alpha * cols), halves up. */
 uint64_t qs_so_outliers_per_row(const struct qs_so_cfg *cfg, uint64_t cols);
 
-/* "D[.DDDD]" to units of 1e-4; -1 when malformed or over 4 decimals. */
-int qs_so_parse_e4(const char *v, unsigned *out);
-/* Shortest decimal text of e4 / 10^4. */
-void qs_so_fmt_e4(char *buf, size_t len, unsigned e4);
+/* The parameters gptq and athena share (bits, group, damp): 0 when key
+ * is one of them and val is valid, -QS_EUSAGE when invalid (the message
+ * names the scheme), 1 when key is none of them. */
+int qs_so_common_arg(struct qs_scheme *s, const char *key, const char *val,
+		     struct qs_diag *diag);
 
 #endif /* QS_SECOND_ORDER_H */
