@@ -39,20 +39,6 @@ struct qs_reader {
 	size_t nready, capready;
 };
 
-const char *qs_io_backend_name(enum qs_io_backend io)
-{
-	switch (io) {
-	case QS_IO_URING:
-		return "uring";
-	case QS_IO_PREAD:
-		return "pread";
-	case QS_IO_MMAP:
-		return "mmap";
-	default:
-		return "auto";
-	}
-}
-
 static uint64_t align_down(uint64_t v)
 {
 	return v / QS_BUF_ALIGN * QS_BUF_ALIGN;

@@ -40,6 +40,5 @@ int qs_reader_submit(struct qs_reader *r, struct qs_read_req *req);
  * only when nothing is in flight).  Negative on a ring failure. */
 int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done);
 unsigned qs_reader_inflight(const struct qs_reader *r);
-const char *qs_io_backend_name(enum qs_io_backend io);
 
 #endif /* QS_READER_H */
