@@ -97,6 +97,7 @@ struct tensor {
 	int ndim;		/* 3: [experts, rows, cols] stacked experts */
 	uint64_t experts;	/* ndim 3 only */
 	enum dtype dt;
+	int mx;			/* MXFP4 experts: 1 the "_blocks", 2 the "_scales" */
 	uint64_t bytes;
 	unsigned shard;		/* 0-based */
 	uint64_t offset;	/* of its data within the shard's data section */
@@ -110,6 +111,7 @@ struct plan {
 	int tied;
 	unsigned moe;		/* experts per layer, 0: dense MLP */
 	int fused;		/* experts stacked in 3-D tensors */
+	int mxfp4;		/* stacked experts as MXFP4 _blocks/_scales (gpt-oss) */
 	struct tensor *t;
 	size_t nt;
 	unsigned nshards;
@@ -176,6 +178,22 @@ static void add_experts(struct plan *pl, unsigned l, enum kind kind, const char 
 	if (kind == K_GATE) {
 		snprintf(name, sizeof(name), "model.layers.%u.mlp.gate.weight", l);
 		add_tensor(pl, name, K_ROUTER, (int)l, pl->moe, h, 2);
+	}
+	if (pl->mxfp4) {
+		/* gpt-oss: "P_blocks" U8 [E, rows, cols/32, 16], "P_scales" U8
+		 * [E, rows, cols/32]; P is the projection without ".weight" */
+		size_t at = pl->nt;
+		int plen = (int)(strlen(proj) - strlen(".weight"));
+
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%.*s_blocks", l, plen, proj);
+		add_stacked(pl, name, kind, (int)l, pl->moe, rows, cols);
+		pl->t[at].mx = 1;
+		pl->t[at].bytes = pl->moe * rows * cols / 2;
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%.*s_scales", l, plen, proj);
+		add_stacked(pl, name, kind, (int)l, pl->moe, rows, cols);
+		pl->t[at + 1].mx = 2;
+		pl->t[at + 1].bytes = pl->moe * rows * cols / 32;
+		return;
 	}
 	if (pl->fused) {
 		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%s", l, proj);
@@ -823,12 +841,83 @@ static int write_fp8_tensor(struct out *o, const struct tensor *t, uint64_t seed
 	return 0;
 }
 
+/* e2m1 magnitudes (OCP MX v1.0): the code is the index, bit 3 the sign. */
+static const float e2m1[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+
+/* The E8M0 scales of the last MXFP4 blocks tensor, for its "_scales". */
+static unsigned char *mx_stash;
+static size_t mx_stash_len;
+
+/* MXFP4 blocks: each 32 values get the power of two that brings their
+ * largest magnitude within e2m1's 6 (OCP MX v1.0, section 6.3), then the
+ * nearest e2m1 code of each value, two codes a byte, low nibble first. */
+static int write_mxfp4_blocks(struct out *o, const struct tensor *t, uint64_t seed,
+			      struct gen *g, float *row)
+{
+	uint64_t nrows = t->experts * t->rows, nblk = t->cols / 32;
+
+	free(mx_stash);
+	mx_stash_len = (size_t)(nrows * nblk);
+	mx_stash = malloc(mx_stash_len);
+	if (!mx_stash)
+		die_oom();
+	gen_init(g, t, seed);
+	for (uint64_t r = 0; r < nrows; r++) {
+		unsigned char *dst = out_reserve(o, (size_t)(t->cols / 2));
+
+		if (!dst)
+			return -1;
+		gen_row(g, t, row);
+		for (uint64_t b = 0; b < nblk; b++) {
+			const float *v = row + 32 * b;
+			float amax = 0;
+			int e = -127;
+
+			for (int i = 0; i < 32; i++)
+				amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+			if (amax > 0)
+				e = (int)ceil(log2(amax / 6.0));
+			e = e < -127 ? -127 : e > 127 ? 127 : e;
+			mx_stash[r * nblk + b] = (unsigned char)(e + 127);
+			for (int i = 0; i < 32; i++) {
+				float x = (float)ldexp(fabs(v[i]), -e);
+				int best = 0;
+
+				for (int k = 1; k < 8; k++)
+					if (fabsf(x - e2m1[k]) < fabsf(x - e2m1[best]))
+						best = k;
+				unsigned char code = (unsigned char)(best | (v[i] < 0 ? 8 : 0));
+
+				if (i % 2 == 0)
+					dst[b * 16 + i / 2] = code;
+				else
+					dst[b * 16 + i / 2] |= (unsigned char)(code << 4);
+			}
+		}
+		o->len += (size_t)(t->cols / 2);
+	}
+	return 0;
+}
+
 static int write_tensor_data(struct out *o, const struct tensor *t,
 			     uint64_t seed, struct gen *g, float *row, float *block)
 {
 	enum dtype dt = t->dt;
 	size_t row_bytes = (size_t)t->cols * dtypes[dt].size;
 
+	if (t->mx == 1)
+		return write_mxfp4_blocks(o, t, seed, g, row);
+	if (t->mx == 2) {
+		unsigned char *dst = out_reserve(o, mx_stash_len);
+
+		if (!mx_stash || mx_stash_len != t->bytes || !dst) {
+			fprintf(stderr, "mkckpt: %s does not follow its blocks\n", t->name);
+			exit(EXIT_IO);
+		}
+		memcpy(dst, mx_stash, mx_stash_len);
+		o->len += mx_stash_len;
+		return 0;
+	}
 	if (dt == DT_FP8)
 		return write_fp8_tensor(o, t, seed, g, block);
 	if (t->kind == K_SCALE) {
@@ -935,7 +1024,13 @@ static json_t *tensor_header(const struct plan *pl, unsigned shard)
 
 		if (t->shard != shard)
 			continue;
-		if (t->ndim == 3)
+		if (t->mx == 1)
+			shape = json_pack("[IIII]", (json_int_t)t->experts, (json_int_t)t->rows,
+					  (json_int_t)(t->cols / 32), (json_int_t)16);
+		else if (t->mx == 2)
+			shape = json_pack("[III]", (json_int_t)t->experts, (json_int_t)t->rows,
+					  (json_int_t)(t->cols / 32));
+		else if (t->ndim == 3)
 			shape = json_pack("[III]", (json_int_t)t->experts, (json_int_t)t->rows,
 					  (json_int_t)t->cols);
 		else
@@ -943,7 +1038,7 @@ static json_t *tensor_header(const struct plan *pl, unsigned shard)
 				json_pack("[I]", (json_int_t)t->cols) :
 				json_pack("[II]", (json_int_t)t->rows,
 					  (json_int_t)t->cols);
-		e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", dtypes[t->dt].st,
+		e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", t->mx ? "U8" : dtypes[t->dt].st,
 			      "shape", shape, "data_offsets",
 			      (json_int_t)t->offset,
 			      (json_int_t)(t->offset + t->bytes));
@@ -1103,7 +1198,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mkckpt [--preset tiny|1b|8b|70b] [--layers N] "
 		"[--dtype bf16|f16|f32|fp8]\n"
-		"              [--moe E [--fused-experts]]\n"
+		"              [--moe E [--fused-experts [--mxfp4]]]\n"
 		"              [--shard-size SIZE] [--seed S] "
 		"[--tie-embeddings] [--vocab N] -o DIR\n"
 		"\n"
@@ -1121,6 +1216,8 @@ static void usage(FILE *f)
 		"  --moe E           E experts per layer instead of the dense MLP, plus a\n"
 		"                    router mlp.gate.weight (mlp.experts.N.*_proj.weight)\n"
 		"  --fused-experts   stack the experts in 3-D tensors [E, rows, cols]\n"
+		"  --mxfp4           stacked experts as gpt-oss MXFP4: P_blocks U8\n"
+		"                    [E, rows, cols/32, 16] and P_scales U8 (E8M0)\n"
 		"  --shard-size SIZE max bytes per shard, K/M/G suffixes are "
 		"powers of 1024;\n"
 		"                    0 (default): one file for tiny, 5GB "
@@ -1237,6 +1334,7 @@ int main(int argc, char **argv)
 		{ "vocab", required_argument, NULL, 'v' },
 		{ "moe", required_argument, NULL, 'm' },
 		{ "fused-experts", no_argument, NULL, 'F' },
+		{ "mxfp4", no_argument, NULL, 'X' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1310,6 +1408,9 @@ int main(int argc, char **argv)
 		case 'F':
 			pl.fused = 1;
 			break;
+		case 'X':
+			pl.mxfp4 = 1;
+			break;
 		case 'o':
 			if (!*optarg)
 				die_usage("empty output directory");
@@ -1335,6 +1436,8 @@ int main(int argc, char **argv)
 		die_usage("missing output directory (-o DIR)");
 	if (pl.fused && !pl.moe)
 		die_usage("--fused-experts needs --moe E");
+	if (pl.mxfp4 && !pl.fused)
+		die_usage("--mxfp4 needs --moe E --fused-experts");
 	if (pl.fused && pl.dt == DT_FP8)
 		die_usage("--fused-experts and --dtype fp8 do not combine (FP8 MoE "
 			  "checkpoints store experts one by one)");
@@ -1398,6 +1501,7 @@ int main(int argc, char **argv)
 	free(row);
 	free(block);
 	free(fp8_stash);
+	free(mx_stash);
 	free(g.colscale);
 	free(o.buf);
 	free(pl.t);

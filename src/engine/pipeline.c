@@ -397,7 +397,7 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 		size_t n = (size_t)(j->rows * t->cols);
 		float *w = (float *)j->work;
 		if (t->companion)
-			qs_fp8_dequant_rows(&t->pairing, t->src->dtype, t->companion->dtype,
+			qs_scaled_dequant_rows(&t->pairing, t->src->dtype, t->companion->dtype,
 					    j->input, j->aux_data, qs_plan_chunk_begin(t, j->chunk),
 					    j->rows, t->cols, w);
 		else
@@ -570,9 +570,10 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			rc = qs_cwriter_frame(p->a->writer, j->compressed, j->frame_size, &off, diag);
 			if (rc == 0) {
 				XXH3_64bits_update(hash, j->input, j->req.len);
-				/* block-scaled chunks read disjoint, consecutive
-				 * scale rows; a per-tensor scale is hashed once */
-				if (t->companion && (t->pairing.enc == QS_SRC_FP8_BLOCK || c == 0))
+				/* block scales and MXFP4 scales: chunks read
+				 * disjoint, consecutive rows of them; a
+				 * per-tensor scale is hashed once */
+				if (t->companion && (t->pairing.enc != QS_SRC_FP8_TENSOR || c == 0))
 					XXH3_64bits_update(aux_hash, j->aux_data, j->aux.len);
 				chunks[c] = (struct qs_chunk_entry){
 					.frame_offset = off,

@@ -55,6 +55,8 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 static uint64_t aux_bytes(const struct qs_plan_tensor *t, uint64_t rows)
 {
 	const struct qs_st_tensor *s = t->companion;
+	if (t->pairing.enc == QS_SRC_MXFP4)
+		return rows * (t->cols / QS_MXFP4_BLOCK);  /* one E8M0 byte a block */
 	if (t->pairing.enc != QS_SRC_FP8_BLOCK)
 		return s->nbytes;
 	uint64_t br = t->pairing.block_rows;
@@ -88,6 +90,11 @@ void qs_plan_chunk_aux(const struct qs_plan_tensor *t, uint32_t c, uint64_t *off
 		       uint64_t *len)
 {
 	const struct qs_st_tensor *s = t->companion;
+	if (t->pairing.enc == QS_SRC_MXFP4) {
+		*offset = s->offset + qs_plan_chunk_begin(t, c) * (t->cols / QS_MXFP4_BLOCK);
+		*len = aux_bytes(t, qs_plan_chunk_rows(t, c));
+		return;
+	}
 	if (t->pairing.enc != QS_SRC_FP8_BLOCK) {
 		*offset = s->offset;
 		*len = s->nbytes;
@@ -377,9 +384,27 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	rc = qs_src_pair_scales(ck, pairing, diag);
 	if (rc < 0)
 		goto out;
+	plan->logical = calloc(ck->ntensors + 1, sizeof(*plan->logical));
+	if (!plan->logical) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < ck->ntensors; i++) {
 		const struct qs_st_tensor *t = &ck->tensors[i];
 		struct qs_plan_tensor *pt = &plan->tensors[i];
+		const char *blocks_name = NULL;
+		if (pairing[i].enc == QS_SRC_MXFP4) {
+			/* planned as the logical tensor "P"; kept, as "P_blocks" */
+			struct qs_st_tensor *l = &plan->logical[plan->nlogical];
+			*l = qs_mxfp4_logical(t);
+			if (!l->name) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			plan->nlogical++;
+			blocks_name = t->name;
+			t = l;
+		}
 		pt->src = t;
 		pt->pairing = pairing[i];
 		pt->cols = t->ndim ? t->shape[t->ndim - 1] : 1;
@@ -389,13 +414,15 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 		if (t->ndim >= 1 && t->shape[t->ndim - 1] == 0)
 			pt->rows = 0;
 		pt->matrix_rows = t->ndim >= 3 ? t->shape[t->ndim - 2] : pt->rows;
-		pt->row_bytes = pt->cols * qs_dtype_size(t->dtype);
+		pt->row_bytes = blocks_name ? pt->cols / QS_MXFP4_BLOCK * 16
+					    : pt->cols * qs_dtype_size(t->dtype);
 
-		bool fp8_weight = pairing[i].companion != SIZE_MAX;
-		bool keep = !(qs_dtype_quantizable(t->dtype) || fp8_weight) || t->ndim < 2 ||
+		bool paired = pairing[i].companion != SIZE_MAX;
+		bool keep = !(qs_dtype_quantizable(t->dtype) || paired) || t->ndim < 2 ||
 			    pairing[i].scale_of != SIZE_MAX;
 		for (size_t k = 0; k < nkeeps && !keep; k++)
-			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0;
+			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0 ||
+			       (blocks_name && regexec(&keeps[k], blocks_name, 0, NULL, 0) == 0);
 		if (!keep) {
 			for (size_t r = nrules; r-- > 0;) {
 				if (!rules[r].has_regex ||
@@ -410,6 +437,16 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			}
 		}
 		pt->raw = keep;
+		if (keep && blocks_name) {
+			/* stored as the source holds it */
+			pt->src = &ck->tensors[i];
+			pt->cols = 16;
+			pt->rows = t->shape[0] ? pt->src->nbytes / 16 : 0;
+			pt->matrix_rows = pt->rows;
+			pt->row_bytes = 16;
+			pt->pairing = (struct qs_src_pairing){.companion = SIZE_MAX,
+							      .scale_of = SIZE_MAX};
+		}
 	}
 	/* A quantized FP8 weight reads its scale and consumes it; a kept one
 	 * keeps its scale beside it, both byte for byte. */
@@ -475,6 +512,9 @@ out:
 
 void qs_plan_release(struct qs_plan *plan)
 {
+	for (size_t i = 0; i < plan->nlogical; i++)
+		free(plan->logical[i].name);
+	free(plan->logical);
 	free(plan->tensors);
 	free(plan->options_text);
 	free(plan->input_text);

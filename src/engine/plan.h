@@ -61,6 +61,10 @@ struct qs_plan {
 	uint64_t max_footprint;        /* largest chunk footprint in the plan */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
 	uint64_t ring;                 /* window left for chunks: window - max_prep */
+	/* Logical tensors the checkpoint holds in two parts (MXFP4 "P" of
+	 * "P_blocks" + "P_scales"); plan_tensor.src points here for them. */
+	struct qs_st_tensor *logical;
+	size_t nlogical;
 };
 
 /* Alignment of every buffer carved from the window: the page size, so the

@@ -215,6 +215,17 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		struct qs_st_tensor key = {.name = r->name};
 		const struct qs_st_tensor *kp = &key, **hit;
 		hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+		char *blocks = NULL;
+		if (!hit && r->dtype == QS_DTYPE_MXFP4 &&
+		    (blocks = malloc(strlen(r->name) + 8)) != NULL) {
+			/* held by the source as NAME_blocks + NAME_scales */
+			sprintf(blocks, "%s_blocks", r->name);
+			key.name = blocks;
+			hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+			if (hit && pairing[*hit - ck->tensors].enc != QS_SRC_MXFP4)
+				hit = NULL;
+		}
+		free(blocks);
 		if (!hit) {
 			on_damage(v, r->name, "missing in source");
 			continue;

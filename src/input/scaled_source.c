@@ -85,10 +85,35 @@ static float scale_at(enum qs_dtype sdt, const void *scale, size_t i)
 	return ((const float *)scale)[i];
 }
 
-void qs_fp8_dequant_rows(const struct qs_src_pairing *pr, enum qs_dtype dt,
-			 enum qs_dtype scale_dtype, const uint8_t *in, const void *scale,
-			 uint64_t row0, uint64_t rows, uint64_t cols, float *out)
+/* e2m1 (OCP MX v1.0, section 5.3.3): 1 sign, 2 exponent (bias 1), 1
+ * mantissa bit: 0, 0.5, 1, 1.5, 2, 3, 4, 6. */
+static const float e2m1_values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+				      -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+static void mxfp4_dequant_rows(const uint8_t *blocks, const uint8_t *scales, uint64_t rows,
+			       uint64_t cols, float *out)
 {
+	uint64_t nblk = cols / QS_MXFP4_BLOCK;
+	for (uint64_t b = 0; b < rows * nblk; b++) {
+		/* E8M0: 2^(s - 127); 255 is NaN */
+		float s = scales[b] == 255 ? NAN : ldexpf(1.0f, (int)scales[b] - 127);
+		const uint8_t *in = blocks + b * (QS_MXFP4_BLOCK / 2);
+		float *o = out + b * QS_MXFP4_BLOCK;
+		for (unsigned i = 0; i < QS_MXFP4_BLOCK / 2; i++) {
+			o[2 * i] = e2m1_values[in[i] & 15] * s;
+			o[2 * i + 1] = e2m1_values[in[i] >> 4] * s;
+		}
+	}
+}
+
+void qs_scaled_dequant_rows(const struct qs_src_pairing *pr, enum qs_dtype dt,
+			    enum qs_dtype scale_dtype, const uint8_t *in, const void *scale,
+			    uint64_t row0, uint64_t rows, uint64_t cols, float *out)
+{
+	if (pr->enc == QS_SRC_MXFP4) {
+		mxfp4_dequant_rows(in, scale, rows, cols, out);
+		return;
+	}
 	const float *t = table_for(dt);
 	if (pr->enc == QS_SRC_FP8_TENSOR) {
 		float s = scale_at(scale_dtype, scale, 0);
@@ -110,6 +135,18 @@ void qs_fp8_dequant_rows(const struct qs_src_pairing *pr, enum qs_dtype dt,
 				dst[c] = t[src[c]] * s;
 		}
 	}
+}
+
+struct qs_st_tensor qs_mxfp4_logical(const struct qs_st_tensor *blocks)
+{
+	struct qs_st_tensor t = *blocks;
+	size_t n = strlen(blocks->name) - strlen("_blocks");
+	t.name = strndup(blocks->name, n);
+	t.dtype = QS_DTYPE_MXFP4;
+	t.ndim = blocks->ndim - 1;
+	t.shape[t.ndim - 1] = blocks->shape[blocks->ndim - 2] * QS_MXFP4_BLOCK;
+	t.shape[t.ndim] = 0;
+	return t;
 }
 
 uint64_t qs_paired_source_xxh3(uint64_t weight_xxh3, uint64_t scale_xxh3)
@@ -228,6 +265,58 @@ static int pair_one(const struct qs_checkpoint *ck, const struct qs_st_tensor *w
 	return 0;
 }
 
+/* "P_blocks": U8 [..., rows, cols / 32, 16] with at least one row
+ * dimension. */
+static bool is_mxfp4_blocks(const struct qs_st_tensor *t)
+{
+	size_t n = strlen(t->name), m = strlen("_blocks");
+	return t->dtype == QS_DTYPE_U8 && t->ndim >= 3 && t->shape[t->ndim - 1] == 16 &&
+	       n > m && strcmp(t->name + n - m, "_blocks") == 0;
+}
+
+static int pair_mxfp4(const struct qs_checkpoint *ck, const struct qs_st_tensor **sorted,
+		      size_t i, struct qs_src_pairing *out, struct qs_diag *diag)
+{
+	const struct qs_st_tensor *b = &ck->tensors[i];
+	size_t base = strlen(b->name) - strlen("_blocks");
+	char *name = malloc(base + 8);
+	if (!name)
+		return -ENOMEM;
+	snprintf(name, base + 8, "%.*s_scales", (int)base, b->name);
+	size_t hit = find(sorted, ck->ntensors, ck->tensors, name);
+	int rc = 0;
+	char bs[128], ss[128];
+	shape_text(b, bs, sizeof(bs));
+	if (hit == SIZE_MAX) {
+		rc = qs_diag_set(diag, -QS_EFORMAT,
+				 "'%s': tensor '%s' holds MXFP4 blocks but the checkpoint has "
+				 "no tensor '%s'",
+				 ck->shards[b->shard].name, b->name, name);
+		goto out;
+	}
+	const struct qs_st_tensor *s = &ck->tensors[hit];
+	shape_text(s, ss, sizeof(ss));
+	bool shape_ok = s->dtype == QS_DTYPE_U8 && s->ndim + 1 == b->ndim &&
+			out[hit].scale_of == SIZE_MAX;
+	for (uint32_t d = 0; shape_ok && d < s->ndim; d++)
+		shape_ok = s->shape[d] == b->shape[d];
+	if (!shape_ok) {
+		rc = qs_diag_set(diag, -QS_EFORMAT,
+				 "'%s': tensor '%s' (%s %s) is not the E8M0 scales of MXFP4 "
+				 "tensor '%s' %s: expected U8 of its shape without the last "
+				 "dimension",
+				 ck->shards[s->shard].name, s->name, qs_dtype_name(s->dtype), ss,
+				 b->name, bs);
+		goto out;
+	}
+	out[i].enc = QS_SRC_MXFP4;
+	out[i].companion = hit;
+	out[hit].scale_of = i;
+out:
+	free(name);
+	return rc;
+}
+
 int qs_src_pair_scales(const struct qs_checkpoint *ck, struct qs_src_pairing *out,
 		       struct qs_diag *diag)
 {
@@ -235,7 +324,7 @@ int qs_src_pair_scales(const struct qs_checkpoint *ck, struct qs_src_pairing *ou
 		out[i] = (struct qs_src_pairing){.companion = SIZE_MAX, .scale_of = SIZE_MAX};
 	bool any = false;
 	for (size_t i = 0; i < ck->ntensors && !any; i++)
-		any = is_fp8(ck->tensors[i].dtype);
+		any = is_fp8(ck->tensors[i].dtype) || is_mxfp4_blocks(&ck->tensors[i]);
 	if (!any)
 		return 0;
 	uint32_t br, bc;
@@ -251,6 +340,10 @@ int qs_src_pair_scales(const struct qs_checkpoint *ck, struct qs_src_pairing *ou
 	static const char *const suffixes[] = {"_scale_inv", "_scale"};
 	for (size_t i = 0; i < ck->ntensors && rc == 0; i++) {
 		const struct qs_st_tensor *w = &ck->tensors[i];
+		if (is_mxfp4_blocks(w)) {
+			rc = pair_mxfp4(ck, sorted, i, out, diag);
+			continue;
+		}
 		if (!is_fp8(w->dtype))
 			continue;
 		size_t len = strlen(w->name);

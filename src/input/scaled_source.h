@@ -1,6 +1,7 @@
 /* scaled_source.h - source tensors whose values are not their bytes alone:
  * FP8 weights that ship with a scale tensor (DeepSeek-V3/R1 block scales,
- * per-tensor scales of other FP8 checkpoints).
+ * per-tensor scales of other FP8 checkpoints), and OCP MXFP4 weights
+ * (gpt-oss experts) split into a codes and a scales tensor.
  *
  * Such a weight W (F8_E4M3 or F8_E5M2) has a companion S of F32 or BF16:
  *   - block scales: S has shape [ceil(rows/br), ceil(cols/bc)] and
@@ -17,6 +18,14 @@
  * dequantized product, so the scale tensor is neither stored nor quantized
  * on its own.  A weight kept with --keep keeps its companion beside it,
  * byte for byte.
+ *
+ * MXFP4 (OCP Microscaling Formats (MX) Specification v1.0, 2023): the
+ * weight "P" of logical shape [..., rows, cols] is stored as "P_blocks",
+ * U8 [..., rows, cols / 32, 16] (32 e2m1 codes a block, the low nibble of
+ * each byte first), and "P_scales", U8 [..., rows, cols / 32] (E8M0:
+ * value = e2m1 * 2^(scale - 127)).  A quantized MXFP4 weight is planned
+ * and recorded as "P" with dtype MXFP4 and its logical shape; both source
+ * tensors are consumed.  A kept one keeps both, byte for byte.
  */
 #ifndef QS_SCALED_SOURCE_H
 #define QS_SCALED_SOURCE_H
@@ -31,6 +40,7 @@ enum qs_src_encoding {
 	QS_SRC_PLAIN = 0,     /* the bytes are the values (BF16/F16/F32/...) */
 	QS_SRC_FP8_BLOCK,     /* FP8 times a block scale */
 	QS_SRC_FP8_TENSOR,    /* FP8 times one scale */
+	QS_SRC_MXFP4,         /* "P_blocks" with "P_scales" */
 };
 
 /* How one checkpoint tensor is read. */
@@ -57,13 +67,21 @@ float qs_fp8_e4m3_to_f32(uint8_t v);
 float qs_fp8_e5m2_to_f32(uint8_t v);
 void qs_fp8_to_f32(enum qs_dtype dt, const uint8_t *in, float *out, size_t n);
 
-/* Dequantizes rows [row0, row0 + rows) of an FP8 weight with cols
- * columns into out (rows * cols f32): out = fp8 * scale.  scale holds the
- * companion's values (F32 or BF16 per scale_dtype) for block rows
- * row0 / br .. (row0 + rows - 1) / br (all of it for a per-tensor scale). */
-void qs_fp8_dequant_rows(const struct qs_src_pairing *pr, enum qs_dtype dt,
-			 enum qs_dtype scale_dtype, const uint8_t *in, const void *scale,
-			 uint64_t row0, uint64_t rows, uint64_t cols, float *out);
+/* Dequantizes rows [row0, row0 + rows) of a paired weight with cols
+ * (logical) columns into out (rows * cols f32).  FP8: out = fp8 * scale,
+ * scale holding the companion's values (F32 or BF16 per scale_dtype) for
+ * block rows row0 / br .. (row0 + rows - 1) / br (all of it for a
+ * per-tensor scale).  MXFP4: in holds the rows' blocks, scale their
+ * E8M0 bytes. */
+void qs_scaled_dequant_rows(const struct qs_src_pairing *pr, enum qs_dtype dt,
+			    enum qs_dtype scale_dtype, const uint8_t *in, const void *scale,
+			    uint64_t row0, uint64_t rows, uint64_t cols, float *out);
+
+/* The logical tensor of an MXFP4 pair: name without "_blocks", dtype
+ * MXFP4, shape [..., rows, cols], the codes' offset, shard and size.
+ * name is malloc'd (NULL on ENOMEM). */
+struct qs_st_tensor qs_mxfp4_logical(const struct qs_st_tensor *blocks);
+#define QS_MXFP4_BLOCK 32u
 
 /* The source checksum recorded for a quantized FP8 weight: xxh3-64 of the
  * 16 bytes le64(xxh3-64 of the weight's bytes) le64(xxh3-64 of the scale's

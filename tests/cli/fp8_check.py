@@ -13,6 +13,12 @@ usage:
       every FP8 weight's SQNR against fp8 * scale is at least MIN_DB
   fp8_check.py keep SRC OUT REGEX
       FP8 weights matching REGEX and their scales are byte-identical in OUT
+  fp8_check.py mxfp4 SRC OUT BITS GROUP
+      every MXFP4 pair P_blocks/P_scales of SRC (OCP MX: e2m1 codes, low
+      nibble first, times 2^(scale - 127)) comes out of OUT as P within half
+      an rtn step; neither part is in OUT
+  fp8_check.py mxfp4-keep SRC OUT
+      every MXFP4 pair is in OUT byte for byte
 """
 import json
 import os
@@ -135,8 +141,58 @@ def keep(srcdir, outdir, regex):
     print(f"fp8_check: {n} FP8 weights and scales kept byte for byte")
 
 
+E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6],
+                dtype=np.float32)
+
+
+def mxfp4_reference(src, base):
+    bb, bt = raw(src, base + "_blocks")
+    sb, _ = raw(src, base + "_scales")
+    codes = np.frombuffer(bb, dtype=np.uint8).reshape(bt["shape"])
+    scales = np.frombuffer(sb, dtype=np.uint8).astype(np.int32)
+    vals = np.empty(codes.shape[:-1] + (32,), dtype=np.float32)
+    vals[..., 0::2] = E2M1[codes & 15]
+    vals[..., 1::2] = E2M1[codes >> 4]
+    vals = vals * np.ldexp(np.float32(1), scales - 127).reshape(codes.shape[:-1] + (1,))
+    return vals.reshape(codes.shape[:-2] + (codes.shape[-2] * 32,))
+
+
+def mxfp4_pairs(src):
+    return sorted(n[:-len("_blocks")] for n in src if n.endswith("_blocks"))
+
+
+def mxfp4(srcdir, outdir, bits, group):
+    bits, group = int(bits), int(group)
+    qmax = (1 << bits) - 1
+    src, out = tensors(srcdir), tensors(outdir)
+    bases = mxfp4_pairs(src)
+    assert bases, "no MXFP4 tensors in the source"
+    for base in bases:
+        assert base + "_blocks" not in out and base + "_scales" not in out, f"{base}: parts stored"
+        ref = mxfp4_reference(src, base).astype(np.float64)
+        d = loaded(out, base)
+        assert d.shape == ref.shape, f"{base}: shape {d.shape} vs {ref.shape}"
+        r2, d2 = ref.reshape(-1, ref.shape[-1]), d.reshape(-1, ref.shape[-1])
+        for g0 in range(0, r2.shape[1], group):
+            wg, dg = r2[:, g0:g0 + group], d2[:, g0:g0 + group]
+            step = (wg.max(axis=1, keepdims=True) - wg.min(axis=1, keepdims=True)) / qmax
+            tol = 0.5 * step * 1.01 + np.abs(wg) * 2.0 ** -10 + 1e-12
+            bad = np.abs(dg - wg) > tol
+            assert not bad.any(), f"{base}: {int(bad.sum())} values off by more than half a step"
+    print(f"fp8_check: {len(bases)} MXFP4 tensors within half a step of their dequantization")
+
+
+def mxfp4_keep(srcdir, outdir):
+    src, out = tensors(srcdir), tensors(outdir)
+    for base in mxfp4_pairs(src):
+        for t in (base + "_blocks", base + "_scales"):
+            assert raw(src, t)[0] == raw(out, t)[0], f"{t}: not kept byte for byte"
+    print("fp8_check: MXFP4 tensors kept byte for byte")
+
+
 def main():
-    cmds = {"halfstep": halfstep, "sqnr": sqnr, "keep": keep}
+    cmds = {"halfstep": halfstep, "sqnr": sqnr, "keep": keep, "mxfp4": mxfp4,
+            "mxfp4-keep": mxfp4_keep}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__)
         sys.exit(2)

@@ -110,6 +110,8 @@ st(os.path.join(sys.argv[1], "noscale", "model.safetensors"),
 st(os.path.join(sys.argv[1], "badscale", "model.safetensors"),
    [("x.weight", "F8_E4M3", [256, 256], w),
     ("x.weight_scale_inv", "F32", [3, 2], struct.pack("<6f", *[1.0] * 6))])
+st(os.path.join(sys.argv[1], "mxnoscale", "model.safetensors"),
+   [("x_blocks", "U8", [2, 32, 1, 16], bytes(1024))])
 st(os.path.join(sys.argv[1], "tscale", "model.safetensors"),
    [("x.weight", "F8_E4M3", [256, 256], w),
     ("x.weight_scale", "F32", [], struct.pack("<f", 0.5))])
@@ -121,6 +123,9 @@ expect_err "'x.weight_scale_inv'"
 expect_exit 3 "$QSHARD" convert "$T/badscale" -o "$T/bad.qs" --progress none
 expect_err "'x.weight_scale_inv' has shape [3,2]"
 expect_err "'x.weight'"
+expect_exit 3 "$QSHARD" convert "$T/mxnoscale" -o "$T/bad.qs" --progress none
+expect_err "'x_blocks'"
+expect_err "'x_scales'"
 # a per-tensor scale (0-D) multiplies every weight
 expect_exit 0 "$QSHARD" convert "$T/tscale" -o "$T/t.qs" --scheme rtn:bits=8 --progress none
 expect_exit 0 "$QSHARD" unpack "$T/t.qs" -o "$T/ut" --dtype f32
@@ -145,4 +150,15 @@ expect_exit 0 "$QSHARD" convert "$T/fused" -o "$T/f.qs" --progress none --memory
 expect_exit 0 "$QSHARD" unpack "$T/f.qs" -o "$T/uf" --dtype f32
 "$PY" "$top_srcdir/tests/cli/st_read.py" check-unpack "$T/fused" "$T/uf" 4 128 'mlp\.gate\.weight' ||
 	fail "unpacked stacked experts"
+# --- MXFP4 experts (gpt-oss layout): within half a step of an independent
+# dequantization; --keep stores both parts as they were
+"$MKCKPT" --preset tiny --layers 1 --moe 3 --fused-experts --mxfp4 --seed 11 -o "$T/mx" \
+	>/dev/null || fail "mkckpt mxfp4"
+expect_exit 0 "$QSHARD" convert "$T/mx" -o "$T/m.qs" --progress none --memory 32M -T 2
+expect_exit 0 "$QSHARD" verify "$T/m.qs" --source "$T/mx"
+expect_exit 0 "$QSHARD" unpack "$T/m.qs" -o "$T/um" --dtype f32
+"$PY" "$CHECK" mxfp4 "$T/mx" "$T/um" 4 128 || fail "MXFP4 experts"
+expect_exit 0 "$QSHARD" convert "$T/mx" -o "$T/mk.qs" --progress none --keep 'experts'
+expect_exit 0 "$QSHARD" unpack "$T/mk.qs" -o "$T/umk" --dtype f32
+"$PY" "$CHECK" mxfp4-keep "$T/mx" "$T/umk" || fail "MXFP4 --keep"
 echo "PASS fp8_moe"
