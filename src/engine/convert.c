@@ -161,10 +161,14 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
 				 "--memory %llu MiB is too small for --level %d: one compression "
 				 "context needs %llu MiB and a quarter of --memory is set aside "
-				 "for them; raise --memory to at least %llu MiB or lower --level",
+				 "for them; raise --memory to %llu MiB or lower --level",
 				 (unsigned long long)(memory >> 20), level,
 				 (unsigned long long)((cctx_bytes + (1 << 20) - 1) >> 20),
-				 (unsigned long long)((QS_WINDOW_OVERHEAD + 4 * cctx_bytes +
+				 /* larger --memory, larger chunks, larger contexts: the
+				  * figure is one that fits the largest context the level
+				  * ever uses, whatever the chunk size */
+				 (unsigned long long)((QS_WINDOW_OVERHEAD +
+						       4 * (uint64_t)ZSTD_estimateCCtxSize(level) +
 						       (1 << 20) - 1) >> 20));
 		goto out;
 	}

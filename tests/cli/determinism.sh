@@ -1,9 +1,10 @@
 #!/bin/bash
 # The same input and options give the same bytes for any -T, --io, SIMD
 # level (QSHARD_SIMD) and OpenBLAS thread count (OPENBLAS_NUM_THREADS),
-# for every scheme (qshard-convert(1), DESIGN.md); and a run resumed with
-# another -T gives the bytes of a clean run, while one resumed with another
-# --memory (another chunking) is refused.
+# for every scheme (qshard-convert(1), DESIGN.md); the zstd contexts share
+# their fixed quarter of --memory when fewer than -T fit; and a run resumed
+# with another -T gives the bytes of a clean run, while one resumed with
+# another --memory (another chunking) is refused.
 #
 # The checkpoint is tiny with a 16384-token vocabulary: its embedding (16
 # MiB of bf16) is cut into several chunks at --memory 256M, and in fewer at
@@ -83,6 +84,19 @@ else
 	done
 	group rtn:bits=3 1G 1 8:mmap 2:uring
 fi
+
+# Compression contexts have their own quarter of --memory: with room for
+# fewer than -T, the workers share the ones that fit (same bytes); with
+# room for none, a clear error and the figure that is enough.
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/z1.qshard" --progress none --memory 48M \
+	--level 15 -T 1
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/z8.qshard" --progress none --memory 48M \
+	--level 15 -T 8
+cmp -s "$T/z1.qshard" "$T/z8.qshard" || fail "--memory 48M --level 15: -T 8 differs from -T 1"
+expect_exit 7 "$QSHARD" convert "$T/ck" -o "$T/z.qshard" --progress none --memory 16M \
+	--level 15 -T 1
+expect_err "too small for --level 15: one compression context needs"
+[ ! -e "$T/z.qshard.partial" ] || fail "a refused --level left a .partial"
 
 # the embedding really is cut differently at 256M and 1G (else the matrix
 # could not see a chunking that depends on -T)
