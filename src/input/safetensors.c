@@ -290,6 +290,18 @@ out:
 int qs_st_read_file(const char *path, struct qs_st_header *out,
 		    uint64_t *file_size, int64_t *mtime_ns, struct qs_diag *diag)
 {
+	struct qs_file_id id;
+	int ret = qs_st_read_file_id(path, out, &id, diag);
+	if (ret == 0 && file_size)
+		*file_size = id.size;
+	if (ret == 0 && mtime_ns)
+		*mtime_ns = id.mtime_ns;
+	return ret;
+}
+
+int qs_st_read_file_id(const char *path, struct qs_st_header *out, struct qs_file_id *id,
+		       struct qs_diag *diag)
+{
 	char ebuf[128];
 	memset(out, 0, sizeof(*out));
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -357,10 +369,7 @@ int qs_st_read_file(const char *path, struct qs_st_header *out,
 	ret = qs_st_parse_header(path, buf, (size_t)n, size, out, diag);
 	if (ret < 0)
 		goto out;
-	if (file_size)
-		*file_size = size;
-	if (mtime_ns)
-		*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	qs_file_id_from_stat(&st, id);
 out:
 	free(buf);
 	close(fd);
