@@ -60,6 +60,12 @@ int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts
 		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag);
 void qs_plan_release(struct qs_plan *plan);
 
+/* Lines of the input description beyond shards and tensors (input_fp.c):
+ * carried files, statistics files, the effective chunking.  malloc'd;
+ * NULL when out of memory. */
+char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts,
+		      const struct qs_plan *plan);
+
 /* The footprint of a chunk of `rows` rows of t. */
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		       struct qs_chunk_footprint *fp);

@@ -145,6 +145,11 @@ static int cmp_tensor_name(const void *a, const void *b)
 	return strcmp((*x)->name, (*y)->name);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Rehashes each tensor's source bytes and compares with source_xxh3. */
 static int check_source(const struct qs_qfile *qf, const char *source, struct vctx *v,
 			struct qs_diag *diag)
@@ -181,6 +186,13 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		}
 		const struct qs_st_tensor *t = *hit;
 		const struct qs_st_shard *sh = &ck->shards[t->shard];
+		/* one shard open at a time: records follow shard order, and a
+		 * checkpoint may have more shards than descriptors allowed */
+		for (size_t k = 0; k < ck->nshards; k++)
+			if (k != t->shard && fds[k] >= 0) {
+				close(fds[k]);
+				fds[k] = -1;
+			}
 		if (fds[t->shard] < 0) {
 			fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
 			if (fds[t->shard] < 0) {
@@ -205,6 +217,24 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		}
 		if (!err && XXH3_64bits_digest(st) != r->source_xxh3)
 			on_damage(v, r->name, "source checksum mismatch");
+	}
+	/* and the reverse: a source tensor the file does not hold means the
+	 * file was not made from this checkpoint (or lost a tensor) */
+	if (!err) {
+		const char **names = malloc((qf->nrecords ? qf->nrecords : 1) * sizeof(*names));
+		if (!names) {
+			err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
+			goto out;
+		}
+		for (size_t i = 0; i < qf->nrecords; i++)
+			names[i] = qf->records[i].name;
+		qsort(names, qf->nrecords, sizeof(*names), cmp_name);
+		for (size_t i = 0; i < ck->ntensors; i++) {
+			const char *key = ck->tensors[i].name;
+			if (!bsearch(&key, names, qf->nrecords, sizeof(*names), cmp_name))
+				on_damage(v, key, "in the source but absent from the file");
+		}
+		free(names);
 	}
 out:
 	if (fds)
