@@ -213,8 +213,9 @@ int qs_verify(const char *path, const char *source, qs_damage_fn report,
 
 struct qs_unpack_opts {
 	const char *input;        /* qshard file */
-	const char *outdir;       /* created if missing */
+	const char *outdir;       /* created if missing; see force */
 	enum qs_dtype dtype;      /* BF16, F16 or F32 for dequantized tensors */
+	bool force;               /* replace a non-empty outdir (atomically, at the end) */
 };
 int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag);
 

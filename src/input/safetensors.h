@@ -106,12 +106,18 @@ struct qs_st_out_tensor {
 };
 
 struct qs_st_writer;
-/* Creates path and writes the header for tensors (in the order given, data
+/* Creates path (O_EXCL, never through a symbolic link: an existing file or
+ * link is an error) and writes the header for tensors (in the order given, data
  * offsets assigned consecutively).  metadata_json may be NULL.  Data must
  * then be appended with qs_st_writer_write in the same order. */
 int qs_st_writer_open(const char *path, const struct qs_st_out_tensor *tensors,
 		      size_t n, const char *metadata_json,
 		      struct qs_st_writer **out, struct qs_diag *diag);
+/* The same for name inside the folder open as dirfd (kept open by the
+ * caller until the writer is closed). */
+int qs_st_writer_openat(int dirfd, const char *name, const struct qs_st_out_tensor *tensors,
+			size_t n, const char *metadata_json, struct qs_st_writer **out,
+			struct qs_diag *diag);
 int qs_st_writer_write(struct qs_st_writer *w, const void *data, size_t len,
 		       struct qs_diag *diag);
 /* Checks that exactly the declared bytes were written, fsyncs and closes.
