@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -83,6 +84,41 @@ static int check_target(struct qs_outdir *od, bool force, const struct qs_outdir
 	return err;
 }
 
+/* Removes the fresh folders of unpacks into the same target that died
+ * (kill -9, power loss) before they could clean up: named for a process
+ * that no longer exists, and unlocked.  A live writer's folder is locked
+ * from just after its creation, and its pid exists, so it is never taken. */
+static void remove_stale(struct qs_outdir *od)
+{
+	int fd = dup(od->parent_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), ".%.200s.qshard-", od->name);
+	size_t plen = strlen(prefix);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		long pid;
+		if (strncmp(e->d_name, prefix, plen) != 0 ||
+		    sscanf(e->d_name + plen, "%ld-", &pid) != 1 || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		int sfd = openat(od->parent_fd, e->d_name,
+				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		long holder;
+		if (sfd >= 0 && qs_lock_fd(sfd, &holder) == 0)
+			qs_remove_tree(od->parent_fd, e->d_name);
+		if (sfd >= 0)
+			close(sfd);
+	}
+	closedir(d);
+}
+
 static int lock_dir(int fd, const char *path, struct qs_diag *diag)
 {
 	long holder;
@@ -142,6 +178,7 @@ int qs_outdir_begin(struct qs_outdir *od, const char *path, bool force,
 	} else if (errno != ENOENT) {
 		return qs_diag_set(diag, -errno, "'%s': %s", od->path, strerror(errno));
 	}
+	remove_stale(od);
 	/* the fresh folder: a name nobody else uses, made by us (mkdir fails
 	 * on anything already there, links included) */
 	for (unsigned attempt = 0;; attempt++) {
