@@ -28,7 +28,7 @@ struct shard_file {
 	const char *name, *path;
 	const struct qs_file_id *want;  /* the file whose header was read */
 	unsigned inflight;              /* io_uring reads not yet reaped */
-	bool opened;                    /* reopening a closed shard is a bug */
+	uint64_t last_use;              /* the reader's tick of its last request */
 	bool no_direct;                 /* the file system refused O_DIRECT */
 };
 
@@ -43,7 +43,8 @@ struct qs_reader {
 	/* synchronous backends: completed requests waiting to be reaped */
 	struct qs_read_req **ready;
 	size_t nready, capready;
-	size_t lowest_open;        /* shards below it are closed for good */
+	unsigned nopen;            /* shards with descriptors */
+	uint64_t tick;
 	bool bus_handler;          /* our SIGBUS handler is installed */
 	struct sigaction old_bus;
 };
@@ -75,6 +76,11 @@ static int open_files(struct qs_reader *r, const struct qs_checkpoint *ck)
 	return 0;
 }
 
+/* Shards kept open at once: the one being read, the one holding the
+ * scales of FP8/MXFP4 weights (scaled_source.h), a little slack for reads
+ * still in flight on the previous one. */
+#define OPEN_MAX 4
+
 static void close_file(struct shard_file *f)
 {
 	if (f->map)
@@ -104,14 +110,15 @@ static int still_same(struct shard_file *f, struct qs_read_req *q)
 static int ensure_open(struct qs_reader *r, struct qs_read_req *q)
 {
 	struct shard_file *f = &r->files[q->shard];
+	f->last_use = ++r->tick;
 	if (f->fd >= 0)
 		return 0;
-	if (f->opened)
-		return -EBADF;  /* the plan reads shards in order: never happens */
-	f->opened = true;
+	/* reopened or opened for the first time, it is checked against the
+	 * header-time identity all the same */
 	f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
 	if (f->fd < 0)
 		return -errno;
+	r->nopen++;
 	int err = still_same(f, q);
 	if (err)
 		return err;
@@ -131,16 +138,24 @@ static int ensure_open(struct qs_reader *r, struct qs_read_req *q)
 	return 0;
 }
 
-/* Closes the shards the reads have left behind (plan order is shard
- * order), once no read of theirs is in flight. */
-static void close_behind(struct qs_reader *r, size_t current)
+/* Closes the least recently used shards with no read in flight until
+ * fewer than OPEN_MAX are open, so any number of shards needs a handful
+ * of descriptors. */
+static void close_idle(struct qs_reader *r, size_t keep)
 {
-	while (r->lowest_open < current && r->lowest_open < r->nfiles) {
-		struct shard_file *f = &r->files[r->lowest_open];
-		if (f->inflight)
+	while (r->nopen >= OPEN_MAX) {
+		struct shard_file *victim = NULL;
+		for (size_t i = 0; i < r->nfiles; i++) {
+			struct shard_file *f = &r->files[i];
+			if (i == keep || f->fd < 0 || f->inflight)
+				continue;
+			if (!victim || f->last_use < victim->last_use)
+				victim = f;
+		}
+		if (!victim)
 			return;
-		close_file(f);
-		r->lowest_open++;
+		close_file(victim);
+		r->nopen--;
 	}
 }
 
@@ -363,7 +378,8 @@ static int uring_queue(struct qs_reader *r, struct qs_read_req *q)
 int qs_reader_submit(struct qs_reader *r, struct qs_read_req *q)
 {
 	q->why = NULL;
-	close_behind(r, q->shard);
+	if (r->files[q->shard].fd < 0)
+		close_idle(r, q->shard);
 	int rc = ensure_open(r, q);
 	if (rc < 0) {
 		/* reported like a failed read: the pipeline names the shard */

@@ -15,6 +15,7 @@
 
 #include "container.h"
 #include "safetensors.h"
+#include "scaled_source.h"
 #include "util.h"
 
 #define SOURCE_PIECE (16u << 20)
@@ -145,12 +146,44 @@ static int cmp_tensor_name(const void *a, const void *b)
 	return strcmp((*x)->name, (*y)->name);
 }
 
-static int cmp_name(const void *a, const void *b)
+/* xxh3-64 of tensor t's bytes, read through fds (opened on demand). */
+static int hash_tensor(const struct qs_checkpoint *ck, const struct qs_st_tensor *t, int *fds,
+		       uint8_t *piece, XXH3_state_t *st, uint64_t *digest, struct qs_diag *diag)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	const struct qs_st_shard *sh = &ck->shards[t->shard];
+	int err = 0;
+	/* one shard open at a time: records follow shard order, and a
+	 * checkpoint may have more shards than descriptors allowed */
+	for (size_t k = 0; k < ck->nshards; k++)
+		if (k != t->shard && fds[k] >= 0) {
+			close(fds[k]);
+			fds[k] = -1;
+		}
+	if (fds[t->shard] < 0) {
+		fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
+		if (fds[t->shard] < 0) {
+			err = -errno;
+			return qs_diag_set(diag, err, "'%s': cannot open: %s", sh->name,
+					   qs_strerror(err));
+		}
+	}
+	XXH3_64bits_reset(st);
+	for (uint64_t done = 0; done < t->nbytes;) {
+		size_t n = t->nbytes - done < SOURCE_PIECE ? (size_t)(t->nbytes - done)
+							   : SOURCE_PIECE;
+		err = qs_pread_full(fds[t->shard], piece, n, t->offset + done);
+		if (err)
+			return qs_diag_set(diag, err, "'%s': tensor '%s': cannot read: %s", sh->name,
+					   t->name, qs_strerror(err));
+		XXH3_64bits_update(st, piece, n);
+		done += n;
+	}
+	*digest = XXH3_64bits_digest(st);
+	return 0;
 }
 
-/* Rehashes each tensor's source bytes and compares with source_xxh3. */
+/* Rehashes each tensor's source bytes and compares with source_xxh3.  A
+ * quantized FP8 weight's checksum covers its scale too (scaled_source.h). */
 static int check_source(const struct qs_qfile *qf, const char *source, struct vctx *v,
 			struct qs_diag *diag)
 {
@@ -159,6 +192,8 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 	if (err)
 		return err;
 	const struct qs_st_tensor **by = NULL;
+	struct qs_src_pairing *pairing = NULL;
+	bool *covered = NULL;
 	int *fds = NULL;
 	uint8_t *piece = NULL;
 	XXH3_state_t *st = XXH3_createState();
@@ -171,6 +206,15 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 	}
 	for (size_t i = 0; i < ck->nshards; i++)
 		fds[i] = -1;
+	pairing = calloc(ck->ntensors + 1, sizeof(*pairing));
+	covered = calloc(ck->ntensors + 1, sizeof(*covered));
+	if (!pairing || !covered) {
+		err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
+		goto out;
+	}
+	err = qs_src_pair_scales(ck, pairing, diag);
+	if (err)
+		goto out;
 	for (size_t i = 0; i < ck->ntensors; i++)
 		by[i] = &ck->tensors[i];
 	qsort(by, ck->ntensors, sizeof(*by), cmp_tensor_name);
@@ -180,62 +224,41 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		struct qs_st_tensor key = {.name = r->name};
 		const struct qs_st_tensor *kp = &key, **hit;
 		hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+		char *blocks = NULL;
+		if (!hit && r->dtype == QS_DTYPE_MXFP4 &&
+		    (blocks = malloc(strlen(r->name) + 8)) != NULL) {
+			/* held by the source as NAME_blocks + NAME_scales */
+			sprintf(blocks, "%s_blocks", r->name);
+			key.name = blocks;
+			hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+			if (hit && pairing[*hit - ck->tensors].enc != QS_SRC_MXFP4)
+				hit = NULL;
+		}
+		free(blocks);
 		if (!hit) {
 			on_damage(v, r->name, "missing in source");
 			continue;
 		}
 		const struct qs_st_tensor *t = *hit;
-		const struct qs_st_shard *sh = &ck->shards[t->shard];
-		/* one shard open at a time: records follow shard order, and a
-		 * checkpoint may have more shards than descriptors allowed */
-		for (size_t k = 0; k < ck->nshards; k++)
-			if (k != t->shard && fds[k] >= 0) {
-				close(fds[k]);
-				fds[k] = -1;
-			}
-		if (fds[t->shard] < 0) {
-			fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
-			if (fds[t->shard] < 0) {
-				err = -errno;
-				qs_diag_set(diag, err, "'%s': cannot open: %s", sh->name,
-					    qs_strerror(err));
-				break;
-			}
+		uint64_t digest, scale_digest;
+		err = hash_tensor(ck, t, fds, piece, st, &digest, diag);
+		size_t comp = pairing[t - ck->tensors].companion;
+		covered[t - ck->tensors] = true;
+		if (comp != SIZE_MAX && strcmp(r->scheme, "raw") != 0)
+			covered[comp] = true;  /* consumed by the quantized weight */
+		if (!err && comp != SIZE_MAX && strcmp(r->scheme, "raw") != 0) {
+			err = hash_tensor(ck, &ck->tensors[comp], fds, piece, st, &scale_digest, diag);
+			digest = qs_paired_source_xxh3(digest, scale_digest);
 		}
-		XXH3_64bits_reset(st);
-		for (uint64_t done = 0; done < t->nbytes;) {
-			size_t n = t->nbytes - done < SOURCE_PIECE ? (size_t)(t->nbytes - done)
-								   : SOURCE_PIECE;
-			err = qs_pread_full(fds[t->shard], piece, n, t->offset + done);
-			if (err) {
-				qs_diag_set(diag, err, "'%s': tensor '%s': cannot read: %s",
-					    sh->name, t->name, qs_strerror(err));
-				break;
-			}
-			XXH3_64bits_update(st, piece, n);
-			done += n;
-		}
-		if (!err && XXH3_64bits_digest(st) != r->source_xxh3)
+		if (!err && digest != r->source_xxh3)
 			on_damage(v, r->name, "source checksum mismatch");
 	}
-	/* and the reverse: a source tensor the file does not hold means the
-	 * file was not made from this checkpoint (or lost a tensor) */
-	if (!err) {
-		const char **names = malloc((qf->nrecords ? qf->nrecords : 1) * sizeof(*names));
-		if (!names) {
-			err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
-			goto out;
-		}
-		for (size_t i = 0; i < qf->nrecords; i++)
-			names[i] = qf->records[i].name;
-		qsort(names, qf->nrecords, sizeof(*names), cmp_name);
-		for (size_t i = 0; i < ck->ntensors; i++) {
-			const char *key = ck->tensors[i].name;
-			if (!bsearch(&key, names, qf->nrecords, sizeof(*names), cmp_name))
-				on_damage(v, key, "in the source but absent from the file");
-		}
-		free(names);
-	}
+	/* and the reverse: a source tensor no record holds (nor consumed as
+	 * a scale) means the file was not made from this checkpoint, or
+	 * lost a tensor */
+	for (size_t i = 0; i < ck->ntensors && !err; i++)
+		if (!covered[i])
+			on_damage(v, ck->tensors[i].name, "in the source but absent from the file");
 out:
 	if (fds)
 		for (size_t i = 0; i < ck->nshards; i++)
@@ -244,6 +267,8 @@ out:
 	free(fds);
 	free(by);
 	free(piece);
+	free(pairing);
+	free(covered);
 	XXH3_freeState(st);
 	qs_checkpoint_free(ck);
 	return err;
