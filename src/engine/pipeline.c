@@ -142,8 +142,15 @@ static void read_done(struct pipeline *p, struct qs_read_req *q)
 		const char *fname = p->a->ckpt->shards[src->shard].name;
 		if (q->result == -QS_EFORMAT)
 			qs_diag_set(&j->diag, q->result,
-				    "'%s': tensor '%s': file ended before the tensor's data", fname,
-				    src->name);
+				    "'%s': tensor '%s': file ended before the tensor's data "
+				    "(truncated while being read?)",
+				    fname, src->name);
+		else if (q->result == -QS_ESOURCE)
+			qs_diag_set(&j->diag, q->result,
+				    "'%s': changed while being read (%s) at tensor '%s': the output "
+				    "would mix old and new bytes; the .partial keeps only tensors "
+				    "read before the change",
+				    fname, q->why ? q->why : "?", src->name);
 		else
 			qs_diag_set(&j->diag, q->result, "'%s': tensor '%s': read failed: %s",
 				    fname, src->name, strerror(-q->result));

@@ -513,10 +513,21 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	}
 	plan->options_fp = XXH3_64bits(plan->options_text, strlen(plan->options_text));
 	plan->input_text = input_text(ck);
-	if (!plan->input_text) {
+	char *extras = plan->input_text ? qs_input_extras(ck, opts, plan) : NULL;
+	if (!extras) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	size_t a = strlen(plan->input_text), b = strlen(extras);
+	char *all = realloc(plan->input_text, a + b + 1);
+	if (!all) {
+		free(extras);
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(all + a, extras, b + 1);
+	plan->input_text = all;
+	free(extras);
 	plan->input_fp = XXH3_64bits(plan->input_text, strlen(plan->input_text));
 out:
 	for (size_t i = 0; i < nrules; i++)
