@@ -513,7 +513,7 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	}
 	plan->options_fp = XXH3_64bits(plan->options_text, strlen(plan->options_text));
 	plan->input_text = input_text(ck);
-	char *extras = plan->input_text ? qs_input_extras(ck, opts, plan) : NULL;
+	char *extras = plan->input_text ? qs_input_extras(ck, opts) : NULL;
 	if (!extras) {
 		rc = -ENOMEM;
 		goto out;

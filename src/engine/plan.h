@@ -111,10 +111,10 @@ int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts
 void qs_plan_release(struct qs_plan *plan);
 
 /* Lines of the input description beyond shards and tensors (input_fp.c):
- * carried files, statistics files, the effective chunking.  malloc'd;
+ * carried files and statistics files (the chunking is in the options
+ * fingerprint).  malloc'd;
  * NULL when out of memory. */
-char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts,
-		      const struct qs_plan *plan);
+char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);
