@@ -158,21 +158,35 @@ out:
 	return rc;
 }
 
-static int write_text(const char *outdir, const char *name, const char *text,
-		      struct qs_diag *diag)
+static int write_bytes(const char *outdir, const char *name, const void *data, size_t len,
+		       struct qs_diag *diag)
 {
 	char *path = qs_path_join(outdir, name);
 	if (!path)
 		return -ENOMEM;
-	FILE *f = fopen(path, "w");
+	FILE *f = fopen(path, "wb");
 	int rc = 0;
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+	if (!f) {
 		rc = qs_diag_set(diag, -errno, "'%s': %s", path, strerror(errno));
-		if (f)
-			fclose(f);
+	} else {
+		bool ok = !len || fwrite(data, 1, len, f) == len;
+		int err = errno;
+		/* fclose once, whatever happened: it reports a delayed write error */
+		if (fclose(f) != 0 && ok) {
+			ok = false;
+			err = errno;
+		}
+		if (!ok)
+			rc = qs_diag_set(diag, -err, "'%s': %s", path, strerror(err));
 	}
 	free(path);
 	return rc;
+}
+
+static int write_text(const char *outdir, const char *name, const char *text,
+		      struct qs_diag *diag)
+{
+	return write_bytes(outdir, name, text, strlen(text), diag);
 }
 
 static int write_index(const struct qs_qfile *qf, const char *outdir, enum qs_dtype dtype,
@@ -232,6 +246,10 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 		rc = write_index(qf, opts->outdir, dtype, diag);
 	if (rc == 0 && qf->header.config_json)
 		rc = write_text(opts->outdir, "config.json", qf->header.config_json, diag);
+	/* the tokenizer files etc. back beside the shards, as they came */
+	for (uint32_t i = 0; rc == 0 && i < qf->header.nfiles; i++)
+		rc = write_bytes(opts->outdir, qf->header.files[i].name, qf->header.files[i].data,
+				 qf->header.files[i].len, diag);
 	free(b.payload);
 	free(b.weights);
 	free(b.out);
