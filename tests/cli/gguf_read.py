@@ -142,4 +142,5 @@ def main():
         print("same %d" % checked)
 
 
-main()
+if __name__ == "__main__":
+    main()
