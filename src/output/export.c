@@ -49,6 +49,10 @@ struct out_tensor {
 	const struct qs_record *rec;
 	enum how how;
 	struct qs_scheme scheme;  /* HOW_REQUANT: the payload's scheme */
+	/* HOW_REQUANT into a block type this build quantizes only through the
+	 * gguf scheme (gguf:type=T, whose payload is the ggml blocks) */
+	struct qs_scheme target;
+	bool via_scheme;
 	uint64_t rows, cols;
 	uint32_t perm_heads;      /* q/k row permutation (0: none) */
 	uint64_t row_bytes;       /* output bytes per row */
@@ -125,6 +129,8 @@ struct ctx {
 	struct qs_gguf_arch arch;
 	char hf_arch[128];
 	const struct qs_ggml_type *type;  /* --type */
+	struct qs_scheme type_scheme;     /* gguf:type=T when type->from_f32 is NULL */
+	bool type_via_scheme;
 	struct out_tensor *ts;
 	size_t nts;
 	float *rope;                      /* HOW_ROPE data */
@@ -204,6 +210,8 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 		} else if (t->cols % c->type->block == 0) {
 			t->g.type = c->type;
 			t->how = HOW_REQUANT;
+			t->via_scheme = c->type_via_scheme;
+			t->target = c->type_scheme;
 			notice(c, r->name, "requantized from %s to %s", r->scheme, c->type->name);
 		} else {
 			/* rows that are no whole number of blocks: what llama-quantize
@@ -446,10 +454,20 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 		uint64_t out_need = t->how == HOW_REQUANT || t->how == HOW_Q4_1
 					    ? e->row_count * t->row_bytes
 					    : 0;
-		uint64_t scr_need = t->how == HOW_REQUANT
-					    ? t->scheme.ops->scratch_size(&t->scheme, e->row_count,
-									  t->cols) + 1
-					    : 0;
+		uint64_t scr_need = 0;
+		if (t->how == HOW_REQUANT) {
+			scr_need = t->scheme.ops->scratch_size(&t->scheme, e->row_count, t->cols) + 1;
+			if (t->via_scheme)
+				scr_need = max_u64(scr_need, t->target.ops->scratch_size(
+								     &t->target, e->row_count, t->cols) + 1);
+			/* the gguf scheme's payload must be exactly the ggml blocks */
+			if (t->via_scheme && t->target.ops->payload_size(&t->target, e->row_count,
+									 t->cols) !=
+						     e->row_count * t->row_bytes)
+				return qs_diag_set(diag, -QS_EUSAGE,
+						   "'%s': tensor '%s': %s payloads are not %s blocks",
+						   c->fname, r->name, t->target.text, t->g.type->name);
+		}
 		uint64_t total = e->frame_size + max_u64(s->b.payload_cap, e->payload_size) +
 				 max_u64(s->b.f32_cap, f32_need) + max_u64(s->b.out_cap, out_need) +
 				 max_u64(s->b.scratch_cap, scr_need) + s->b.head_cap;
@@ -503,7 +521,11 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 			if (rc < 0)
 				return qs_diag_set(diag, rc, "'%s': tensor '%s': chunk %u does not "
 							     "decode", c->fname, r->name, ci);
-			rc = t->g.type->from_f32(s->b.f32, e->row_count, t->cols, s->b.out);
+			if (t->via_scheme)
+				rc = t->target.ops->quantize(&t->target, s->b.f32, e->row_count, t->cols,
+							     s->b.out, s->b.scratch);
+			else
+				rc = t->g.type->from_f32(s->b.f32, e->row_count, t->cols, s->b.out);
 			if (rc < 0)
 				return qs_diag_set(diag, rc, "'%s': tensor '%s': chunk %u: %s "
 							     "quantization failed",
@@ -517,6 +539,18 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 			return rc;
 	}
 	return 0;
+}
+
+/* A type export can produce: a quantizer here, or the gguf scheme's. */
+static bool type_available(const struct qs_ggml_type *t)
+{
+	if (t->from_f32)
+		return true;
+	char spec[64];
+	struct qs_scheme s;
+	struct qs_diag ignore;
+	snprintf(spec, sizeof(spec), "gguf:type=%s", t->name);
+	return qs_scheme_parse(spec, &s, &ignore) == 0;
 }
 
 static double now(void)
@@ -551,9 +585,25 @@ int qs_export(const struct qs_export_opts *o, struct qs_export_result *res,
 		return qs_diag_set(diag, -QS_EUSAGE,
 				   "--no-vocab, --vocab-from and --pre exclude each other");
 	c.type = qs_ggml_type_find(o->type ? o->type : "q8_0");
-	if (!c.type || !c.type->from_f32) {
-		char list[256];
-		qs_ggml_type_list(list, sizeof(list), true);
+	if (c.type && !c.type->from_f32 && type_available(c.type)) {
+		/* the block types come from the gguf scheme where it is built in */
+		char spec[64];
+		struct qs_diag ignore;
+		snprintf(spec, sizeof(spec), "gguf:type=%s", c.type->name);
+		c.type_via_scheme = qs_scheme_parse(spec, &c.type_scheme, &ignore) == 0;
+	}
+	if (!c.type || (!c.type->from_f32 && !c.type_via_scheme)) {
+		char list[256] = "";
+		size_t used = 0;
+		for (size_t i = 0; qs_ggml_type_at(i); i++) {
+			const struct qs_ggml_type *t = qs_ggml_type_at(i);
+			if (!type_available(t))
+				continue;
+			int k = snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "",
+					 t->name);
+			if (k > 0 && (size_t)k < sizeof(list) - used)
+				used += (size_t)k;
+		}
 		return qs_diag_set(diag, -QS_EUSAGE, "--type '%s' %s (available: %s)",
 				   o->type ? o->type : "q8_0",
 				   c.type ? "has no quantizer in this build" : "is unknown", list);

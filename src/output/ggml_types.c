@@ -107,18 +107,9 @@ uint64_t qs_ggml_row_bytes(const struct qs_ggml_type *t, uint64_t cols)
 	return n;
 }
 
-void qs_ggml_type_list(char *buf, size_t len, bool quantizable_only)
+const struct qs_ggml_type *qs_ggml_type_at(size_t i)
 {
-	size_t used = 0;
-	buf[0] = 0;
-	for (size_t i = 0; i < NTYPES; i++) {
-		if (quantizable_only && !types[i].from_f32)
-			continue;
-		int k = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", types[i].name);
-		if (k < 0 || (size_t)k >= len - used)
-			break;
-		used += (size_t)k;
-	}
+	return i < NTYPES ? &types[i] : NULL;
 }
 
 void qs_ggml_q4_1_from_rtn(const uint8_t *payload, uint64_t rows, uint64_t cols,

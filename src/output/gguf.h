@@ -61,8 +61,9 @@ const struct qs_ggml_type *qs_ggml_type_by_id(uint32_t id);
 /* Bytes of one row of cols weights; 0 when cols is not a multiple of the
  * block or the size overflows. */
 uint64_t qs_ggml_row_bytes(const struct qs_ggml_type *t, uint64_t cols);
-/* "f32, f16, bf16, q8_0, ..." of the types from_f32 can produce. */
-void qs_ggml_type_list(char *buf, size_t len, bool quantizable_only);
+/* The i-th known type (f32, f16, bf16, q8_0, then the other block types),
+ * NULL past the last. */
+const struct qs_ggml_type *qs_ggml_type_at(size_t i);
 
 /* The exact Q4_1 form of a rtn:bits=4,group=32 payload of rows x cols
  * (cols a multiple of 32): block_q4_1 is { fp16 d, fp16 m, u8 qs[16] },

@@ -121,7 +121,7 @@ head -c 9000000 /dev/urandom >"$T/again.gguf.partial"
 rm "$T/again.gguf"
 expect_exit 0 "$QSHARD" export "$T/m.qshard" -o "$T/again.gguf"
 cmp "$T/m.gguf" "$T/again.gguf" || fail "export over a stale .partial differs"
-"$MKCKPT" --preset tiny --layers 4 -o "$T/big" >/dev/null
+"$MKCKPT" --preset tiny -o "$T/big" >/dev/null
 expect_exit 0 "$QSHARD" convert "$T/big" -o "$T/big.qshard" --scheme rtn:bits=4,group=32
 expect_exit 0 "$QSHARD" export "$T/big.qshard" -o "$T/ref.gguf" --type f32
 killed=0
@@ -137,6 +137,19 @@ for delay in 0.05 0.1 0.2 0.3; do
 	rm -f "$T/k.gguf"
 done
 echo "export_gguf: killed $killed of 4 exports mid-way"
+
+# bounded memory: a 105 MB f32 export through a 24 MiB window stays within
+# (holding the output would not)
+# --memory + 64 MiB of peak RSS (the qshard's chunks come from a convert
+# with a small window so that they fit)
+if [ -x /usr/bin/time ]; then
+	expect_exit 0 "$QSHARD" convert "$T/big" -o "$T/small.qshard" --scheme rtn:bits=4,group=32 --memory 64M
+	/usr/bin/time -f '%M' -o "$T/rss" "$QSHARD" export "$T/small.qshard" -o "$T/s.gguf" --type f32 \
+		--memory 24M >/dev/null 2>"$T/err" || fail "export --memory 24M: $(cat "$T/err")"
+	rss=$(tail -n 1 "$T/rss")
+	echo "export_gguf: peak RSS $((rss / 1024)) MiB with --memory 24M for $(stat -c %s "$T/s.gguf") bytes out"
+	[ "$rss" -le $(((24 + 64) * 1024)) ] || fail "peak RSS $rss KiB exceeds --memory 24M + 64 MiB"
+fi
 
 # another live export's lock, and the input itself, are refused
 if command -v flock >/dev/null 2>&1; then
