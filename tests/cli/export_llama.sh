@@ -75,6 +75,26 @@ else
 	echo "note: no --scheme-preset q4_k_m in this qshard ($(head -c 200 "$T/err")); q4_k_m part skipped"
 fi
 
+# Llama 3.1 rope scaling: llama.cpp reads the rope_freqs.weight export
+# writes, and linear scaling as rope.scaling.* keys
+for rs in '{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 512}' \
+	'{"type": "linear", "factor": 2.0}'; do
+	rm -rf "$T/rs"
+	cp -r "$T/ck" "$T/rs"
+	"$PY" -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["rope_scaling"] = json.loads(sys.argv[2])
+json.dump(c, open(sys.argv[1], "w"))' "$T/rs/config.json" "$rs"
+	expect_exit 0 "$QSHARD" convert "$T/rs" -o "$T/rs.qshard" --scheme rtn:bits=4,group=32
+	expect_exit 0 "$QSHARD" export "$T/rs.qshard" -o "$T/rs.gguf"
+	$EVAL eval "$T/rs.gguf" $TOKENS "$T/rs.json" 2>"$T/err" || fail "llama.cpp with rope_scaling $rs: $(cat "$T/err")"
+	r=$($DIFF "$T/q41.json" "$T/rs.json")
+	echo "rope_scaling $(echo "$rs" | cut -c1-24)...: vs unscaled $r"
+	case $r in *" ok") ;; *) fail "rope scaling: $r" ;; esac
+	# the scaling reaches llama.cpp: the logits change
+	set -- $r
+	awk -v d="$2" 'BEGIN { exit !(d > 0.01) }' || fail "rope_scaling $rs changed nothing"
+done
+
 # (c) tokenizer round trip
 if "$PY" -c 'import regex' 2>/dev/null; then
 	printf 'Hello world, this is qshard 2026! Tokens: ab12 xyz\tTab and caf\303\251 \342\202\2545.\nNew line  two spaces and MiXeD CaSe words' >"$T/text"
