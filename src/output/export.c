@@ -261,6 +261,15 @@ static int check_shape(struct ctx *c, const char *name, uint64_t rows, uint64_t 
 static int check_model(struct ctx *c, uint64_t *vocab_rows)
 {
 	const struct qs_gguf_arch *a = &c->arch;
+	/* mixture-of-experts layouts (Mixtral's block_sparse_moe, the
+	 * mlp.experts of Qwen/DeepSeek MoE) need stacked expert tensors */
+	for (size_t i = 0; i < c->qf->nrecords; i++) {
+		const char *n = c->qf->records[i].name;
+		if (strstr(n, ".experts.") || strstr(n, "block_sparse_moe"))
+			return qs_diag_set(c->diag, -QS_EDTYPE,
+					   "'%s': tensor '%s': mixture-of-experts models are not "
+					   "supported by export", c->fname, n);
+	}
 	const struct qs_record *emb = find_record(c->qf, "model.embed_tokens.weight");
 	if (!emb || emb->ndim != 2)
 		return qs_diag_set(c->diag, -QS_EFORMAT,
