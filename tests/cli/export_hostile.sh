@@ -81,6 +81,13 @@ bad cfg_rope 3 "rope_scaling' type 'dynamic' is not supported" \
 	'c = load("config.json"); c["rope_scaling"] = {"type": "dynamic", "factor": 2.0}; save("config.json", c)'
 bad cfg_none 3 "holds no config.json" 'os.remove(os.path.join(d, "config.json"))'
 
+# a mixture-of-experts checkpoint is refused by name
+"$MKCKPT" --preset tiny --layers 1 --vocab 512 --moe 2 -o "$T/moe" >/dev/null || fail "mkckpt --moe"
+expect_exit 0 "$QSHARD" convert "$T/moe" -o "$T/moe.qshard"
+expect_exit 3 "$QSHARD" export "$T/moe.qshard" -o "$T/o.gguf"
+expect_err "mixture-of-experts models are not supported by export"
+no_output moe
+
 # tokenizer files that lie
 bad tok_range 3 "tokenizer.json: token 'zz' has id 4096, outside the model's vocabulary" \
 	't = load("tokenizer.json"); t["model"]["vocab"]["zz"] = 4096; save("tokenizer.json", t)'
