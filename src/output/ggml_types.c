@@ -4,9 +4,10 @@
  * from f32.
  *
  * Quantizers here: f32, f16, bf16 (conversions) and q8_0.  The other
- * block types are produced by the gguf scheme (its qs_gguf_quantize_rows);
- * their from_f32 stays NULL until that is wired in, and export then names
- * the type as unavailable instead of guessing.
+ * block types have from_f32 NULL: export quantizes them through the gguf
+ * scheme ("gguf:type=T", whose payload is exactly the ggml blocks) when
+ * that scheme is registered, and otherwise names the type as unavailable
+ * instead of guessing.
  */
 #include <math.h>
 #include <stdio.h>

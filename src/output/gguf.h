@@ -49,9 +49,8 @@ struct qs_ggml_type {
 	uint32_t block;         /* weights per block (1 for float types) */
 	uint32_t block_bytes;   /* bytes per block */
 	uint32_t file_type;     /* general.file_type when most weights have this type */
-	/* NULL where this build has no quantizer for the type (the K and
-	 * legacy 4/5-bit types come from the gguf scheme's
-	 * qs_gguf_quantize_rows once it is linked in) */
+	/* NULL for the types only the gguf scheme quantizes (the K and the
+	 * 4/5-bit types): export then uses that scheme's quantize op */
 	qs_ggml_from_f32_fn from_f32;
 };
 
