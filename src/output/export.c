@@ -11,8 +11,9 @@
  *   gguf:type=T payloads      are ggml blocks already: copied byte for byte;
  *   rtn bits=4 group=32       (also athena, and gptq without outliers) is
  *                             exactly Q4_1: codes repacked, nothing rounded;
- *   raw F32/F16/BF16          stay as they are (1-D ones become F32, which
- *                             llama.cpp's norm and bias kernels expect);
+ *   raw F32/F16/BF16          stay as they are;
+ *   1-D tensors               (norms, biases) become F32, raw or quantized,
+ *                             which llama.cpp's norm and bias kernels expect;
  *   anything else             is dequantized and quantized to --type
  *                             (default q8_0), and reported.
  * A float --type (f32, f16, bf16) dequantizes every quantized tensor: the
@@ -56,6 +57,9 @@ struct out_tensor {
 	uint64_t rows, cols;
 	uint32_t perm_heads;      /* q/k row permutation (0: none) */
 	uint64_t row_bytes;       /* output bytes per row */
+	/* what the permutation moves: rows of a matrix, elements of a 1-D
+	 * bias (always F32) */
+	uint64_t units, unit_bytes;
 };
 
 /* Grow-only work buffers; their total is what --memory bounds. */
@@ -197,7 +201,13 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 					   "'%s': tensor '%s': scheme '%s' is unknown to this qshard",
 					   c->fname, r->name, r->scheme);
 		const struct qs_ggml_type *native = gguf_scheme_type(r->scheme);
-		if (is_float_type(c->type)) {
+		if (r->ndim <= 1) {
+			/* norms and biases: llama.cpp's kernels want F32, and a bias's
+			 * q/k permutation moves single elements */
+			t->g.type = qs_ggml_type_by_id(QS_GGML_F32);
+			t->how = HOW_REQUANT;
+			notice(c, r->name, "dequantized from %s to %s (1-D)", r->scheme, "f32");
+		} else if (is_float_type(c->type)) {
 			t->g.type = c->type;
 			t->how = HOW_REQUANT;
 			notice(c, r->name, "dequantized from %s to %s", r->scheme, c->type->name);
@@ -223,6 +233,8 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 		}
 	}
 	t->row_bytes = qs_ggml_row_bytes(t->g.type, t->cols);
+	t->units = r->ndim <= 1 ? t->cols : t->rows;
+	t->unit_bytes = r->ndim <= 1 ? t->g.type->block_bytes : t->row_bytes;
 	if (!t->row_bytes && t->cols)
 		return qs_diag_set(c->diag, -QS_ETOOBIG, "'%s': tensor '%s': row too large",
 				   c->fname, r->name);
@@ -315,7 +327,19 @@ static int check_model(struct ctx *c, uint64_t *vocab_rows)
 		SHAPE("mlp.gate_proj.weight", a->ffn, a->hidden);
 		SHAPE("mlp.up_proj.weight", a->ffn, a->hidden);
 		SHAPE("mlp.down_proj.weight", a->hidden, a->ffn);
+		SHAPE("self_attn.q_proj.bias", 0, q);
+		SHAPE("self_attn.k_proj.bias", 0, kv);
+		SHAPE("self_attn.v_proj.bias", 0, kv);
 #undef SHAPE
+		/* llama.cpp's qwen2 loads the q/k/v biases as required tensors */
+		static const char *const bias[] = {"q_proj", "k_proj", "v_proj"};
+		for (size_t i = 0; strcmp(a->arch, "qwen2") == 0 && i < 3; i++) {
+			snprintf(n, sizeof(n), "model.layers.%u.self_attn.%s.bias", l, bias[i]);
+			if (!find_record(c->qf, n))
+				return qs_diag_set(c->diag, -QS_EFORMAT,
+						   "'%s': %s needs tensor '%s', which is missing",
+						   c->fname, a->hf_arch, n);
+		}
 	}
 	return 0;
 }
@@ -399,9 +423,11 @@ static int emit_rows(struct stream *s, const struct out_tensor *t, const uint8_t
 		return qs_gguf_writer_data(s->w, rows, (size_t)(n * t->row_bytes), diag);
 	/* llama's q/k layout (gguf_arch.c): within each head, output row
 	 * 2i + j is input row j * hd/2 + i.  Whole rows move, so block-quantized
-	 * rows stay exact. */
+	 * rows stay exact.  n counts units: rows, or a bias's elements. */
+	if (t->g.ndim == 1)
+		n *= t->cols;
 	uint8_t *head = s->b.head;
-	uint64_t hd = s->head_rows, rb = t->row_bytes;
+	uint64_t hd = s->head_rows, rb = t->unit_bytes;
 	while (n) {
 		uint64_t k = hd - s->head_fill < n ? hd - s->head_fill : n;
 		memcpy(head + s->head_fill * rb, rows, (size_t)(k * rb));
@@ -432,8 +458,8 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 	const struct qs_record *r = t->rec;
 	s->head_fill = 0;
 	if (t->perm_heads) {
-		s->head_rows = t->rows / t->perm_heads;
-		if ((rc = grow(&s->b.head, &s->b.head_cap, s->head_rows * t->row_bytes)) < 0)
+		s->head_rows = t->units / t->perm_heads;
+		if ((rc = grow(&s->b.head, &s->b.head_cap, s->head_rows * t->unit_bytes)) < 0)
 			return qs_diag_set(diag, rc, "'%s': tensor '%s': out of memory", c->fname,
 					   r->name);
 	}
@@ -680,10 +706,10 @@ int qs_export(const struct qs_export_opts *o, struct qs_export_result *res,
 		if ((rc = plan_tensor(&c, r, t)) < 0)
 			goto out;
 		if (t->perm_heads &&
-		    (t->rows % t->perm_heads != 0 || (t->rows / t->perm_heads) % 2 != 0)) {
+		    (t->units % t->perm_heads != 0 || (t->units / t->perm_heads) % 2 != 0)) {
 			rc = qs_diag_set(diag, -QS_EFORMAT,
 					 "'%s': tensor '%s': %llu rows are not %u heads of even size",
-					 c.fname, r->name, (unsigned long long)t->rows,
+					 c.fname, r->name, (unsigned long long)t->units,
 					 (unsigned)t->perm_heads);
 			goto out;
 		}

@@ -4,8 +4,8 @@
  * LLM_ARCH_LLAMA tensor list).
  *
  * Handled: LlamaForCausalLM and MistralForCausalLM, both llama.cpp's
- * "llama" architecture.  Anything else is refused by name rather than
- * written into a file llama.cpp would misread.
+ * "llama" architecture, and Qwen2ForCausalLM ("qwen2").  Anything else is
+ * refused by name rather than written into a file llama.cpp would misread.
  *
  * Hugging Face stores q_proj/k_proj rows in the "rotate half" order of
  * its rotary embedding; llama.cpp's llama architecture rotates adjacent
@@ -23,11 +23,16 @@
 #include "gguf.h"
 #include "util.h"
 
+/* permute: llama.cpp's llama architecture rotates adjacent pairs (rows
+ * permuted below); its qwen2 architecture rotates halves as Hugging Face
+ * does (rows as they are) and requires the q/k/v biases. */
 static const struct {
 	const char *hf, *gguf;
+	bool permute;
 } archs[] = {
-	{"LlamaForCausalLM", "llama"},
-	{"MistralForCausalLM", "llama"},
+	{"LlamaForCausalLM", "llama", true},
+	{"MistralForCausalLM", "llama", true},
+	{"Qwen2ForCausalLM", "qwen2", false},
 };
 
 /* Sanity bounds: far beyond any published model, small enough that no
@@ -160,16 +165,17 @@ int qs_gguf_arch_parse(const char *fname, const char *config_json, struct qs_ggu
 	snprintf(hf_arch_buf, hf_arch_len, "%s", json_string_value(first));
 	a->hf_arch = hf_arch_buf;
 	for (size_t i = 0; i < sizeof(archs) / sizeof(archs[0]); i++)
-		if (strcmp(archs[i].hf, hf_arch_buf) == 0)
+		if (strcmp(archs[i].hf, hf_arch_buf) == 0) {
 			a->arch = archs[i].gguf;
+			a->permute_qk = archs[i].permute;
+		}
 	if (!a->arch) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': architecture '%.100s' is not supported by export "
-				 "(supported: LlamaForCausalLM, MistralForCausalLM)",
+				 "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
 				 fname, hf_arch_buf);
 		goto out;
 	}
-	a->permute_qk = true;
 	if ((rc = get_uint(fname, root, "hidden_size", 0, DIM_MAX, &a->hidden, diag)) < 0 ||
 	    (rc = get_uint(fname, root, "num_hidden_layers", 0, LAYERS_MAX, &a->layers, diag)) < 0 ||
 	    (rc = get_uint(fname, root, "num_attention_heads", 0, DIM_MAX, &a->heads, diag)) < 0 ||

@@ -26,6 +26,7 @@ expect_exit 0 "$QSHARD" export "$T/m.qshard" -o "$T/q41.gguf"
 expect_exit 0 "$QSHARD" export "$T/m.qshard" -o "$T/f32.gguf" --type f32
 TOKENS=1,72,4000,73,1234,74,75,300,301,302,77,600,2048,3500,9,100
 $EVAL eval "$T/f32.gguf" $TOKENS "$T/f32.json" 2>"$T/err" || fail "llama.cpp on the f32 export: $(cat "$T/err")"
+cp "$T/f32.json" "$T/ref.json"
 
 # within: A.json MAXDIFF MAXKL LABEL
 within() {
@@ -94,6 +95,36 @@ json.dump(c, open(sys.argv[1], "w"))' "$T/rs/config.json" "$rs"
 	set -- $r
 	awk -v d="$2" 'BEGIN { exit !(d > 0.01) }' || fail "rope_scaling $rs changed nothing"
 done
+
+# Qwen2 and attention biases: the same weights with q/k/v biases exported
+# as llama (q/k rows and biases permuted, pairwise rotary) and as qwen2
+# (nothing permuted, rotate-half rotary) are the same model: llama.cpp's
+# logits agree to rounding (measured 5e-6)
+cp -r "$T/ck" "$T/qa"
+"$PY" "$top_srcdir/tests/cli/add_bias.py" "$T/qa" || fail "add_bias.py"
+cp -r "$T/qa" "$T/qb"
+"$PY" -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["architectures"] = ["Qwen2ForCausalLM"]; c["model_type"] = "qwen2"
+json.dump(c, open(sys.argv[1], "w"))' "$T/qb/config.json"
+for v in qa qb; do
+	expect_exit 0 "$QSHARD" convert "$T/$v" -o "$T/$v.qshard" --scheme rtn:bits=4,group=32
+	expect_exit 0 "$QSHARD" export "$T/$v.qshard" -o "$T/$v.gguf" --type f32
+	$EVAL eval "$T/$v.gguf" $TOKENS "$T/$v.json" 2>"$T/err" || fail "llama.cpp on $v: $(cat "$T/err")"
+done
+r=$($DIFF "$T/qa.json" "$T/qb.json")
+echo "qwen2 vs llama, both with biases: $r"
+set -- $r
+awk -v d="$2" 'BEGIN { exit !(d < 0.001) }' || fail "qwen2 and llama exports of one model differ: $r"
+r=$($DIFF "$T/ref.json" "$T/qa.json")
+set -- $r
+awk -v d="$2" 'BEGIN { exit !(d > 0.01) }' || fail "the biases changed nothing: $r"
+# a Qwen2 checkpoint without its biases is refused before llama.cpp sees it
+cp -r "$T/ck" "$T/qc"
+cp "$T/qb/config.json" "$T/qc/config.json"
+expect_exit 0 "$QSHARD" convert "$T/qc" -o "$T/qc.qshard"
+expect_exit 3 "$QSHARD" export "$T/qc.qshard" -o "$T/qc.gguf"
+expect_err "Qwen2ForCausalLM needs tensor 'model.layers.0.self_attn.q_proj.bias', which is missing"
+[ -e "$T/qc.gguf" ] && fail "qc.gguf written"
 
 # (c) tokenizer round trip
 if "$PY" -c 'import regex' 2>/dev/null; then
