@@ -109,6 +109,10 @@ void qs_gguf_kv_raw(struct qs_gguf_kv *kv, const uint8_t *bytes, size_t len);
  * untrusted: every length is checked before use. */
 int qs_gguf_copy_keys(const char *path, const char *const *prefixes, struct qs_gguf_kv *kv,
 		      uint64_t *found, uint64_t *n_tokens, struct qs_diag *diag);
+/* The same over a GGUF file's bytes in memory (the fuzz harness). */
+int qs_gguf_copy_keys_buf(const char *fname, const uint8_t *buf, size_t size,
+			  const char *const *prefixes, struct qs_gguf_kv *kv, uint64_t *found,
+			  uint64_t *n_tokens, struct qs_diag *diag);
 
 /* ------------------------------------------------------------- writer */
 

@@ -217,6 +217,45 @@ static void skip_value(struct rd *r, uint32_t t, int depth)
 	rd_take(r, size[t]);
 }
 
+int qs_gguf_copy_keys_buf(const char *fname, const uint8_t *buf, size_t size,
+			  const char *const *prefixes, struct qs_gguf_kv *kv, uint64_t *found,
+			  uint64_t *n_tokens, struct qs_diag *diag)
+{
+	*found = 0;
+	*n_tokens = UINT64_MAX;
+	struct rd r = {buf, size, false};
+	const uint8_t *magic = rd_take(&r, 4);
+	uint32_t version = rd_u32(&r);
+	rd_u64(&r);  /* tensor count: the tensors are not read */
+	uint64_t nkv = rd_u64(&r);
+	if (!magic || r.bad || memcmp(magic, GGUF_MAGIC, 4) != 0 || (version != 2 && version != 3))
+		return qs_diag_set(diag, -QS_EFORMAT, "'%s': not a GGUF v2/v3 file", fname);
+	for (uint64_t i = 0; i < nkv; i++) {
+		const uint8_t *start = r.p;
+		uint64_t klen = rd_u64(&r);
+		const uint8_t *k = rd_take(&r, klen);
+		uint32_t t = rd_u32(&r);
+		const uint8_t *vstart = r.p;
+		skip_value(&r, t, 0);
+		if (r.bad || klen > 65535)
+			return qs_diag_set(diag, -QS_EFORMAT,
+					   "'%s': metadata entry %llu is malformed or runs past the end",
+					   fname, (unsigned long long)i);
+		static const char tok[] = "tokenizer.ggml.tokens";
+		if (klen == sizeof(tok) - 1 && memcmp(k, tok, klen) == 0 && t == QS_GGUF_ARRAY)
+			*n_tokens = qs_get_le64(vstart + 4);
+		for (size_t j = 0; prefixes[j]; j++) {
+			size_t pl = strlen(prefixes[j]);
+			if (klen >= pl && memcmp(k, prefixes[j], pl) == 0) {
+				qs_gguf_kv_raw(kv, start, (size_t)(r.p - start));
+				(*found)++;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
 int qs_gguf_copy_keys(const char *path, const char *const *prefixes, struct qs_gguf_kv *kv,
 		      uint64_t *found, uint64_t *n_tokens, struct qs_diag *diag)
 {
@@ -237,43 +276,7 @@ int qs_gguf_copy_keys(const char *path, const char *const *prefixes, struct qs_g
 	close(fd);
 	if (map == MAP_FAILED)
 		return qs_diag_set(diag, -errno, "'%s': cannot map: %s", path, strerror(errno));
-	struct rd r = {map, size, false};
-	int rc = 0;
-	const uint8_t *magic = rd_take(&r, 4);
-	uint32_t version = rd_u32(&r);
-	uint64_t ntensors = rd_u64(&r);
-	uint64_t nkv = rd_u64(&r);
-	(void)ntensors;
-	if (!magic || memcmp(magic, GGUF_MAGIC, 4) != 0 || (version != 2 && version != 3)) {
-		rc = qs_diag_set(diag, -QS_EFORMAT, "'%s': not a GGUF v2/v3 file", path);
-		goto out;
-	}
-	for (uint64_t i = 0; i < nkv; i++) {
-		const uint8_t *start = r.p;
-		uint64_t klen = rd_u64(&r);
-		const uint8_t *k = rd_take(&r, klen);
-		uint32_t t = rd_u32(&r);
-		const uint8_t *vstart = r.p;
-		skip_value(&r, t, 0);
-		if (r.bad || klen > 65535) {
-			rc = qs_diag_set(diag, -QS_EFORMAT,
-					 "'%s': metadata entry %llu is malformed or runs past the end",
-					 path, (unsigned long long)i);
-			goto out;
-		}
-		static const char tok[] = "tokenizer.ggml.tokens";
-		if (klen == sizeof(tok) - 1 && memcmp(k, tok, klen) == 0 && t == QS_GGUF_ARRAY)
-			*n_tokens = qs_get_le64(vstart + 4);
-		for (size_t j = 0; prefixes[j]; j++) {
-			size_t pl = strlen(prefixes[j]);
-			if (klen >= pl && memcmp(k, prefixes[j], pl) == 0) {
-				qs_gguf_kv_raw(kv, start, (size_t)(r.p - start));
-				(*found)++;
-				break;
-			}
-		}
-	}
-out:
+	int rc = qs_gguf_copy_keys_buf(path, map, size, prefixes, kv, found, n_tokens, diag);
 	munmap((void *)map, size);
 	return rc;
 }
