@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 liburing-dev libzstd-dev libxxhash-dev libopenblas-dev libcmocka-dev libjansson-dev \
-python3 python3-numpy valgrind clang libclang-rt-14-dev \
+python3 python3-numpy python3-regex valgrind clang libclang-rt-14-dev \
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debootstrap git"
 
 if [ "${QSHARD_SKIP_DEPS:-0}" != 1 ]; then
@@ -16,6 +16,21 @@ if [ "${QSHARD_SKIP_DEPS:-0}" != 1 ]; then
 	$SUDO apt-get update -qq
 	# shellcheck disable=SC2086
 	$SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+	# node and npm: the machine's own when it has them (a NodeSource nodejs
+	# carries npm and conflicts with Debian's npm package), else Debian's
+	if ! command -v npm >/dev/null 2>&1; then
+		$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	fi
+	# llama.cpp for the export tests (tests/cli/export_llama.sh): node-llama-cpp
+	# and its prebuilt CPU build from the npm registry.  Optional: without it
+	# those tests skip, so a failing npm must not stop the quickstart.
+	NLC=${NODE_LLAMA_CPP_DIR:-/opt/node-llama-cpp}
+	if [ ! -f "$NLC/node_modules/node-llama-cpp/dist/index.js" ]; then
+		$SUDO mkdir -p "$NLC" &&
+			$SUDO npm install --silent --no-audit --no-fund --omit=optional --prefix "$NLC" \
+				node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >/dev/null 2>&1 ||
+			echo "quickstart: node-llama-cpp not installed; the llama.cpp export tests will skip" >&2
+	fi
 fi
 
 autoreconf -fi >/dev/null

@@ -222,6 +222,39 @@ struct qs_unpack_opts {
 };
 int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag);
 
+/* Called by export for each tensor it cannot copy exactly (requantized or
+ * dequantized), with a one-line description. */
+typedef void (*qs_export_notice_fn)(const char *tensor, const char *what, void *user);
+
+struct qs_export_opts {
+	const char *input;        /* qshard file */
+	const char *output;       /* OUT.gguf; OUT.gguf.partial while running */
+	const char *type;         /* --type: ggml type for tensors without an exact
+				   * GGUF form ("q8_0" when NULL); f32/f16/bf16
+				   * dequantize every quantized tensor */
+	const char *pre;          /* --pre: tokenizer.ggml.pre override, or NULL */
+	const char *vocab_from;   /* --vocab-from FILE.gguf, or NULL */
+	bool no_vocab;            /* --no-vocab: tokenizer.ggml.model "none" */
+	const char *name;         /* general.name; NULL: the input's file name */
+	uint64_t memory;          /* window in bytes; 0: default */
+	qs_export_notice_fn notice;
+	void *notice_user;
+	volatile int *stop;       /* set non-zero to stop (the .partial is removed) */
+};
+
+struct qs_export_result {
+	uint64_t tensors;             /* tensors written */
+	uint64_t copied;              /* exact: gguf payloads copied, rtn g32 as Q4_1 */
+	uint64_t requantized;         /* dequantized and quantized again */
+	uint64_t output_bytes;
+	uint64_t peak_buffer_bytes;   /* largest working set of chunk buffers */
+	double seconds;
+};
+
+/* Writes the GGUF v3 file llama.cpp loads (qshard-export(1)). */
+int qs_export(const struct qs_export_opts *opts, struct qs_export_result *res,
+	      struct qs_diag *diag);
+
 /* The library's version string. */
 const char *qs_version(void);
 

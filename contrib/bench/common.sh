@@ -46,3 +46,30 @@ now() {
 calc() {
 	awk "BEGIN { print $* }"
 }
+
+# run_in_cgroup NAME CMD...: runs CMD in a fresh memory cgroup limited to
+# $limit bytes (the caller sets limit)
+run_in_cgroup() {
+	local name=$1
+	shift
+	local cg
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		cg=/sys/fs/cgroup/qshard-$name
+		mkdir -p "$cg"
+		echo "$limit" >"$cg/memory.max"
+		echo 0 >"$cg/memory.swap.max" 2>/dev/null || true
+	elif [ -d /sys/fs/cgroup/unified ] && grep -q memory /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+		cg=/sys/fs/cgroup/unified/qshard-$name
+		mkdir -p "$cg"
+		echo "$limit" >"$cg/memory.max"
+	else
+		cg=/sys/fs/cgroup/memory/qshard-$name
+		mkdir -p "$cg"
+		echo "$limit" >"$cg/memory.limit_in_bytes"
+		echo "$limit" >"$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
+	fi
+	local rc=0
+	bash -c 'echo $$ >"$1/cgroup.procs"; shift; exec "$@"' _ "$cg" "$@" || rc=$?
+	rmdir "$cg" 2>/dev/null || true
+	return $rc
+}

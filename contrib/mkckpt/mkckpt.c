@@ -1,7 +1,9 @@
 /*
  * mkckpt — write a synthetic Llama-family checkpoint in Hugging Face layout
- * (config.json, safetensors shards, model.safetensors.index.json) for tests,
- * demos and benchmarks of qshard.
+ * (config.json, safetensors shards, model.safetensors.index.json, and a
+ * byte-level BPE tokenizer.json with tokenizer_config.json,
+ * special_tokens_map.json and generation_config.json) for tests, demos and
+ * benchmarks of qshard.
  *
  * Standalone on purpose (libc, libm, jansson only): it must be able to
  * produce inputs for the library under test without sharing its code.
@@ -1178,6 +1180,148 @@ static void write_config(const char *dir, const struct plan *pl)
 	json_decref(c);
 }
 
+/* ------------------------------------------------------------- tokenizer */
+
+/*
+ * A small byte-level BPE tokenizer in Hugging Face tokenizers' format
+ * (GPT-2 style: every byte is a token, spelled through GPT-2's
+ * bytes-to-unicode table so all tokens are printable), sized to the
+ * preset's vocabulary, so exported checkpoints load in llama.cpp with a
+ * real vocabulary and tokenizer round trips can be tested.
+ *
+ * ids 0..2: <unk>, <s>, </s> (special; config.json's bos 1 and eos 2);
+ * ids 3..258: byte b at 3 + b;
+ * ids 259..: merges, in rank order: first every pair (x, y) of the 63
+ * characters "Ġ" (space), a-z, A-Z, 0-9, then (pair, character) for every
+ * pair in the same order, until the vocabulary is full.  Each merged
+ * token arises from exactly one merge.  A vocabulary below 259 gets no
+ * tokenizer.
+ */
+#define TOK_SPECIALS 3
+#define TOK_FIRST_MERGE (TOK_SPECIALS + 256)
+
+/* GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves,
+ * the other 68 to U+0100 upwards in byte order; as UTF-8 into out[3]. */
+static void byte_token(unsigned b, char out[3])
+{
+	unsigned cp;
+
+	if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) {
+		cp = b;
+	} else {
+		unsigned n = 0;
+
+		for (unsigned k = 0; k < b; k++)
+			if (!((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174))
+				n++;
+		cp = 256 + n;
+	}
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		out[1] = 0;
+	} else {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		out[2] = 0;
+	}
+}
+
+static void write_tokenizer(const char *dir, const struct plan *pl)
+{
+	static const char alpha[] = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	const unsigned na = sizeof(alpha) - 1;
+	uint64_t vocab = pl->p->vocab;
+	char sym[64][3];
+	json_t *v, *merges, *added, *root, *cfg, *map, *gen;
+
+	if (vocab < TOK_FIRST_MERGE)
+		return;
+	for (unsigned i = 0; i < na; i++)
+		byte_token((unsigned char)alpha[i], sym[i]);
+	v = json_object();
+	merges = json_array();
+	added = json_array();
+	if (!v || !merges || !added)
+		die_oom();
+	static const char *const specials[TOK_SPECIALS] = { "<unk>", "<s>", "</s>" };
+	for (int i = 0; i < TOK_SPECIALS; i++) {
+		json_object_set_new(v, specials[i], json_integer(i));
+		json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}",
+			"id", i, "content", specials[i], "single_word", 0, "lstrip", 0,
+			"rstrip", 0, "normalized", 0, "special", 1));
+	}
+	for (unsigned b = 0; b < 256; b++) {
+		char t[3];
+
+		byte_token(b, t);
+		json_object_set_new(v, t, json_integer(TOK_SPECIALS + b));
+	}
+	uint64_t id = TOK_FIRST_MERGE;
+	/* level 2: sym x sym; level 3: (level-2 token) x sym */
+	for (unsigned level = 2; level <= 3 && id < vocab; level++) {
+		for (unsigned i = 0; i < na * na && id < vocab; i++) {
+			for (unsigned j = 0; j < (level == 2 ? 1u : na) && id < vocab; j++) {
+				/* each symbol is at most 2 bytes of UTF-8 */
+				char left[8] = "", right[4] = "", m[16], tokn[16];
+
+				if (level == 2) {
+					strcpy(left, sym[i / na]);
+					strcpy(right, sym[i % na]);
+				} else {
+					strcpy(left, sym[i / na]);
+					strcat(left, sym[i % na]);
+					strcpy(right, sym[j]);
+				}
+				strcpy(m, left);
+				strcat(m, " ");
+				strcat(m, right);
+				strcpy(tokn, left);
+				strcat(tokn, right);
+				json_object_set_new(v, tokn, json_integer((json_int_t)id++));
+				json_array_append_new(merges, json_string(m));
+			}
+		}
+	}
+	root = json_pack("{s:s, s:o, s:n, s:{s:s,s:b,s:b,s:b}, s:n,"
+			 " s:{s:s,s:b,s:b,s:b},"
+			 " s:{s:s,s:n,s:n,s:n,s:n,s:b,s:b,s:b,s:o,s:o}}",
+			 "version", "1.0",
+			 "added_tokens", added,
+			 "normalizer",
+			 "pre_tokenizer", "type", "ByteLevel", "add_prefix_space", 0,
+			 "trim_offsets", 1, "use_regex", 1,
+			 "post_processor",
+			 "decoder", "type", "ByteLevel", "add_prefix_space", 1,
+			 "trim_offsets", 1, "use_regex", 1,
+			 "model", "type", "BPE", "dropout", "unk_token",
+			 "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0,
+			 "byte_fallback", 0, "ignore_merges", 0, "vocab", v, "merges", merges);
+	if (!root)
+		die_oom();
+	write_json(dir, "tokenizer.json", root, JSON_INDENT(2));
+	json_decref(root);
+
+	cfg = json_pack("{s:b, s:b, s:s, s:s, s:s, s:i, s:s, s:s}",
+			"add_bos_token", 1, "add_eos_token", 0,
+			"bos_token", "<s>", "eos_token", "</s>", "unk_token", "<unk>",
+			"model_max_length", (int)pl->p->max_pos,
+			"tokenizer_class", "PreTrainedTokenizerFast",
+			"chat_template",
+			"{% for m in messages %}{{ '<s>' + m['role'] + ': ' + m['content'] + '</s>' }}{% endfor %}");
+	map = json_pack("{s:s, s:s, s:s}", "bos_token", "<s>", "eos_token", "</s>",
+			"unk_token", "<unk>");
+	gen = json_pack("{s:i, s:i, s:s}", "bos_token_id", 1, "eos_token_id", 2,
+			"transformers_version", "4.45.0");
+	if (!cfg || !map || !gen)
+		die_oom();
+	write_json(dir, "tokenizer_config.json", cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+	write_json(dir, "special_tokens_map.json", map, JSON_INDENT(2) | JSON_SORT_KEYS);
+	write_json(dir, "generation_config.json", gen, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(cfg);
+	json_decref(map);
+	json_decref(gen);
+}
+
 /* A stale file of the other layout would make the directory ambiguous to
  * loaders (an index next to a single file, or vice versa). */
 static void remove_stale(const char *dir, const char *name)
@@ -1482,6 +1626,7 @@ int main(int argc, char **argv)
 	if (mkdir_p(dir) != 0)
 		die_io(dir, errno);
 	write_config(dir, &pl);
+	write_tokenizer(dir, &pl);
 	for (unsigned s = 0; s < pl.nshards; s++)
 		write_shard(dir, &pl, s, &o, &g, row, block);
 	if (pl.nshards > 1) {

@@ -260,6 +260,15 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.metadata_json = ck->nshards ? ck->shards[0].metadata_json : NULL,
 		.input = plan.input_text,
 	};
+	/* the tokenizer and generation settings travel with the weights, so
+	 * export needs nothing but the .qshard file */
+	struct qs_side_file side[QS_CKPT_SIDE_MAX];
+	for (unsigned i = 0; i < ck->nside; i++)
+		side[i] = (struct qs_side_file){.name = ck->side_names[i],
+						.data = (uint8_t *)ck->side_data[i],
+						.len = (uint32_t)ck->side_len[i]};
+	h.files = side;
+	h.nfiles = ck->nside;
 	bool sync_each = opts->sync == QS_SYNC_TENSOR;
 	if (opts->resume) {
 		rc = qs_cwriter_resume(opts->output, &h, sync_each, &w, &kept, &nkept, diag);

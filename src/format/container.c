@@ -57,13 +57,30 @@ static void frame_seal(uint8_t *frame, size_t content_len)
 
 /* ------------------------------------------------------------- header */
 
+/* A side file name the decoder accepts: non-empty, short, a plain file
+ * name (unpack writes it into a folder), no NUL. */
+static bool side_name_ok(const char *name, size_t n)
+{
+	return n > 0 && n <= QS_MAX_SIDE_NAME && !memchr(name, '/', n) &&
+	       !memchr(name, '\\', n) && !memchr(name, 0, n) &&
+	       !(n == 1 && name[0] == '.') && !(n == 2 && name[0] == '.' && name[1] == '.');
+}
+
 int qs_header_encode(const struct qs_header *h, uint8_t **out, size_t *len)
 {
 	const char *strs[5] = {h->creator, h->options, h->config_json, h->metadata_json,
 			       h->input};
-	uint64_t content = 4 + 4 + 8 + 8 + 8;
+	uint64_t content = 4 + 4 + 8 + 8 + 8 + 4;
 	for (int i = 0; i < 5; i++)
 		content += 4 + (uint64_t)slen(strs[i]);
+	if (h->nfiles > QS_MAX_SIDE_FILES || (h->nfiles && !h->files))
+		return -QS_EUSAGE;
+	for (uint32_t i = 0; i < h->nfiles; i++) {
+		size_t n = slen(h->files[i].name);
+		if (!side_name_ok(h->files[i].name, n))
+			return -QS_EUSAGE;
+		content += 2 + (uint64_t)n + 4 + h->files[i].len;
+	}
 	if (content > QS_MAX_META_FRAME)
 		return -QS_ETOOBIG;
 	size_t total = FRAME_HDR + (size_t)content;
@@ -84,10 +101,27 @@ int qs_header_encode(const struct qs_header *h, uint8_t **out, size_t *len)
 		qs_put_le32(p, (uint32_t)n);
 		p = put_bytes(p + 4, strs[i], n);
 	}
+	qs_put_le32(p, h->nfiles);
+	p += 4;
+	for (uint32_t i = 0; i < h->nfiles; i++) {
+		size_t n = slen(h->files[i].name);
+		qs_put_le16(p, (uint16_t)n);
+		p = put_bytes(p + 2, h->files[i].name, n);
+		qs_put_le32(p, h->files[i].len);
+		p = put_bytes(p + 4, h->files[i].data, h->files[i].len);
+	}
 	frame_seal(f, (size_t)content);
 	*out = f;
 	*len = total;
 	return 0;
+}
+
+const struct qs_side_file *qs_header_file(const struct qs_header *h, const char *name)
+{
+	for (uint32_t i = 0; h && i < h->nfiles; i++)
+		if (strcmp(h->files[i].name, name) == 0)
+			return &h->files[i];
+	return NULL;
 }
 
 /* A bounds-checked reader over a content buffer: any overrun sets bad and
@@ -183,7 +217,62 @@ void qs_header_release(struct qs_header *h)
 	free(h->config_json);
 	free(h->metadata_json);
 	free(h->input);
+	for (uint32_t i = 0; i < h->nfiles; i++) {
+		free(h->files[i].name);
+		free(h->files[i].data);
+	}
+	free(h->files);
 	memset(h, 0, sizeof(*h));
+}
+
+/* Version 2's side files: count, then name and bytes of each; names
+ * unique plain file names. */
+static int decode_side_files(const char *fname, struct cursor *c, struct qs_header *h,
+			     struct qs_diag *diag)
+{
+	uint32_t n = cur_u32(c);
+	if (c->bad)
+		return qs_diag_set(diag, -QS_EFORMAT, "'%s': header: truncated", fname);
+	if (n > QS_MAX_SIDE_FILES || (uint64_t)n * 6 > c->left)
+		return qs_diag_set(diag, -QS_EFORMAT, "'%s': header: %u side files", fname,
+				   (unsigned)n);
+	if (n == 0)
+		return 0;
+	h->files = calloc(n, sizeof(*h->files));
+	if (!h->files)
+		return qs_diag_set(diag, -ENOMEM, "'%s': header: out of memory", fname);
+	for (uint32_t i = 0; i < n; i++) {
+		struct qs_side_file *f = &h->files[i];
+		uint16_t nl = cur_u16(c);
+		const uint8_t *name = cur_take(c, nl);
+		if (!name || !side_name_ok((const char *)name, nl))
+			return qs_diag_set(diag, -QS_EFORMAT,
+					   "'%s': header: side file %u has a bad name", fname,
+					   (unsigned)i);
+		for (uint32_t j = 0; j < i; j++)
+			if (strlen(h->files[j].name) == nl && memcmp(h->files[j].name, name, nl) == 0)
+				return qs_diag_set(diag, -QS_EFORMAT,
+						   "'%s': header: side file '%s' given twice", fname,
+						   h->files[j].name);
+		uint32_t len = cur_u32(c);
+		const uint8_t *data = cur_take(c, len);
+		if (!data)
+			return qs_diag_set(diag, -QS_EFORMAT,
+					   "'%s': header: side file %u length exceeds the frame",
+					   fname, (unsigned)i);
+		f->name = malloc((size_t)nl + 1);
+		f->data = malloc((size_t)len + 1);
+		h->nfiles = i + 1;  /* so release frees what was allocated */
+		if (!f->name || !f->data)
+			return qs_diag_set(diag, -ENOMEM, "'%s': header: out of memory", fname);
+		memcpy(f->name, name, nl);
+		f->name[nl] = 0;
+		if (len)
+			memcpy(f->data, data, len);
+		f->data[len] = 0;
+		f->len = len;
+	}
+	return 0;
 }
 
 int qs_header_decode(const char *fname, const uint8_t *buf, size_t len,
@@ -195,7 +284,7 @@ int qs_header_decode(const char *fname, const uint8_t *buf, size_t len,
 	if (err)
 		return err;
 	h->version = cur_u32(&c);
-	if (!c.bad && h->version != QS_FORMAT_VERSION)
+	if (!c.bad && (h->version < QS_FORMAT_VERSION_MIN || h->version > QS_FORMAT_VERSION))
 		return qs_diag_set(diag, -QS_EFORMAT,
 				   "'%s': header: unsupported format version %u",
 				   fname, (unsigned)h->version);
@@ -226,6 +315,8 @@ int qs_header_decode(const char *fname, const uint8_t *buf, size_t len,
 			goto fail;
 		}
 	}
+	if (h->version >= 2 && (err = decode_side_files(fname, &c, h, diag)) < 0)
+		goto fail;
 	if (c.bad || c.left != 0) {
 		err = qs_diag_set(diag, -QS_EFORMAT, "'%s': header: %s", fname,
 				  c.bad ? "truncated" : "unexpected bytes after the fields");
@@ -564,7 +655,7 @@ int qs_trailer_decode(const char *fname, const uint8_t buf[QS_TRAILER_FRAME_SIZE
 	t->index_size = cur_u64(&c);
 	t->file_size = cur_u64(&c);
 	t->tensor_count = cur_u64(&c);
-	if (t->version != QS_FORMAT_VERSION)
+	if (t->version < QS_FORMAT_VERSION_MIN || t->version > QS_FORMAT_VERSION)
 		return qs_diag_set(diag, -QS_EFORMAT,
 				   "'%s': trailer: unsupported format version %u", fname,
 				   (unsigned)t->version);

@@ -15,12 +15,16 @@
  * Every skippable content starts with a 4-byte ASCII tag and ends with the
  * xxh3-64 of all content bytes before it, so any flipped bit is detected.
  *
- * header content:  "QSHD" u32 version(=1) u64 input_fp u64 options_fp
+ * header content:  "QSHD" u32 version(=2; 1 is still read) u64 input_fp
+ *                  u64 options_fp
  *                  u32 len + creator, u32 len + options text,
  *                  u32 len + config.json text (0: none),
  *                  u32 len + safetensors __metadata__ JSON (0: none),
  *                  u32 len + input description (0: none; the text
  *                  input_fp hashes, so resume can say what changed),
+ *                  version 2 only: u32 nfiles, nfiles x { u16 len + file
+ *                  name, u32 len + file bytes } (the checkpoint's other
+ *                  side files export needs: tokenizer.json etc.),
  *                  u64 xxh3
  * record content:  "QSTR" u16 len + name, u16 len + source shard name,
  *                  u8 dtype, u8 ndim, u16 zero, u64 shape[ndim],
@@ -31,7 +35,7 @@
  *                  u64 payload_xxh3, u64 frame_xxh3 }, u64 xxh3
  * index content:   "QSIX" u32 count, count x { u64 record_offset,
  *                  u32 record_content_length, record content bytes }, u64 xxh3
- * trailer content: "QSTL" u32 version(=1) u64 index_offset u64 index_size
+ * trailer content: "QSTL" u32 version(=2; 1 is still read) u64 index_offset u64 index_size
  *                  (whole frame) u64 file_size u64 tensor_count u64 xxh3
  */
 #ifndef QS_CONTAINER_H
@@ -43,7 +47,10 @@
 
 #include "qshard.h"
 
-#define QS_FORMAT_VERSION 1u
+/* Version 2 added the side files to the header; readers accept every
+ * version from QS_FORMAT_VERSION_MIN on, writers write the newest. */
+#define QS_FORMAT_VERSION 2u
+#define QS_FORMAT_VERSION_MIN 1u
 #define QS_MAGIC_HEADER 0x184D2A51u
 #define QS_MAGIC_RECORD 0x184D2A52u
 #define QS_MAGIC_INDEX 0x184D2A53u
@@ -55,6 +62,18 @@
  * long names stays well under it). */
 #define QS_MAX_META_FRAME (256u << 20)
 
+/* A side file of the checkpoint carried verbatim (tokenizer.json, ...):
+ * bytes, not text, since tokenizer.model is a binary protobuf. */
+struct qs_side_file {
+	char *name;      /* plain file name, no '/' */
+	uint8_t *data;   /* len bytes (NUL-terminated for convenience) */
+	uint32_t len;
+};
+
+/* Most side files a header holds and the longest side file name. */
+#define QS_MAX_SIDE_FILES 16u
+#define QS_MAX_SIDE_NAME 255u
+
 struct qs_header {
 	uint32_t version;
 	uint64_t input_fp;    /* xxh3-64 over the canonical input description */
@@ -64,7 +83,12 @@ struct qs_header {
 	char *config_json;    /* or NULL */
 	char *metadata_json;  /* or NULL */
 	char *input;          /* canonical input description (plan.c), or NULL */
+	struct qs_side_file *files;  /* side files, in the order written */
+	uint32_t nfiles;
 };
+
+/* The side file called name in h, or NULL. */
+const struct qs_side_file *qs_header_file(const struct qs_header *h, const char *name);
 
 struct qs_chunk_entry {
 	uint64_t frame_offset;  /* absolute file offset of the zstd frame */

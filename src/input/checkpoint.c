@@ -63,6 +63,10 @@ void qs_checkpoint_free(struct qs_checkpoint *ckpt)
 		free(ckpt->tensors[i].name);
 	free(ckpt->tensors);
 	free(ckpt->config_json);
+	for (unsigned i = 0; i < ckpt->nside; i++) {
+		free(ckpt->side_names[i]);
+		free(ckpt->side_data[i]);
+	}
 	free(ckpt->path);
 	free(ckpt->dir);
 	free(ckpt);
@@ -177,6 +181,42 @@ static void load_config(struct qs_checkpoint *ck)
 		ck->config_json = text;
 	}
 	json_decref(root);
+}
+
+const char *const qs_checkpoint_side_names[] = {
+	"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+	"special_tokens_map.json", "tokenizer.model", NULL,
+};
+
+/* Reads the side files present next to the shards.  Unlike config.json
+ * they are not looked at here (export parses them), but one that exists
+ * and cannot be read whole is an error: a container silently missing its
+ * tokenizer would only fail much later, at export. */
+static int load_side_files(struct qs_checkpoint *ck, struct qs_diag *diag)
+{
+	for (unsigned i = 0; qs_checkpoint_side_names[i]; i++) {
+		char *path = qs_path_join(ck->dir, qs_checkpoint_side_names[i]);
+		if (!path)
+			return qs_diag_set(diag, -ENOMEM, "out of memory");
+		char *text;
+		size_t len;
+		int rc = slurp(path, QS_CKPT_SIDE_FILE_MAX, &text, &len, diag);
+		free(path);
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0)
+			return rc;
+		unsigned k = ck->nside;
+		ck->side_names[k] = strdup(qs_checkpoint_side_names[i]);
+		if (!ck->side_names[k]) {
+			free(text);
+			return qs_diag_set(diag, -ENOMEM, "out of memory");
+		}
+		ck->side_data[k] = text;
+		ck->side_len[k] = len;
+		ck->nside = k + 1;
+	}
+	return 0;
 }
 
 static int add_shard(struct qs_checkpoint *ck, const char *path, const char *name,
@@ -586,6 +626,9 @@ int qs_checkpoint_open(const char *path, struct qs_checkpoint **out,
 	if (ret < 0)
 		goto fail;
 	load_config(ck);
+	ret = load_side_files(ck, diag);
+	if (ret < 0)
+		goto fail;
 	*out = ck;
 	return 0;
 fail:

@@ -83,6 +83,11 @@ int qs_st_parse_index(const char *fname, const char *text, size_t len,
 		      struct qs_st_index *out, struct qs_diag *diag);
 void qs_st_index_release(struct qs_st_index *idx);
 
+#define QS_CKPT_SIDE_MAX 8
+/* Largest side file read: tokenizer.json of a 256k-token vocabulary is
+ * about 35 MB. */
+#define QS_CKPT_SIDE_FILE_MAX (64u << 20)
+
 /* The opened checkpoint (the opaque struct of qshard.h). */
 struct qs_checkpoint {
 	char *path;                    /* as given */
@@ -94,7 +99,17 @@ struct qs_checkpoint {
 	char *config_json;             /* config.json text, or NULL */
 	bool config_invalid;           /* config.json present but not JSON */
 	bool sharded;                  /* opened through index.json */
+	/* The side files export needs (qs_checkpoint_side_names, where
+	 * present), read verbatim: */
+	char *side_names[QS_CKPT_SIDE_MAX];
+	char *side_data[QS_CKPT_SIDE_MAX];  /* NUL-terminated */
+	size_t side_len[QS_CKPT_SIDE_MAX];
+	unsigned nside;
 };
+
+/* NULL-terminated names of the side files a checkpoint folder may carry
+ * next to config.json (generation_config.json, the tokenizer files). */
+extern const char *const qs_checkpoint_side_names[];
 
 /* ---- writer (used by unpack) ---- */
 

@@ -182,14 +182,15 @@ out:
 }
 
 /* Creates name in the fresh output folder (never through a link, never
- * an existing file) holding text, synced. */
-static int write_text(int dirfd, const char *name, const char *text, struct qs_diag *diag)
+ * an existing file) holding len bytes of data, synced. */
+static int write_bytes(int dirfd, const char *name, const void *data, size_t len,
+		       struct qs_diag *diag)
 {
 	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return qs_diag_set(diag, -errno, "'%s': cannot create: %s", name,
 				   qs_write_open_error(-errno));
-	int rc = qs_pwrite_full(fd, text, strlen(text), 0);
+	int rc = len ? qs_pwrite_full(fd, data, len, 0) : 0;
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
@@ -197,6 +198,11 @@ static int write_text(int dirfd, const char *name, const char *text, struct qs_d
 	if (rc)
 		qs_diag_set(diag, rc, "'%s': cannot write: %s", name, qs_strerror(rc));
 	return rc;
+}
+
+static int write_text(int dirfd, const char *name, const char *text, struct qs_diag *diag)
+{
+	return write_bytes(dirfd, name, text, strlen(text), diag);
 }
 
 static int write_index(const struct qs_qfile *qf, int dirfd, enum qs_dtype dtype,
@@ -296,6 +302,10 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 		rc = config ? write_text(od.fd, "config.json", config, diag) : -ENOMEM;
 		free(config);
 	}
+	/* the tokenizer files etc. back beside the shards, as they came */
+	for (uint32_t i = 0; rc == 0 && i < qf->header.nfiles; i++)
+		rc = write_bytes(od.fd, qf->header.files[i].name, qf->header.files[i].data,
+				 qf->header.files[i].len, diag);
 	if (rc == 0)
 		rc = qs_outdir_commit(&od, diag);
 	qs_outdir_release(&od);

@@ -171,7 +171,7 @@ static void decode_all(const uint8_t *buf, size_t len)
 	struct qs_diag d;
 	struct qs_header h;
 	if (qs_header_decode(fname, buf, len, &h, &d) == 0) {
-		CHECK(h.version == QS_FORMAT_VERSION && h.creator && h.options);
+		CHECK(h.version >= QS_FORMAT_VERSION_MIN && h.version <= QS_FORMAT_VERSION && h.creator && h.options);
 		qs_header_release(&h);
 	}
 	struct qs_record r;
@@ -195,7 +195,7 @@ static void decode_all(const uint8_t *buf, size_t len)
 	struct qs_trailer t;
 	if (qs_trailer_decode(fname, tr, &t, &d) == 0) {
 		uint64_t e;
-		CHECK(t.version == QS_FORMAT_VERSION);
+		CHECK(t.version >= QS_FORMAT_VERSION_MIN && t.version <= QS_FORMAT_VERSION);
 		CHECK(qs_add_u64(t.index_offset, t.index_size, &e) &&
 		      e + QS_TRAILER_FRAME_SIZE == t.file_size);
 	}

@@ -15,7 +15,7 @@ builddir=$(cd "${BUILDDIR:-${top_builddir:-.}}" && pwd)
 seconds=${FUZZ_SECONDS:-600}
 work=${FUZZ_WORK:-$builddir/fuzz-work}
 cc=${CLANG:-clang}
-harnesses=${*:-st_header st_index container importance hessian}
+harnesses=${*:-st_header st_index container importance hessian gguf_meta}
 jobs=${FUZZ_JOBS:-0}
 
 die() {
@@ -32,6 +32,7 @@ max_len() {
 	container) echo 65536 ;;   # the seed files are a few KB
 	importance) echo 32768 ;;  # the largest seed holds 4096 values (16 KB)
 	hessian) echo 32768 ;;     # the largest seed is a 2048-value diagonal (8 KB)
+	gguf_meta) echo 16384 ;;   # the seeds are about 1 KB
 	*) echo 4096 ;;
 	esac
 }

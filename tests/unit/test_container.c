@@ -190,14 +190,86 @@ static void test_header_hostile(void **state)
 	reseal(c, clen);
 	assert_int_equal(qs_header_decode("x", c, clen, &d, NULL), -QS_EFORMAT);
 	c[creator_len_at + 4] = 'q';
-	qs_put_le32(c + 4, 2);
+	qs_put_le32(c + 4, QS_FORMAT_VERSION + 1);
 	reseal(c, clen);
 	assert_int_equal(qs_header_decode("x", c, clen, &d, NULL), -QS_EFORMAT);
+	/* a version 1 header has no side-file count: those 4 bytes are extra */
 	qs_put_le32(c + 4, 1);
+	reseal(c, clen);
+	assert_int_equal(qs_header_decode("x", c, clen, &d, NULL), -QS_EFORMAT);
+	qs_put_le32(c + 4, QS_FORMAT_VERSION);
 	reseal(c, clen);
 	assert_int_equal(qs_header_decode("x", c, clen, &d, NULL), 0);
 	qs_header_release(&d);
 	free(f);
+}
+
+/* Version 2 carries side files byte for byte, binary ones included. */
+static void test_header_side_files(void **state)
+{
+	(void)state;
+	static const uint8_t model[] = {0x0a, 0x00, 0xff, 0x00, 0x7f};
+	struct qs_side_file files[2] = {
+		{.name = "tokenizer.json", .data = (uint8_t *)"{\"model\":{}}", .len = 12},
+		{.name = "tokenizer.model", .data = (uint8_t *)model, .len = sizeof(model)},
+	};
+	struct qs_header h = {.creator = "c", .options = "o", .files = files, .nfiles = 2};
+	uint8_t *f;
+	size_t len;
+	assert_int_equal(qs_header_encode(&h, &f, &len), 0);
+	struct qs_header d;
+	struct qs_diag diag;
+	assert_int_equal(qs_header_decode("x", f + 8, len - 8, &d, &diag), 0);
+	assert_int_equal(d.nfiles, 2);
+	const struct qs_side_file *t = qs_header_file(&d, "tokenizer.model");
+	assert_non_null(t);
+	assert_int_equal(t->len, sizeof(model));
+	assert_memory_equal(t->data, model, sizeof(model));
+	assert_string_equal((const char *)qs_header_file(&d, "tokenizer.json")->data,
+			    "{\"model\":{}}");
+	assert_null(qs_header_file(&d, "config.json"));
+	qs_header_release(&d);
+	hammer(dec_header, f + 8, len - 8);
+
+	/* a duplicate name, a path and an empty name are refused */
+	free(f);
+	files[1].name = "tokenizer.json";
+	assert_int_equal(qs_header_encode(&h, &f, &len), 0);
+	assert_int_equal(qs_header_decode("x", f + 8, len - 8, &d, &diag), -QS_EFORMAT);
+	assert_non_null(strstr(diag.msg, "given twice"));
+	free(f);
+	files[1].name = "../x";
+	assert_int_equal(qs_header_encode(&h, &f, &len), -QS_EUSAGE);
+	files[1].name = "";
+	assert_int_equal(qs_header_encode(&h, &f, &len), -QS_EUSAGE);
+}
+
+/* A version 1 header (written before side files existed) still decodes. */
+static void test_header_version1(void **state)
+{
+	(void)state;
+	uint8_t c[4 + 4 + 8 + 8 + 5 * 4 + 1 + 8];
+	size_t at = 0;
+	memcpy(c, "QSHD", 4);
+	qs_put_le32(c + 4, 1);
+	qs_put_le64(c + 8, 7);
+	qs_put_le64(c + 16, 9);
+	at = 24;
+	qs_put_le32(c + at, 1);  /* creator "q" */
+	c[at + 4] = 'q';
+	at += 5;
+	for (int i = 0; i < 4; i++, at += 4)
+		qs_put_le32(c + at, 0);
+	assert_int_equal(at + 8, sizeof(c));
+	reseal(c, sizeof(c));
+	struct qs_header d;
+	struct qs_diag diag;
+	assert_int_equal(qs_header_decode("x", c, sizeof(c), &d, &diag), 0);
+	assert_int_equal(d.version, 1);
+	assert_int_equal(d.input_fp, 7);
+	assert_string_equal(d.creator, "q");
+	assert_int_equal(d.nfiles, 0);
+	qs_header_release(&d);
 }
 
 static void test_record_roundtrip(void **state)
@@ -513,6 +585,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_roundtrip),
 		cmocka_unit_test(test_header_hostile),
+		cmocka_unit_test(test_header_side_files),
+		cmocka_unit_test(test_header_version1),
 		cmocka_unit_test(test_record_roundtrip),
 		cmocka_unit_test(test_record_encode_rejects),
 		cmocka_unit_test(test_record_hostile),
