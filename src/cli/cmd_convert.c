@@ -55,6 +55,10 @@ static void help(FILE *out)
 		"      --importance FILE     per-column importance for daq/claq: llama.cpp\n"
 		"                            imatrix (GGUF or .dat) or safetensors\n"
 		"      --hessian FILE        safetensors of X^T X (or its diagonal) for gptq/athena\n"
+		"      --part K/N            convert slice K of N into OUT.part-K-of-N.qshard\n"
+		"                            (join the parts with 'qshard merge')\n"
+		"      --plan-only           print the plan (of part K with --part) and exit\n"
+		"      --json                --plan-only prints JSON\n"
 		"  -h, --help                this help\n",
 		QS_ZSTD_LEVEL_DEFAULT, def);
 }
@@ -139,6 +143,9 @@ int cmd_convert(int argc, char **argv)
 		{"allow-nonfinite", no_argument, NULL, 'n'},
 		{"importance", required_argument, NULL, 'I'},
 		{"hessian", required_argument, NULL, 'H'},
+		{"part", required_argument, NULL, 'P'},
+		{"plan-only", no_argument, NULL, 'L'},
+		{"json", no_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -146,6 +153,8 @@ int cmd_convert(int argc, char **argv)
 	const char **schemes = calloc((size_t)argc + 1, sizeof(char *));
 	const char **keeps = calloc((size_t)argc + 1, sizeof(char *));
 	struct progress_state ps = {.mode = PROGRESS_AUTO};
+	bool plan_only = false, json = false;
+	char part_path[4096];
 	int ret = QS_EXIT_USAGE, c;
 	if (!schemes || !keeps) {
 		cli_error("out of memory");
@@ -217,6 +226,12 @@ int cmd_convert(int argc, char **argv)
 		case 'n': o.allow_nonfinite = true; break;
 		case 'I': o.importance = optarg; break;
 		case 'H': o.hessian = optarg; break;
+		case 'P':
+			if (!cli_parse_part(optarg, &o.part_k, &o.part_n))
+				goto out;
+			break;
+		case 'L': plan_only = true; break;
+		case 'J': json = true; break;
 		case 'h':
 			help(stdout);
 			ret = QS_EXIT_OK;
@@ -237,6 +252,14 @@ int cmd_convert(int argc, char **argv)
 	o.input = argv[optind];
 	o.schemes = schemes;
 	o.keeps = keeps;
+	if (json && !plan_only) {
+		cli_error("--json goes with --plan-only");
+		goto out;
+	}
+	if (plan_only) {
+		ret = cli_print_plan(&o, json);
+		goto out;
+	}
 	if (ps.mode == PROGRESS_AUTO)
 		ps.mode = isatty(STDERR_FILENO) ? PROGRESS_TTY : PROGRESS_NONE;
 	o.progress = on_progress;
@@ -258,6 +281,10 @@ int cmd_convert(int argc, char **argv)
 			print_resume_hint(argc, argv);
 		goto out;
 	}
+	const char *written = o.output;
+	if (o.part_n && qs_part_path(o.output, o.part_k, o.part_n, part_path,
+				     sizeof(part_path)) == 0)
+		written = part_path;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	char in[32], outb[32];
@@ -267,7 +294,7 @@ int cmd_convert(int argc, char **argv)
 		       "\"quantized_tensors\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,"
 		       "\"bpw\":%.4f,\"bpw_on_disk\":%.4f,\"seconds\":%.3f,\"gb_per_s\":%.3f,"
 		       "\"peak_rss_bytes\":%llu,\"resumed_tensors\":%llu}\n",
-		       o.output, (unsigned long long)res.tensors,
+		       written, (unsigned long long)res.tensors,
 		       (unsigned long long)res.quantized_tensors, (unsigned long long)res.input_bytes,
 		       (unsigned long long)res.output_bytes, res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss * 1024,
@@ -275,7 +302,7 @@ int cmd_convert(int argc, char **argv)
 	else
 		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
 		       "%.3f bpw nominal, %.3f bpw on disk, %.1f s, %.2f GB/s, peak memory %llu MiB\n",
-		       o.output, (unsigned long long)res.tensors,
+		       written, (unsigned long long)res.tensors,
 		       (unsigned long long)res.quantized_tensors, cli_human(res.input_bytes, in),
 		       cli_human(res.output_bytes, outb), res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss / 1024);

@@ -8,10 +8,13 @@
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateCCtxSize */
 #include <zstd.h>
+#include <xxhash.h>
 
 #include "config.h"
 #include "calib.h"
 #include "container.h"
+#include "convert.h"
+#include "parts.h"
 #include "pipeline.h"
 #include "plan.h"
 #include "qshard.h"
@@ -42,18 +45,25 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The records a resumed .partial kept must be the plan's first tensors. */
-static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, size_t n,
-		      const char *partial, struct qs_diag *diag)
+/* The records a resumed .partial kept must be the plan's first tensors (of
+ * the slice, with --part). */
+static int check_kept(const struct qs_plan *plan, const struct qs_part_slice *slice,
+		      const struct qs_record *kept, size_t n, const char *partial,
+		      struct qs_diag *diag)
 {
-	if (n > plan->ntensors)
+	size_t base = slice ? slice->tensor_begin : 0;
+	size_t end = slice ? slice->tensor_end : plan->ntensors;
+	if (n > end - base)
 		return qs_diag_set(diag, -QS_EMISMATCH,
 				   "'%s': holds more tensors than the checkpoint", partial);
 	for (size_t i = 0; i < n; i++) {
-		const struct qs_plan_tensor *t = &plan->tensors[i];
+		const struct qs_plan_tensor *t = &plan->tensors[base + i];
 		const char *scheme = t->raw ? "raw" : t->scheme.text;
+		uint32_t cb = 0, ce = t->nchunks, rf;
+		if (slice)
+			qs_part_tensor_chunks(slice, plan, base + i, &cb, &ce, &rf);
 		if (strcmp(kept[i].name, t->src->name) != 0 || strcmp(kept[i].scheme, scheme) != 0 ||
-		    kept[i].nchunks != t->nchunks)
+		    kept[i].nchunks != ce - cb)
 			return qs_diag_set(diag, -QS_EMISMATCH,
 					   "'%s': tensor %zu is '%s' (%s), the plan has '%s' (%s)",
 					   partial, i, kept[i].name, kept[i].scheme, t->src->name,
@@ -92,6 +102,40 @@ static void fill_result(const char *output, struct qs_convert_result *res)
 	qs_qfile_free(qf);
 }
 
+int qs_convert_plan(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,
+		    struct qs_plan *plan, unsigned *threads_out, int *level_out,
+		    struct qs_diag *diag)
+{
+	int rc;
+	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
+	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
+	if (level < 1 || level > ZSTD_maxCLevel()) {
+		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
+		return rc;
+	}
+	/* Each worker's compression context lives outside the ring but
+	 * inside the budget. */
+	uint64_t fixed = QS_WINDOW_OVERHEAD + (uint64_t)threads * ZSTD_estimateCCtxSize(level);
+	if (memory <= fixed + (1ull << 20)) {
+		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				 "--memory %llu MiB is too small: %u threads need at least %llu MiB",
+				 (unsigned long long)(memory >> 20), threads,
+				 (unsigned long long)((fixed >> 20) + 2));
+		return rc;
+	}
+	uint64_t ring = memory - fixed;
+	struct qs_convert_opts eff = *opts;
+	eff.memory = memory;
+	rc = qs_plan_build(ck, &eff, ring, plan, diag);
+	if (rc < 0)
+		return rc;
+	*threads_out = threads;
+	*level_out = level;
+	return 0;
+}
+
 int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res,
 	       struct qs_diag *diag)
 {
@@ -104,6 +148,11 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	struct qs_hessian *hes = NULL;
 	double t0 = now_seconds();
 	int rc;
+	/* --part K/N: the slice, its file and its header's options text */
+	struct qs_part_slice slice;
+	char part_path[4096];
+	char *part_options = NULL;
+	const char *out_path = opts->output;
 
 	memset(res, 0, sizeof(*res));
 	if (!opts->input || !opts->output)
@@ -125,30 +174,28 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		opts->progress(&pr, opts->progress_user);
 	}
 
-	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
-	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
-	if (level < 1 || level > ZSTD_maxCLevel()) {
-		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
-		goto out;
-	}
-	/* Each worker's compression context lives outside the ring but
-	 * inside the budget. */
-	uint64_t fixed = QS_WINDOW_OVERHEAD + (uint64_t)threads * ZSTD_estimateCCtxSize(level);
-	if (memory <= fixed + (1ull << 20)) {
-		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				 "--memory %llu MiB is too small: %u threads need at least %llu MiB",
-				 (unsigned long long)(memory >> 20), threads,
-				 (unsigned long long)((fixed >> 20) + 2));
-		goto out;
-	}
-	uint64_t ring = memory - fixed;
-	struct qs_convert_opts eff = *opts;
-	eff.memory = memory;
-	rc = qs_plan_build(ck, &eff, ring, &plan, diag);
+	unsigned threads;
+	int level;
+	rc = qs_convert_plan(ck, opts, &plan, &threads, &level, diag);
 	if (rc < 0)
 		goto out;
+	if (opts->part_n || opts->part_k) {
+		rc = qs_part_slice(&plan, opts->part_k, opts->part_n, &slice);
+		if (rc == 0)
+			rc = qs_part_path(opts->output, opts->part_k, opts->part_n, part_path,
+					  sizeof(part_path));
+		if (rc < 0) {
+			qs_diag_set(diag, rc, "--part %u/%u: K must be 1 to N, N at most %u",
+				    opts->part_k, opts->part_n, QS_PART_MAX);
+			goto out;
+		}
+		part_options = qs_part_id_options(plan.options_text, opts->part_k, opts->part_n);
+		if (!part_options) {
+			rc = qs_diag_set(diag, -ENOMEM, "out of memory");
+			goto out;
+		}
+		out_path = part_path;
+	}
 	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
@@ -166,16 +213,21 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.metadata_json = ck->nshards ? ck->shards[0].metadata_json : NULL,
 		.input = plan.input_text,
 	};
+	if (part_options) {
+		h.options = part_options;
+		h.options_fp = XXH3_64bits(part_options, strlen(part_options));
+	}
 	bool sync_each = opts->sync == QS_SYNC_TENSOR;
 	if (opts->resume) {
-		rc = qs_cwriter_resume(opts->output, &h, sync_each, &w, &kept, &nkept, diag);
+		rc = qs_cwriter_resume(out_path, &h, sync_each, &w, &kept, &nkept, diag);
 		if (rc == 0) {
-			char partial[4096];
-			snprintf(partial, sizeof(partial), "%s.partial", opts->output);
-			rc = check_kept(&plan, kept, nkept, partial, diag);
+			char partial[4200];
+			snprintf(partial, sizeof(partial), "%s.partial", out_path);
+			rc = check_kept(&plan, part_options ? &slice : NULL, kept, nkept, partial,
+					diag);
 		}
 	} else {
-		rc = qs_cwriter_create(opts->output, &h, opts->force, sync_each, &w, diag);
+		rc = qs_cwriter_create(out_path, &h, opts->force, sync_each, &w, diag);
 	}
 	if (rc < 0)
 		goto out;
@@ -192,12 +244,13 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.plan = &plan,
 		.opts = opts,
 		.writer = w,
-		.first_tensor = nkept,
+		.first_tensor = (part_options ? slice.tensor_begin : 0) + nkept,
 		.window_bytes = ring_in_use,
 		.importance = imp,
 		.hessian = hes,
 		.threads = threads,
 		.level = level,
+		.slice = part_options ? &slice : NULL,
 	};
 	struct qs_pipeline_stats stats;
 	rc = qs_pipeline_run(&args, &stats, diag);
@@ -211,14 +264,14 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		w = NULL;
 		if (rc == -QS_EINTERRUPTED)
 			qs_diag_set(diag, rc, "'%s.partial': interrupted after a complete tensor",
-				    opts->output);
+				    out_path);
 		goto out;
 	}
 	rc = qs_cwriter_finish(w, diag);
 	w = NULL;
 	if (rc < 0)
 		goto out;
-	fill_result(opts->output, res);
+	fill_result(out_path, res);
 	res->seconds = now_seconds() - t0;
 out:
 	if (w) {
@@ -228,6 +281,7 @@ out:
 	for (size_t i = 0; i < nkept; i++)
 		qs_record_release(&kept[i]);
 	free(kept);
+	free(part_options);
 	qs_plan_release(&plan);
 	qs_importance_free(imp);
 	qs_hessian_free(hes);

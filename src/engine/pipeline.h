@@ -6,6 +6,7 @@
 
 #include "calib.h"
 #include "container.h"
+#include "parts.h"
 #include "plan.h"
 #include "qshard.h"
 
@@ -20,6 +21,9 @@ struct qs_pipeline_args {
 	const struct qs_hessian *hessian;        /* --hessian, or NULL */
 	unsigned threads;
 	int level;
+	/* --part: convert only this slice of the plan (first_tensor is then
+	 * inside it), or NULL for all of it */
+	const struct qs_part_slice *slice;
 };
 
 struct qs_pipeline_stats {
