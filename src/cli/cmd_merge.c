@@ -20,8 +20,8 @@ static void help(FILE *out)
 {
 	fputs("usage: qshard merge OUT PART... [options]\n"
 	      "\n"
-	      "Joins the parts written by 'qshard convert ... -o OUT --part K/N' (every K\n"
-	      "of one N) into OUT (OUT.partial while running).\n"
+	      "Joins the part files OUT.part-K-of-N.qshard of one split convert (every K\n"
+	      "of one N, any order) into OUT (OUT.partial while running).\n"
 	      "\n"
 	      "      --remove-parts        delete the parts once OUT is complete\n"
 	      "      --force               discard an existing OUT.partial\n"
