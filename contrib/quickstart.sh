@@ -8,14 +8,30 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 liburing-dev libzstd-dev libxxhash-dev libopenblas-dev libcmocka-dev libjansson-dev \
 python3 python3-numpy valgrind clang libclang-rt-14-dev \
-gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+slurmctld slurmd slurm-client munge"
 
 if [ "${QSHARD_SKIP_DEPS:-0}" != 1 ]; then
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
+	# Slurm and munge (tests/cli/slurm.sh) must not start their daemons
+	# here: the test starts its own on loopback.  policy-rc.d exiting 101
+	# tells the packages' postinst scripts not to start services.
+	policy_rc=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+		$SUDO chmod 755 /usr/sbin/policy-rc.d
+		policy_rc=1
+		# removed even when apt-get fails (set -e)
+		trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	# shellcheck disable=SC2086
 	$SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+	if [ -n "$policy_rc" ]; then
+		$SUDO rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
 fi
 
 autoreconf -fi >/dev/null

@@ -10,28 +10,8 @@ need_numpy
 
 # a small checkpoint (vocab 1024) cut into many chunks by a small window
 "$MKCKPT" --preset tiny --layers 1 --vocab 1024 -o "$T/ck" >/dev/null || fail mkckpt
-"$PY" - "$T/ck/model.safetensors" "$T/hessian.safetensors" <<'PY' || fail "writing Hessians"
-import json, struct, sys, os
-import numpy as np
-sys.path.insert(0, os.environ["top_srcdir"] + "/tests/cli")
-import st_read
-n, header, _ = st_read.read_header(sys.argv[1])
-rng = np.random.default_rng(3)
-out, data = {}, b""
-for name, t in sorted(header.items()):
-    if len(t["shape"]) != 2 or "embed" in name:
-        continue
-    cols = t["shape"][1]
-    x = rng.standard_normal((256, cols)).astype(np.float32)
-    x[:, rng.choice(cols, 4, replace=False)] *= 10
-    raw = (x.T @ x / 256).astype(np.float32).tobytes()
-    out[name] = {"dtype": "F32", "shape": [cols, cols],
-                 "data_offsets": [len(data), len(data) + len(raw)]}
-    data += raw
-text = json.dumps(out).encode()
-text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + data)
-PY
+"$PY" "$top_srcdir/tests/cli/mkhessian.py" "$T/ck/model.safetensors" "$T/hessian.safetensors" ||
+	fail "writing Hessians"
 
 common=(--memory 24M -T 1 --progress none --sync end)
 check_scheme() {
