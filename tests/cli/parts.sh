@@ -35,7 +35,15 @@ check_scheme() {
 		rm -f "$T/m-$tag.qshard"
 	done
 	[ "$split_seen" = 1 ] || fail "$tag: no tensor was ever split between parts"
-	expect_exit 0 "$QSHARD" verify "$T/$tag.part-3-of-7.qshard"
+	# a part is an ordinary file to verify (with --source too: only the
+	# piece that ends a split tensor carries its source checksum) and
+	# inspect, but never unpacked
+	for k in 1 4 7; do
+		expect_exit 0 "$QSHARD" verify "$T/$tag.part-$k-of-7.qshard" --source "$T/ck"
+	done
+	expect_exit 0 "$QSHARD" inspect "$T/$tag.part-4-of-7.qshard"
+	expect_exit 2 "$QSHARD" unpack "$T/$tag.part-4-of-7.qshard" -o "$T/u"
+	expect_err "part 4 of 7 of a split conversion: join the parts with 'qshard merge' first"
 	echo "ok: $tag, 1..7 parts"
 }
 check_scheme rtn --scheme rtn:bits=4
