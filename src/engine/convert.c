@@ -46,22 +46,26 @@ static double now_seconds(void)
 }
 
 /* The records a resumed .partial kept must be the plan's first tensors (of
- * the slice, with --part). */
+ * the slice, with --part; scale tensors consumed by their FP8 weight have
+ * none).  *next is the plan index the pipeline continues at. */
 static int check_kept(const struct qs_plan *plan, const struct qs_part_slice *slice,
 		      const struct qs_record *kept, size_t n, const char *partial,
-		      struct qs_diag *diag)
+		      size_t *next, struct qs_diag *diag)
 {
-	size_t base = slice ? slice->tensor_begin : 0;
+	size_t at = slice ? slice->tensor_begin : 0;
 	size_t end = slice ? slice->tensor_end : plan->ntensors;
-	if (n > end - base)
-		return qs_diag_set(diag, -QS_EMISMATCH,
-				   "'%s': holds more tensors than the checkpoint", partial);
-	for (size_t i = 0; i < n; i++) {
-		const struct qs_plan_tensor *t = &plan->tensors[base + i];
+	for (size_t i = 0; i < n; i++, at++) {
+		while (at < end && plan->tensors[at].consumed)
+			at++;
+		if (at >= end)
+			return qs_diag_set(diag, -QS_EMISMATCH,
+					   "'%s': holds more tensors than the checkpoint%s", partial,
+					   slice ? "'s part" : "");
+		const struct qs_plan_tensor *t = &plan->tensors[at];
 		const char *scheme = t->raw ? "raw" : t->scheme.text;
 		uint32_t cb = 0, ce = t->nchunks, rf;
 		if (slice)
-			qs_part_tensor_chunks(slice, plan, base + i, &cb, &ce, &rf);
+			qs_part_tensor_chunks(slice, plan, at, &cb, &ce, &rf);
 		if (strcmp(kept[i].name, t->src->name) != 0 || strcmp(kept[i].scheme, scheme) != 0 ||
 		    kept[i].nchunks != ce - cb)
 			return qs_diag_set(diag, -QS_EMISMATCH,
@@ -69,6 +73,7 @@ static int check_kept(const struct qs_plan *plan, const struct qs_part_slice *sl
 					   partial, i, kept[i].name, kept[i].scheme, t->src->name,
 					   scheme);
 	}
+	*next = at;
 	return 0;
 }
 
@@ -143,7 +148,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	struct qs_plan plan = {0};
 	struct qs_cwriter *w = NULL;
 	struct qs_record *kept = NULL;
-	size_t nkept = 0;
+	size_t nkept = 0, first_tensor = 0;
 	struct qs_importance *imp = NULL;
 	struct qs_hessian *hes = NULL;
 	double t0 = now_seconds();
@@ -195,6 +200,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 			goto out;
 		}
 		out_path = part_path;
+		first_tensor = slice.tensor_begin;
 	}
 	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
 		goto out;
@@ -224,7 +230,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 			char partial[4200];
 			snprintf(partial, sizeof(partial), "%s.partial", out_path);
 			rc = check_kept(&plan, part_options ? &slice : NULL, kept, nkept, partial,
-					diag);
+					&first_tensor, diag);
 		}
 	} else {
 		rc = qs_cwriter_create(out_path, &h, opts->force, sync_each, &w, diag);
@@ -244,7 +250,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.plan = &plan,
 		.opts = opts,
 		.writer = w,
-		.first_tensor = (part_options ? slice.tensor_begin : 0) + nkept,
+		.first_tensor = first_tensor,
 		.window_bytes = ring_in_use,
 		.importance = imp,
 		.hessian = hes,

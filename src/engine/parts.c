@@ -30,9 +30,12 @@ uint64_t qs_part_chunk_cost(const struct qs_plan_tensor *t, uint32_t c)
 	return cost > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)cost;
 }
 
-/* A tensor without chunks still needs its record: one unit of no cost. */
+/* A tensor without chunks still needs its record: one unit of no cost.  A
+ * scale consumed by its FP8 weight has no record: no unit at all. */
 static uint64_t tensor_units(const struct qs_plan_tensor *t)
 {
+	if (t->consumed)
+		return 0;
 	return t->nchunks ? t->nchunks : 1;
 }
 
@@ -211,6 +214,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		const struct qs_plan_tensor *t = &plan.tensors[i];
 		struct qs_part_entry *e = &pp->entries[pp->nentries];
 		uint32_t cb, ce, rf;
+		if (t->consumed)
+			continue;  /* read with its weight, no record of its own */
 		qs_part_tensor_chunks(&s, &plan, i, &cb, &ce, &rf);
 		e->name = strdup(t->src->name);
 		e->scheme = strdup(t->raw ? "raw" : t->scheme.text);
@@ -224,8 +229,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		e->nchunks = t->nchunks;
 		e->chunk_begin = cb;
 		e->chunk_end = ce;
-		e->row_begin = (uint64_t)cb * t->rows_per_chunk;
-		e->row_end = ce == t->nchunks ? t->rows : (uint64_t)ce * t->rows_per_chunk;
+		e->row_begin = qs_plan_chunk_begin(t, cb);
+		e->row_end = ce == t->nchunks ? t->rows : qs_plan_chunk_begin(t, ce);
 		if (t->nchunks == 0)
 			e->row_begin = e->row_end = 0;
 		e->second_order = qs_part_second_order(t);

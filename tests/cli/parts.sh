@@ -50,6 +50,32 @@ check_scheme rtn --scheme rtn:bits=4
 check_scheme adpq --scheme adpq:bits=3
 check_scheme gptq --scheme gptq:bits=3 --hessian "$T/hessian.safetensors"
 
+# inputs whose tensors read a companion (FP8 block scales, MXFP4 scales)
+# and stacked experts: split pieces still join to one convert's bytes
+check_inputs() {
+	local tag=$1
+	shift
+	"$MKCKPT" --preset tiny --layers 1 --vocab 1024 "$@" -o "$T/ck-$tag" >/dev/null ||
+		fail "mkckpt $tag"
+	expect_exit 0 "$QSHARD" convert "$T/ck-$tag" -o "$T/$tag.qshard" "${common[@]}"
+	local split_seen=0
+	for n in 2 3 5; do
+		for k in $(seq 1 "$n"); do
+			expect_exit 0 "$QSHARD" convert "$T/ck-$tag" -o "$T/$tag.qshard" \
+				"${common[@]}" --part "$k/$n"
+		done
+		expect_exit 0 "$QSHARD" merge "$T/m-$tag.qshard" "$T/$tag".part-*-of-"$n".qshard
+		grep -q "(0 split" "$T/out" || split_seen=1
+		cmp "$T/m-$tag.qshard" "$T/$tag.qshard" || fail "$tag: merge of $n parts differs"
+		expect_exit 0 "$QSHARD" verify "$T/m-$tag.qshard" --source "$T/ck-$tag"
+		rm -f "$T/m-$tag.qshard"
+	done
+	[ "$split_seen" = 1 ] || fail "$tag: no tensor was ever split between parts"
+	echo "ok: $tag"
+}
+check_inputs fp8 --dtype fp8 --moe 4
+check_inputs mxfp4 --moe 3 --fused-experts --mxfp4
+
 # --plan-only: the parts' listings cover each tensor's chunks once, in order
 for k in 1 2 3 4 5; do
 	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/g.qshard" "${common[@]}" \
