@@ -13,14 +13,18 @@
 
 #include "plan.h"
 
-/* Work units are estimated picoseconds on one core of the machine the model
- * was fitted on (contrib/bench/bench-parts): reading, converting, quantizing
- * and compressing a source byte of a first-order scheme ... */
+/* Work units are estimated picoseconds on one core: reading, converting,
+ * quantizing and compressing a source byte of a first-order scheme (about
+ * 1 GB/s per core) ... */
 #define QS_PART_BYTE_COST 1000u
 /* ... and, for second-order schemes (gptq, athena), the error propagation:
  * per row, every column updates the columns after it (cols^2 / 2 multiply-
- * adds), so the cost grows with rows x cols^2. */
-#define QS_PART_SECOND_ORDER_WEIGHT 100u
+ * adds), so the cost grows with rows x cols^2.  The weight is fitted to one
+ * measurement (contrib/bench/bench-parts: gptq on two 1b-preset layers took
+ * 31.3 core-seconds here; rows x cols^2 x 64 ps gives 30.2); it also stands
+ * for the per-tensor Cholesky work, which the model does not count apart.
+ * Only the balance depends on it, never the bytes. */
+#define QS_PART_SECOND_ORDER_WEIGHT 64u
 #define QS_PART_UNITS_PER_SECOND 1e12
 
 struct qs_part_slice {
