@@ -21,7 +21,7 @@
  * per row, every column updates the columns after it (cols^2 / 2 multiply-
  * adds), so the cost grows with rows x cols^2.  The weight is fitted to one
  * measurement (contrib/bench/bench-parts: gptq on two 1b-preset layers took
- * 31.3 core-seconds here; rows x cols^2 x 64 ps gives 30.2); it also stands
+ * 31.3 and 30.7 core-seconds in two runs here; the model gives 30.5); it also stands
  * for the per-tensor Cholesky work, which the model does not count apart.
  * Only the balance depends on it, never the bytes. */
 #define QS_PART_SECOND_ORDER_WEIGHT 64u
