@@ -165,6 +165,9 @@ struct qs_convert_opts {
 	qs_progress_fn progress;
 	void *progress_user;
 	volatile int *stop;           /* set non-zero (e.g. from a signal) to stop cleanly */
+	/* --part K/N: convert only slice K of N (1 <= K <= N) into the part
+	 * file qs_part_path(output, K, N); 0/0 converts everything. */
+	unsigned part_k, part_n;
 };
 
 struct qs_convert_result {
@@ -189,6 +192,80 @@ uint64_t qs_default_memory(void);
 int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res,
 	       struct qs_diag *diag);
 
+/* ------------------------------------------------- parts (--part, merge) */
+
+/* Largest N of --part K/N. */
+#define QS_PART_MAX 100000u
+
+/* The part file name for output: "model.qshard" -> "model.part-K-of-N.qshard"
+ * (other names get ".part-K-of-N.qshard" appended).  0, -QS_EUSAGE for a
+ * bad K/N, -QS_ETOOBIG when buf is too small. */
+int qs_part_path(const char *output, unsigned k, unsigned n, char *buf, size_t len);
+
+/* What part K of N converts (convert --plan-only --part K/N): one entry per
+ * tensor it touches, in plan order. */
+struct qs_part_entry {
+	const char *name;
+	const char *scheme;           /* canonical spec or "raw" */
+	uint64_t rows, cols;
+	uint32_t nchunks;             /* chunks of the whole tensor */
+	uint32_t chunk_begin, chunk_end;  /* the chunks of this part */
+	uint64_t row_begin, row_end;
+	uint64_t source_bytes;        /* source bytes of those chunks */
+	uint64_t hash_bytes;          /* bytes before row_begin read only for the checksum */
+	uint64_t cost;                /* work units (see qs_part_plan) */
+	bool second_order;            /* cost counts rows x cols^2 */
+};
+
+struct qs_part_plan {
+	unsigned k, n;
+	char *path;                   /* the part file */
+	struct qs_part_entry *entries;
+	size_t nentries;
+	uint64_t tensors_total, chunks_total;  /* in the whole plan */
+	uint64_t chunks;              /* in this part */
+	uint64_t source_bytes, hash_bytes;
+	/* Work units: one per source byte plus, for second-order schemes,
+	 * QS_PART_SECOND_ORDER_WEIGHT per row x cols^2 (the cost of the
+	 * error propagation).  Fixed constants, so the slicing never depends
+	 * on the machine. */
+	uint64_t cost, total_cost;
+	double est_core_seconds;      /* cost at QS_PART_UNITS_PER_SECOND */
+	uint64_t memory;              /* the window the plan was cut for */
+};
+
+/* Builds the plan of opts (opts->part_k/part_n; 0/0 means 1/1) from the
+ * checkpoint headers alone; nothing is read or written. */
+int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
+		 struct qs_diag *diag);
+void qs_part_plan_free(struct qs_part_plan *pp);
+
+struct qs_merge_opts {
+	const char *output;           /* final name; OUTPUT.partial while running */
+	const char *const *parts;     /* part files, in any order */
+	size_t nparts;
+	bool force;                   /* discard an existing OUTPUT.partial */
+	bool remove_parts;            /* delete the parts after the rename */
+	qs_progress_fn progress;      /* tensors_done/total, bytes_read/total */
+	void *progress_user;
+	volatile int *stop;
+};
+
+struct qs_merge_result {
+	uint64_t tensors, parts, split_tensors;
+	uint64_t bytes_read;          /* data frames copied */
+	uint64_t output_bytes;
+	double seconds;
+};
+
+/* Joins the parts of one conversion into the file a single convert with the
+ * same options writes, byte for byte.  Refuses (-QS_EMISMATCH, diag naming
+ * the file) a part from a different input (stale), from different options
+ * or another N (foreign), a part given twice or missing, and any part
+ * whose checksums fail (-QS_ECHECKSUM) before the final name appears. */
+int qs_merge(const struct qs_merge_opts *opts, struct qs_merge_result *res,
+	     struct qs_diag *diag);
+
 /* ----------------------------------------------------------- qshard files */
 
 struct qs_qfile;
@@ -201,6 +278,8 @@ void qs_qfile_tensor(const struct qs_qfile *qf, size_t i, struct qs_tensor_info 
 const char *qs_qfile_options(const struct qs_qfile *qf);
 const char *qs_qfile_creator(const struct qs_qfile *qf);
 uint64_t qs_qfile_size(const struct qs_qfile *qf);
+/* True (and K, N filled when non-NULL) for a part file of convert --part. */
+bool qs_qfile_part(const struct qs_qfile *qf, unsigned *k, unsigned *n);
 
 /* Called by verify for each problem found; what names the tensor or the
  * structure (e.g. "header", "index") that is damaged. */

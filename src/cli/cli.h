@@ -33,6 +33,8 @@ bool cli_parse_size(const char *text, uint64_t *out);
 /* Index of text in the NULL-terminated names; -1 after printing
  * "OPT must be a, b or c (got 'text')". */
 int cli_choice(const char *opt, const char *text, const char *const *names);
+/* "K/N" of --part: 1 <= K <= N <= QS_PART_MAX; false after printing why. */
+bool cli_parse_part(const char *text, unsigned *k, unsigned *n);
 /* Human size "1.23 GB" (powers of 1000, as disks are sold). */
 const char *cli_human(uint64_t bytes, char buf[32]);
 /* True when path is a qshard file (starts with the header frame magic). */
@@ -49,5 +51,10 @@ int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+
+/* convert --plan-only (plan_print.c): prints the plan of opts (the slice of
+ * --part K/N) as a table or JSON; returns the exit code. */
+int cli_print_plan(const struct qs_convert_opts *opts, bool json);
 
 #endif /* QS_CLI_H */

@@ -102,6 +102,28 @@ int cli_choice(const char *opt, const char *text, const char *const *names)
 	return -1;
 }
 
+bool cli_parse_part(const char *text, unsigned *k, unsigned *n)
+{
+	char *end;
+	unsigned long kk = 0, nn = 0;
+	bool ok = text[0] >= '1' && text[0] <= '9';
+	if (ok) {
+		kk = strtoul(text, &end, 10);
+		ok = *end == '/' && end[1] >= '1' && end[1] <= '9';
+	}
+	if (ok) {
+		nn = strtoul(end + 1, &end, 10);
+		ok = *end == '\0' && kk <= nn && nn <= QS_PART_MAX;
+	}
+	if (!ok) {
+		cli_error("--part must be K/N with 1 <= K <= N <= %u (got '%s')", QS_PART_MAX, text);
+		return false;
+	}
+	*k = (unsigned)kk;
+	*n = (unsigned)nn;
+	return true;
+}
+
 const char *cli_human(uint64_t bytes, char buf[32])
 {
 	if (bytes >= 1000000000ull)

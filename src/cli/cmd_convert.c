@@ -55,6 +55,10 @@ static void help(FILE *out)
 		"      --importance FILE     per-column importance for daq/claq: llama.cpp\n"
 		"                            imatrix (GGUF or .dat) or safetensors\n"
 		"      --hessian FILE        safetensors of X^T X (or its diagonal) for gptq/athena\n"
+		"      --part K/N            convert slice K of N into OUT.part-K-of-N.qshard\n"
+		"                            (join the parts with 'qshard merge')\n"
+		"      --plan-only           print the plan (of part K with --part) and exit\n"
+		"      --json                --plan-only prints JSON\n"
 		"  -h, --help                this help\n",
 		QS_ZSTD_LEVEL_DEFAULT, def);
 }
@@ -147,6 +151,9 @@ int cmd_convert(int argc, char **argv)
 		{"allow-nonfinite", no_argument, NULL, 'n'},
 		{"importance", required_argument, NULL, 'I'},
 		{"hessian", required_argument, NULL, 'H'},
+		{"part", required_argument, NULL, 'P'},
+		{"plan-only", no_argument, NULL, 'L'},
+		{"json", no_argument, NULL, 'J'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -154,6 +161,8 @@ int cmd_convert(int argc, char **argv)
 	const char **schemes = calloc((size_t)argc + 1, sizeof(char *));
 	const char **keeps = calloc((size_t)argc + 1, sizeof(char *));
 	struct progress_state ps = {.mode = PROGRESS_AUTO};
+	bool plan_only = false, json = false;
+	char part_path[4096];
 	int ret = QS_EXIT_USAGE, c;
 	if (!schemes || !keeps) {
 		cli_error("out of memory");
@@ -225,6 +234,12 @@ int cmd_convert(int argc, char **argv)
 		case 'n': o.allow_nonfinite = true; break;
 		case 'I': o.importance = optarg; break;
 		case 'H': o.hessian = optarg; break;
+		case 'P':
+			if (!cli_parse_part(optarg, &o.part_k, &o.part_n))
+				goto out;
+			break;
+		case 'L': plan_only = true; break;
+		case 'J': json = true; break;
 		case 'h':
 			help(stdout);
 			ret = QS_EXIT_OK;
@@ -245,6 +260,14 @@ int cmd_convert(int argc, char **argv)
 	o.input = argv[optind];
 	o.schemes = schemes;
 	o.keeps = keeps;
+	if (json && !plan_only) {
+		cli_error("--json goes with --plan-only");
+		goto out;
+	}
+	if (plan_only) {
+		ret = cli_print_plan(&o, json);
+		goto out;
+	}
 	if (ps.mode == PROGRESS_AUTO)
 		ps.mode = isatty(STDERR_FILENO) ? PROGRESS_TTY : PROGRESS_NONE;
 	o.progress = on_progress;
@@ -266,6 +289,10 @@ int cmd_convert(int argc, char **argv)
 			print_resume_hint(argc, argv);
 		goto out;
 	}
+	const char *written = o.output;
+	if (o.part_n && qs_part_path(o.output, o.part_k, o.part_n, part_path,
+				     sizeof(part_path)) == 0)
+		written = part_path;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	char in[32], outb[32];
@@ -273,7 +300,7 @@ int cmd_convert(int argc, char **argv)
 	if (ps.mode == PROGRESS_JSON)
 		cli_json_print(stdout,
 			       json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I}",
-					 "event", "done", "output", cli_json_string(o.output),
+					 "event", "done", "output", cli_json_string(written),
 					 "tensors", (json_int_t)res.tensors, "quantized_tensors",
 					 (json_int_t)res.quantized_tensors, "input_bytes",
 					 (json_int_t)res.input_bytes, "output_bytes",
@@ -286,7 +313,7 @@ int cmd_convert(int argc, char **argv)
 	else
 		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
 		       "%.3f bpw nominal, %.3f bpw on disk, %.1f s, %.2f GB/s, peak memory %llu MiB\n",
-		       o.output, (unsigned long long)res.tensors,
+		       written, (unsigned long long)res.tensors,
 		       (unsigned long long)res.quantized_tensors, cli_human(res.input_bytes, in),
 		       cli_human(res.output_bytes, outb), res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss / 1024);

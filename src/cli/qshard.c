@@ -14,6 +14,7 @@ static void usage(FILE *out)
 	      "  verify FILE          check every checksum of a qshard file\n"
 	      "  unpack FILE -o DIR   write the dequantized checkpoint as safetensors\n"
 	      "  export FILE -o GGUF  write a GGUF file for llama.cpp\n"
+	      "  merge OUT PART...    join the parts of convert --part K/N into OUT\n"
 	      "\n"
 	      "'qshard <command> --help' shows a command's options; see qshard(1).\n",
 	      out);
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
 		return cmd_unpack(argc - 1, argv + 1);
 	if (!strcmp(cmd, "export"))
 		return cmd_export(argc - 1, argv + 1);
+	if (!strcmp(cmd, "merge"))
+		return cmd_merge(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (see 'qshard --help')", cmd);
 	return QS_EXIT_USAGE;
 }

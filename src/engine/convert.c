@@ -9,11 +9,14 @@
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateCCtxSize */
 #include <zstd.h>
+#include <xxhash.h>
 
 #include "config.h"
 #include "calib.h"
 #include "container.h"
+#include "convert.h"
 #include "fsafe.h"
+#include "parts.h"
 #include "pipeline.h"
 #include "plan.h"
 #include "qshard.h"
@@ -41,23 +44,29 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The records a resumed .partial kept must be the plan's first tensors
- * (scale tensors consumed by their FP8 weight have none).  *next is the
- * plan index the pipeline continues at. */
-static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, size_t n,
-		      const char *partial, size_t *next, struct qs_diag *diag)
+/* The records a resumed .partial kept must be the plan's first tensors (of
+ * the slice, with --part; scale tensors consumed by their FP8 weight have
+ * none).  *next is the plan index the pipeline continues at. */
+static int check_kept(const struct qs_plan *plan, const struct qs_part_slice *slice,
+		      const struct qs_record *kept, size_t n, const char *partial,
+		      size_t *next, struct qs_diag *diag)
 {
-	size_t at = 0;
+	size_t at = slice ? slice->tensor_begin : 0;
+	size_t end = slice ? slice->tensor_end : plan->ntensors;
 	for (size_t i = 0; i < n; i++, at++) {
-		while (at < plan->ntensors && plan->tensors[at].consumed)
+		while (at < end && plan->tensors[at].consumed)
 			at++;
-		if (at >= plan->ntensors)
+		if (at >= end)
 			return qs_diag_set(diag, -QS_EMISMATCH,
-					   "'%s': holds more tensors than the checkpoint", partial);
+					   "'%s': holds more tensors than the checkpoint%s", partial,
+					   slice ? "'s part" : "");
 		const struct qs_plan_tensor *t = &plan->tensors[at];
 		const char *scheme = t->raw ? "raw" : t->scheme.text;
+		uint32_t cb = 0, ce = t->nchunks, rf;
+		if (slice)
+			qs_part_tensor_chunks(slice, plan, at, &cb, &ce, &rf);
 		if (strcmp(kept[i].name, t->src->name) != 0 || strcmp(kept[i].scheme, scheme) != 0 ||
-		    kept[i].nchunks != t->nchunks)
+		    kept[i].nchunks != ce - cb)
 			return qs_diag_set(diag, -QS_EMISMATCH,
 					   "'%s': tensor %zu is '%s' (%s), the plan has '%s' (%s)",
 					   partial, i, kept[i].name, kept[i].scheme, t->src->name,
@@ -158,6 +167,59 @@ static void fill_result(const char *output, struct qs_convert_result *res)
 	qs_qfile_free(qf);
 }
 
+int qs_convert_plan(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,
+		    struct qs_plan *plan, unsigned *threads_out, int *level_out,
+		    unsigned *contexts_out, struct qs_diag *diag)
+{
+	int rc;
+	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
+	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
+	if (level < 1 || level > ZSTD_maxCLevel())
+		return qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
+	/* Chunking follows from --memory alone (plan.h); the compression
+	 * contexts get their own fixed share, checked after planning. */
+	uint64_t window = qs_memory_chunk_window(memory);
+	if (window < (1ull << 20))
+		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				   "--memory %llu MiB is too small: at least %llu MiB is needed",
+				   (unsigned long long)(memory >> 20),
+				   (unsigned long long)(qs_memory_for_window(1ull << 20) >> 20) + 1);
+	struct qs_convert_opts eff = *opts;
+	eff.memory = memory;
+	rc = qs_plan_build(ck, &eff, window, plan, diag);
+	if (rc < 0)
+		return rc;
+	/* A context sized for the largest payload; ZSTD_compress2 knows each
+	 * chunk's size, so no context grows past this. */
+	uint64_t cctx_bytes = ZSTD_estimateCCtxSize_usingCParams(
+		ZSTD_getCParams(level, plan->max_payload ? plan->max_payload : 1, 0));
+	uint64_t share = qs_memory_zstd_share(memory);
+	uint64_t contexts = cctx_bytes ? share / cctx_bytes : threads;
+	if (contexts == 0) {
+		qs_plan_release(plan);
+		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				   "--memory %llu MiB is too small for --level %d: one compression "
+				   "context needs %llu MiB and a quarter of --memory is set aside "
+				   "for them; raise --memory to %llu MiB or lower --level",
+				   (unsigned long long)(memory >> 20), level,
+				   (unsigned long long)((cctx_bytes + (1 << 20) - 1) >> 20),
+				   /* larger --memory, larger chunks, larger contexts: the
+				    * figure is one that fits the largest context the level
+				    * ever uses, whatever the chunk size */
+				   (unsigned long long)((QS_WINDOW_OVERHEAD +
+							 4 * (uint64_t)ZSTD_estimateCCtxSize(level) +
+							 (1 << 20) - 1) >> 20));
+	}
+	if (contexts > threads)
+		contexts = threads;
+	*threads_out = threads;
+	*level_out = level;
+	*contexts_out = (unsigned)contexts;
+	return 0;
+}
+
 int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res,
 	       struct qs_diag *diag)
 {
@@ -170,6 +232,11 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	struct qs_hessian *hes = NULL;
 	double t0 = now_seconds();
 	int rc;
+	/* --part K/N: the slice, its file and its header's options text */
+	struct qs_part_slice slice;
+	char part_path[4096];
+	char *part_options = NULL;
+	const char *out_path = opts->output;
 
 	memset(res, 0, sizeof(*res));
 	if (!opts->input || !opts->output)
@@ -197,52 +264,29 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		opts->progress(&pr, opts->progress_user);
 	}
 
-	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = opts->threads ? opts->threads : (unsigned)(cpus > 0 ? cpus : 1);
-	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
-	if (level < 1 || level > ZSTD_maxCLevel()) {
-		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
-		goto out;
-	}
-	/* Chunking follows from --memory alone (plan.h); the compression
-	 * contexts get their own fixed share, checked after planning. */
-	uint64_t window = qs_memory_chunk_window(memory);
-	if (window < (1ull << 20)) {
-		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				 "--memory %llu MiB is too small: at least %llu MiB is needed",
-				 (unsigned long long)(memory >> 20),
-				 (unsigned long long)(qs_memory_for_window(1ull << 20) >> 20) + 1);
-		goto out;
-	}
-	struct qs_convert_opts eff = *opts;
-	eff.memory = memory;
-	rc = qs_plan_build(ck, &eff, window, &plan, diag);
+	unsigned threads, contexts;
+	int level;
+	rc = qs_convert_plan(ck, opts, &plan, &threads, &level, &contexts, diag);
 	if (rc < 0)
 		goto out;
-	/* A context sized for the largest payload; ZSTD_compress2 knows each
-	 * chunk's size, so no context grows past this. */
-	uint64_t cctx_bytes = ZSTD_estimateCCtxSize_usingCParams(
-		ZSTD_getCParams(level, plan.max_payload ? plan.max_payload : 1, 0));
-	uint64_t share = qs_memory_zstd_share(memory);
-	uint64_t contexts = cctx_bytes ? share / cctx_bytes : threads;
-	if (contexts == 0) {
-		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				 "--memory %llu MiB is too small for --level %d: one compression "
-				 "context needs %llu MiB and a quarter of --memory is set aside "
-				 "for them; raise --memory to %llu MiB or lower --level",
-				 (unsigned long long)(memory >> 20), level,
-				 (unsigned long long)((cctx_bytes + (1 << 20) - 1) >> 20),
-				 /* larger --memory, larger chunks, larger contexts: the
-				  * figure is one that fits the largest context the level
-				  * ever uses, whatever the chunk size */
-				 (unsigned long long)((QS_WINDOW_OVERHEAD +
-						       4 * (uint64_t)ZSTD_estimateCCtxSize(level) +
-						       (1 << 20) - 1) >> 20));
-		goto out;
+	if (opts->part_n || opts->part_k) {
+		rc = qs_part_slice(&plan, opts->part_k, opts->part_n, &slice);
+		if (rc == 0)
+			rc = qs_part_path(opts->output, opts->part_k, opts->part_n, part_path,
+					  sizeof(part_path));
+		if (rc < 0) {
+			qs_diag_set(diag, rc, "--part %u/%u: K must be 1 to N, N at most %u",
+				    opts->part_k, opts->part_n, QS_PART_MAX);
+			goto out;
+		}
+		part_options = qs_part_id_options(plan.options_text, opts->part_k, opts->part_n);
+		if (!part_options) {
+			rc = qs_diag_set(diag, -ENOMEM, "out of memory");
+			goto out;
+		}
+		out_path = part_path;
+		first_tensor = slice.tensor_begin;
 	}
-	if (contexts > threads)
-		contexts = threads;
 	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
@@ -269,16 +313,21 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 						.len = (uint32_t)ck->side_len[i]};
 	h.files = side;
 	h.nfiles = ck->nside;
+	if (part_options) {
+		h.options = part_options;
+		h.options_fp = XXH3_64bits(part_options, strlen(part_options));
+	}
 	bool sync_each = opts->sync == QS_SYNC_TENSOR;
 	if (opts->resume) {
-		rc = qs_cwriter_resume(opts->output, &h, sync_each, &w, &kept, &nkept, diag);
+		rc = qs_cwriter_resume(out_path, &h, sync_each, &w, &kept, &nkept, diag);
 		if (rc == 0) {
-			char partial[4096];
-			snprintf(partial, sizeof(partial), "%s.partial", opts->output);
-			rc = check_kept(&plan, kept, nkept, partial, &first_tensor, diag);
+			char partial[4200];
+			snprintf(partial, sizeof(partial), "%s.partial", out_path);
+			rc = check_kept(&plan, part_options ? &slice : NULL, kept, nkept, partial,
+					&first_tensor, diag);
 		}
 	} else {
-		rc = qs_cwriter_create(opts->output, &h, opts->force, sync_each, &w, diag);
+		rc = qs_cwriter_create(out_path, &h, opts->force, sync_each, &w, diag);
 	}
 	if (rc < 0)
 		goto out;
@@ -302,6 +351,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.threads = threads,
 		.contexts = (unsigned)contexts,
 		.level = level,
+		.slice = part_options ? &slice : NULL,
 	};
 	struct qs_pipeline_stats stats;
 	rc = qs_pipeline_run(&args, &stats, diag);
@@ -315,14 +365,14 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		w = NULL;
 		if (rc == -QS_EINTERRUPTED)
 			qs_diag_set(diag, rc, "'%s.partial': interrupted after a complete tensor",
-				    opts->output);
+				    out_path);
 		goto out;
 	}
 	rc = qs_cwriter_finish(w, diag);
 	w = NULL;
 	if (rc < 0)
 		goto out;
-	fill_result(opts->output, res);
+	fill_result(out_path, res);
 	res->seconds = now_seconds() - t0;
 out:
 	if (w) {
@@ -332,6 +382,7 @@ out:
 	for (size_t i = 0; i < nkept; i++)
 		qs_record_release(&kept[i]);
 	free(kept);
+	free(part_options);
 	qs_plan_release(&plan);
 	qs_importance_free(imp);
 	qs_hessian_free(hes);

@@ -43,6 +43,9 @@ struct job {
 	uint8_t *work, *payload, *compressed, *scratch;
 	uint64_t payload_size, compressed_cap, frame_size;
 	uint64_t payload_xxh3;
+	/* a chunk before a part's piece of a split tensor: read only so the
+	 * tensor's source checksum covers every row (parts.h) */
+	bool hash_only;
 	enum job_state state;
 	int rc;
 	struct qs_diag diag;
@@ -91,6 +94,25 @@ static void stop_all(struct pipeline *p)
 	pthread_cond_broadcast(&p->cctx_returned);
 	pthread_mutex_unlock(&p->lock);
 	qs_window_close(&p->window);
+}
+
+/* The tensors this run converts end here (a --part slice ends earlier). */
+static size_t tensors_end(const struct qs_pipeline_args *a)
+{
+	return a->slice ? a->slice->tensor_end : a->plan->ntensors;
+}
+
+/* Chunks [*begin, *end) of tensor ti are converted, from *read_from on
+ * they are read (parts.h); all of them without --part. */
+static void tensor_chunks(const struct qs_pipeline_args *a, size_t ti, uint32_t *begin,
+			  uint32_t *end, uint32_t *read_from)
+{
+	if (a->slice) {
+		qs_part_tensor_chunks(a->slice, a->plan, ti, begin, end, read_from);
+		return;
+	}
+	*begin = *read_from = 0;
+	*end = a->plan->tensors[ti].nchunks;
 }
 
 /* ------------------------------------------------------------ reader */
@@ -279,14 +301,16 @@ static void *reader_main(void *arg)
 	struct pipeline *p = arg;
 	const struct qs_plan *plan = p->a->plan;
 	int rc = 0;
-	for (size_t ti = p->a->first_tensor; ti < plan->ntensors && rc >= 0; ti++) {
+	for (size_t ti = p->a->first_tensor; ti < tensors_end(p->a) && rc >= 0; ti++) {
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
-		if (t->prep_total && t->nchunks) {
+		uint32_t cbegin, cend, cread;
+		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
+		if (t->prep_total && cend > cbegin) {
 			rc = prepare_tensor(p, ti);
 			if (rc < 0)
 				break;
 		}
-		for (uint32_t c = 0; c < t->nchunks && rc >= 0; c++) {
+		for (uint32_t c = cread; c < cend && rc >= 0; c++) {
 			if (should_stop(p)) {
 				rc = -ECANCELED;
 				break;
@@ -298,6 +322,7 @@ static void *reader_main(void *arg)
 			}
 			j->tensor = ti;
 			j->chunk = c;
+			j->hash_only = c < cbegin;
 			j->rows = qs_plan_chunk_rows(t, c);
 			struct qs_chunk_footprint fp;
 			qs_plan_footprint(t, j->rows, &fp);
@@ -421,6 +446,8 @@ static void process(struct pipeline *p, struct job *j)
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
 	const char *fname = p->a->ckpt->shards[t->src->shard].name;
 	const uint8_t *payload;
+	if (j->hash_only)
+		return;
 	if (t->raw) {
 		payload = j->input;
 		j->payload_size = j->req.len;
@@ -536,14 +563,30 @@ static void report(struct pipeline *p, uint64_t tensors_done, double t0, const c
 	struct qs_progress pr = {0};
 	pr.tensors_done = tensors_done;
 	pr.tensors_total = p->a->plan->ntensors;
+	if (p->a->slice) {
+		pr.tensors_done -= p->a->slice->tensor_begin;
+		pr.tensors_total = p->a->slice->tensor_end - p->a->slice->tensor_begin;
+	}
 	pthread_mutex_lock(&p->lock);
 	pr.bytes_read = p->bytes_read;
 	pthread_mutex_unlock(&p->lock);
 	pr.bytes_total = qs_checkpoint_bytes(p->a->ckpt);
+	if (p->a->slice)
+		pr.bytes_total = p->a->slice->source_bytes + p->a->slice->hash_bytes;
 	pr.bytes_written = qs_cwriter_size(p->a->writer);
 	pr.seconds = now_seconds() - t0;
 	pr.tensor = name;
 	o->progress(&pr, o->progress_user);
+}
+
+/* Feeds the companion's bytes of chunk c (block scales and MXFP4 scales:
+ * chunks read disjoint, consecutive rows of them; a per-tensor scale is
+ * hashed once) to its checksum. */
+static void hash_companion(XXH3_state_t *aux_hash, const struct qs_plan_tensor *t,
+			   const struct job *j, uint32_t c)
+{
+	if (t->companion && (t->pairing.enc != QS_SRC_FP8_TENSOR || c == 0))
+		XXH3_64bits_update(aux_hash, j->aux_data, j->aux.len);
 }
 
 static int write_tensors(struct pipeline *p, struct qs_diag *diag)
@@ -559,10 +602,12 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		XXH3_freeState(aux_hash);
 		return -ENOMEM;
 	}
-	for (size_t ti = p->a->first_tensor; ti < plan->ntensors; ti++) {
+	for (size_t ti = p->a->first_tensor; ti < tensors_end(p->a); ti++) {
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
 		if (t->consumed)
 			continue;  /* read and recorded with its weight */
+		uint32_t cbegin, cend, cread;
+		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
 		if (t->nchunks > cap) {
 			struct qs_chunk_entry *n = realloc(chunks, t->nchunks * sizeof(*n));
 			if (!n) {
@@ -574,7 +619,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		}
 		XXH3_64bits_reset(hash);
 		XXH3_64bits_reset(aux_hash);
-		for (uint32_t c = 0; c < t->nchunks; c++) {
+		for (uint32_t c = cread; c < cend; c++) {
 			struct job *j = next_done(p);
 			if (!j) {
 				pthread_mutex_lock(&p->lock);
@@ -593,16 +638,19 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 				free(j);
 				goto out;
 			}
+			if (j->hash_only) {
+				XXH3_64bits_update(hash, j->input, j->req.len);
+				hash_companion(aux_hash, t, j, c);
+				qs_window_free(&p->window, &j->span);
+				free(j);
+				continue;
+			}
 			uint64_t off;
 			rc = qs_cwriter_frame(p->a->writer, j->compressed, j->frame_size, &off, diag);
 			if (rc == 0) {
 				XXH3_64bits_update(hash, j->input, j->req.len);
-				/* block scales and MXFP4 scales: chunks read
-				 * disjoint, consecutive rows of them; a
-				 * per-tensor scale is hashed once */
-				if (t->companion && (t->pairing.enc != QS_SRC_FP8_TENSOR || c == 0))
-					XXH3_64bits_update(aux_hash, j->aux_data, j->aux.len);
-				chunks[c] = (struct qs_chunk_entry){
+				hash_companion(aux_hash, t, j, c);
+				chunks[c - cbegin] = (struct qs_chunk_entry){
 					.frame_offset = off,
 					.frame_size = j->frame_size,
 					.payload_size = j->payload_size,
@@ -616,7 +664,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			if (rc < 0)
 				goto out;
 		}
-		if (t->prep_total && t->nchunks) {
+		if (t->prep_total && cend > cbegin) {
 			/* every chunk of the tensor is written: the next
 			 * calibration-aware tensor may prepare */
 			pthread_mutex_lock(&p->lock);
@@ -636,7 +684,11 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 					  ? qs_paired_source_xxh3(XXH3_64bits_digest(hash),
 								  XXH3_64bits_digest(aux_hash))
 					  : XXH3_64bits_digest(hash);
-		rec.nchunks = t->nchunks;
+		rec.nchunks = cend - cbegin;
+		/* a piece that leaves rows to the next part cannot know the
+		 * checksum of the whole source; the piece that ends it does */
+		if (cend < t->nchunks)
+			rec.source_xxh3 = 0;
 		rec.chunks = chunks;
 		rc = qs_cwriter_record(p->a->writer, &rec, diag);
 		if (rc < 0)
@@ -645,7 +697,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		/* a stop request takes effect at the next tensor boundary, so
 		 * every written record is complete */
 		volatile int *stop = p->a->opts->stop;
-		if (stop && *stop && ti + 1 < plan->ntensors) {
+		if (stop && *stop && ti + 1 < tensors_end(p->a)) {
 			rc = -QS_EINTERRUPTED;
 			goto out;
 		}

@@ -6,6 +6,7 @@
 
 #include "calib.h"
 #include "container.h"
+#include "parts.h"
 #include "plan.h"
 #include "qshard.h"
 
@@ -23,6 +24,9 @@ struct qs_pipeline_args {
 	 * many as the share of --memory set aside for them holds (plan.h) */
 	unsigned contexts;
 	int level;
+	/* --part: convert only this slice of the plan (first_tensor is then
+	 * inside it), or NULL for all of it */
+	const struct qs_part_slice *slice;
 };
 
 struct qs_pipeline_stats {

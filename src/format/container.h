@@ -200,6 +200,7 @@ struct qs_qfile {
 	struct qs_trailer trailer;
 	struct qs_record *records;
 	size_t nrecords;
+	unsigned part_k, part_n;  /* a part file's K/N (part_id.c); 0 otherwise */
 };
 
 /* qs_qfile_open that, when the file is rejected, also names the damaged
@@ -220,5 +221,15 @@ int qs_qfile_check_chunk(const struct qs_qfile *qf, const struct qs_record *r,
  * checking frame bounds, the decompressed size and the payload xxh3. */
 int qs_qfile_read_chunk(const struct qs_qfile *qf, const struct qs_record *r,
 			uint32_t c, void *dst, struct qs_diag *diag);
+
+/* ---- part files (part_id.c, convert --part K/N) ---- */
+
+/* True when options (a header's options text) ends with " part=K/N",
+ * 1 <= K <= N <= QS_PART_MAX; then *prefix_len is the length of the
+ * whole conversion's options text before the suffix.  Any output may be
+ * NULL. */
+bool qs_part_id_parse(const char *options, unsigned *k, unsigned *n, size_t *prefix_len);
+/* options + " part=K/N", malloc'd; NULL on allocation failure. */
+char *qs_part_id_options(const char *options, unsigned k, unsigned n);
 
 #endif /* QS_CONTAINER_H */

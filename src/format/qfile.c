@@ -27,6 +27,9 @@ struct open_ctx {
 	qs_damage_fn report;
 	void *user;
 	struct qs_diag *diag;
+	/* a part file (part_id.c): a record may hold a contiguous piece of
+	 * its tensor's rows rather than all of them */
+	bool part;
 };
 
 /* Fills diag with "'file': <what>: <detail>" (or "tensor 'name'") and
@@ -122,6 +125,8 @@ static int check_record(struct open_ctx *c, const struct qs_record *r,
 			return damage(c, -QS_EFORMAT, r->name, true, "no chunks for a non-empty tensor");
 		return 0;
 	}
+	if (c->part)
+		next = r->chunks[0].row_begin;
 	for (uint32_t i = 0; i < r->nchunks; i++) {
 		const struct qs_chunk_entry *e = &r->chunks[i];
 		/* frames precede their record; the decoder checked the sum fits */
@@ -143,7 +148,7 @@ static int check_record(struct open_ctx *c, const struct qs_record *r,
 		}
 		next = e->row_begin + e->row_count;
 	}
-	if (next != rows) {
+	if (next != rows && !(c->part && next < rows)) {
 		snprintf(msg, sizeof(msg), "chunks cover %llu of %llu rows",
 			 (unsigned long long)next, (unsigned long long)rows);
 		return damage(c, -QS_EFORMAT, r->name, true, msg);
@@ -243,6 +248,7 @@ static int open_inner(struct open_ctx *c, struct qs_qfile *qf)
 		return err == -QS_EFORMAT || err == -QS_ECHECKSUM ? decode_damage(c, err, "header")
 								   : err;
 
+	c->part = qs_part_id_parse(qf->header.options, &qf->part_k, &qf->part_n, NULL);
 	uint64_t data_begin = 8 + hlen;
 	for (size_t i = 0; i < qf->nrecords; i++) {
 		err = check_record(c, &qf->records[i], data_begin, t->index_offset);
@@ -272,7 +278,7 @@ int qs_qfile_open_report(const char *path, struct qs_qfile **out,
 			 qs_damage_fn report, void *user, struct qs_diag *diag)
 {
 	*out = NULL;
-	struct open_ctx c = {path, qs_basename(path), report, user, diag};
+	struct open_ctx c = {path, qs_basename(path), report, user, diag, false};
 	struct qs_qfile *qf = calloc(1, sizeof(*qf));
 	if (!qf)
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", c.fname);
@@ -340,6 +346,17 @@ const char *qs_qfile_creator(const struct qs_qfile *qf)
 uint64_t qs_qfile_size(const struct qs_qfile *qf)
 {
 	return qf->size;
+}
+
+bool qs_qfile_part(const struct qs_qfile *qf, unsigned *k, unsigned *n)
+{
+	if (!qf->part_n)
+		return false;
+	if (k)
+		*k = qf->part_k;
+	if (n)
+		*n = qf->part_n;
+	return true;
 }
 
 int qs_qfile_check_chunk(const struct qs_qfile *qf, const struct qs_record *r,

@@ -268,6 +268,16 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 	int rc = qs_qfile_open(opts->input, &qf, diag);
 	if (rc < 0)
 		return rc;
+	unsigned pk, pn;
+	if (qs_qfile_part(qf, &pk, &pn)) {
+		/* its first and last tensors may be pieces: never a checkpoint */
+		rc = qs_diag_set(diag, -QS_EUSAGE,
+				 "'%s': part %u of %u of a split conversion: join the parts "
+				 "with 'qshard merge' first",
+				 qs_basename(opts->input), pk, pn);
+		qs_qfile_free(qf);
+		return rc;
+	}
 	struct qs_file_id in_id;
 	struct qs_outdir od;
 	rc = qs_file_id_of_fd(qf->fd, &in_id);

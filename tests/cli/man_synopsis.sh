@@ -4,7 +4,7 @@
 # the SYNOPSIS.
 . "$top_srcdir/tests/cli/lib.sh"
 
-for cmd in convert inspect verify unpack export; do
+for cmd in convert inspect verify unpack export merge; do
 	page="$top_srcdir/man/qshard-$cmd.1"
 	[ -f "$page" ] || fail "no man page for $cmd"
 	# the SYNOPSIS section, with groff escapes for '-' removed

@@ -1,0 +1,254 @@
+/* parts.c - the slice of the plan that convert --part K/N converts, and the
+ * listing --plan-only --part K/N prints (qs_part_plan).  See parts.h for
+ * the rule; merge.c joins what the parts wrote. */
+#include "parts.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+#include "convert.h"
+#include "safetensors.h"
+#include "util.h"
+
+typedef unsigned __int128 u128;
+
+bool qs_part_second_order(const struct qs_plan_tensor *t)
+{
+	return !t->raw && t->scheme.ops && (t->scheme.ops->wants & QS_WANT_HESSIAN);
+}
+
+uint64_t qs_part_chunk_cost(const struct qs_plan_tensor *t, uint32_t c)
+{
+	if (c >= t->nchunks)
+		return 0;
+	uint64_t rows = qs_plan_chunk_rows(t, c);
+	u128 cost = (u128)rows * t->row_bytes * QS_PART_BYTE_COST;
+	if (qs_part_second_order(t))
+		cost += (u128)rows * t->cols * t->cols * QS_PART_SECOND_ORDER_WEIGHT;
+	return cost > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)cost;
+}
+
+/* A tensor without chunks still needs its record: one unit of no cost.  A
+ * scale consumed by its FP8 weight has no record: no unit at all. */
+static uint64_t tensor_units(const struct qs_plan_tensor *t)
+{
+	if (t->consumed)
+		return 0;
+	return t->nchunks ? t->nchunks : 1;
+}
+
+/* The unit index where part k (of n) begins: the unit boundary whose
+ * cumulated cost is nearest to k/n of the total (the earlier one on a tie),
+ * found by comparing cost x n with k x total so that nothing is rounded. */
+static uint64_t boundary(const struct qs_plan *plan, unsigned k, unsigned n, uint64_t units,
+			 u128 total)
+{
+	if (k == 0)
+		return 0;
+	if (k >= n)
+		return units;
+	u128 target = total * k;
+	u128 before = 0; /* cumulated cost before unit u, times n */
+	uint64_t u = 0;
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		uint64_t nu = tensor_units(t);
+		for (uint64_t c = 0; c < nu; c++, u++) {
+			if (before >= target)
+				return u;
+			u128 after = before + (u128)qs_part_chunk_cost(t, (uint32_t)c) * n;
+			if (after >= target)
+				/* the boundary lies in this unit: before or after it */
+				return target - before <= after - target ? u : u + 1;
+			before = after;
+		}
+	}
+	return units;
+}
+
+int qs_part_slice(const struct qs_plan *plan, unsigned k, unsigned n,
+		  struct qs_part_slice *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (n < 1 || n > QS_PART_MAX || k < 1 || k > n)
+		return -QS_EUSAGE;
+	s->k = k;
+	s->n = n;
+	uint64_t units = 0;
+	u128 total = 0;
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		units += tensor_units(t);
+		for (uint32_t c = 0; c < t->nchunks; c++)
+			total += qs_part_chunk_cost(t, c);
+	}
+	s->total_cost = total > UINT64_MAX ? UINT64_MAX : (uint64_t)total;
+	uint64_t ub = boundary(plan, k - 1, n, units, total);
+	uint64_t ue = boundary(plan, k, n, units, total);
+	/* units [ub, ue) to tensors and chunks */
+	uint64_t start = 0;
+	bool begun = false;
+	s->tensor_begin = s->tensor_end = plan->ntensors;
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		uint64_t nu = tensor_units(t), end = start + nu;
+		if (!begun && ub < end) {
+			s->tensor_begin = i;
+			s->chunk_begin = (uint32_t)(ub - start);
+			begun = true;
+		}
+		if (begun && ue <= end) {
+			if (ue > ub) {
+				s->tensor_end = i + 1;
+				uint64_t ce = ue - start;
+				s->chunk_end = (uint32_t)(ce < t->nchunks ? ce : t->nchunks);
+			} else {
+				/* an empty part */
+				s->tensor_end = s->tensor_begin;
+				s->chunk_begin = s->chunk_end = 0;
+			}
+			break;
+		}
+		start = end;
+	}
+	if (!begun)
+		s->tensor_begin = s->tensor_end = plan->ntensors;
+	for (size_t i = s->tensor_begin; i < s->tensor_end; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		uint32_t cb, ce, rf;
+		qs_part_tensor_chunks(s, plan, i, &cb, &ce, &rf);
+		for (uint32_t c = rf; c < ce; c++) {
+			uint64_t bytes = qs_plan_chunk_rows(t, c) * t->row_bytes;
+			if (c < cb) {
+				s->hash_bytes += bytes;
+				continue;
+			}
+			s->chunks++;
+			s->source_bytes += bytes;
+			s->cost += qs_part_chunk_cost(t, c);
+		}
+	}
+	/* reading and hashing without converting: a quarter of a byte's work */
+	s->cost += s->hash_bytes * QS_PART_BYTE_COST / 4;
+	return 0;
+}
+
+void qs_part_tensor_chunks(const struct qs_part_slice *s, const struct qs_plan *plan,
+			   size_t ti, uint32_t *begin, uint32_t *end, uint32_t *read_from)
+{
+	const struct qs_plan_tensor *t = &plan->tensors[ti];
+	uint32_t b = ti == s->tensor_begin ? s->chunk_begin : 0;
+	uint32_t e = ti + 1 == s->tensor_end ? s->chunk_end : t->nchunks;
+	*begin = b;
+	*end = e;
+	*read_from = e == t->nchunks ? 0 : b;
+}
+
+/* ------------------------------------------------------------ listing */
+
+void qs_part_plan_free(struct qs_part_plan *pp)
+{
+	if (!pp)
+		return;
+	for (size_t i = 0; i < pp->nentries; i++) {
+		free((char *)pp->entries[i].name);
+		free((char *)pp->entries[i].scheme);
+	}
+	free(pp->entries);
+	free(pp->path);
+	free(pp);
+}
+
+int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
+		 struct qs_diag *diag)
+{
+	*out = NULL;
+	if (!opts->input || !opts->output)
+		return qs_diag_set(diag, -QS_EUSAGE, "input and output are required");
+	unsigned k = opts->part_n ? opts->part_k : 1, n = opts->part_n ? opts->part_n : 1;
+	if (n > QS_PART_MAX || k < 1 || k > n)
+		return qs_diag_set(diag, -QS_EUSAGE, "--part %u/%u: K must be 1 to N, N at most %u",
+				   k, n, QS_PART_MAX);
+	struct qs_checkpoint *ck = NULL;
+	struct qs_plan plan = {0};
+	struct qs_part_plan *pp = NULL;
+	unsigned threads, contexts;
+	int level;
+	int rc = qs_checkpoint_open(opts->input, &ck, diag);
+	if (rc < 0)
+		return rc;
+	rc = qs_convert_plan(ck, opts, &plan, &threads, &level, &contexts, diag);
+	if (rc < 0)
+		goto out;
+	struct qs_part_slice s;
+	rc = qs_part_slice(&plan, k, n, &s);
+	if (rc < 0)
+		goto out;
+	pp = calloc(1, sizeof(*pp));
+	size_t cap = s.tensor_end - s.tensor_begin;
+	char path[4096];
+	rc = opts->part_n ? qs_part_path(opts->output, k, n, path, sizeof(path)) : 0;
+	if (rc < 0) {
+		qs_diag_set(diag, rc, "'%s': output name too long for a part name", opts->output);
+		goto out;
+	}
+	if (!pp || !(pp->entries = calloc(cap ? cap : 1, sizeof(*pp->entries))) ||
+	    !(pp->path = strdup(opts->part_n ? path : opts->output))) {
+		rc = qs_diag_set(diag, -ENOMEM, "out of memory");
+		goto out;
+	}
+	pp->k = k;
+	pp->n = n;
+	pp->tensors_total = plan.ntensors;
+	pp->chunks_total = plan.total_chunks;
+	pp->chunks = s.chunks;
+	pp->source_bytes = s.source_bytes;
+	pp->hash_bytes = s.hash_bytes;
+	pp->cost = s.cost;
+	pp->total_cost = s.total_cost;
+	pp->est_core_seconds = (double)s.cost / QS_PART_UNITS_PER_SECOND;
+	pp->memory = opts->memory ? opts->memory : qs_default_memory();
+	for (size_t i = s.tensor_begin; i < s.tensor_end; i++) {
+		const struct qs_plan_tensor *t = &plan.tensors[i];
+		struct qs_part_entry *e = &pp->entries[pp->nentries];
+		uint32_t cb, ce, rf;
+		if (t->consumed)
+			continue;  /* read with its weight, no record of its own */
+		qs_part_tensor_chunks(&s, &plan, i, &cb, &ce, &rf);
+		e->name = strdup(t->src->name);
+		e->scheme = strdup(t->raw ? "raw" : t->scheme.text);
+		pp->nentries++;
+		if (!e->name || !e->scheme) {
+			rc = qs_diag_set(diag, -ENOMEM, "out of memory");
+			goto out;
+		}
+		e->rows = t->rows;
+		e->cols = t->cols;
+		e->nchunks = t->nchunks;
+		e->chunk_begin = cb;
+		e->chunk_end = ce;
+		e->row_begin = qs_plan_chunk_begin(t, cb);
+		e->row_end = ce == t->nchunks ? t->rows : qs_plan_chunk_begin(t, ce);
+		if (t->nchunks == 0)
+			e->row_begin = e->row_end = 0;
+		e->second_order = qs_part_second_order(t);
+		for (uint32_t c = rf; c < ce; c++) {
+			uint64_t bytes = qs_plan_chunk_rows(t, c) * t->row_bytes;
+			if (c < cb) {
+				e->hash_bytes += bytes;
+			} else {
+				e->source_bytes += bytes;
+				e->cost += qs_part_chunk_cost(t, c);
+			}
+		}
+	}
+	*out = pp;
+	pp = NULL;
+out:
+	qs_part_plan_free(pp);
+	qs_plan_release(&plan);
+	qs_checkpoint_free(ck);
+	return rc;
+}
