@@ -40,5 +40,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
 
 #endif /* QS_CLI_H */

@@ -13,6 +13,7 @@ static void usage(FILE *out)
 	      "  inspect PATH         list the tensors of a checkpoint or qshard file\n"
 	      "  verify FILE          check every checksum of a qshard file\n"
 	      "  unpack FILE -o DIR   write the dequantized checkpoint as safetensors\n"
+	      "  cat FILE NAME        write one tensor's values to standard output\n"
 	      "\n"
 	      "'qshard <command> --help' shows a command's options; see qshard(1).\n",
 	      out);
@@ -41,6 +42,8 @@ int main(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (!strcmp(cmd, "unpack"))
 		return cmd_unpack(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cat"))
+		return cmd_cat(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (see 'qshard --help')", cmd);
 	return QS_EXIT_USAGE;
 }

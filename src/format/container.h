@@ -176,6 +176,8 @@ struct qs_qfile {
 	struct qs_trailer trailer;
 	struct qs_record *records;
 	size_t nrecords;
+	/* records sorted by name, for qs_qfile_find (NULL when nrecords < 2) */
+	const struct qs_record **by_name;
 };
 
 /* qs_qfile_open that, when the file is rejected, also names the damaged
