@@ -28,6 +28,12 @@ $(cat "$T/diff")"
 nm -D --defined-only "$so" | awk '$2 != "A" && $3 !~ /@@QSHARD_/ { print; bad = 1 } END { exit bad }' ||
 	fail "unversioned exports above"
 
+# every public function has its man page (a call group's, or a .so link to it)
+while read -r sym; do
+	[ -f "$top_srcdir/man/$sym.3" ] || fail "no man page man/$sym.3 for $sym"
+	grep -qF -- "man/$sym.3" "$top_srcdir/Makefile.am" || fail "man/$sym.3 is not installed"
+done <"$T/declared"
+
 readelf -d "$so" | grep -q 'SONAME.*\[libqshard\.so\.0\]' ||
 	fail "soname is not libqshard.so.0: $(readelf -d "$so" | grep SONAME)"
 cli=$top_builddir/.libs/qshard
