@@ -10,10 +10,13 @@
  *     and by the read, and bytes that came from storage (read_bytes);
  *   - the tensor's stored frame bytes and the file size, to compare with;
  *   - peak RSS (VmHWM) before and after the read, the buffer size and the
- *     largest chunk's working set (frame + payload + f32 values), so that
- *     "peak RSS ~ buffer + one chunk" can be checked.
+ *     largest chunk's working set, so that "peak RSS ~ buffer + one chunk"
+ *     can be checked: its frame and payload, plus its f32 values unless
+ *     they are dequantized straight into the buffer (a whole chunk read as
+ *     f32; qs_qfile_read(3), Memory).
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +108,9 @@ int main(int argc, char **argv)
 	for (uint32_t c = 0; c < t.chunks; c++) {
 		struct qs_chunk_info ci;
 		qs_qfile_chunk(qf, i, c, &ci);
-		uint64_t ws = ci.frame_bytes + ci.payload_bytes + ci.row_count * cols * 4;
+		bool direct = dtype == QS_DTYPE_F32 || strcmp(t.scheme, "raw") == 0;
+		uint64_t ws = ci.frame_bytes + ci.payload_bytes +
+			      (direct ? 0 : ci.row_count * cols * 4);
 		if (ws > chunk_max)
 			chunk_max = ws;
 	}
