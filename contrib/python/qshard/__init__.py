@@ -42,6 +42,8 @@ _DTYPES = {
     6: ("BF16", np.uint16), 7: ("U32", np.uint32), 8: ("I32", np.int32),
     9: ("F32", np.float32), 10: ("U64", np.uint64), 11: ("I64", np.int64),
     12: ("F64", np.float64), 13: ("F8_E4M3", np.uint8), 14: ("F8_E5M2", np.uint8),
+    # a quantized tensor whose source was MXFP4 (blocks + scales); never raw
+    15: ("MXFP4", np.uint8),
 }
 _F16, _BF16, _F32 = 5, 6, 9
 _FLOATS = (_F16, _BF16, _F32)
