@@ -34,6 +34,24 @@ for dt in f32 bf16 f16; do
 	echo "$dt: $(cat "$T/out")"
 done
 
+# FP8 block-scaled MoE experts (dequantized in convert, one FP8 weight and
+# its scale kept raw as F8_E4M3/F32) and 3-D stacked MXFP4 experts
+"$MKCKPT" --preset tiny --layers 1 --dtype fp8 --moe 3 --seed 12 -o "$T/fp8" >/dev/null ||
+	fail "mkckpt fp8"
+expect_exit 0 "$QSHARD" convert "$T/fp8" -o "$T/fp8.qshard" --progress none --memory 16M \
+	--keep 'layers\.0\.self_attn\.q_proj\.weight'
+"$MKCKPT" --preset tiny --layers 1 --moe 3 --fused-experts --mxfp4 --seed 13 -o "$T/mx" \
+	>/dev/null || fail "mkckpt mxfp4"
+expect_exit 0 "$QSHARD" convert "$T/mx" -o "$T/mx.qshard" --progress none --memory 16M
+for f in fp8 mx; do
+	expect_exit 0 "$QSHARD" inspect "$T/$f.qshard" --json
+	grep -q '"F8_E4M3"\|"MXFP4"' "$T/out" || fail "$f: no FP8/MXFP4 tensor in the file"
+	expect_exit 0 "$QSHARD" unpack "$T/$f.qshard" -o "$T/un-$f" --dtype bf16
+	expect_exit 0 "$READ" -T 2 "$T/$f.qshard" "$T/un-$f" bf16
+	grep -q ', 0 failures' "$T/out" || fail "$f: $(cat "$T/out" "$T/err")"
+	echo "$f: $(cat "$T/out")"
+done
+
 # one flipped bit in the middle of chunk 1 of a tensor
 victim=model.layers.1.mlp.up_proj.weight
 cp "$T/m.qshard" "$T/bad.qshard"
