@@ -281,6 +281,78 @@ uint64_t qs_qfile_size(const struct qs_qfile *qf);
 /* True (and K, N filled when non-NULL) for a part file of convert --part. */
 bool qs_qfile_part(const struct qs_qfile *qf, unsigned *k, unsigned *n);
 
+/* ------------------------------------------- reading tensors (a loader) */
+
+/* qs_qfile_read(3), qs_qfile_read_payload(3).  A tensor is read as rows:
+ * rows = the product of every dimension but the last (1 for a 0-D or 1-D
+ * tensor), cols = the last dimension (1 for 0-D).  Every chunk read has its
+ * frame and payload checksums verified first; a damaged chunk fails the
+ * read with -QS_ECHECKSUM and a diag naming the tensor and the chunk.
+ *
+ * Thread safety: an open struct qs_qfile is never modified; reads use
+ * pread(2) on its descriptor (no shared file position) and buffers of
+ * their own, so any number of threads may read from one open file at once.
+ * Only qs_qfile_free must not race with them.  Memory: the caller's buffer
+ * plus the working set of one chunk (its frame, payload and, unless the
+ * chunk is dequantized straight into the buffer, its f32 values). */
+
+/* Index of the tensor named name, in O(log n); -ENOENT when there is none. */
+int qs_qfile_find(const struct qs_qfile *qf, const char *name, size_t *index);
+
+/* Reads rows [row_begin, row_begin + row_count) of tensor index, row-major,
+ * into buf as dtype: F32, BF16 or F16 (quantized tensors are dequantized,
+ * then rounded to nearest even for BF16/F16, exactly as qshard-unpack(1)
+ * writes them).  A tensor stored raw is also readable in its own dtype,
+ * byte for byte.  buf must be aligned for dtype and len must be at least
+ * row_count * cols * qs_dtype_size(dtype).  -QS_EUSAGE for an index, row
+ * range or buffer out of bounds, -QS_EDTYPE for a dtype the tensor cannot
+ * be read as, -QS_ECHECKSUM for damage, -QS_EFORMAT for a malformed chunk,
+ * -errno for I/O; buf is then partly written and must not be used. */
+int qs_qfile_read_rows(const struct qs_qfile *qf, size_t index, uint64_t row_begin,
+		       uint64_t row_count, enum qs_dtype dtype, void *buf, size_t len,
+		       struct qs_diag *diag);
+/* All rows of tensor index. */
+int qs_qfile_read(const struct qs_qfile *qf, size_t index, enum qs_dtype dtype,
+		  void *buf, size_t len, struct qs_diag *diag);
+
+/* One chunk of a tensor (chunk < qs_tensor_info.chunks): rows
+ * [row_begin, row_begin + row_count) packed as man/qshard.5 (SCHEME
+ * PAYLOADS) describes, in one zstd frame of frame_bytes at frame_offset. */
+struct qs_chunk_info {
+	uint64_t row_begin, row_count;
+	uint64_t payload_bytes;   /* the packed payload, uncompressed */
+	uint64_t frame_offset;    /* its zstd frame in the file */
+	uint64_t frame_bytes;
+	uint64_t payload_xxh3;    /* xxh3-64 of the payload (checked on read) */
+};
+/* -QS_EUSAGE when index or chunk is out of range. */
+int qs_qfile_chunk(const struct qs_qfile *qf, size_t index, uint32_t chunk,
+		   struct qs_chunk_info *out);
+/* Decompresses chunk's packed payload into buf (len >= payload_bytes),
+ * checksums verified, for a runtime that dequantizes it itself. */
+int qs_qfile_read_payload(const struct qs_qfile *qf, size_t index, uint32_t chunk,
+			  void *buf, size_t len, struct qs_diag *diag);
+
+/* A tensor's scheme split into its name and canonical parameters, e.g.
+ * "rtn:bits=4,group=128" -> "rtn", {bits 4, group 128}; "raw" has none.
+ * The parameter set of each scheme is in man/qshard.5. */
+#define QS_SCHEME_MAX_PARAMS 16
+struct qs_scheme_param {
+	char key[32];
+	char value[32];
+};
+struct qs_scheme_info {
+	char name[32];
+	unsigned nparams;
+	struct qs_scheme_param params[QS_SCHEME_MAX_PARAMS];
+};
+/* -QS_EUSAGE for an index out of range, -QS_EFORMAT (diag naming the
+ * tensor) for a scheme this library does not know. */
+int qs_qfile_scheme(const struct qs_qfile *qf, size_t index, struct qs_scheme_info *out,
+		    struct qs_diag *diag);
+/* The value of key in s, or NULL. */
+const char *qs_scheme_info_get(const struct qs_scheme_info *s, const char *key);
+
 /* Called by verify for each problem found; what names the tensor or the
  * structure (e.g. "header", "index") that is damaged. */
 typedef void (*qs_damage_fn)(const char *what, const char *detail, void *user);

@@ -56,5 +56,6 @@ int cmd_merge(int argc, char **argv);
 /* convert --plan-only (plan_print.c): prints the plan of opts (the slice of
  * --part K/N) as a table or JSON; returns the exit code. */
 int cli_print_plan(const struct qs_convert_opts *opts, bool json);
+int cmd_cat(int argc, char **argv);
 
 #endif /* QS_CLI_H */

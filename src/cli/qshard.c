@@ -15,6 +15,7 @@ static void usage(FILE *out)
 	      "  unpack FILE -o DIR   write the dequantized checkpoint as safetensors\n"
 	      "  export FILE -o GGUF  write a GGUF file for llama.cpp\n"
 	      "  merge OUT PART...    join the parts of convert --part K/N into OUT\n"
+	      "  cat FILE NAME        write one tensor's values to standard output\n"
 	      "\n"
 	      "'qshard <command> --help' shows a command's options; see qshard(1).\n",
 	      out);
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 		return cmd_export(argc - 1, argv + 1);
 	if (!strcmp(cmd, "merge"))
 		return cmd_merge(argc - 1, argv + 1);
+	if (!strcmp(cmd, "cat"))
+		return cmd_cat(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (see 'qshard --help')", cmd);
 	return QS_EXIT_USAGE;
 }

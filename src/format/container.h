@@ -201,6 +201,8 @@ struct qs_qfile {
 	struct qs_record *records;
 	size_t nrecords;
 	unsigned part_k, part_n;  /* a part file's K/N (part_id.c); 0 otherwise */
+	/* records sorted by name, for qs_qfile_find (NULL when nrecords < 2) */
+	const struct qs_record **by_name;
 };
 
 /* qs_qfile_open that, when the file is rejected, also names the damaged

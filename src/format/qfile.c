@@ -70,6 +70,7 @@ void qs_qfile_free(struct qs_qfile *qf)
 	for (size_t i = 0; i < qf->nrecords; i++)
 		qs_record_release(&qf->records[i]);
 	free(qf->records);
+	free(qf->by_name);
 	qs_header_release(&qf->header);
 	free(qf->path);
 	free(qf);
@@ -269,7 +270,8 @@ static int open_inner(struct open_ctx *c, struct qs_qfile *qf)
 				break;
 			}
 		}
-		free(by);
+		/* kept: qs_qfile_find searches it */
+		qf->by_name = by;
 	}
 	return err;
 }
@@ -357,6 +359,28 @@ bool qs_qfile_part(const struct qs_qfile *qf, unsigned *k, unsigned *n)
 	if (n)
 		*n = qf->part_n;
 	return true;
+}
+
+int qs_qfile_find(const struct qs_qfile *qf, const char *name, size_t *index)
+{
+	if (qf->nrecords == 1 && strcmp(qf->records[0].name, name) == 0) {
+		*index = 0;
+		return 0;
+	}
+	size_t lo = 0, hi = qf->by_name ? qf->nrecords : 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(qf->by_name[mid]->name, name);
+		if (c == 0) {
+			*index = (size_t)(qf->by_name[mid] - qf->records);
+			return 0;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
 }
 
 int qs_qfile_check_chunk(const struct qs_qfile *qf, const struct qs_record *r,

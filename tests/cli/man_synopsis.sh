@@ -1,12 +1,19 @@
 #!/bin/bash
 # The man pages are the documentation of record: every option in a
 # command's SYNOPSIS is in its --help and every long option in --help is in
-# the SYNOPSIS.
+# the SYNOPSIS; every command 'qshard --help' lists has its page, its
+# entry in qshard(1) and its line in qshard(1)'s SYNOPSIS.
 . "$top_srcdir/tests/cli/lib.sh"
 
-for cmd in convert inspect verify unpack export merge; do
+cmds=$("$QSHARD" --help | sed -n '/^commands:/,/^$/p' | awk 'NR > 1 && NF { print $1 }')
+[ -n "$cmds" ] || fail "qshard --help lists no commands"
+main=$(sed 's/\\-/-/g' "$top_srcdir/man/qshard.1")
+for cmd in $cmds; do
 	page="$top_srcdir/man/qshard-$cmd.1"
 	[ -f "$page" ] || fail "no man page for $cmd"
+	grep -qxF ".BR $cmd \" \\(em \" qshard-$cmd (1)" <<<"$main" ||
+		fail "$cmd is missing from qshard(1) COMMANDS"
+	grep -qxF ".B qshard $cmd" <<<"$main" || fail "$cmd is missing from qshard(1) SYNOPSIS"
 	# the SYNOPSIS section, with groff escapes for '-' removed
 	sed -n '/^\.SH SYNOPSIS/,/^\.SH /p' "$page" | sed 's/\\-/-/g' |
 		grep -oE -- '--?[a-zA-Z][a-zA-Z-]*' | sort -u >"$T/man"
