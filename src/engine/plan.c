@@ -231,6 +231,8 @@ static int size_prep(struct qs_plan_tensor *pt, const struct qs_convert_opts *op
 	if (pt->raw || !ops->prepare || pt->rows == 0 || pt->cols == 0)
 		return 0;
 	uint64_t cols = pt->cols, hbytes = 0, total;
+	pt->scheme.stats = ((ops->wants & QS_WANT_IMPORTANCE) && opts->importance ? QS_WANT_IMPORTANCE : 0) |
+			   ((ops->wants & QS_WANT_HESSIAN) && opts->hessian ? QS_WANT_HESSIAN : 0);
 	pt->prep_state = (ops->prep_size(&pt->scheme, cols) + QS_BUF_ALIGN - 1) / QS_BUF_ALIGN *
 			 QS_BUF_ALIGN;
 	if ((ops->wants & QS_WANT_IMPORTANCE) && opts->importance)
