@@ -18,7 +18,11 @@
  *       v8_min(a, b) = a < b ? a : b, v8_max(a, b) = a > b ? a : b (the
  *       x86 minps/maxps rule, also for NaN and signed zeros),
  *       v8_round (nearest, ties to even), v8_abs, v8_ordered (NaN -> +0),
- *       v8_from_i8(const int8_t *p) (8 bytes to floats);
+ *       v8_from_i8(const int8_t *p) (8 bytes to floats), v8_div,
+ *       v8_load_t8(p, stride, out) (out[i] lane j = p[j * stride + i],
+ *       i < 8), v8_store_u8(p, a) (integral lanes 0..255 to 8 bytes);
+ *   a mask type m8 with v8_lt, v8_gt, v8_ge (ordered: false on NaN, as
+ *       C's <, >, >=), m8_and, and v8_sel(m, a, b) = m ? a : b;
  *   void v8_store(float *p, v8 a);
  *   float v8_hsum(v8), v8_hmax(v8), v8_hmin(v8) in the tree above;
  *   QS_GGUF_FN(name): the variant's name for the two entry points.
@@ -67,6 +71,7 @@
 
 #define GG_SUBMAX 32u
 
+
 static inline uint16_t gg_le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | (p[1] << 8));
@@ -89,371 +94,390 @@ static inline float gg_clampf(float v, float lo, float hi)
 	return v < hi ? v : hi;
 }
 
-/* ------------------------------------------------------------- sums */
+/* ------------------------------------------------ 8 groups in the lanes */
 
-struct gg_base {
-	float sw, sx, sxx;  /* sum w, sum w x, sum w x^2 */
-	float mn, mx;       /* min and max of x */
+/* Eight (sub-)blocks of n weights side by side, lane j the j-th: x[i] lane
+ * j = src[j*n + i] (NaN -> 0).  Every per-group decision below is a lane
+ * operation, so a super-block's eight sub-blocks (or eight legacy blocks)
+ * are searched at once without horizontal sums. */
+struct gg_grp {
+	unsigned n;
+	int unit;  /* no importance: w all 1 */
+	v8 x[GG_SUBMAX], w[GG_SUBMAX];
+	v8 sw, sx, sxx, mn, mx;  /* sum w, sum w x, sum w x^2, min x, max x */
 };
 
-static inline void gg_base_of(const float *x, const float *w, unsigned n, struct gg_base *b)
+static inline void gg_grp_load(struct gg_grp *g, const float *x, const float *w, unsigned n)
 {
-	v8 a = v8_set1(0.0f), c = a, e = a;
-	v8 lo = v8_load(x), hi = lo;
-	for (unsigned i = 0; i < n; i += 8) {
-		v8 xv = v8_load(x + i), wv = v8_load(w + i);
+	v8 z = v8_set1(0.0f), one = v8_set1(1.0f);
+	g->n = n;
+	g->unit = !w;
+	g->sw = g->sx = g->sxx = z;
+	for (unsigned i0 = 0; i0 < n; i0 += 8) {
+		v8_load_t8(x + i0, n, g->x + i0);
+		if (w)
+			v8_load_t8(w + i0, n, g->w + i0);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		v8 xv = v8_ordered(g->x[i]);
+		v8 wv = w ? g->w[i] : one;
 		v8 wx = v8_mul(wv, xv);
-		a = v8_add(a, wv);
-		c = v8_add(c, wx);
-		e = v8_add(e, v8_mul(wx, xv));
-		lo = v8_min(lo, xv);
-		hi = v8_max(hi, xv);
+		g->x[i] = xv;
+		g->w[i] = wv;
+		g->sw = v8_add(g->sw, wv);
+		g->sx = v8_add(g->sx, wx);
+		g->sxx = v8_add(g->sxx, v8_mul(wx, xv));
+		g->mn = i ? v8_min(g->mn, xv) : xv;
+		g->mx = i ? v8_max(g->mx, xv) : xv;
 	}
-	b->sw = v8_hsum(a);
-	b->sx = v8_hsum(c);
-	b->sxx = v8_hsum(e);
-	b->mn = v8_hmin(lo);
-	b->mx = v8_hmax(hi);
 }
 
-/* Asymmetric codes q = clamp(round((x - b) * inv - shift), 0, qmax) into
- * cq[], and out = {sum w q, sum w q^2, sum w x q}. */
-static inline void gg_asym_codes(const float *x, const float *w, unsigned n, float b,
-				 float inv, float shift, float qmax, float *cq, float out[3])
+struct gg_sums {
+	v8 sq, sqq, sxq;  /* sum w q, sum w q^2, sum w x q */
+	v8 err;           /* sum w (x - y)^2 where computed */
+};
+
+/* Asymmetric codes q = clamp(round(x * inv - (b * inv + shift)), 0, qmax). */
+static inline void gg_acodes(const struct gg_grp *g, v8 b, v8 inv, v8 shift, v8 qmax, v8 *q,
+			     struct gg_sums *s)
 {
-	v8 vb = v8_set1(b), vi = v8_set1(inv), vs = v8_set1(shift);
-	v8 z = v8_set1(0.0f), top = v8_set1(qmax);
-	v8 s1 = z, s2 = z, s3 = z;
-	for (unsigned i = 0; i < n; i += 8) {
-		v8 xv = v8_load(x + i);
-		v8 t = v8_round(v8_sub(v8_mul(v8_sub(xv, vb), vi), vs));
-		t = v8_min(v8_max(t, z), top);
-		v8_store(cq + i, t);
-		v8 wq = v8_mul(v8_load(w + i), t);
-		s1 = v8_add(s1, wq);
-		s2 = v8_add(s2, v8_mul(wq, t));
-		s3 = v8_add(s3, v8_mul(wq, xv));
+	/* two partial sums per quantity (even and odd positions, added at
+	 * the end) so the additions are not one dependent chain; without
+	 * importance the weights are 1 and their products exact, so that
+	 * loop only skips them (same result); q may be NULL */
+	v8 z = v8_set1(0.0f), a[2] = {z, z}, c[2] = {z, z}, e[2] = {z, z};
+	v8 c0 = v8_add(v8_mul(b, inv), shift);
+	if (g->unit) {
+		for (unsigned i = 0; i < g->n; i++) {
+			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
+			t = v8_min(v8_max(t, z), qmax);
+			if (q)
+				q[i] = t;
+			a[i & 1] = v8_add(a[i & 1], t);
+			c[i & 1] = v8_add(c[i & 1], v8_mul(t, t));
+			e[i & 1] = v8_add(e[i & 1], v8_mul(t, g->x[i]));
+		}
+	} else {
+		for (unsigned i = 0; i < g->n; i++) {
+			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
+			t = v8_min(v8_max(t, z), qmax);
+			if (q)
+				q[i] = t;
+			v8 wq = v8_mul(g->w[i], t);
+			a[i & 1] = v8_add(a[i & 1], wq);
+			c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
+			e[i & 1] = v8_add(e[i & 1], v8_mul(wq, g->x[i]));
+		}
 	}
-	out[0] = v8_hsum(s1);
-	out[1] = v8_hsum(s2);
-	out[2] = v8_hsum(s3);
+	s->sq = v8_add(a[0], a[1]);
+	s->sqq = v8_add(c[0], c[1]);
+	s->sxq = v8_add(e[0], e[1]);
 }
 
-/* Symmetric codes L = clamp(round(x * inv), lo, hi) into cq[], and out =
- * {sum w x L, sum w L^2}. */
-static inline void gg_sym_codes(const float *x, const float *w, unsigned n, float inv, float lo,
-				float hi, float *cq, float out[2])
+/* Weighted least squares of y = A q + B to the codes (B <= 0 when
+ * nonpos); its error in closed form from the sums; ok where det > 0 and
+ * A >= 0. */
+static inline void gg_ls(const struct gg_grp *g, const struct gg_sums *s, int nonpos, v8 *pa,
+			 v8 *pb, v8 *psse, m8 *ok)
 {
-	v8 vi = v8_set1(inv), vlo = v8_set1(lo), vhi = v8_set1(hi);
-	v8 s1 = v8_set1(0.0f), s2 = s1;
-	for (unsigned i = 0; i < n; i += 8) {
-		v8 xv = v8_load(x + i);
-		v8 t = v8_round(v8_mul(xv, vi));
-		t = v8_min(v8_max(t, vlo), vhi);
-		v8_store(cq + i, t);
-		v8 wl = v8_mul(v8_load(w + i), t);
-		s1 = v8_add(s1, v8_mul(wl, xv));
-		s2 = v8_add(s2, v8_mul(wl, t));
+	v8 det = v8_sub(v8_mul(g->sw, s->sqq), v8_mul(s->sq, s->sq));
+	v8 A = v8_div(v8_sub(v8_mul(g->sw, s->sxq), v8_mul(s->sq, g->sx)), det);
+	v8 B = v8_div(v8_sub(v8_mul(s->sqq, g->sx), v8_mul(s->sq, s->sxq)), det);
+	v8 z = v8_set1(0.0f), two = v8_set1(2.0f);
+	if (nonpos) {
+		m8 pos = v8_gt(B, z);
+		B = v8_sel(pos, z, B);
+		A = v8_sel(pos, v8_div(s->sxq, s->sqq), A);
 	}
-	out[0] = v8_hsum(s1);
-	out[1] = v8_hsum(s2);
+	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(two, A), s->sxq));
+	e = v8_sub(e, v8_mul(v8_mul(two, B), g->sx));
+	e = v8_add(e, v8_mul(v8_mul(A, A), s->sqq));
+	e = v8_add(e, v8_mul(v8_mul(v8_mul(two, A), B), s->sq));
+	e = v8_add(e, v8_mul(v8_mul(B, B), g->sw));
+	*pa = A;
+	*pb = B;
+	*psse = e;
+	*ok = m8_and(v8_gt(det, z), v8_ge(A, z));
 }
 
-/* Weighted squared error of y = scale*q - off (q in cq[]). */
-static inline float gg_err(const float *x, const float *w, const float *cq, unsigned n,
-			   float scale, float off)
-{
-	v8 vs = v8_set1(scale), vo = v8_set1(off), acc = v8_set1(0.0f);
-	for (unsigned i = 0; i < n; i += 8) {
-		v8 y = v8_sub(v8_mul(vs, v8_load(cq + i)), vo);
-		v8 e = v8_sub(v8_load(x + i), y);
-		acc = v8_add(acc, v8_mul(v8_load(w + i), v8_mul(e, e)));
-	}
-	return v8_hsum(acc);
-}
+/* Candidates of the asymmetric search: the range [min, max] is mapped
+ * onto [-shift, qmax + delta - shift] before rounding (delta < 0 leaves
+ * room at the top, > 0 clips); each is refit by least squares. */
+struct gg_cand {
+	float delta, shift;
+};
 
-/* ------------------------------------------------------- the searches */
+/* four candidates and one Lloyd round: on Gaussian weights q4_K gains
+ * 0.04 dB from eight (-1 .. 0.75 by 0.25) at 1.35x the time */
+static const struct gg_cand gg_cand_low[4] = {
+	{-0.75f, 0}, {-0.25f, 0}, {0.25f, 0}, {0.75f, 0},
+};
+static const struct gg_cand gg_cand_mid[4] = {
+	{0.0f, 0}, {0.5f, 0.25f}, {1.0f, 0.5f}, {1.5f, 0.75f},
+};
 
-/* Best y = a*q + b, q in [0, qmax]; b <= 0 when nonpos_min.  ncand >= 1. */
-static void gg_asym_fit(const float *x, const float *w, unsigned n, float qmax, int nonpos_min,
-			unsigned ncand, float *pa, float *pb)
+/* Per lane, the best y = A q + B, q in [0, qmax] (B <= 0 when nonpos). */
+static void gg_afit(const struct gg_grp *g, float qmax, int nonpos, const struct gg_cand *cand,
+		    unsigned ncand, unsigned lloyd, v8 *pa, v8 *pb)
 {
-	struct gg_base b;
-	float cq[GG_SUBMAX], s[3];
-	gg_base_of(x, w, n, &b);
-	float mn = b.mn, mx = b.mx;
-	if (nonpos_min && mn > 0.0f)
-		mn = 0.0f;
-	*pa = 0.0f;
-	*pb = mn;
-	if (!(mx > mn))
-		return;
-	double best = INFINITY;
-	int have = 0;
-	for (unsigned k = 0; k < ncand; k++) {
-		float delta = 0.5f * (float)k;
-		float inv = (qmax + delta) / (mx - mn);
-		gg_asym_codes(x, w, n, mn, inv, 0.5f * delta, qmax, cq, s);
-		double sw = b.sw, sq = s[0], sqq = s[1], sx = b.sx, sxq = s[2];
-		double det = sw * sqq - sq * sq, A, B;
-		if (det > 0.0) {
-			A = (sw * sxq - sq * sx) / det;
-			B = (sqq * sx - sq * sxq) / det;
-			if (nonpos_min && B > 0.0) {
-				B = 0.0;
-				A = sqq > 0.0 ? sxq / sqq : 0.0;
-			}
+	v8 z = v8_set1(0.0f), vq = v8_set1(qmax);
+	v8 mn = nonpos ? v8_min(g->mn, z) : g->mn;
+	v8 range = v8_sub(g->mx, mn);
+	v8 best = v8_set1(INFINITY), A = v8_div(range, vq), B = mn;
+	struct gg_sums s;
+	for (unsigned k = 0; k < ncand + lloyd; k++) {
+		v8 inv, b0, sh;
+		m8 use;
+		if (k < ncand) {
+			inv = v8_div(v8_set1(qmax + cand[k].delta), range);
+			b0 = mn;
+			sh = v8_set1(cand[k].shift);
+			use = v8_gt(range, z);
 		} else {
-			A = 1.0 / inv;
-			B = mn;
+			/* Lloyd round: recode on the best fit so far */
+			inv = v8_div(v8_set1(1.0f), A);
+			b0 = B;
+			sh = z;
+			use = m8_and(v8_gt(A, z), v8_lt(best, v8_set1(INFINITY)));
 		}
-		if (!(A >= 0.0))
-			continue;
-		double sse = b.sxx - 2.0 * A * sxq - 2.0 * B * sx + A * A * sqq + 2.0 * A * B * sq +
-			     B * B * sw;
-		if (!have || sse < best) {
-			have = 1;
-			best = sse;
-			*pa = (float)A;
-			*pb = (float)B;
-		}
+		v8 Ak, Bk, e;
+		m8 ok;
+		gg_acodes(g, b0, inv, sh, vq, NULL, &s);
+		gg_ls(g, &s, nonpos, &Ak, &Bk, &e, &ok);
+		ok = m8_and(m8_and(ok, use), v8_lt(e, best));
+		best = v8_sel(ok, e, best);
+		A = v8_sel(ok, Ak, A);
+		B = v8_sel(ok, Bk, B);
 	}
-	if (!have) {
-		*pa = (mx - mn) / qmax;
-		*pb = mn;
+	m8 flat = v8_ge(z, range);
+	*pa = v8_sel(flat, z, A);
+	*pb = v8_sel(flat, mn, B);
+}
+
+/* Per lane, the best s of y = s L, L in [-nmax, nmax-1]: the extreme at
+ * either end, clipped by 0 or half a level, then one refit round. */
+static v8 gg_sfit(const struct gg_grp *g, int nmax, unsigned ncand)
+{
+	v8 z = v8_set1(0.0f), vlo = v8_set1((float)-nmax), vhi = v8_set1((float)(nmax - 1));
+	v8 m = v8_sel(v8_gt(v8_sub(z, g->mn), g->mx), g->mn, g->mx);
+	v8 best = v8_set1(-1.0f), sc = v8_div(m, vlo);
+	for (unsigned k = 0; k <= ncand; k++) {
+		v8 inv;
+		if (k < ncand) {
+			float clip = 0.5f * (float)(k >> 1);
+			inv = (k & 1) ? v8_div(v8_set1((float)(nmax - 1) + clip), m)
+				      : v8_div(v8_set1(-((float)nmax + clip)), m);
+		} else {
+			inv = v8_div(v8_set1(1.0f), sc);
+		}
+		v8 a[2] = {z, z}, c[2] = {z, z};
+		for (unsigned i = 0; i < g->n; i++) {
+			v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
+			v8 wl = v8_mul(g->w[i], t);
+			a[i & 1] = v8_add(a[i & 1], v8_mul(wl, g->x[i]));
+			c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
+		}
+		v8 sxl = v8_add(a[0], a[1]), sll = v8_add(c[0], c[1]);
+		v8 score = v8_div(v8_mul(sxl, sxl), sll);
+		m8 better = m8_and(v8_gt(sll, z), v8_gt(score, best));
+		best = v8_sel(better, score, best);
+		sc = v8_sel(better, v8_div(sxl, sll), sc);
+	}
+	return v8_sel(v8_gt(v8_abs(m), z), sc, z);
+}
+
+/* Codes on a K sub-block's exact grid y = S q - M (S = d*sc, M = dmin*m
+ * as ggml computes them; q = 0 where S = 0), with sums and error. */
+static inline void gg_kcodes(const struct gg_grp *g, v8 S, v8 M, float qmax, v8 *q,
+			     struct gg_sums *s)
+{
+	v8 z = v8_set1(0.0f), vq = v8_set1(qmax);
+	m8 live = v8_gt(S, z);
+	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
+	v8 a[2] = {z, z}, c[2] = {z, z}, d[2] = {z, z}, e[2] = {z, z};
+	for (unsigned i = 0; i < g->n; i++) {
+		v8 t = v8_round(v8_mul(v8_add(g->x[i], M), inv));
+		t = v8_min(v8_max(t, z), vq);
+		q[i] = t;
+		v8 wq = v8_mul(g->w[i], t);
+		a[i & 1] = v8_add(a[i & 1], wq);
+		c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
+		d[i & 1] = v8_add(d[i & 1], v8_mul(wq, g->x[i]));
+		v8 r = v8_sub(g->x[i], v8_sub(v8_mul(S, t), M));
+		e[i & 1] = v8_add(e[i & 1], v8_mul(g->w[i], v8_mul(r, r)));
+	}
+	s->sq = v8_add(a[0], a[1]);
+	s->sqq = v8_add(c[0], c[1]);
+	s->sxq = v8_add(d[0], d[1]);
+	s->err = v8_add(e[0], e[1]);
+}
+
+/* Signed codes L on y = S L (S = d*sc), L = 0 where S = 0. */
+static inline void gg_scodes(const struct gg_grp *g, v8 S, int nmax, v8 *q, struct gg_sums *s)
+{
+	v8 z = v8_set1(0.0f), vlo = v8_set1((float)-nmax), vhi = v8_set1((float)(nmax - 1));
+	m8 live = v8_gt(v8_abs(S), z);
+	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
+	v8 c[2] = {z, z}, d[2] = {z, z}, e[2] = {z, z};
+	for (unsigned i = 0; i < g->n; i++) {
+		v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
+		q[i] = t;
+		v8 wl = v8_mul(g->w[i], t);
+		c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
+		d[i & 1] = v8_add(d[i & 1], v8_mul(wl, g->x[i]));
+		v8 r = v8_sub(g->x[i], v8_mul(S, t));
+		e[i & 1] = v8_add(e[i & 1], v8_mul(g->w[i], v8_mul(r, r)));
+	}
+	s->sq = z;
+	s->sqq = v8_add(c[0], c[1]);
+	s->sxq = v8_add(d[0], d[1]);
+	s->err = v8_add(e[0], e[1]);
+}
+
+/* Lane j's codes q[i] (offset added) to c[j*n + i]. */
+static inline void gg_store_codes(const v8 *q, unsigned n, float offset, uint8_t *c)
+{
+	float t[GG_SUBMAX * 8];
+	v8 off = v8_set1(offset), r[8];
+	for (unsigned i = 0; i < n; i++)
+		v8_store(t + 8 * i, v8_add(q[i], off));
+	/* back to lane-major order: lane j's positions i0..i0+7 */
+	for (unsigned i0 = 0; i0 < n; i0 += 8) {
+		v8_load_t8(t + 8 * i0, 8, r);
+		for (unsigned j = 0; j < 8; j++)
+			v8_store_u8(c + j * n + i0, r[j]);
 	}
 }
 
-/* Best s of y = s*L, L in [-nmax, nmax-1]; ncand >= 1. */
-static float gg_sym_fit(const float *x, const float *w, unsigned n, int nmax, unsigned ncand)
+static inline v8 gg_clamp(v8 v, float lo, float hi)
 {
-	struct gg_base b;
-	float cq[GG_SUBMAX], s[2];
-	gg_base_of(x, w, n, &b);
-	float m = -b.mn > b.mx ? b.mn : b.mx;
-	if (!(m != 0.0f) || !isfinite(m))
-		return m == 0.0f ? 0.0f : m;
-	float lo = (float)-nmax, hi = (float)(nmax - 1);
-	double best = -1.0, bs = (double)m / -nmax;
-	for (unsigned k = 0; k < ncand; k++) {
-		float clip = 0.5f * (float)(k >> 1);
-		float inv = (k & 1) ? (hi + clip) / m : -((float)nmax + clip) / m;
-		gg_sym_codes(x, w, n, inv, lo, hi, cq, s);
-		if (!(s[1] > 0.0f))
-			continue;
-		double score = (double)s[0] * s[0] / s[1];
-		if (score > best) {
-			best = score;
-			bs = (double)s[0] / s[1];
-		}
-	}
-	/* one more recode and refit with the winner */
-	if (bs != 0.0) {
-		gg_sym_codes(x, w, n, (float)(1.0 / bs), lo, hi, cq, s);
-		if (s[1] > 0.0f && (double)s[0] * s[0] / s[1] > best)
-			bs = (double)s[0] / s[1];
-	}
-	return (float)bs;
+	return v8_min(v8_max(v, v8_set1(lo)), v8_set1(hi));
 }
 
 /* ------------------------------------------------------- K super-blocks */
 
-/* Codes of a K sub-block on the exact grid y = S*q - M (S = d*sc, M =
- * dmin*m as ggml computes them); returns the weighted error. */
-static float gg_k_asym_sub(const float *x, const float *w, unsigned n, float d, float dm,
-			   unsigned sc, unsigned mn, float qmax, float *cq)
-{
-	float S = d * (float)sc, M = dm * (float)mn, s[3];
-	if (S > 0.0f)
-		gg_asym_codes(x, w, n, -M, 1.0f / S, 0.0f, qmax, cq, s);
-	else
-		memset(cq, 0, n * sizeof(float));
-	return gg_err(x, w, cq, n, S, M);
-}
-
-/* q2_K, q4_K, q5_K: sub-blocks of `sub` weights, codes 0..qmax, integer
- * scales and mins 0..smax.  Fills sc[], mn[], the fp16 d and dmin and the
- * codes; returns 1 when a super-scale overflows fp16. */
+/* q2_K (sub 16, qmax 3, scales 0..15), q4_K and q5_K (sub 32, qmax 15 or
+ * 31, scales 0..63): integer scales sc[] and mins mn[] under fp16 d and
+ * dmin, and the codes c[256].  Returns 1 when d or dmin overflows fp16. */
 static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, float smax,
-		     unsigned ncand, uint8_t *sc, uint8_t *mn, uint16_t *d16, uint16_t *m16,
-		     float *cq)
+		     const struct gg_cand *cand, unsigned ncand, uint8_t *sc, uint8_t *mn,
+		     uint16_t *d16, uint16_t *m16, uint8_t *c)
 {
-	unsigned nsub = QS_GGUF_QK_K / sub;
-	float a[16], b[16], amax = 0.0f, bmax = 0.0f;
-	for (unsigned j = 0; j < nsub; j++) {
-		gg_asym_fit(x + j * sub, w + j * sub, sub, qmax, 1, ncand, &a[j], &b[j]);
-		amax = a[j] > amax ? a[j] : amax;
-		bmax = -b[j] > bmax ? -b[j] : bmax;
+	unsigned ng = QS_GGUF_QK_K / (8 * sub);
+	struct gg_grp g[2];
+	v8 A[2], B[2], z = v8_set1(0.0f);
+	float amax = 0.0f, bmax = 0.0f;
+	for (unsigned gi = 0; gi < ng; gi++) {
+		gg_grp_load(&g[gi], x + gi * 8 * sub, w ? w + gi * 8 * sub : NULL, sub);
+		gg_afit(&g[gi], qmax, 1, cand, ncand, 1, &A[gi], &B[gi]);
+		float a = v8_hmax(A[gi]), b = v8_hmax(v8_sub(z, B[gi]));
+		amax = a > amax ? a : amax;
+		bmax = b > bmax ? b : bmax;
 	}
+	if (!(amax <= 3.0e38f) || !(bmax <= 3.0e38f))
+		return 1;
 	*d16 = qs_f32_to_f16(amax / smax);
 	*m16 = qs_f32_to_f16(bmax / smax);
-	if (gg_f16_bad(*d16) || gg_f16_bad(*m16) || !(amax <= 3.0e38f) || !(bmax <= 3.0e38f))
+	if (gg_f16_bad(*d16) || gg_f16_bad(*m16))
 		return 1;
 	float d = qs_f16_to_f32(*d16), dm = qs_f16_to_f32(*m16);
-	float tmp[GG_SUBMAX], s[3];
-	for (unsigned j = 0; j < nsub; j++) {
-		const float *xj = x + j * sub, *wj = w + j * sub;
-		float *cj = cq + j * sub;
-		unsigned si = d > 0.0f ? (unsigned)gg_clampf(rintf(a[j] / d), 0.0f, smax) : 0;
-		unsigned mi = dm > 0.0f ? (unsigned)gg_clampf(rintf(-b[j] / dm), 0.0f, smax) : 0;
-		float e = gg_k_asym_sub(xj, wj, sub, d, dm, si, mi, qmax, cj);
+	v8 vd = v8_set1(d), vdm = v8_set1(dm);
+	for (unsigned gi = 0; gi < ng; gi++) {
+		v8 q1[GG_SUBMAX], q2[GG_SUBMAX], si = z, mi = z, si2 = z, mi2 = z;
+		if (d > 0.0f)
+			si = gg_clamp(v8_round(v8_div(A[gi], vd)), 0.0f, smax);
+		if (dm > 0.0f)
+			mi = gg_clamp(v8_round(v8_div(v8_sub(z, B[gi]), vdm)), 0.0f, smax);
+		struct gg_sums s1, s2;
+		gg_kcodes(&g[gi], v8_mul(vd, si), v8_mul(vdm, mi), qmax, q1, &s1);
 		/* refit the integer scale and min to these codes */
-		struct gg_base bb;
-		gg_base_of(xj, wj, sub, &bb);
-		v8 s1 = v8_set1(0.0f), s2 = s1, s3 = s1;
-		for (unsigned i = 0; i < sub; i += 8) {
-			v8 q = v8_load(cj + i), wq = v8_mul(v8_load(wj + i), q);
-			s1 = v8_add(s1, wq);
-			s2 = v8_add(s2, v8_mul(wq, q));
-			s3 = v8_add(s3, v8_mul(wq, v8_load(xj + i)));
+		v8 A2, B2, e;
+		m8 ok;
+		gg_ls(&g[gi], &s1, 1, &A2, &B2, &e, &ok);
+		if (d > 0.0f)
+			si2 = v8_sel(ok, gg_clamp(v8_round(v8_div(A2, vd)), 0.0f, smax), si);
+		if (dm > 0.0f)
+			mi2 = v8_sel(ok, gg_clamp(v8_round(v8_div(v8_sub(z, B2), vdm)), 0.0f, smax), mi);
+		gg_kcodes(&g[gi], v8_mul(vd, si2), v8_mul(vdm, mi2), qmax, q2, &s2);
+		m8 take = v8_lt(s2.err, s1.err);
+		for (unsigned i = 0; i < sub; i++)
+			q1[i] = v8_sel(take, q2[i], q1[i]);
+		si = v8_sel(take, si2, si);
+		mi = v8_sel(take, mi2, mi);
+		float ts[8], tm[8];
+		v8_store(ts, si);
+		v8_store(tm, mi);
+		for (unsigned j = 0; j < 8; j++) {
+			sc[gi * 8 + j] = (uint8_t)(int)ts[j];
+			mn[gi * 8 + j] = (uint8_t)(int)tm[j];
 		}
-		s[0] = v8_hsum(s1);
-		s[1] = v8_hsum(s2);
-		s[2] = v8_hsum(s3);
-		double det = (double)bb.sw * s[1] - (double)s[0] * s[0];
-		if (det > 0.0 && d > 0.0f) {
-			double A = ((double)bb.sw * s[2] - (double)s[0] * bb.sx) / det;
-			double B = ((double)s[1] * bb.sx - (double)s[0] * s[2]) / det;
-			if (B > 0.0) {
-				B = 0.0;
-				A = s[1] > 0.0f ? s[2] / (double)s[1] : 0.0;
-			}
-			unsigned si2 = (unsigned)gg_clampf(rintf((float)(A / d)), 0.0f, smax);
-			unsigned mi2 = dm > 0.0f ? (unsigned)gg_clampf(rintf((float)(-B / dm)), 0.0f, smax)
-						 : 0;
-			if (si2 != si || mi2 != mi) {
-				float e2 = gg_k_asym_sub(xj, wj, sub, d, dm, si2, mi2, qmax, tmp);
-				if (e2 < e) {
-					si = si2;
-					mi = mi2;
-					memcpy(cj, tmp, sub * sizeof(float));
-				}
-			}
-		}
-		sc[j] = (uint8_t)si;
-		mn[j] = (uint8_t)mi;
+		gg_store_codes(q1, sub, 0.0f, c + gi * 8 * sub);
 	}
 	return 0;
 }
 
-/* Codes of a symmetric K sub-block on y = (d*sc)*L; returns the error. */
-static float gg_k_sym_sub(const float *x, const float *w, unsigned n, float d, int sc, int nmax,
-			  float *cq)
-{
-	float S = d * (float)sc, s[2];
-	if (S != 0.0f)
-		gg_sym_codes(x, w, n, 1.0f / S, (float)-nmax, (float)(nmax - 1), cq, s);
-	else
-		memset(cq, 0, n * sizeof(float));
-	return gg_err(x, w, cq, n, S, 0.0f);
-}
-
 /* q3_K (nmax 4, scales -32..31) and q6_K (nmax 32, scales -128..127):
- * sixteen sub-blocks of 16.  Signed codes L into cq[]. */
+ * sixteen sub-blocks of 16 under one fp16 d; codes c[] with +nmax. */
 static int gg_k_sym(const float *x, const float *w, int nmax, int scmin, unsigned ncand,
-		    int8_t *sc, uint16_t *d16, float *cq)
+		    int8_t *sc, uint16_t *d16, uint8_t *c)
 {
-	float s[16], ext = 0.0f, tmp[16], sums[2];
-	for (unsigned j = 0; j < 16; j++) {
-		s[j] = gg_sym_fit(x + 16 * j, w + 16 * j, 16, nmax, ncand);
-		if (fabsf(s[j]) > fabsf(ext))
-			ext = s[j];
+	struct gg_grp g[2];
+	v8 S[2], z = v8_set1(0.0f);
+	float sv[16], ext = 0.0f;
+	for (unsigned gi = 0; gi < 2; gi++) {
+		gg_grp_load(&g[gi], x + gi * 128, w ? w + gi * 128 : NULL, 16);
+		S[gi] = gg_sfit(&g[gi], nmax, ncand);
+		v8_store(sv + 8 * gi, S[gi]);
 	}
+	for (unsigned j = 0; j < 16; j++)
+		if (fabsf(sv[j]) > fabsf(ext))
+			ext = sv[j];
+	for (unsigned j = 0; j < 16; j++)
+		if (!isfinite(sv[j]))
+			return 1;
 	*d16 = qs_f32_to_f16(ext / (float)scmin);
-	if (gg_f16_bad(*d16) || !isfinite(ext))
+	if (gg_f16_bad(*d16))
 		return 1;
 	float d = qs_f16_to_f32(*d16), lo = (float)scmin, hi = (float)(-scmin - 1);
-	for (unsigned j = 0; j < 16; j++) {
-		const float *xj = x + 16 * j, *wj = w + 16 * j;
-		float *cj = cq + 16 * j;
-		int si = d != 0.0f ? (int)gg_clampf(rintf(s[j] / d), lo, hi) : 0;
-		float e = gg_k_sym_sub(xj, wj, 16, d, si, nmax, cj);
+	v8 vd = v8_set1(d);
+	for (unsigned gi = 0; gi < 2; gi++) {
+		v8 q1[16], q2[16], si = z, si2 = z;
+		struct gg_sums s1, s2;
+		if (d != 0.0f)
+			si = gg_clamp(v8_round(v8_div(S[gi], vd)), lo, hi);
+		gg_scodes(&g[gi], v8_mul(vd, si), nmax, q1, &s1);
 		/* refit the integer scale to these codes */
-		v8 a1 = v8_set1(0.0f), a2 = a1;
-		for (unsigned i = 0; i < 16; i += 8) {
-			v8 l = v8_load(cj + i), wl = v8_mul(v8_load(wj + i), l);
-			a1 = v8_add(a1, v8_mul(wl, v8_load(xj + i)));
-			a2 = v8_add(a2, v8_mul(wl, l));
+		if (d != 0.0f) {
+			m8 ok = v8_gt(s1.sqq, z);
+			si2 = v8_sel(ok, gg_clamp(v8_round(v8_div(v8_div(s1.sxq, s1.sqq), vd)), lo, hi),
+				     si);
 		}
-		sums[0] = v8_hsum(a1);
-		sums[1] = v8_hsum(a2);
-		if (sums[1] > 0.0f && d != 0.0f) {
-			int si2 = (int)gg_clampf(rintf((float)((double)sums[0] / sums[1] / d)), lo, hi);
-			if (si2 != si) {
-				float e2 = gg_k_sym_sub(xj, wj, 16, d, si2, nmax, tmp);
-				if (e2 < e) {
-					si = si2;
-					memcpy(cj, tmp, 16 * sizeof(float));
-				}
-			}
-		}
-		sc[j] = (int8_t)si;
+		gg_scodes(&g[gi], v8_mul(vd, si2), nmax, q2, &s2);
+		m8 take = v8_lt(s2.err, s1.err);
+		for (unsigned i = 0; i < 16; i++)
+			q1[i] = v8_sel(take, q2[i], q1[i]);
+		si = v8_sel(take, si2, si);
+		float ts[8];
+		v8_store(ts, si);
+		for (unsigned j = 0; j < 8; j++)
+			sc[gi * 8 + j] = (int8_t)(int)ts[j];
+		gg_store_codes(q1, 16, (float)nmax, c + gi * 128);
 	}
 	return 0;
 }
 
 /* ----------------------------------------------------------- per block */
 
-static const unsigned char gg_ncand[QS_GGUF_NTYPES] = {
-	/* q8_0 */ 2, /* q4_0 */ 6, /* q4_1 */ 4, /* q5_0 */ 6, /* q5_1 */ 4,
-	/* q2_K */ 4, /* q3_K */ 6, /* q4_K */ 4, /* q5_K */ 4, /* q6_K */ 4,
-};
-
-/* One legacy block of 32 (x cleaned). */
-static int gg_block_legacy(unsigned type, const float *x, const float *w, uint8_t *out)
-{
-	float cq[32], s[3];
-	uint8_t c[32];
-	unsigned nc = gg_ncand[type];
-	if (type == QS_GGUF_Q4_1 || type == QS_GGUF_Q5_1) {
-		float qmax = type == QS_GGUF_Q4_1 ? 15.0f : 31.0f, a, b;
-		gg_asym_fit(x, w, 32, qmax, 0, nc, &a, &b);
-		uint16_t d16 = qs_f32_to_f16(a), m16 = qs_f32_to_f16(b);
-		if (gg_f16_bad(d16) || gg_f16_bad(m16))
-			return 1;
-		float d = qs_f16_to_f32(d16), m = qs_f16_to_f32(m16);
-		if (d > 0.0f)
-			gg_asym_codes(x, w, 32, m, 1.0f / d, 0.0f, qmax, cq, s);
-		else
-			memset(cq, 0, sizeof(cq));
-		for (unsigned i = 0; i < 32; i++)
-			c[i] = (uint8_t)cq[i];
-		gg_put16(out, d16);
-		gg_put16(out + 2, m16);
-		qs_gguf_pack_codes(type, c, out);
-		return 0;
-	}
-	int nmax = type == QS_GGUF_Q8_0 ? 128 : type == QS_GGUF_Q4_0 ? 8 : 16;
-	float sc = gg_sym_fit(x, w, 32, nmax, nc);
-	uint16_t d16 = qs_f32_to_f16(sc);
-	if (gg_f16_bad(d16) || !isfinite(sc))
-		return 1;
-	float d = qs_f16_to_f32(d16);
-	if (d != 0.0f)
-		gg_sym_codes(x, w, 32, 1.0f / d, (float)-nmax, (float)(nmax - 1), cq, s);
-	else
-		memset(cq, 0, sizeof(cq));
-	gg_put16(out, d16);
-	for (unsigned i = 0; i < 32; i++)
-		c[i] = (uint8_t)((int)cq[i] + nmax);
-	qs_gguf_pack_codes(type, c, out);
-	return 0;
-}
-
-/* One K super-block of 256 (x cleaned). */
+/* One K super-block of 256 (0, or 1 when its scales overflow fp16). */
 static int gg_block_k(unsigned type, const float *x, const float *w, uint8_t *out)
 {
-	float cq[256];
 	uint8_t c[256];
-	unsigned nc = gg_ncand[type];
 	if (type == QS_GGUF_Q3_K || type == QS_GGUF_Q6_K) {
 		int8_t sc[16];
 		uint16_t d16;
-		int q3 = type == QS_GGUF_Q3_K, nmax = q3 ? 4 : 32;
-		if (gg_k_sym(x, w, nmax, q3 ? -32 : -128, nc, sc, &d16, cq))
+		int q3 = type == QS_GGUF_Q3_K;
+		if (gg_k_sym(x, w, q3 ? 4 : 32, q3 ? -32 : -128, q3 ? 6 : 4, sc, &d16, c))
 			return 1;
-		for (unsigned e = 0; e < 256; e++)
-			c[e] = (uint8_t)((int)cq[e] + nmax);
 		if (q3) {
 			qs_gguf_pack_q3_scales(sc, out + 96);
 			gg_put16(out + 108, d16);
@@ -467,7 +491,7 @@ static int gg_block_k(unsigned type, const float *x, const float *w, uint8_t *ou
 	uint8_t sc[16], mn[16];
 	uint16_t d16, m16;
 	if (type == QS_GGUF_Q2_K) {
-		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, nc, sc, mn, &d16, &m16, cq))
+		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, gg_cand_mid, 4, sc, mn, &d16, &m16, c))
 			return 1;
 		for (unsigned j = 0; j < 16; j++)
 			out[j] = (uint8_t)(sc[j] | (mn[j] << 4));
@@ -475,41 +499,115 @@ static int gg_block_k(unsigned type, const float *x, const float *w, uint8_t *ou
 		gg_put16(out + 82, m16);
 	} else {
 		int q5 = type == QS_GGUF_Q5_K;
-		if (gg_k_asym(x, w, 32, q5 ? 31.0f : 15.0f, 63.0f, nc, sc, mn, &d16, &m16, cq))
+		if (gg_k_asym(x, w, 32, q5 ? 31.0f : 15.0f, 63.0f, gg_cand_low, 4, sc, mn, &d16,
+			      &m16, c))
 			return 1;
 		gg_put16(out, d16);
 		gg_put16(out + 2, m16);
 		qs_gguf_pack_k4_scales(sc, mn, out + 4);
 	}
-	for (unsigned e = 0; e < 256; e++)
-		c[e] = (uint8_t)cq[e];
 	qs_gguf_pack_codes(type, c, out);
 	return 0;
+}
+
+/* Eight legacy blocks of 32 at once (x, w: 256 values); bad[j] set for a
+ * block whose fp16 scale overflows. */
+static void gg_blocks_legacy(unsigned type, const float *x, const float *w, uint8_t *out,
+			     int *bad)
+{
+	const unsigned bb = qs_gguf_block_bytes(type);
+	struct gg_grp g;
+	v8 q[32], z = v8_set1(0.0f);
+	uint8_t c[256];
+	float a[8], b[8], t[8];
+	uint16_t d16[8], m16[8];
+	gg_grp_load(&g, x, w, 32);
+	if (type == QS_GGUF_Q4_1 || type == QS_GGUF_Q5_1) {
+		float qmax = type == QS_GGUF_Q4_1 ? 15.0f : 31.0f;
+		v8 A, B;
+		gg_afit(&g, qmax, 0, gg_cand_low, 4, 1, &A, &B);
+		v8_store(a, A);
+		v8_store(b, B);
+		for (unsigned j = 0; j < 8; j++) {
+			d16[j] = qs_f32_to_f16(a[j]);
+			m16[j] = qs_f32_to_f16(b[j]);
+			bad[j] = gg_f16_bad(d16[j]) || gg_f16_bad(m16[j]);
+			a[j] = qs_f16_to_f32(d16[j]);
+			b[j] = qs_f16_to_f32(m16[j]);
+		}
+		/* codes on the rounded grid y = q*d + m */
+		v8 d = v8_load(a), m = v8_load(b);
+		m8 live = v8_gt(d, z);
+		struct gg_sums s;
+		gg_acodes(&g, m, v8_sel(live, v8_div(v8_set1(1.0f), d), z), z, v8_set1(qmax), q, &s);
+		gg_store_codes(q, 32, 0.0f, c);
+		for (unsigned j = 0; j < 8; j++) {
+			gg_put16(out + j * bb, d16[j]);
+			gg_put16(out + j * bb + 2, m16[j]);
+		}
+	} else {
+		int nmax = type == QS_GGUF_Q8_0 ? 128 : type == QS_GGUF_Q4_0 ? 8 : 16;
+		v8 S = gg_sfit(&g, nmax, type == QS_GGUF_Q8_0 ? 2 : 6);
+		v8_store(t, S);
+		for (unsigned j = 0; j < 8; j++) {
+			d16[j] = qs_f32_to_f16(t[j]);
+			bad[j] = gg_f16_bad(d16[j]) || !isfinite(t[j]);
+			t[j] = qs_f16_to_f32(d16[j]);
+			gg_put16(out + j * bb, d16[j]);
+		}
+		struct gg_sums s;
+		gg_scodes(&g, v8_load(t), nmax, q, &s);
+		gg_store_codes(q, 32, (float)nmax, c);
+	}
+	for (unsigned j = 0; j < 8; j++)
+		qs_gguf_pack_codes(type, c + 32 * j, out + j * bb);
 }
 
 size_t QS_GGUF_FN(quantize_row)(unsigned type, const float *x, const float *imp, size_t nblocks,
 				uint8_t *dst)
 {
 	const unsigned bw = qs_gguf_block_weights(type), bb = qs_gguf_block_bytes(type);
-	float xs[256], ws[256];
 	size_t bad = 0;
-	if (!imp)
-		for (unsigned i = 0; i < bw; i += 8)
-			v8_store(ws + i, v8_set1(1.0f));
-	for (size_t bi = 0; bi < nblocks; bi++) {
-		const float *xb = x + bi * bw;
-		for (unsigned i = 0; i < bw; i += 8) {
-			v8_store(xs + i, v8_ordered(v8_load(xb + i)));
-			if (imp)
-				v8_store(ws + i, v8_load(imp + bi * bw + i));
-		}
-		uint8_t *ob = dst + bi * bb;
-		int over = bw == QS_GGUF_QK ? gg_block_legacy(type, xs, ws, ob)
-					    : gg_block_k(type, xs, ws, ob);
-		if (over) {
+	if (bw == QS_GGUF_QK_K) {
+		for (size_t bi = 0; bi < nblocks; bi++) {
+			uint8_t *ob = dst + bi * bb;
 			memset(ob, 0, bb);
-			bad++;
+			if (gg_block_k(type, x + bi * bw, imp ? imp + bi * bw : NULL, ob)) {
+				memset(ob, 0, bb);
+				bad++;
+			}
 		}
+		return bad;
+	}
+	/* legacy blocks eight at a time; a short tail through a zero-padded copy */
+	float xt[256], wt[256];
+	uint8_t ot[8 * 34];
+	int flags[8];
+	for (size_t bi = 0; bi < nblocks; bi += 8) {
+		size_t nb = nblocks - bi < 8 ? nblocks - bi : 8;
+		const float *xs = x + bi * 32, *ws = imp ? imp + bi * 32 : NULL;
+		uint8_t *ob = dst + bi * bb;
+		if (nb < 8) {
+			memset(xt, 0, sizeof(xt));
+			memcpy(xt, xs, nb * 32 * sizeof(float));
+			xs = xt;
+			if (ws) {
+				for (unsigned i = 0; i < 256; i++)
+					wt[i] = 1.0f;
+				memcpy(wt, ws, nb * 32 * sizeof(float));
+				ws = wt;
+			}
+			ob = ot;
+		}
+		gg_blocks_legacy(type, xs, ws, ob, flags);
+		for (size_t j = 0; j < nb; j++) {
+			if (flags[j]) {
+				memset(ob + j * bb, 0, bb);
+				bad++;
+			}
+		}
+		if (nb < 8)
+			memcpy(dst + bi * bb, ot, nb * bb);
 	}
 	return bad;
 }

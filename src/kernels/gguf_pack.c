@@ -58,22 +58,27 @@ void qs_gguf_pack_codes(unsigned type, const uint8_t *c, uint8_t *b)
 		pack_legacy(c, b + 4, b + 8);
 		break;
 	case QS_GGUF_Q2_K:
-		/* scales[16], qs[64] at 16: element e = 128n + 32j + l has
-		 * its two bits in qs[32n + l] at bit 2j */
-		memset(b + 16, 0, 64);
-		for (unsigned e = 0; e < 256; e++)
-			b[16 + 32 * (e / 128) + e % 32] |= (uint8_t)((c[e] & 3) << (2 * ((e % 128) / 32)));
+	case QS_GGUF_Q3_K: {
+		/* q2_K: scales[16], qs[64] at 16; q3_K: hmask[32] at 0, qs[64]
+		 * at 32.  Element e = 128n + 32j + l has its low two bits in
+		 * qs[32n + l] at bit 2j, q3_K's third bit in hmask[l] at bit
+		 * 4n + j */
+		uint8_t *qs = b + (type == QS_GGUF_Q2_K ? 16 : 32);
+		for (unsigned n = 0; n < 2; n++)
+			for (unsigned l = 0; l < 32; l++) {
+				const uint8_t *e = c + 128 * n + l;
+				qs[32 * n + l] = (uint8_t)((e[0] & 3) | (e[32] & 3) << 2 |
+							   (e[64] & 3) << 4 | (e[96] & 3) << 6);
+			}
+		if (type == QS_GGUF_Q3_K)
+			for (unsigned l = 0; l < 32; l++) {
+				unsigned h = 0;
+				for (unsigned k = 0; k < 8; k++)
+					h |= ((c[32 * k + l] >> 2) & 1u) << k;
+				b[l] = (uint8_t)h;
+			}
 		break;
-	case QS_GGUF_Q3_K:
-		/* hmask[32] at 0, qs[64] at 32: low two bits as q2_K's, the
-		 * third in hmask[l] at bit 4n + j */
-		memset(b, 0, 96);
-		for (unsigned e = 0; e < 256; e++) {
-			unsigned n = e / 128, j = (e % 128) / 32, l = e % 32;
-			b[32 + 32 * n + l] |= (uint8_t)((c[e] & 3) << (2 * j));
-			b[l] |= (uint8_t)(((c[e] >> 2) & 1) << (4 * n + j));
-		}
-		break;
+	}
 	case QS_GGUF_Q4_K:
 	case QS_GGUF_Q5_K: {
 		/* q4_K: qs[128] at 16; q5_K: qh[32] at 16, qs[128] at 48.
@@ -81,25 +86,32 @@ void qs_gguf_pack_codes(unsigned type, const uint8_t *c, uint8_t *b)
 		 * fifth bit in qh[l] at bit 2j + h */
 		int q5 = type == QS_GGUF_Q5_K;
 		uint8_t *qs = b + (q5 ? 48 : 16);
-		memset(b + 16, 0, q5 ? 160 : 128);
-		for (unsigned e = 0; e < 256; e++) {
-			unsigned j = e / 64, h = (e % 64) / 32, l = e % 32;
-			qs[32 * j + l] |= (uint8_t)((c[e] & 0xf) << (4 * h));
-			if (q5)
-				b[16 + l] |= (uint8_t)(((c[e] >> 4) & 1) << (2 * j + h));
-		}
+		for (unsigned j = 0; j < 4; j++)
+			for (unsigned l = 0; l < 32; l++)
+				qs[32 * j + l] = (uint8_t)((c[64 * j + l] & 0xf) |
+							   (c[64 * j + 32 + l] & 0xf) << 4);
+		if (q5)
+			for (unsigned l = 0; l < 32; l++) {
+				unsigned h = 0;
+				for (unsigned k = 0; k < 8; k++)
+					h |= ((c[32 * k + l] >> 4) & 1u) << k;
+				b[16 + l] = (uint8_t)h;
+			}
 		break;
 	}
 	case QS_GGUF_Q6_K:
 		/* ql[128] at 0, qh[64] at 128: element e = 128n + 32k + l has
 		 * its low nibble in ql[64n + 32(k & 1) + l] (nibble k >> 1) and
 		 * its top two bits in qh[32n + l] at bit 2k */
-		memset(b, 0, 192);
-		for (unsigned e = 0; e < 256; e++) {
-			unsigned n = e / 128, k = (e % 128) / 32, l = e % 32;
-			b[64 * n + 32 * (k & 1) + l] |= (uint8_t)((c[e] & 0xf) << (4 * (k >> 1)));
-			b[128 + 32 * n + l] |= (uint8_t)(((c[e] >> 4) & 3) << (2 * k));
-		}
+		for (unsigned n = 0; n < 2; n++)
+			for (unsigned l = 0; l < 32; l++) {
+				const uint8_t *e = c + 128 * n + l;
+				b[64 * n + l] = (uint8_t)((e[0] & 0xf) | (e[64] & 0xf) << 4);
+				b[64 * n + 32 + l] = (uint8_t)((e[32] & 0xf) | (e[96] & 0xf) << 4);
+				b[128 + 32 * n + l] = (uint8_t)((e[0] >> 4 & 3) | (e[32] >> 4 & 3) << 2 |
+								(e[64] >> 4 & 3) << 4 |
+								(e[96] >> 4 & 3) << 6);
+			}
 		break;
 	default:
 		break;

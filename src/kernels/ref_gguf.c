@@ -83,6 +83,58 @@ static inline v8 v8_from_i8(const int8_t *p)
 	return r;
 }
 
+static inline v8 v8_div(v8 a, v8 b)
+{
+	for (int i = 0; i < 8; i++)
+		a.v[i] = a.v[i] / b.v[i];
+	return a;
+}
+
+/* out[i] lane j = p[j * stride + i], i < 8 */
+static inline void v8_load_t8(const float *p, unsigned stride, v8 *out)
+{
+	for (unsigned i = 0; i < 8; i++)
+		for (unsigned j = 0; j < 8; j++)
+			out[i].v[j] = p[j * stride + i];
+}
+
+static inline void v8_store_u8(uint8_t *p, v8 a)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(int)a.v[i];
+}
+
+typedef struct {
+	unsigned char v[8];
+} m8;
+
+#define M8_CMP(name, op)                           \
+	static inline m8 name(v8 a, v8 b)          \
+	{                                          \
+		m8 r;                              \
+		for (int i = 0; i < 8; i++)        \
+			r.v[i] = a.v[i] op b.v[i]; \
+		return r;                          \
+	}
+M8_CMP(v8_lt, <)
+M8_CMP(v8_gt, >)
+M8_CMP(v8_ge, >=)
+#undef M8_CMP
+
+static inline m8 m8_and(m8 a, m8 b)
+{
+	for (int i = 0; i < 8; i++)
+		a.v[i] = a.v[i] && b.v[i];
+	return a;
+}
+
+static inline v8 v8_sel(m8 m, v8 a, v8 b)
+{
+	for (int i = 0; i < 8; i++)
+		b.v[i] = m.v[i] ? a.v[i] : b.v[i];
+	return b;
+}
+
 /* the fixed tree of gguf_impl.h */
 static inline float v8_hsum(v8 a)
 {

@@ -57,6 +57,76 @@ static inline v8 v8_max(v8 a, v8 b)
 	return _mm256_max_ps(a, b);
 }
 
+static inline v8 v8_div(v8 a, v8 b)
+{
+	return _mm256_div_ps(a, b);
+}
+
+/* out[i] lane j = p[j * stride + i], i < 8: eight row loads and an 8x8
+ * transpose (exact moves only) */
+static inline void v8_load_t8(const float *p, unsigned stride, v8 *out)
+{
+	__m256 r[8], t[8];
+	for (unsigned j = 0; j < 8; j++)
+		r[j] = _mm256_loadu_ps(p + j * stride);
+	t[0] = _mm256_unpacklo_ps(r[0], r[1]);
+	t[1] = _mm256_unpackhi_ps(r[0], r[1]);
+	t[2] = _mm256_unpacklo_ps(r[2], r[3]);
+	t[3] = _mm256_unpackhi_ps(r[2], r[3]);
+	t[4] = _mm256_unpacklo_ps(r[4], r[5]);
+	t[5] = _mm256_unpackhi_ps(r[4], r[5]);
+	t[6] = _mm256_unpacklo_ps(r[6], r[7]);
+	t[7] = _mm256_unpackhi_ps(r[6], r[7]);
+	r[0] = _mm256_shuffle_ps(t[0], t[2], _MM_SHUFFLE(1, 0, 1, 0));
+	r[1] = _mm256_shuffle_ps(t[0], t[2], _MM_SHUFFLE(3, 2, 3, 2));
+	r[2] = _mm256_shuffle_ps(t[1], t[3], _MM_SHUFFLE(1, 0, 1, 0));
+	r[3] = _mm256_shuffle_ps(t[1], t[3], _MM_SHUFFLE(3, 2, 3, 2));
+	r[4] = _mm256_shuffle_ps(t[4], t[6], _MM_SHUFFLE(1, 0, 1, 0));
+	r[5] = _mm256_shuffle_ps(t[4], t[6], _MM_SHUFFLE(3, 2, 3, 2));
+	r[6] = _mm256_shuffle_ps(t[5], t[7], _MM_SHUFFLE(1, 0, 1, 0));
+	r[7] = _mm256_shuffle_ps(t[5], t[7], _MM_SHUFFLE(3, 2, 3, 2));
+	for (unsigned i = 0; i < 4; i++) {
+		out[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+		out[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+	}
+}
+
+static inline void v8_store_u8(uint8_t *p, v8 a)
+{
+	__m256i i = _mm256_cvttps_epi32(a);
+	__m128i lo = _mm256_castsi256_si128(i), hi = _mm256_extracti128_si256(i, 1);
+	__m128i w = _mm_packus_epi32(lo, hi);
+	_mm_storel_epi64((__m128i *)(void *)p, _mm_packus_epi16(w, w));
+}
+
+/* masks: all-ones lanes; ordered comparisons are false on NaN like C's */
+typedef __m256 m8;
+
+static inline m8 v8_lt(v8 a, v8 b)
+{
+	return _mm256_cmp_ps(a, b, _CMP_LT_OQ);
+}
+
+static inline m8 v8_gt(v8 a, v8 b)
+{
+	return _mm256_cmp_ps(a, b, _CMP_GT_OQ);
+}
+
+static inline m8 v8_ge(v8 a, v8 b)
+{
+	return _mm256_cmp_ps(a, b, _CMP_GE_OQ);
+}
+
+static inline m8 m8_and(m8 a, m8 b)
+{
+	return _mm256_and_ps(a, b);
+}
+
+static inline v8 v8_sel(m8 m, v8 a, v8 b)
+{
+	return _mm256_blendv_ps(b, a, m);
+}
+
 static inline v8 v8_round(v8 a)
 {
 	return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
