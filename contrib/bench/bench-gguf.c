@@ -231,7 +231,8 @@ static double db(double s, double e)
 
 enum { QS_PLAIN, QS_IMP, GG_PLAIN, GG_IMP, QS_HESS, NVAR };
 
-/* quantize tensor t with variant v into p, dequantize into q */
+/* quantize tensor t with variant v into p, then (q not NULL) dequantize
+ * into q */
 static void run(unsigned type, int v, const struct tensor *t, uint8_t *p, float *q)
 {
 	const struct qs_gguf_type_info *ti = &qs_gguf_types[type];
@@ -240,14 +241,15 @@ static void run(unsigned type, int v, const struct tensor *t, uint8_t *p, float 
 		if (qs_gguf_quantize_rows(type, t->w, t->rows, t->cols, v == QS_IMP ? t->imp : NULL,
 					  p))
 			die("%s: qshard quantize failed", ti->name);
-		qs_gguf_dequantize_rows(type, p, t->rows, t->cols, q);
+		if (q)
+			qs_gguf_dequantize_rows(type, p, t->rows, t->cols, q);
 		return;
 	}
 	if (v == GG_PLAIN || v == GG_IMP) {
 		g_quantize((int)ti->ggml_type, t->w, p, 0, (int64_t)t->rows, (int64_t)t->cols,
 			   v == GG_IMP ? t->imp : NULL);
 		const struct ggml_traits *tr = g_traits((int)ti->ggml_type);
-		for (size_t r = 0; r < t->rows; r++)
+		for (size_t r = 0; q && r < t->rows; r++)
 			tr->to_float(p + r * rb, q + r * t->cols, (int64_t)t->cols);
 		return;
 	}
@@ -271,15 +273,16 @@ static void run(unsigned type, int v, const struct tensor *t, uint8_t *p, float 
 	free(scr);
 }
 
-/* best of 3 of: MB/s of f32 input, CPU time of this thread */
-static double speed(unsigned type, int v, uint8_t **p, float **q, double secs)
+/* best of 3 of: MB/s of f32 input, CPU time of this thread, quantization
+ * only */
+static double speed(unsigned type, int v, uint8_t **p, double secs)
 {
 	double best = 0;
 	for (int trial = 0; trial < 3; trial++) {
 		double t0 = cpu_now(), bytes = 0;
 		do {
 			for (size_t i = 0; i < ntens; i++) {
-				run(type, v, &tens[i], p[i], q[i]);
+				run(type, v, &tens[i], p[i], NULL);
 				bytes += 4.0 * (double)(tens[i].rows * tens[i].cols);
 			}
 		} while (cpu_now() - t0 < secs);
@@ -369,9 +372,9 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; i < ntens; i++)
 			y2 += tens[i].y2;
-		double s_qs = speed(type, QS_PLAIN, p, q, secs);
-		double s_gg = speed(type, GG_PLAIN, p, q, secs);
-		double s_gi = speed(type, GG_IMP, p, q, secs);
+		double s_qs = speed(type, QS_PLAIN, p, secs);
+		double s_gg = speed(type, GG_PLAIN, p, secs);
+		double s_gi = speed(type, GG_IMP, p, secs);
 		double osq = db(y2, oe[QS_IMP]), osg = db(y2, oe[GG_IMP]);
 		printf("%-5s %6.3f | %9.1f %9.1f %9.1f %6.1f | %6.2f %6.2f | %6.2f %6.2f %+6.2f | ",
 		       ti->name, 8.0 * ti->block_bytes / ti->block_weights, s_qs, s_gg, s_gi,

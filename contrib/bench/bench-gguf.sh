@@ -7,7 +7,8 @@
 # (contrib/quickstart.sh installs it; QSHARD_GGML_BASE= to point at one).
 #
 # usage: contrib/bench/bench-gguf.sh [bench-gguf options: -r ROWS -n TOKENS -t SECONDS -T TYPE -H]
-# env:   BUILD (default build/ next to contrib/), BENCH_DIR (default $TMPDIR)
+# env:   BUILD (default build/ next to contrib/), BENCH_DIR (default $TMPDIR),
+#        PYTHON (with numpy; default /usr/bin/python3)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-$here/../../build}
@@ -22,7 +23,7 @@ ck2=$dir/qshard-bench-student-t
 [ -f "$ck1/model.safetensors" ] || "$mk" --preset 1b --layers 1 -o "$ck1" >&2
 if [ ! -f "$ck2/model.safetensors" ]; then
 	mkdir -p "$ck2"
-	python3 - "$ck2/model.safetensors" <<'PY'
+	"${PYTHON:-/usr/bin/python3}" - "$ck2/model.safetensors" <<'PY'
 import json, struct, sys
 import numpy as np
 rng = np.random.default_rng(7)
