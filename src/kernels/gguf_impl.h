@@ -22,7 +22,8 @@
  *       v8_load_t8(p, stride, out) (out[i] lane j = p[j * stride + i],
  *       i < 8), v8_store_u8(p, a) (integral lanes 0..255 to 8 bytes);
  *   a mask type m8 with v8_lt, v8_gt, v8_ge (ordered: false on NaN, as
- *       C's <, >, >=), m8_and, and v8_sel(m, a, b) = m ? a : b;
+ *       C's <, >, >=), m8_and, m8_or, m8_any (some lane set), and
+ *       v8_sel(m, a, b) = m ? a : b;
  *   void v8_store(float *p, v8 a);
  *   float v8_hsum(v8), v8_hmax(v8), v8_hmin(v8) in the tree above;
  *   QS_GGUF_FN(name): the variant's name for the two entry points.
@@ -287,51 +288,56 @@ static v8 gg_sfit(const struct gg_grp *g, int nmax, unsigned ncand)
 }
 
 /* Codes on a K sub-block's exact grid y = S q - M (S = d*sc, M = dmin*m
- * as ggml computes them; q = 0 where S = 0), with sums and error. */
+ * as ggml computes them; q = 0 where S = 0), with sums, and the error
+ * sum w (x - y)^2 in closed form from them. */
 static inline void gg_kcodes(const struct gg_grp *g, v8 S, v8 M, float qmax, v8 *q,
 			     struct gg_sums *s)
 {
-	v8 z = v8_set1(0.0f), vq = v8_set1(qmax);
+	v8 z = v8_set1(0.0f), vq = v8_set1(qmax), two = v8_set1(2.0f);
 	m8 live = v8_gt(S, z);
 	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 a[2] = {z, z}, c[2] = {z, z}, d[2] = {z, z}, e[2] = {z, z};
+	v8 a[2] = {z, z}, c[2] = {z, z}, d[2] = {z, z};
 	for (unsigned i = 0; i < g->n; i++) {
 		v8 t = v8_round(v8_mul(v8_add(g->x[i], M), inv));
 		t = v8_min(v8_max(t, z), vq);
 		q[i] = t;
-		v8 wq = v8_mul(g->w[i], t);
+		v8 wq = g->unit ? t : v8_mul(g->w[i], t);
 		a[i & 1] = v8_add(a[i & 1], wq);
 		c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
 		d[i & 1] = v8_add(d[i & 1], v8_mul(wq, g->x[i]));
-		v8 r = v8_sub(g->x[i], v8_sub(v8_mul(S, t), M));
-		e[i & 1] = v8_add(e[i & 1], v8_mul(g->w[i], v8_mul(r, r)));
 	}
 	s->sq = v8_add(a[0], a[1]);
 	s->sqq = v8_add(c[0], c[1]);
 	s->sxq = v8_add(d[0], d[1]);
-	s->err = v8_add(e[0], e[1]);
+	/* sum w (x - S q + M)^2 = sxx - 2 S sxq + 2 M sx + S^2 sqq - 2 S M sq + M^2 sw */
+	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(two, S), s->sxq));
+	e = v8_add(e, v8_mul(v8_mul(two, M), g->sx));
+	e = v8_add(e, v8_mul(v8_mul(S, S), s->sqq));
+	e = v8_sub(e, v8_mul(v8_mul(v8_mul(two, S), M), s->sq));
+	e = v8_add(e, v8_mul(v8_mul(M, M), g->sw));
+	s->err = e;
 }
 
-/* Signed codes L on y = S L (S = d*sc), L = 0 where S = 0. */
+/* Signed codes L on y = S L (S = d*sc), L = 0 where S = 0, with the
+ * error sum w (x - S L)^2 in closed form. */
 static inline void gg_scodes(const struct gg_grp *g, v8 S, int nmax, v8 *q, struct gg_sums *s)
 {
 	v8 z = v8_set1(0.0f), vlo = v8_set1((float)-nmax), vhi = v8_set1((float)(nmax - 1));
 	m8 live = v8_gt(v8_abs(S), z);
 	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 c[2] = {z, z}, d[2] = {z, z}, e[2] = {z, z};
+	v8 c[2] = {z, z}, d[2] = {z, z};
 	for (unsigned i = 0; i < g->n; i++) {
 		v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
 		q[i] = t;
-		v8 wl = v8_mul(g->w[i], t);
+		v8 wl = g->unit ? t : v8_mul(g->w[i], t);
 		c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
 		d[i & 1] = v8_add(d[i & 1], v8_mul(wl, g->x[i]));
-		v8 r = v8_sub(g->x[i], v8_mul(S, t));
-		e[i & 1] = v8_add(e[i & 1], v8_mul(g->w[i], v8_mul(r, r)));
 	}
 	s->sq = z;
 	s->sqq = v8_add(c[0], c[1]);
 	s->sxq = v8_add(d[0], d[1]);
-	s->err = v8_add(e[0], e[1]);
+	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(v8_set1(2.0f), S), s->sxq));
+	s->err = v8_add(e, v8_mul(v8_mul(S, S), s->sqq));
 }
 
 /* Lane j's codes q[i] (offset added) to c[j*n + i]. */
@@ -396,14 +402,26 @@ static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, f
 		gg_ls(&g[gi], &s1, 1, &A2, &B2, &e, &ok);
 		if (d > 0.0f)
 			si2 = v8_sel(ok, gg_clamp(v8_round(v8_div(A2, vd)), 0.0f, smax), si);
-		if (dm > 0.0f)
-			mi2 = v8_sel(ok, gg_clamp(v8_round(v8_div(v8_sub(z, B2), vdm)), 0.0f, smax), mi);
-		gg_kcodes(&g[gi], v8_mul(vd, si2), v8_mul(vdm, mi2), qmax, q2, &s2);
-		m8 take = v8_lt(s2.err, s1.err);
-		for (unsigned i = 0; i < sub; i++)
-			q1[i] = v8_sel(take, q2[i], q1[i]);
-		si = v8_sel(take, si2, si);
-		mi = v8_sel(take, mi2, mi);
+		if (dm > 0.0f) {
+			/* the min refit to the rounded scale: B = (sx - A sq) / sw */
+			v8 Ar = v8_mul(vd, si2);
+			v8 Bs = v8_div(v8_sub(g[gi].sx, v8_mul(Ar, s1.sq)), g[gi].sw);
+			Bs = v8_min(Bs, z);
+			mi2 = v8_sel(ok, gg_clamp(v8_round(v8_div(v8_sub(z, Bs), vdm)), 0.0f, smax), mi);
+		}
+		(void)B2;
+		/* (a lane whose refit rounds to the same integers would code
+		 * the same again: skipped when no lane moved) */
+		m8 moved = m8_or(m8_or(v8_lt(si2, si), v8_gt(si2, si)),
+				 m8_or(v8_lt(mi2, mi), v8_gt(mi2, mi)));
+		if (m8_any(moved)) {
+			gg_kcodes(&g[gi], v8_mul(vd, si2), v8_mul(vdm, mi2), qmax, q2, &s2);
+			m8 take = v8_lt(s2.err, s1.err);
+			for (unsigned i = 0; i < sub; i++)
+				q1[i] = v8_sel(take, q2[i], q1[i]);
+			si = v8_sel(take, si2, si);
+			mi = v8_sel(take, mi2, mi);
+		}
 		float ts[8], tm[8];
 		v8_store(ts, si);
 		v8_store(tm, mi);
@@ -452,11 +470,13 @@ static int gg_k_sym(const float *x, const float *w, int nmax, int scmin, unsigne
 			si2 = v8_sel(ok, gg_clamp(v8_round(v8_div(v8_div(s1.sxq, s1.sqq), vd)), lo, hi),
 				     si);
 		}
-		gg_scodes(&g[gi], v8_mul(vd, si2), nmax, q2, &s2);
-		m8 take = v8_lt(s2.err, s1.err);
-		for (unsigned i = 0; i < 16; i++)
-			q1[i] = v8_sel(take, q2[i], q1[i]);
-		si = v8_sel(take, si2, si);
+		if (m8_any(m8_or(v8_lt(si2, si), v8_gt(si2, si)))) {
+			gg_scodes(&g[gi], v8_mul(vd, si2), nmax, q2, &s2);
+			m8 take = v8_lt(s2.err, s1.err);
+			for (unsigned i = 0; i < 16; i++)
+				q1[i] = v8_sel(take, q2[i], q1[i]);
+			si = v8_sel(take, si2, si);
+		}
 		float ts[8];
 		v8_store(ts, si);
 		for (unsigned j = 0; j < 8; j++)

@@ -128,6 +128,21 @@ static inline m8 m8_and(m8 a, m8 b)
 	return a;
 }
 
+static inline m8 m8_or(m8 a, m8 b)
+{
+	for (int i = 0; i < 8; i++)
+		a.v[i] = a.v[i] || b.v[i];
+	return a;
+}
+
+static inline int m8_any(m8 a)
+{
+	int r = 0;
+	for (int i = 0; i < 8; i++)
+		r |= a.v[i];
+	return r;
+}
+
 static inline v8 v8_sel(m8 m, v8 a, v8 b)
 {
 	for (int i = 0; i < 8; i++)

@@ -122,6 +122,16 @@ static inline m8 m8_and(m8 a, m8 b)
 	return _mm256_and_ps(a, b);
 }
 
+static inline m8 m8_or(m8 a, m8 b)
+{
+	return _mm256_or_ps(a, b);
+}
+
+static inline int m8_any(m8 a)
+{
+	return _mm256_movemask_ps(a) != 0;
+}
+
 static inline v8 v8_sel(m8 m, v8 a, v8 b)
 {
 	return _mm256_blendv_ps(b, a, m);
