@@ -28,6 +28,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/qshard-neon.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
 # shellcheck disable=SC2086
+# the gguf instances each include gguf_impl.h, so they are units of their own
 $cc $flags $static -I"$srcdir/src/kernels" "$srcdir/tests/unit/neon_driver.c" \
-	-o "$tmp/neon_driver" -lm
+	"$srcdir/src/kernels/gguf_pack.c" "$srcdir/src/kernels/ref_gguf.c" \
+	"$srcdir/src/kernels/arm/neon_gguf.c" -o "$tmp/neon_driver" -lm
 $run "$tmp/neon_driver"
