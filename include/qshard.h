@@ -150,6 +150,8 @@ struct qs_convert_opts {
 	const char *output;           /* final name; OUTPUT.partial while running */
 	const char *const *schemes;   /* "[REGEX=]NAME[:k=v,...]", last match wins */
 	size_t nschemes;
+	const char *scheme_preset;    /* "q4_k_m" etc. (llama.cpp's mixes, gguf scheme), or NULL;
+				       * --scheme rules still win where they match */
 	const char *const *keeps;     /* REGEX: tensors stored unquantized */
 	size_t nkeeps;
 	unsigned threads;             /* 0: online CPUs */

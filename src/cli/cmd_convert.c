@@ -41,6 +41,9 @@ static void help(FILE *out)
 		"      --scheme [REGEX=]NAME[:key=val,...]\n"
 		"                            scheme for all tensors or those matching REGEX;\n"
 		"                            repeatable, the last match wins (default rtn)\n"
+		"      --scheme-preset q3_k_m|q4_k_m|q5_k_m|q6_k\n"
+		"                            llama.cpp's per-tensor gguf types of that mix\n"
+		"                            (--scheme rules still win where they match)\n"
 		"      --keep REGEX          store matching tensors unquantized; repeatable\n"
 		"  -T, --threads N           worker threads (default: online CPUs)\n"
 		"      --level Z             zstd level 1-19 (default %d)\n"
@@ -139,6 +142,7 @@ int cmd_convert(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
 		{"scheme", required_argument, NULL, 's'},
+		{"scheme-preset", required_argument, NULL, 'S'},
 		{"keep", required_argument, NULL, 'k'},
 		{"threads", required_argument, NULL, 'T'},
 		{"level", required_argument, NULL, 'z'},
@@ -175,6 +179,7 @@ int cmd_convert(int argc, char **argv)
 		switch (c) {
 		case 'o': o.output = optarg; break;
 		case 's': schemes[o.nschemes++] = optarg; break;
+		case 'S': o.scheme_preset = optarg; break;
 		case 'k': keeps[o.nkeeps++] = optarg; break;
 		case 'T': {
 			long v = strtol(optarg, &end, 10);

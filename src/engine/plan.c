@@ -2,6 +2,7 @@
  * tensor: scheme or raw, row view, row-chunks, and the fingerprints that
  * let --resume refuse a changed input or changed options. */
 #include "plan.h"
+#include "preset.h"
 
 #include <errno.h>
 #include <regex.h>
@@ -172,6 +173,10 @@ static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_tar
 		append(&buf, &len, &cap, " --scheme ");
 		append(&buf, &len, &cap, opts->schemes[i]);
 	}
+	if (opts->scheme_preset) {
+		append(&buf, &len, &cap, " --scheme-preset ");
+		append(&buf, &len, &cap, opts->scheme_preset);
+	}
 	for (size_t i = 0; i < opts->nkeeps; i++) {
 		append(&buf, &len, &cap, " --keep ");
 		append(&buf, &len, &cap, opts->keeps[i]);
@@ -305,6 +310,8 @@ static int size_prep(struct qs_plan_tensor *pt, const struct qs_convert_opts *op
 	if (pt->raw || !ops->prepare || pt->rows == 0 || pt->cols == 0)
 		return 0;
 	uint64_t cols = pt->cols, hbytes = 0, total;
+	pt->scheme.stats = ((ops->wants & QS_WANT_IMPORTANCE) && opts->importance ? QS_WANT_IMPORTANCE : 0) |
+			   ((ops->wants & QS_WANT_HESSIAN) && opts->hessian ? QS_WANT_HESSIAN : 0);
 	pt->prep_state = (ops->prep_size(&pt->scheme, cols) + QS_BUF_ALIGN - 1) / QS_BUF_ALIGN *
 			 QS_BUF_ALIGN;
 	if ((ops->wants & QS_WANT_IMPORTANCE) && opts->importance)
@@ -369,6 +376,17 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			goto out;
 		nrules++;
 	}
+	struct qs_preset preset;
+	bool have_preset = opts->scheme_preset != NULL;
+	if (have_preset) {
+		int kind = qs_preset_find(opts->scheme_preset);
+		if (kind < 0) {
+			rc = qs_diag_set(diag, -QS_EUSAGE, "unknown --scheme-preset '%s' (known: %s)",
+					 opts->scheme_preset, QS_PRESET_NAMES);
+			goto out;
+		}
+		qs_preset_init(&preset, (enum qs_preset_kind)kind, ck);
+	}
 	for (size_t i = 0; i < opts->nkeeps; i++) {
 		if (regcomp(&keeps[i], opts->keeps[i], REG_EXTENDED | REG_NOSUB) != 0) {
 			rc = qs_diag_set(diag, -QS_EUSAGE,
@@ -426,15 +444,25 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0 ||
 			       (blocks_name && regexec(&keeps[k], blocks_name, 0, NULL, 0) == 0);
 		if (!keep) {
-			for (size_t r = nrules; r-- > 0;) {
+			size_t r = nrules;
+			while (r-- > 0)
 				if (!rules[r].has_regex ||
-				    regexec(&rules[r].re, t->name, 0, NULL, 0) == 0) {
-					pt->scheme = rules[r].scheme;
-					/* a MoE router decides which experts run:
-					 * kept unless a rule names it */
-					if (!rules[r].has_regex && qs_is_moe_router(t->name))
-						keep = true;
+				    regexec(&rules[r].re, t->name, 0, NULL, 0) == 0)
 					break;
+			pt->scheme = rules[r].scheme;
+			/* a MoE router decides which experts run: kept unless a
+			 * rule names it */
+			if (!rules[r].has_regex && qs_is_moe_router(t->name))
+				keep = true;
+			/* rule 0 is the default: the preset's choice replaces it */
+			if (!keep && r == 0 && have_preset) {
+				char text[QS_SCHEME_TEXT_MAX];
+				if (qs_preset_choose(&preset, t, text, sizeof(text)) == 1) {
+					keep = true;
+				} else {
+					rc = qs_scheme_parse(text, &pt->scheme, diag);
+					if (rc < 0)
+						goto out;
 				}
 			}
 		}
@@ -448,6 +476,16 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			pt->row_bytes = 16;
 			pt->pairing = (struct qs_src_pairing){.companion = SIZE_MAX,
 							      .scale_of = SIZE_MAX};
+		}
+		if (!pt->raw && pt->rows && pt->cols &&
+		    pt->scheme.ops->payload_size(&pt->scheme, 1, pt->cols) == UINT64_MAX) {
+			rc = qs_diag_set(diag, -QS_EUSAGE,
+					 "'%s': tensor '%s': %s cannot quantize rows of %llu columns "
+					 "(gguf types need a multiple of their block, 32 or 256; "
+					 "--keep it or choose another scheme for it)",
+					 ck->shards[pt->src->shard].name, t->name, pt->scheme.text,
+					 (unsigned long long)pt->cols);
+			goto out;
 		}
 	}
 	/* A quantized FP8 weight reads its scale and consumes it; a kept one

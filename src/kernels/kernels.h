@@ -112,6 +112,16 @@ struct qs_kernels {
 	 * smallest ascending and hi[0..k) = the k largest descending, padded
 	 * with +Inf / -Inf when fewer; returns their count. */
 	size_t (*daq_range)(const float *x, size_t n, unsigned k, float *lo, float *hi);
+
+	/* gguf (gguf_impl.h is the definition; gguf_blocks.h the types):
+	 * quantize nblocks consecutive blocks of a row of enum qs_gguf_type
+	 * `type` from x[nblocks * block weights] with per-weight error
+	 * weights imp[] (NULL: all 1) into ggml's block layout at dst;
+	 * returns the number of blocks whose fp16 scales overflowed (left
+	 * zeroed).  Dequantization is ggml's arithmetic, bit for bit. */
+	size_t (*gguf_quantize_row)(unsigned type, const float *x, const float *imp,
+				    size_t nblocks, uint8_t *dst);
+	void (*gguf_dequantize_row)(unsigned type, const uint8_t *src, size_t nblocks, float *y);
 };
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
@@ -168,6 +178,16 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 		      float out[3]);
 size_t qs_ref_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi);
 size_t qs_avx2_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi);
+/* The gguf kernels per instance (ref_gguf.c, x86/avx2_gguf.c, arm/neon_gguf.c). */
+size_t qs_ref_gguf_quantize_row(unsigned type, const float *x, const float *imp, size_t nblocks,
+				uint8_t *dst);
+void qs_ref_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nblocks, float *y);
+size_t qs_avx2_gguf_quantize_row(unsigned type, const float *x, const float *imp, size_t nblocks,
+				 uint8_t *dst);
+void qs_avx2_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nblocks, float *y);
+size_t qs_neon_gguf_quantize_row(unsigned type, const float *x, const float *imp, size_t nblocks,
+				 uint8_t *dst);
+void qs_neon_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nblocks, float *y);
 /* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
 unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
 

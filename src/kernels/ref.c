@@ -377,4 +377,6 @@ const struct qs_kernels qs_kernels_ref = {
 	.nearest_code = qs_ref_nearest_code,
 	.daq_eval = qs_ref_daq_eval,
 	.daq_range = qs_ref_daq_range,
+	.gguf_quantize_row = qs_ref_gguf_quantize_row,
+	.gguf_dequantize_row = qs_ref_gguf_dequantize_row,
 };

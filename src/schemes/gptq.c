@@ -475,6 +475,14 @@ int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *sta
 	return 0;
 }
 
+const float *qs_so_prep_factor(const void *prep, uint64_t cols)
+{
+	struct prep_view v = prep_carve(prep, cols);
+	if (v.hdr->magic != PREP_MAGIC || v.hdr->cols != cols || v.hdr->identity)
+		return NULL;
+	return v.u;
+}
+
 /* ---------------------------------------------------------- quantization */
 
 static inline uint8_t grid_code(float w, float minf, float scalef, float qmaxf, bool zero)

@@ -76,6 +76,11 @@ struct qs_scheme {
 	double alpha;        /* adpq: outlier fraction */
 	unsigned extra[4];   /* scheme-specific (adpq: search, scales, layout) */
 	char text[QS_SCHEME_TEXT_MAX];  /* canonical spec, e.g. "rtn:bits=4,group=128" */
+	/* QS_WANT_* bits of the statistics the pipeline will load for this
+	 * tensor (the plan sets it before prep_size and scratch_size), so a
+	 * scheme that can use a Hessian sizes its state for one only when a
+	 * file was given (gguf.c). */
+	unsigned stats;
 };
 
 /* Parses "NAME[:key=val,...]" (no REGEX= part) into s. */
@@ -108,5 +113,6 @@ extern const struct qs_scheme_ops qs_scheme_gptq;
 extern const struct qs_scheme_ops qs_scheme_athena;
 extern const struct qs_scheme_ops qs_scheme_daq;
 extern const struct qs_scheme_ops qs_scheme_claq;
+extern const struct qs_scheme_ops qs_scheme_gguf;
 
 #endif /* QS_SCHEME_H */

@@ -46,6 +46,11 @@ int qs_so_op_quantize_prep(const struct qs_scheme *s, const void *prep, const fl
 /* scheme names the scheme in messages. */
 int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *stats,
 		  void *prep, const char *scheme, struct qs_diag *diag);
+/* The factor U of H^-1 = U^T U (cols x cols, row-major upper triangular,
+ * columns in actorder's order) of a prep made by qs_so_prepare, or NULL
+ * when it was prepared without a Hessian.  For schemes that run their own
+ * second-order pass on another grid (gguf.c). */
+const float *qs_so_prep_factor(const void *prep, uint64_t cols);
 /* prep NULL: as if H = I (no calibration statistics). */
 int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w,
 		   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);

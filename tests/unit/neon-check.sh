@@ -53,17 +53,20 @@ build() {
 		"$bcc" $flags -c "$srcdir/$f" -o "$o"
 	done
 }
+# the gguf instances each include gguf_impl.h, so they are units of their own
 kernels="src/kernels/fp16.c src/kernels/ref.c src/kernels/ref_adpq.c \
-src/kernels/ref_daq.c src/kernels/ref_claq.c"
+src/kernels/ref_daq.c src/kernels/ref_claq.c src/kernels/gguf_pack.c src/kernels/ref_gguf.c"
 
 # shellcheck disable=SC2086
 build "$cc" "$tmp/arm" $kernels src/kernels/arm/neon.c src/kernels/arm/neon_adpq.c \
+	src/kernels/arm/neon_gguf.c \
 	tests/unit/neon_driver.c tests/unit/ref_digest.c
 cd "$tmp/arm"
 ref_objs="src_kernels_fp16.o src_kernels_ref.o src_kernels_ref_adpq.o \
-src_kernels_ref_daq.o src_kernels_ref_claq.o"
+src_kernels_ref_daq.o src_kernels_ref_claq.o src_kernels_gguf_pack.o src_kernels_ref_gguf.o"
 # shellcheck disable=SC2086
 "$cc" $static $ref_objs src_kernels_arm_neon.o src_kernels_arm_neon_adpq.o \
+	src_kernels_arm_neon_gguf.o \
 	tests_unit_neon_driver.o -o neon_driver -lm
 # shellcheck disable=SC2086
 "$cc" $static $ref_objs tests_unit_ref_digest.o -o ref_digest -lm

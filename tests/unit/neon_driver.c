@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_blocks.h"
 #include "kernels.h"
 
 extern const struct qs_kernels qs_kernels_neon;
@@ -439,8 +440,47 @@ static void check_adpq(void)
 		}
 }
 
+/* gguf: quantized payloads and dequantized floats, every type, odd block
+ * counts (the legacy types run eight blocks at a time), with and without
+ * importance, on the fill() kinds that stay within fp16 scale range */
+static void check_gguf(void)
+{
+	float *x = xmalloc(4 * 2560), *imp = xmalloc(4 * 2560);
+	float *ya = xmalloc(4 * 2560), *yb = xmalloc(4 * 2560);
+	uint8_t *a = xmalloc(4096), *b = xmalloc(4096);
+	for (unsigned t = 0; t < QS_GGUF_NTYPES; t++) {
+		unsigned bw = qs_gguf_block_weights(t), bb = qs_gguf_block_bytes(t);
+		for (size_t nb = 1; nb <= (bw == 32 ? 19u : 6u); nb++)
+			for (int kind = 0; kind < KINDS; kind++) {
+				if (kind == 4 || kind == 5 || kind == 6 || kind == 8)
+					continue;  /* Inf/NaN/huge: refused alike, not compared */
+				fill(x, nb * bw, kind);
+				for (size_t i = 0; i < nb * bw; i++)
+					imp[i] = (float)(rnd() % 1000) * 0.01f;
+				for (int wi = 0; wi < 2; wi++) {
+					size_t ra = R->gguf_quantize_row(t, x, wi ? imp : NULL, nb, a);
+					size_t rb = N->gguf_quantize_row(t, x, wi ? imp : NULL, nb, b);
+					if (ra != rb)
+						same("a", "b", 1, "gguf overflow count", nb, t, (unsigned)kind);
+					same(a, b, nb * bb, "gguf_quantize_row", nb, t, (unsigned)kind);
+					R->gguf_dequantize_row(t, a, nb, ya);
+					N->gguf_dequantize_row(t, a, nb, yb);
+					same(ya, yb, nb * bw * 4, "gguf_dequantize_row", nb, t,
+					     (unsigned)kind);
+				}
+			}
+	}
+	free(x);
+	free(imp);
+	free(ya);
+	free(yb);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
+	check_gguf();
 	check_conversions();
 	check_rtn();
 	check_bits();

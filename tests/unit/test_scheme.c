@@ -78,9 +78,9 @@ static void expect_err(const char *spec, const char *msg)
 static void test_parse_errors(void **state)
 {
 	(void)state;
-	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena)");
-	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena)");
-	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, athena)");
+	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
+	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
+	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
 	expect_err("RTN", "unknown scheme 'RTN'");
 	expect_err("rtn:bits=5", "rtn: bits must be one of 2, 3, 4, 8 (got 5)");
 	expect_err("rtn:bits=1", "(got 1)");

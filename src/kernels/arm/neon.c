@@ -469,4 +469,6 @@ const struct qs_kernels qs_kernels_neon = {
 	.adpq_dequantize_row = qs_neon_adpq_dequantize_row,
 	.pack_planes = qs_neon_pack_planes,
 	.unpack_planes = qs_neon_unpack_planes,
+	.gguf_quantize_row = qs_neon_gguf_quantize_row,
+	.gguf_dequantize_row = qs_neon_gguf_dequantize_row,
 };

@@ -521,4 +521,6 @@ const struct qs_kernels qs_kernels_avx2 = {
 	.nearest_code = qs_avx2_nearest_code,
 	.daq_eval = qs_avx2_daq_eval,
 	.daq_range = qs_avx2_daq_range,
+	.gguf_quantize_row = qs_avx2_gguf_quantize_row,
+	.gguf_dequantize_row = qs_avx2_gguf_dequantize_row,
 };
