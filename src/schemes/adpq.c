@@ -228,16 +228,6 @@ static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk
 	return r;
 }
 
-/* The variant's adpq kernels, or ref's for a table that has none yet. */
-static const struct qs_kernels *adpq_kernels(void)
-{
-	const struct qs_kernels *k = qs_kernels_get();
-	if (!k->adpq_quantize_row || !k->adpq_dequantize_row || !k->pack_planes ||
-	    !k->unpack_planes)
-		k = &qs_kernels_ref;
-	return k;
-}
-
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 		       struct sizes *z)
 {
@@ -261,7 +251,7 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 	if (rows == 0 || cols == 0)
 		return 0;
 
-	const struct qs_kernels *k = adpq_kernels();
+	const struct qs_kernels *k = qs_kernels_get();
 	struct qs_adpq_params p = params_of(s);
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(P(s)->group);
@@ -307,7 +297,7 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 	if (rows == 0 || cols == 0)
 		return 0;
 
-	const struct qs_kernels *k = adpq_kernels();
+	const struct qs_kernels *k = qs_kernels_get();
 	struct qs_adpq_params p = params_of(s);
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(P(s)->group);

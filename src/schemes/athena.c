@@ -56,6 +56,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "rtn_scalar.h"
 #include "scheme.h"
 #include "second_order.h"
 #include "util.h"
@@ -73,13 +74,10 @@ static inline uint8_t grid_code(float w, float minf, float scalef, float qmaxf, 
 {
 	if (zero)
 		return 0;
-	/* rtn's definition (ref.c), so that H = I reproduces rtn's codes */
+	/* rtn's definition, so that H = I reproduces rtn's codes */
 	float d = w - minf;
 	float q = d / scalef;
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (uint8_t)(int32_t)r;
+	return (uint8_t)qs_round_code(q, qmaxf);
 }
 
 static inline float grid_value(uint8_t code, float minf, float scalef)

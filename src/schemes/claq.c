@@ -396,8 +396,6 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 	}
 	size_t rows = (size_t)rows64, cols = (size_t)cols64, nw = rows * cols;
 	const struct qs_kernels *k = qs_kernels_get();
-	void (*nearest)(const float *, size_t, float, float, const float *, unsigned,
-			uint8_t *) = k->nearest_code ? k->nearest_code : qs_ref_nearest_code;
 	struct work w = carve(scratch, rows, cols);
 	unsigned b = base_bits(s), iters = P(s)->iters;
 	double c[CLAQ_MAX_K];
@@ -472,7 +470,7 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 			}
 			for (unsigned q = 0; q + 1 < K; q++)
 				mid[q] = 0.5f * (c16[q] + c16[q + 1]);
-			nearest(x, rows, 0.0f, 1.0f, mid, K - 1, w.codes);
+			k->nearest_code(x, rows, 0.0f, 1.0f, mid, K - 1, w.codes);
 			for (size_t i = 0; i < rows; i++)
 				if (w.resv[i])
 					w.codes[i] = 0;

@@ -272,14 +272,6 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	return 0;
 }
 
-static void eval_fallbacks(struct qs_kernels *dst)
-{
-	const struct qs_kernels *k = qs_kernels_get();
-	dst->daq_eval = k->daq_eval ? k->daq_eval : qs_ref_daq_eval;
-	dst->nearest_code = k->nearest_code ? k->nearest_code : qs_ref_nearest_code;
-	dst->daq_range = k->daq_range ? k->daq_range : qs_ref_daq_range;
-}
-
 static int quantize_imp(const struct qs_scheme *s, const float *imp, const float *w,
 			uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
@@ -290,7 +282,6 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	struct qs_kernels kk = *k;
 	struct daq_book b;
 	size_t ng = (size_t)qs_grouped_groups(P(s)->group, cols);
 	size_t c = (size_t)cols, g = P(s)->group;
@@ -300,13 +291,12 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 	uint8_t *centres = out + 2 * (size_t)rows * ng;
 	uint8_t *codes = out + 4 * (size_t)rows * ng;
 
-	eval_fallbacks(&kk);
 	make_book(P(s)->format, bits, &b);
 	for (size_t r = 0; r < rows; r++) {
 		const float *wr = w + r * c;
 		for (size_t j = 0; j < ng; j++) {
 			size_t n = c - j * g < g ? c - j * g : g;
-			rc = daq_group(&kk, &b, P(s)->iters, wr + j * g, imp ? imp + j * g : NULL, n,
+			rc = daq_group(k, &b, P(s)->iters, wr + j * g, imp ? imp + j * g : NULL, n,
 				       t.codes + j * g, &t.a[j], &t.b[j]);
 			if (rc)
 				return rc;

@@ -213,8 +213,11 @@ int qs_so_gptq_leaf(const struct qs_so_run *x, size_t a, size_t b)
 				}
 			}
 			float d = u ? u[j * c + j] : 1.0f;
-			/* grid_code() and grid_value() without branches (q is
-			 * finite once clamped, so q * nz is q or the zero grid's 0) */
+			/* rtn_scalar.h's qs_round_code and the grid value,
+			 * spelled out over a tile of rows without branches so it
+			 * vectorizes (q is finite once clamped, so q * nz is q or
+			 * the zero grid's 0): the same operations in the same
+			 * order per element */
 			for (size_t rr = 0; rr < QS_SO_TILE_ROWS; rr++) {
 				float xv = t[jj][rr];
 				float q = (xv - mn[rr]) / sc[rr];
