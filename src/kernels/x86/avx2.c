@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "bits_scalar.h"
 #include "kernels.h"
 #include "rtn_scalar.h"
 
@@ -336,11 +337,7 @@ static size_t pack_fast(const uint8_t *codes, size_t n, unsigned bits, uint8_t *
 static void avx2_pack_bits(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			   uint64_t bitpos)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = pack_fast(codes, n, bits, dst + bitpos / 8);
-	qs_kernels_ref.pack_bits(codes + done, n - done, bits, dst,
-				 bitpos + (uint64_t)done * bits);
+	qs_pack_bits_with(codes, n, bits, dst, bitpos, pack_fast);
 }
 
 /* 4*bits bytes to 32 codes: dword k gets the (two) bytes holding codes
@@ -415,11 +412,7 @@ static size_t unpack_fast(const uint8_t *p, size_t n, unsigned bits, uint8_t *co
 static void avx2_unpack_bits(const uint8_t *src, uint64_t bitpos, size_t n, unsigned bits,
 			     uint8_t *codes)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = unpack_fast(src + bitpos / 8, n, bits, codes);
-	qs_kernels_ref.unpack_bits(src, bitpos + (uint64_t)done * bits, n - done, bits,
-				   codes + done);
+	qs_unpack_bits_with(src, bitpos, n, bits, codes, unpack_fast);
 }
 
 const struct qs_kernels qs_kernels_avx2 = {
