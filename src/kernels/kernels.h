@@ -2,6 +2,12 @@
  * table of function pointers chosen once at run time (dispatch.c) from
  * cpuid and xgetbv, or forced by QSHARD_SIMD=ref|avx2|neon.
  *
+ * Every table is complete: a variant without its own version of a kernel
+ * points the entry at the scalar one (qs_ref_*), so no caller ever tests
+ * for NULL (test_kernels and neon_driver check every entry of every
+ * table).  The scalar definitions shared with the SIMD tails live once in
+ * fp16_scalar.h, rtn_scalar.h and adpq_scalar.h.
+ *
  * Invariant: every variant produces bit-identical results to the _ref
  * variant (same operations in the same order, no FMA contraction: every
  * file is built with FP_CFLAGS = -ffp-contract=off, Makefile.am),
@@ -75,9 +81,9 @@ struct qs_kernels {
 	void (*unpack_bits)(const uint8_t *src, uint64_t bitpos, size_t n,
 			    unsigned bits, uint8_t *codes);
 
-	/* adpq (see adpq.c and ref_adpq.c for the exact definition).  A table
-	 * that leaves these NULL gets the _ref versions (adpq.c falls back),
-	 * so a SIMD variant can take them over one at a time. */
+	/* adpq (see adpq.c and ref_adpq.c for the exact definition).  A SIMD
+	 * variant takes them over one at a time, pointing the others at the
+	 * qs_ref_ versions. */
 	size_t (*adpq_quantize_row)(const float *w, size_t n,
 				    const struct qs_adpq_params *p,
 				    struct qs_adpq_row *r);
@@ -93,8 +99,7 @@ struct qs_kernels {
 	void (*unpack_planes)(const uint8_t *src, size_t plane_stride, size_t n,
 			      unsigned bits, uint8_t *codes);
 
-	/* daq and claq (ref_daq.c, ref_claq.c are the definitions).  NULL
-	 * entries fall back to the _ref versions, as for adpq.
+	/* daq and claq (ref_daq.c, ref_claq.c are the definitions).
 	 * nearest_code: codes[i] = the number of k < nmid with t > mid[k],
 	 * t = (x[i] - z) * inv (two roundings), mid ascending, nmid <= 31; so
 	 * a NaN gets 0 and ties go to the lower code. */

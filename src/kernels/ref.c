@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "rtn_scalar.h"
 
 /* Inlined here rather than calling qs_bf16_to_f32 per element: this is the
  * converter's hottest loop, and written branch-free it vectorizes. */
@@ -62,53 +63,6 @@ static size_t ref_count_nonfinite(const float *x, size_t n)
 
 /* ------------------------------------------------------------------ rtn */
 
-#define F16_INF 0x7c00u
-#define F16_MAX_F 65504.0f
-
-/* Largest fp16 <= x, for finite x with |x| <= 65504.  A zero (of either
- * sign) gives +0, so the stored min never depends on which zero a SIMD
- * min-reduction happened to keep. */
-static uint16_t f16_round_down(float x)
-{
-	uint16_t h = qs_f32_to_f16(x);
-	if (qs_f16_to_f32(h) > x) {
-		if ((h & 0x7fffu) == 0)
-			h = 0x8001u;      /* below a zero: the smallest negative subnormal */
-		else if (h & 0x8000u)
-			h++;              /* negative: larger magnitude */
-		else
-			h--;
-	}
-	if (h == 0x8000u)
-		h = 0;
-	return h;
-}
-
-/* Smallest fp16 >= x for x >= 0 (may return Inf, 0x7c00). */
-static uint16_t f16_round_up_pos(float x)
-{
-	uint16_t h = qs_f32_to_f16(x);
-	if (h & 0x8000u)
-		return 0;                 /* -0 */
-	if (h < F16_INF && qs_f16_to_f32(h) < x)
-		h++;
-	return h;
-}
-
-/* Rounds q to the nearest integer code in 0..qmax, ties to even.  Clamping
- * first is the same as clamping after (rounding is monotone and both ends
- * are integers) and turns a NaN into 0 (the comparisons are false); then
- * for 0 <= q < 2^23, adding and subtracting 2^23 rounds exactly as
- * nearbyintf() does in the default mode, without a libm call or a
- * dependency on the current rounding mode.  Branch-free so it vectorizes. */
-static inline uint8_t rtn_code(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (uint8_t)(int32_t)r;
-}
-
 /* Min and max of a group, skipping NaNs (a comparison with NaN is false),
  * so a NaN weight never moves the range whatever its position; +Inf/-Inf
  * for a group of only NaNs.  Eight independent lanes: for non-NaN values
@@ -139,90 +93,25 @@ static void group_range(const float *w, size_t n, float *mn_out, float *mx_out)
 	*mx_out = mx[0];
 }
 
-/* One group of n weights: see rtn.c for the definition.  NaN weights are
- * left out of the range and get code 0; a group of only NaNs is min 0,
- * scale 0.  Returns 1 when the group's range does not fit fp16 (then
- * scale = 0, min = 0, codes 0). */
-static size_t rtn_group(const float *restrict w, size_t n, unsigned bits,
-			uint16_t *scale_out, uint16_t *min_out, uint8_t *restrict codes)
+static size_t ref_rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale,
+			    uint16_t *min, uint8_t *codes)
 {
-	float mn, mx;
-	group_range(w, n, &mn, &mx);
-	if (mn > mx) {
-		mn = 0.0f;
-		mx = 0.0f;
-	}
-	/* an infinite mx overflows the scale below */
-	if (!(mn >= -F16_MAX_F && mn <= F16_MAX_F))
-		goto overflow;
-
-	unsigned qmax = (1u << bits) - 1u;
-	float qmaxf = (float)qmax;
-	uint16_t min16 = f16_round_down(mn);
-	float minf = qs_f16_to_f32(min16);
-
-	float s = (mx - minf) / qmaxf;
-	uint16_t scale16 = f16_round_up_pos(s);
-	for (;;) {
-		if (scale16 >= F16_INF)
-			goto overflow;
-		float scalef = qs_f16_to_f32(scale16);
-		float top = qmaxf * scalef;
-		top = minf + top;
-		if (!(top < mx))
-			break;
-		scale16++;
-	}
-
-	*scale_out = scale16;
-	*min_out = min16;
-	if (scale16 == 0) {
-		memset(codes, 0, n);
-		return 0;
-	}
-	float scalef = qs_f16_to_f32(scale16);
-	for (size_t i = 0; i < n; i++) {
-		float d = w[i] - minf;
-		float q = d / scalef;
-		codes[i] = rtn_code(q, qmaxf);
-	}
-	return 0;
-
-overflow:
-	*scale_out = 0;
-	*min_out = 0;
-	memset(codes, 0, n);
-	return 1;
+	return qs_rtn_group(w, n, bits, scale, min, codes, group_range, qs_rtn_codes_scalar,
+			    qs_f32_to_f16, qs_f16_to_f32);
 }
 
 static size_t ref_rtn_quantize_row(const float *w, size_t n, unsigned group,
 				   unsigned bits, uint16_t *scale, uint16_t *min,
 				   uint8_t *codes)
 {
-	size_t overflowed = 0;
-	if (group == 0 || bits == 0 || bits > 8)
-		return n ? 1 : 0;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		overflowed += rtn_group(w + i, len, bits, &scale[g], &min[g], codes + i);
-	}
-	return overflowed;
+	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, ref_rtn_group);
 }
 
 static void ref_rtn_dequantize_row(const uint8_t *codes, size_t n, unsigned group,
 				   const uint16_t *scale, const uint16_t *min, float *w)
 {
-	if (group == 0)
-		return;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		float scalef = qs_f16_to_f32(scale[g]);
-		float minf = qs_f16_to_f32(min[g]);
-		for (size_t j = 0; j < len; j++) {
-			float t = (float)codes[i + j] * scalef;
-			w[i + j] = minf + t;
-		}
-	}
+	qs_rtn_dequantize_row(codes, n, group, scale, min, w, qs_rtn_values_scalar,
+			      qs_f16_to_f32);
 }
 
 /* ---------------------------------------------------------- bit packing */

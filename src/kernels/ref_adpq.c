@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "adpq_scalar.h"
 #include "kernels.h"
 
 #define F16_INF 0x7c00u
@@ -37,41 +38,14 @@ unsigned qs_adpq_k(unsigned alpha_e4, size_t n)
 	return (unsigned)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
 }
 
-/* Largest fp16 <= x for finite |x| <= 65504 (+0 for either zero). */
-static uint16_t f16_down(float x)
+static inline uint16_t f16_down(float x)
 {
-	uint16_t h = qs_f32_to_f16(x);
-	if (qs_f16_to_f32(h) > x) {
-		if ((h & 0x7fffu) == 0)
-			h = 0x8001u;
-		else if (h & 0x8000u)
-			h++;
-		else
-			h--;
-	}
-	if (h == 0x8000u)
-		h = 0;
-	return h;
+	return qs_f16_round_down(x, qs_f32_to_f16, qs_f16_to_f32);
 }
 
-/* Smallest fp16 >= x for x >= 0 (0x7c00 = Inf when too large). */
-static uint16_t f16_up(float x)
+static inline uint16_t f16_up(float x)
 {
-	uint16_t h = qs_f32_to_f16(x);
-	if (h & 0x8000u)
-		return 0;
-	if (h < F16_INF && qs_f16_to_f32(h) < x)
-		h++;
-	return h;
-}
-
-/* Nearest integer in 0..qmax, ties to even, NaN to 0 (see ref.c rtn_code). */
-static inline unsigned near_code(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (unsigned)(int32_t)r;
+	return qs_f16_round_up_pos(x, qs_f32_to_f16, qs_f16_to_f32);
 }
 
 static inline uint32_t mag_key(float w)
@@ -80,27 +54,6 @@ static inline uint32_t mag_key(float w)
 	memcpy(&u, &w, sizeof(u));
 	u &= 0x7fffffffu;
 	return u > 0x7f800000u ? 0 : u;
-}
-
-/* Folding: inlier codes stored by distance from the zero code z (the code
- * nearest 0.0): z, z+1, z-1, z+2, z-2, ... and, once the shorter side is
- * used up, the rest of the longer side in order.  Bell-shaped groups then
- * have mostly small stored codes, whose high bit planes compress. */
-static inline unsigned fold(unsigned c, unsigned z, unsigned qmax)
-{
-	unsigned m = z < qmax - z ? z : qmax - z;
-	unsigned d = c > z ? c - z : z - c;
-	if (d <= m)
-		return c > z ? 2 * d - 1 : 2 * d;
-	return m + d;
-}
-
-static inline unsigned unfold(unsigned f, unsigned z, unsigned qmax)
-{
-	unsigned m = z < qmax - z ? z : qmax - z;
-	if (f <= 2 * m)
-		return (f & 1) ? z + (f + 1) / 2 : z - f / 2;
-	return z < qmax - z ? z + (f - m) : z - (f - m);
 }
 
 /* Marks the k largest-|w| weights of w[n] in mask[n] (ties to the lower
@@ -175,7 +128,7 @@ static float grid_error(const float *w, const uint8_t *mask, size_t n, float lo,
 	float inv = 1.0f / step;
 	for (size_t i = 0; i < n; i++) {
 		float q = (w[i] - lo) * inv;
-		float c = (float)near_code(q, qmaxf);
+		float c = (float)qs_round_code(q, qmaxf);
 		float d = q - c;
 		float e = d * d;
 		a[i % 32] += (mask[i] || w[i] != w[i]) ? 0.0f : e;
@@ -225,7 +178,7 @@ static void inlier_range(const float *w, const uint8_t *mask, size_t n,
 static uint16_t super_unit(float need)
 {
 	uint16_t u = f16_up(need / 255.0f);
-	while (u < F16_INF && qs_f16_to_f32(u) * 255.0f < need)
+	while (u < QS_F16_INF && qs_f16_to_f32(u) * 255.0f < need)
 		u++;
 	return u;
 }
@@ -269,32 +222,9 @@ static uint16_t step_f16(float base, float top, float qmaxf)
 	if (!(top > base))
 		return 0;
 	uint16_t s = f16_up((top - base) / qmaxf);
-	while (s < F16_INF && base + qmaxf * qs_f16_to_f32(s) < top)
+	while (s < QS_F16_INF && base + qmaxf * qs_f16_to_f32(s) < top)
 		s++;
 	return s;
-}
-
-struct grid {
-	float minf, step, omin, ostep;
-};
-
-static struct grid group_grid(const struct qs_adpq_row *r, size_t ng, size_t g,
-			      unsigned flags)
-{
-	struct grid q;
-	const uint16_t *m = r->meta;
-	if (flags & QS_ADPQ_SCALES_F16) {
-		q.step = qs_f16_to_f32(m[g]);
-		q.minf = qs_f16_to_f32(m[ng + g]);
-		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
-		q.omin = qs_f16_to_f32(m[3 * ng + g]);
-	} else {
-		q.step = qs_f16_to_f32(r->super[0]) * (float)m[g];
-		q.minf = -(qs_f16_to_f32(r->super[1]) * (float)m[ng + g]);
-		q.ostep = qs_f16_to_f32(r->super[2]) * (float)m[2 * ng + g];
-		q.omin = qs_f16_to_f32(r->super[3]) * (float)m[3 * ng + g];
-	}
-	return q;
 }
 
 /* Phase 2 of quantize_row, shared with the SIMD variants: from the
@@ -313,7 +243,7 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 	memset(r->super, 0, sizeof(r->super));
 	if (f16) {
 		for (size_t g = 0; g < ng; g++) {
-			if (!(lo[g] >= -F16_MAX_F && lo[g] <= F16_MAX_F && omn[g] <= F16_MAX_F)) {
+			if (!(lo[g] >= -QS_F16_MAX_F && lo[g] <= QS_F16_MAX_F && omn[g] <= QS_F16_MAX_F)) {
 				overflowed++;
 				m[g] = m[ng + g] = m[2 * ng + g] = m[3 * ng + g] = 0;
 				continue;
@@ -321,7 +251,7 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 			uint16_t mn16 = f16_down(lo[g]), om16 = f16_down(omn[g]);
 			uint16_t st16 = step_f16(qs_f16_to_f32(mn16), hi[g], qmaxf);
 			uint16_t os16 = step_f16(qs_f16_to_f32(om16), omx[g], omaxf);
-			if (st16 >= F16_INF || os16 >= F16_INF) {
+			if (st16 >= QS_F16_INF || os16 >= QS_F16_INF) {
 				overflowed++;
 				st16 = os16 = 0;
 			}
@@ -338,7 +268,7 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 			need_omin = omn[g] > need_omin ? omn[g] : need_omin;
 		}
 		uint16_t dm = super_unit(need_min), om = super_unit(need_omin);
-		if (dm >= F16_INF || om >= F16_INF)
+		if (dm >= QS_F16_INF || om >= QS_F16_INF)
 			goto overflow;
 		float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
 		float idm = dmf > 0.0f ? 1.0f / dmf : 0.0f, iom = omf > 0.0f ? 1.0f / omf : 0.0f;
@@ -365,7 +295,7 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 			need_ostep = os > need_ostep ? os : need_ostep;
 		}
 		uint16_t d = super_unit(need_step), od = super_unit(need_ostep);
-		if (d >= F16_INF || od >= F16_INF)
+		if (d >= QS_F16_INF || od >= QS_F16_INF)
 			goto overflow;
 		float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
 		float idf = df > 0.0f ? 1.0f / df : 0.0f, iodf = odf > 0.0f ? 1.0f / odf : 0.0f;
@@ -419,26 +349,22 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 	}
 
 	/* 3: codes */
+	float sup[4];
+	qs_adpq_supers(r, sup);
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		struct grid q = group_grid(r, ng, g, p->flags);
+		struct qs_adpq_grid q = qs_adpq_grid_of(r, sup, ng, g, p->flags);
 		const float *wg = w + i;
 		const uint8_t *mk = r->mask + i;
 		uint8_t *c = r->codes + i;
-		/* one reciprocal per group, then only multiplies (division is
-		 * the slow SIMD operation); a zero step makes every code 0 */
-		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
-		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
-		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
+		float inv = qs_adpq_inv(q.step), oinv = qs_adpq_inv(q.ostep);
+		unsigned z = qs_adpq_zero_code(&q, inv, qmaxf);
 		for (size_t j = 0; j < len; j++) {
-			unsigned ci = near_code((wg[j] - q.minf) * inv, qmaxf);
+			unsigned ci = qs_round_code((wg[j] - q.minf) * inv, qmaxf);
 			if (p->flags & QS_ADPQ_FOLD)
-				ci = fold(ci, z, qmax);
-			unsigned co = near_code((fabsf(wg[j]) - q.omin) * oinv, omaxf);
-			uint32_t u;
-			memcpy(&u, &wg[j], sizeof(u));
-			co |= (u >> 31) << (p->bits - 1);
-			c[j] = (uint8_t)(mk[j] ? co : ci);
+				ci = qs_adpq_fold(ci, z, qmax);
+			uint8_t co = qs_adpq_outlier_code(wg[j], &q, oinv, omaxf, p->bits);
+			c[j] = mk[j] ? co : (uint8_t)ci;
 		}
 	}
 	return overflowed;
@@ -451,21 +377,22 @@ size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 	if (n == 0 || G == 0 || p->bits < 2 || p->bits > 4)
 		return 0;
 	const size_t ng = n / G + (n % G != 0);
-	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const unsigned qmax = (1u << p->bits) - 1u;
 	const float qmaxf = (float)qmax;
 	const uint8_t *idx = r->idx;
+	float sup[4];
 	size_t bad = 0;
 
+	qs_adpq_supers(r, sup);
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		struct grid q = group_grid(r, ng, g, p->flags);
+		struct qs_adpq_grid q = qs_adpq_grid_of(r, sup, ng, g, p->flags);
 		const uint8_t *c = r->codes + i;
 		float *wg = w + i;
 		if (p->flags & QS_ADPQ_FOLD) {
-			float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
-			unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
+			unsigned z = qs_adpq_zero_code(&q, qs_adpq_inv(q.step), qmaxf);
 			for (size_t j = 0; j < len; j++) {
-				float t = (float)unfold(c[j] & qmax, z, qmax) * q.step;
+				float t = (float)qs_adpq_unfold(c[j] & qmax, z, qmax) * q.step;
 				wg[j] = q.minf + t;
 			}
 		} else {
@@ -475,17 +402,7 @@ size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 			}
 		}
 		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		for (unsigned o = 0; o < k; o++) {
-			size_t j = idx[o];
-			if (j >= len) {
-				bad++;
-				continue;
-			}
-			unsigned co = c[j];
-			float t = (float)(co & omax) * q.ostep;
-			float a = q.omin + t;
-			wg[j] = (co >> (p->bits - 1)) & 1u ? -a : a;
-		}
+		bad += qs_adpq_put_outliers(wg, c, len, idx, k, &q, p->bits);
 		idx += k;
 	}
 	return bad;

@@ -6,6 +6,7 @@
  * for bit (kernels.h). */
 #include <math.h>
 
+#include "daq_scalar.h"
 #include "kernels.h"
 
 size_t qs_ref_daq_range(const float *x, size_t n, unsigned k, float *lo, float *hi)
@@ -44,21 +45,6 @@ void qs_ref_daq_eval(const float *x, const float *imp, size_t n, float z, float 
 	float se[8] = {0}, sl[8] = {0}, sv[8] = {0};
 
 	qs_ref_nearest_code(x, n, z, inv, mid, nlev - 1, codes);
-	for (size_t i = 0; i < n; i++) {
-		float l = lev[codes[i]];
-		float p = s * l;
-		float y = z + p;
-		float e = x[i] - y;
-		float v = imp ? e * imp[i] : e;
-		if (x[i] != x[i])
-			e = v = 0.0f;
-		float ve = v * e;
-		float vl = v * l;
-		se[i & 7] += ve;
-		sl[i & 7] += vl;
-		sv[i & 7] += v;
-	}
-	out[0] = ((se[0] + se[1]) + (se[2] + se[3])) + ((se[4] + se[5]) + (se[6] + se[7]));
-	out[1] = ((sl[0] + sl[1]) + (sl[2] + sl[3])) + ((sl[4] + sl[5]) + (sl[6] + sl[7]));
-	out[2] = ((sv[0] + sv[1]) + (sv[2] + sv[3])) + ((sv[4] + sv[5]) + (sv[6] + sv[7]));
+	qs_daq_eval_span(x, imp, 0, n, z, s, lev, codes, se, sl, sv);
+	qs_daq_eval_out(se, sl, sv, out);
 }

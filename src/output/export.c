@@ -111,9 +111,13 @@ static bool is_float_type(const struct qs_ggml_type *t)
 static bool q4_1_exact(const struct qs_scheme *s, uint64_t cols)
 {
 	const char *n = s->ops->name;
+	unsigned bits = 0, group = 0, alpha = 0;
+	if (qs_scheme_param(s, "bits", &bits) < 0 || qs_scheme_param(s, "group", &group) < 0)
+		return false;
 	bool rtn_payload = strcmp(n, "rtn") == 0 || strcmp(n, "athena") == 0 ||
-			   (strcmp(n, "gptq") == 0 && s->alpha == 0);
-	return rtn_payload && s->bits == 4 && s->group == 32 && cols % 32 == 0;
+			   (strcmp(n, "gptq") == 0 && qs_scheme_param(s, "alpha", &alpha) == 0 &&
+			    alpha == 0);
+	return rtn_payload && bits == 4 && group == 32 && cols % 32 == 0;
 }
 
 /* The ggml type a gguf:type=T scheme text names, or NULL. */

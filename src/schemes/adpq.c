@@ -84,117 +84,53 @@
 #include "kernels.h"
 #include "scheme.h"
 #include "util.h"
+#include "wksp.h"
 
-#define ADPQ_ALIGN 64u
 #define SEARCH_MAX 16u
 
-enum { X_ALPHA, X_SEARCH, X_SCALES, X_LAYOUT };
 enum { SCALES_U8, SCALES_F16 };
 enum { LAYOUT_PLANES, LAYOUT_TIGHT };
 
-static bool bits_ok(unsigned b)
-{
-	return b == 2 || b == 3 || b == 4;
-}
+struct adpq_params {
+	unsigned bits, group;
+	unsigned alpha;   /* outlier fraction, units of 1e-4 */
+	unsigned search;
+	unsigned scales;  /* SCALES_* */
+	unsigned layout;  /* LAYOUT_* */
+};
 
-static bool group_ok(unsigned g)
+static const struct qs_param adpq_param_table[] = {
+	QS_PARAM_ONE_OF(struct adpq_params, bits, 3, "code width", 2, 3, 4),
+	QS_PARAM_ONE_OF(struct adpq_params, group, 128, "weights per group", 64, 128, 256),
+	QS_PARAM_DECIMAL(struct adpq_params, alpha, 200, 0, 2500, 4, false,
+			 "fraction of each group quantized as outliers"),
+	QS_PARAM_RANGE(struct adpq_params, search, 0, 0, SEARCH_MAX,
+		       "clipped inlier ranges tried besides the full one"),
+	QS_PARAM_NAME(struct adpq_params, scales, SCALES_U8, "group meta encoding", "u8", "f16"),
+	QS_PARAM_NAME(struct adpq_params, layout, LAYOUT_PLANES, "code layout", "planes",
+		      "tight"),
+	QS_PARAM_END,
+};
+
+static const struct adpq_params *P(const struct qs_scheme *s)
 {
-	return g == 64 || g == 128 || g == 256;
+	return QS_SCHEME_PARAMS(struct adpq_params, s);
 }
 
 static bool params_ok(const struct qs_scheme *s)
 {
-	return bits_ok(s->bits) && group_ok(s->group) && s->extra[X_ALPHA] <= 2500 &&
-	       s->extra[X_SEARCH] <= SEARCH_MAX && s->extra[X_SCALES] <= SCALES_F16 &&
-	       s->extra[X_LAYOUT] <= LAYOUT_TIGHT;
-}
-
-static int adpq_arg(struct qs_scheme *s, const char *key, const char *val,
-		    struct qs_diag *diag)
-{
-	unsigned v = 0;
-	bool num = qs_scheme_parse_uint(val, &v) == 0;
-
-	if (strcmp(key, "bits") == 0) {
-		if (!num || !bits_ok(v))
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: bits must be one of 2, 3, 4 (got '%s')", val);
-		s->bits = v;
-	} else if (strcmp(key, "group") == 0) {
-		if (!num || !group_ok(v))
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: group must be one of 64, 128, 256 (got '%s')",
-					   val);
-		s->group = v;
-	} else if (strcmp(key, "alpha") == 0) {
-		if (qs_scheme_parse_e4(val, &v) || v > 2500)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: alpha must be a decimal in [0, 0.25] with at "
-					   "most 4 decimals (got '%s')", val);
-		s->extra[X_ALPHA] = v;
-		s->alpha = v / 10000.0;
-	} else if (strcmp(key, "search") == 0) {
-		if (!num || v > SEARCH_MAX)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: search must be 0..%u (got '%s')", SEARCH_MAX,
-					   val);
-		s->extra[X_SEARCH] = v;
-	} else if (strcmp(key, "scales") == 0) {
-		if (strcmp(val, "u8") == 0)
-			s->extra[X_SCALES] = SCALES_U8;
-		else if (strcmp(val, "f16") == 0)
-			s->extra[X_SCALES] = SCALES_F16;
-		else
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: scales must be u8 or f16 (got '%s')", val);
-	} else if (strcmp(key, "layout") == 0) {
-		if (strcmp(val, "planes") == 0)
-			s->extra[X_LAYOUT] = LAYOUT_PLANES;
-		else if (strcmp(val, "tight") == 0)
-			s->extra[X_LAYOUT] = LAYOUT_TIGHT;
-		else
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "adpq: layout must be planes or tight (got '%s')", val);
-	} else {
-		return qs_diag_set(diag, -QS_EUSAGE,
-				   "adpq: unknown parameter '%s' (known: bits, group, alpha, "
-				   "search, scales, layout)", key);
-	}
-	return 0;
-}
-
-static int adpq_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->bits = 3;
-	s->group = 128;
-	s->extra[X_ALPHA] = 200;
-	s->alpha = 0.02;
-	s->extra[X_SEARCH] = 0;
-	s->extra[X_SCALES] = SCALES_U8;
-	s->extra[X_LAYOUT] = LAYOUT_PLANES;
-	int rc = qs_scheme_each_arg(s, args, adpq_arg, diag);
-	if (rc)
-		return rc;
-
-	char a[16];
-	qs_scheme_fmt_e4(a, sizeof(a), s->extra[X_ALPHA]);
-	snprintf(s->text, sizeof(s->text),
-		 "adpq:bits=%u,group=%u,alpha=%s,search=%u,scales=%s,layout=%s", s->bits,
-		 s->group, a, s->extra[X_SEARCH],
-		 s->extra[X_SCALES] == SCALES_F16 ? "f16" : "u8",
-		 s->extra[X_LAYOUT] == LAYOUT_TIGHT ? "tight" : "planes");
-	return 0;
+	return qs_scheme_params_ok(s);
 }
 
 static struct qs_adpq_params params_of(const struct qs_scheme *s)
 {
 	struct qs_adpq_params p;
-	p.bits = s->bits;
-	p.group = s->group;
-	p.alpha_e4 = s->extra[X_ALPHA];
-	p.search = s->extra[X_SEARCH];
-	p.flags = (s->extra[X_SCALES] == SCALES_F16 ? QS_ADPQ_SCALES_F16 : 0) |
-		  (s->extra[X_LAYOUT] == LAYOUT_PLANES ? QS_ADPQ_FOLD : 0);
+	p.bits = P(s)->bits;
+	p.group = P(s)->group;
+	p.alpha_e4 = P(s)->alpha;
+	p.search = P(s)->search;
+	p.flags = (P(s)->scales == SCALES_F16 ? QS_ADPQ_SCALES_F16 : 0) |
+		  (P(s)->layout == LAYOUT_PLANES ? QS_ADPQ_FOLD : 0);
 	return p;
 }
 
@@ -208,13 +144,13 @@ static unsigned log2_group(unsigned g)
 
 static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
 {
-	return cols / s->group + (cols % s->group != 0);
+	return cols / P(s)->group + (cols % P(s)->group != 0);
 }
 
 static uint64_t outliers_per_row(const struct qs_scheme *s, uint64_t cols)
 {
-	unsigned e4 = s->extra[X_ALPHA];
-	return cols / s->group * qs_adpq_k(e4, s->group) + qs_adpq_k(e4, cols % s->group);
+	unsigned e4 = P(s)->alpha;
+	return cols / P(s)->group * qs_adpq_k(e4, P(s)->group) + qs_adpq_k(e4, cols % P(s)->group);
 }
 
 struct sizes {
@@ -231,23 +167,23 @@ static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 	z->nk = outliers_per_row(s, cols);
 	if (!qs_mul_u64(rows, z->ng, &rg))
 		return false;
-	if (s->extra[X_SCALES] == SCALES_F16) {
+	if (P(s)->scales == SCALES_F16) {
 		if (!qs_mul_u64(rg, 8, &z->meta))
 			return false;
 	} else if (!qs_mul_u64(rg, 4, &t) || !qs_mul_u64(rows, 8, &z->meta) ||
 		   !qs_add_u64(z->meta, t, &z->meta)) {
 		return false;
 	}
-	if (!qs_mul_u64(rows, z->nk, &t) || !qs_mul_u64(t, log2_group(s->group), &nbits))
+	if (!qs_mul_u64(rows, z->nk, &t) || !qs_mul_u64(t, log2_group(P(s)->group), &nbits))
 		return false;
 	z->idx = nbits / 8 + (nbits % 8 != 0);
-	if (s->extra[X_LAYOUT] == LAYOUT_TIGHT) {
-		if (!qs_mul_u64(rows, cols, &t) || !qs_mul_u64(t, s->bits, &nbits))
+	if (P(s)->layout == LAYOUT_TIGHT) {
+		if (!qs_mul_u64(rows, cols, &t) || !qs_mul_u64(t, P(s)->bits, &nbits))
 			return false;
 		z->codes = nbits / 8 + (nbits % 8 != 0);
 	} else {
 		plane = cols / 8 + (cols % 8 != 0);
-		if (!qs_mul_u64(rows, plane, &t) || !qs_mul_u64(t, s->bits, &z->codes))
+		if (!qs_mul_u64(rows, plane, &t) || !qs_mul_u64(t, P(s)->bits, &z->codes))
 			return false;
 	}
 	return qs_add_u64(z->meta, z->idx, &t) && qs_add_u64(t, z->codes, &z->total);
@@ -260,10 +196,12 @@ static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint
 }
 
 /* One row at a time: meta (4G u16), tmp (4G f32), codes (C), mask (C),
- * indices (K), each section 64-byte aligned. */
+ * indices (K), each section 64-byte aligned.  The size is the formula
+ * adpq always reported (the memory window is computed from it); the
+ * carve's takes fit in it. */
 static uint64_t sect(uint64_t n)
 {
-	return (n + ADPQ_ALIGN - 1) / ADPQ_ALIGN * ADPQ_ALIGN;
+	return (n + QS_WKSP_ALIGN - 1) / QS_WKSP_ALIGN * QS_WKSP_ALIGN;
 }
 
 static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
@@ -272,35 +210,22 @@ static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint
 	if (!params_ok(s) || cols > UINT64_MAX / 64)
 		return UINT64_MAX;
 	uint64_t ng = groups_per_row(s, cols);
-	return ADPQ_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) +
+	return QS_WKSP_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) +
 	       sect(outliers_per_row(s, cols));
 }
 
-static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols)
+static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk)
 {
-	uintptr_t p = ((uintptr_t)scratch + ADPQ_ALIGN - 1) & ~(uintptr_t)(ADPQ_ALIGN - 1);
+	struct qs_wksp w;
 	struct qs_adpq_row r;
 	memset(&r, 0, sizeof(r));
-	r.meta = (uint16_t *)p;
-	p += (uintptr_t)sect(8 * ng);
-	r.tmp = (float *)p;
-	p += (uintptr_t)sect(16 * ng);
-	r.codes = (uint8_t *)p;
-	p += (uintptr_t)sect(cols);
-	r.mask = (uint8_t *)p;
-	p += (uintptr_t)sect(cols);
-	r.idx = (uint8_t *)p;
+	qs_wksp_init(&w, scratch);
+	r.meta = qs_wksp_take(&w, 8 * (uint64_t)ng, QS_WKSP_ALIGN);
+	r.tmp = qs_wksp_take(&w, 16 * (uint64_t)ng, QS_WKSP_ALIGN);
+	r.codes = qs_wksp_take(&w, cols, QS_WKSP_ALIGN);
+	r.mask = qs_wksp_take(&w, cols, QS_WKSP_ALIGN);
+	r.idx = qs_wksp_take(&w, nk, QS_WKSP_ALIGN);
 	return r;
-}
-
-/* The variant's adpq kernels, or ref's for a table that has none yet. */
-static const struct qs_kernels *adpq_kernels(void)
-{
-	const struct qs_kernels *k = qs_kernels_get();
-	if (!k->adpq_quantize_row || !k->adpq_dequantize_row || !k->pack_planes ||
-	    !k->unpack_planes)
-		k = &qs_kernels_ref;
-	return k;
 }
 
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
@@ -326,12 +251,12 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 	if (rows == 0 || cols == 0)
 		return 0;
 
-	const struct qs_kernels *k = adpq_kernels();
+	const struct qs_kernels *k = qs_kernels_get();
 	struct qs_adpq_params p = params_of(s);
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
-	unsigned lg = log2_group(s->group);
-	bool u8 = s->extra[X_SCALES] == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c);
+	unsigned lg = log2_group(P(s)->group);
+	bool u8 = P(s)->scales == SCALES_U8;
+	struct qs_adpq_row t = carve(scratch, ng, c, nk);
 	uint8_t *meta = out + (u8 ? 8 * R : 0);
 	uint8_t *idx = out + z.meta;
 	uint8_t *codes = idx + z.idx;
@@ -354,10 +279,10 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 			}
 		}
 		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
-		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
-			k->pack_bits(t.codes, c, s->bits, codes, (uint64_t)r * c * s->bits);
+		if (P(s)->layout == LAYOUT_TIGHT)
+			k->pack_bits(t.codes, c, P(s)->bits, codes, (uint64_t)r * c * P(s)->bits);
 		else
-			k->pack_planes(t.codes, c, s->bits, codes + r * plane, R * plane);
+			k->pack_planes(t.codes, c, P(s)->bits, codes + r * plane, R * plane);
 	}
 	return 0;
 }
@@ -372,12 +297,12 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 	if (rows == 0 || cols == 0)
 		return 0;
 
-	const struct qs_kernels *k = adpq_kernels();
+	const struct qs_kernels *k = qs_kernels_get();
 	struct qs_adpq_params p = params_of(s);
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
-	unsigned lg = log2_group(s->group);
-	bool u8 = s->extra[X_SCALES] == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c);
+	unsigned lg = log2_group(P(s)->group);
+	bool u8 = P(s)->scales == SCALES_U8;
+	struct qs_adpq_row t = carve(scratch, ng, c, nk);
 	const uint8_t *meta = in + (u8 ? 8 * R : 0);
 	const uint8_t *idx = in + z.meta;
 	const uint8_t *codes = idx + z.idx;
@@ -398,10 +323,10 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 			}
 		}
 		k->unpack_bits(idx, (uint64_t)r * nk * lg, nk, lg, t.idx);
-		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
-			k->unpack_bits(codes, (uint64_t)r * c * s->bits, c, s->bits, t.codes);
+		if (P(s)->layout == LAYOUT_TIGHT)
+			k->unpack_bits(codes, (uint64_t)r * c * P(s)->bits, c, P(s)->bits, t.codes);
 		else
-			k->unpack_planes(codes + r * plane, R * plane, c, s->bits, t.codes);
+			k->unpack_planes(codes + r * plane, R * plane, c, P(s)->bits, t.codes);
 		if (k->adpq_dequantize_row(&t, c, &p, out + r * c))
 			return -QS_EFORMAT;
 	}
@@ -410,7 +335,7 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 
 const struct qs_scheme_ops qs_scheme_adpq = {
 	.name = "adpq",
-	.parse = adpq_parse,
+	.params = adpq_param_table,
 	.payload_size = adpq_payload_size,
 	.scratch_size = adpq_scratch_size,
 	.quantize = adpq_quantize,

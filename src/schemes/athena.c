@@ -1,7 +1,7 @@
 /* athena.c - Athena (Wang, He, Yang, "Athena: Efficient Block-Wise
  * Post-Training Quantization for Large Language Models Using Second-Order
  * Matrix Derivative Information", arXiv:2405.17470), a practical reading
- * on the rtn grid, sharing gptq.c's engine (second_order.h).
+ * on the rtn grid, sharing the second-order engine (second_order.c) with gptq.
  *
  * Parameters (canonical text "athena:bits=B,group=G,damp=D,search=S"):
  *   bits 2, 3, 4, 8 (default 3); group 32, 64, 128, 256 (default 128);
@@ -36,7 +36,7 @@
  *     output error, not weight error;
  *   - the block's errors are then pushed onto every later column (W[:,
  *     after] -= E U[block, after]): the parameter update, batched with
- *     gptq's recursive blocking (second_order.h's engine in gptq.c), so
+ *     gptq's recursive blocking (second_order.c), so
  *     it is a few large cblas_sgemm calls rather than one per block.
  * Not implemented: the paper's k-means code books and low-rank residual
  * refinements; the payload stays rtn's layout so any rtn reader works.
@@ -52,54 +52,116 @@
  * Payload and bpw: exactly rtn's (bits + 32/group: 3.25 at bits=3,
  * group=128); dequantize is rtn's.
  */
-#include <stdio.h>
+#include <math.h>
 #include <string.h>
 
+#include "kernels.h"
+#include "rtn_scalar.h"
 #include "scheme.h"
 #include "second_order.h"
 #include "util.h"
 
-static int athena_arg(struct qs_scheme *s, const char *key, const char *val,
-		      struct qs_diag *diag)
-{
-	unsigned v = 0;
-	bool num = qs_scheme_parse_uint(val, &v) == 0;
+static const struct qs_param athena_param_table[] = {
+	QS_SO_PARAM_BITS(3),
+	QS_SO_PARAM_GROUP,
+	QS_SO_PARAM_DAMP,
+	QS_PARAM_RANGE(struct qs_so_params, search, 8, 0, 16,
+		       "clipped grids tried per block besides the full range"),
+	QS_PARAM_END,
+};
 
-	int rc = qs_so_common_arg(s, key, val, diag);
-	if (rc != 1)
-		return rc;
-	if (strcmp(key, "search") == 0) {
-		if (!num || v > 16)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "athena: search must be 0..16 (got '%s')", val);
-		s->extra[QS_SO_SEARCH] = v;
-	} else {
-		return qs_diag_set(diag, -QS_EUSAGE,
-				   "athena: unknown parameter '%s' (known: bits, group, damp, "
-				   "search)", key);
+static inline uint8_t grid_code(float w, float minf, float scalef, float qmaxf, bool zero)
+{
+	if (zero)
+		return 0;
+	/* rtn's definition, so that H = I reproduces rtn's codes */
+	float d = w - minf;
+	float q = d / scalef;
+	return (uint8_t)qs_round_code(q, qmaxf);
+}
+
+static inline float grid_value(uint8_t code, float minf, float scalef)
+{
+	float t = (float)code * scalef;
+	return minf + t;
+}
+
+/* y -= a*x; restrict lets the compiler vectorize it */
+static void sub_scaled(float *restrict y, const float *restrict x, float a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] -= a * x[i];
+}
+/* athena: one row's block (= one group) of n columns starting at b0:
+ * tries the full range and `search` clipped ones, running the sequential
+ * second-order pass for each on a copy, and keeps the grid of least block
+ * loss sum(err^2) (the OBS loss of the block given the later columns are
+ * re-optimized: (w-q) [(H^-1)_BB]^-1 (w-q)^T for the remaining problem). */
+int qs_so_athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
+			const float *u, size_t c, bool ident, float *wr, size_t b0, size_t n,
+			struct qs_so_scratch *cs, uint8_t *codes, uint16_t *scale,
+			uint16_t *min, float *err)
+{
+	float qmaxf = (float)((1u << cfg->bits) - 1u);
+	float mn = INFINITY, mx = -INFINITY;
+	for (size_t j = 0; j < n; j++) {
+		mn = wr[b0 + j] < mn ? wr[b0 + j] : mn;
+		mx = wr[b0 + j] > mx ? wr[b0 + j] : mx;
 	}
+	double best = INFINITY;
+	bool have = false;
+	for (unsigned t = 0; t <= cfg->search; t++) {
+		uint16_t s16, m16;
+		if (t == 0) {
+			int rc = qs_so_group_grid(k, cfg, wr + b0, NULL, NULL, n, cs, &s16, &m16);
+			if (rc)
+				return rc;
+		} else {
+			if (!(mn <= mx))
+				break;
+			float f = 1.0f - 0.5f * (float)t / (float)cfg->search;
+			float pair[2] = { mn * f, mx * f };
+			uint8_t pc[2];
+			if (k->rtn_quantize_row(pair, 2, cfg->group, cfg->bits, &s16, &m16, pc))
+				continue;
+		}
+		float scalef = qs_f16_to_f32(s16), minf = qs_f16_to_f32(m16);
+		bool zero = s16 == 0;
+		double loss = 0;
+		memcpy(cs->cand, wr + b0, n * sizeof(float));
+		for (size_t j = 0; j < n; j++) {
+			float x = cs->cand[j];
+			uint8_t code = grid_code(x, minf, scalef, qmaxf, zero);
+			float q = grid_value(code, minf, scalef);
+			float e = ident ? x - q : (x - q) / u[(b0 + j) * c + b0 + j];
+			if (!isfinite(e))
+				e = 0.0f;
+			cs->ccode[j] = code;
+			cs->cerr[j] = e;
+			loss += (double)e * e;
+			if (loss >= best)
+				break;
+			if (!ident)
+				sub_scaled(cs->cand + j + 1, u + (b0 + j) * c + b0 + j + 1, e,
+					   n - j - 1);
+		}
+		if (!have || loss < best) {
+			have = true;
+			best = loss;
+			memcpy(cs->bcode, cs->ccode, n);
+			memcpy(cs->berr, cs->cerr, n * sizeof(float));
+			*scale = s16;
+			*min = m16;
+		}
+	}
+	memcpy(codes + b0, cs->bcode, n);
+	if (err)
+		memcpy(err, cs->berr, n * sizeof(float));
 	return 0;
 }
-
-static int athena_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->bits = 3;
-	s->group = 128;
-	s->extra[QS_SO_DAMP] = 100;
-	s->extra[QS_SO_SEARCH] = 8;
-	int rc = qs_scheme_each_arg(s, args, athena_arg, diag);
-	if (rc)
-		return rc;
-	char d[16];
-	qs_scheme_fmt_e4(d, sizeof(d), s->extra[QS_SO_DAMP]);
-	snprintf(s->text, sizeof(s->text), "athena:bits=%u,group=%u,damp=%s,search=%u",
-		 s->bits, s->group, d, s->extra[QS_SO_SEARCH]);
-	return 0;
-}
-
 const struct qs_scheme_ops qs_scheme_athena = {
 	.name = "athena",
-	.parse = athena_parse,
+	.params = athena_param_table,
 	.payload_size = qs_so_op_payload_size,
 	.scratch_size = qs_so_op_scratch_size,
 	.quantize = qs_so_op_quantize,

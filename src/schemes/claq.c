@@ -71,110 +71,41 @@
 #include "kernels.h"
 #include "scheme.h"
 #include "util.h"
+#include "wksp.h"
 
-#define CLAQ_ALIGN 64u
 #define CLAQ_BLOCK 16u       /* columns transposed at a time */
 #define CLAQ_MAX_K 32u       /* 2^(4 + 1) */
 #define CLAQ_MAX_RESERVE 500u /* 0.05 in 1e-4 */
 
-/* s->bits = base width; extra[0] = bits*10; extra[1] = reserve*1e4;
- * extra[2] = iters. */
+struct claq_params {
+	unsigned bits;     /* target width x 10: 20..40 */
+	unsigned reserve;  /* fraction kept in fp16, units of 1e-4 */
+	unsigned iters;
+};
+
+static const struct qs_param claq_param_table[] = {
+	QS_PARAM_DECIMAL(struct claq_params, bits, 31, 20, 40, 1, true,
+			 "average code width: floor bits, the fraction of columns one more"),
+	QS_PARAM_DECIMAL(struct claq_params, reserve, 50, 0, CLAQ_MAX_RESERVE, 4, false,
+			 "fraction of each column kept in fp16"),
+	QS_PARAM_RANGE(struct claq_params, iters, 16, 1, 64, "k-means iterations"),
+	QS_PARAM_END,
+};
+
+static const struct claq_params *P(const struct qs_scheme *s)
+{
+	return QS_SCHEME_PARAMS(struct claq_params, s);
+}
 
 static bool params_ok(const struct qs_scheme *s)
 {
-	unsigned t = s->extra[0];
-	return t >= 20 && t <= 40 && s->bits == t / 10 && s->extra[1] <= CLAQ_MAX_RESERVE &&
-	       s->extra[2] >= 1 && s->extra[2] <= 64;
+	return qs_scheme_params_ok(s);
 }
 
-/* "D" or "D.DDDD" (frac digits <= maxfrac) as an integer in units of
- * 10^-maxfrac; -1 on anything else. */
-static long parse_dec(const char *v, unsigned maxfrac)
+/* The base code width b (bits=3.1: 3). */
+static unsigned base_bits(const struct qs_scheme *s)
 {
-	long ip = 0, fp = 0;
-	unsigned nf = 0;
-	const char *p = v;
-	if (*p < '0' || *p > '9')
-		return -1;
-	while (*p >= '0' && *p <= '9' && ip < 1000)
-		ip = ip * 10 + (*p++ - '0');
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		while (*p >= '0' && *p <= '9') {
-			if (++nf > maxfrac)
-				return -1;
-			fp = fp * 10 + (*p++ - '0');
-		}
-	}
-	if (*p || ip >= 1000)
-		return -1;
-	for (; nf < maxfrac; nf++)
-		fp *= 10;
-	long scale = 1;
-	for (unsigned i = 0; i < maxfrac; i++)
-		scale *= 10;
-	return ip * scale + fp;
-}
-
-static int claq_arg(struct qs_scheme *s, const char *key, const char *val,
-		    struct qs_diag *diag)
-{
-	if (strcmp(key, "bits") == 0) {
-		long t = parse_dec(val, 1);
-		if (t < 20 || t > 40)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "claq: bits must be 2.0..4.0 with one decimal (got '%s')",
-					   val);
-		s->extra[0] = (unsigned)t;
-		s->bits = (unsigned)t / 10;
-		return 0;
-	}
-	if (strcmp(key, "reserve") == 0) {
-		long t = parse_dec(val, 4);
-		if (t < 0 || t > CLAQ_MAX_RESERVE)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "claq: reserve must be 0..0.05 with at most 4 decimals "
-					   "(got '%s')", val);
-		s->extra[1] = (unsigned)t;
-		s->alpha = (double)t / 1e4;
-		return 0;
-	}
-	if (strcmp(key, "iters") == 0) {
-		unsigned v;
-		if (qs_scheme_parse_uint(val, &v) || v < 1 || v > 64)
-			return qs_diag_set(diag, -QS_EUSAGE, "claq: iters must be 1..64 (got '%s')",
-					   val);
-		s->extra[2] = v;
-		return 0;
-	}
-	return qs_diag_set(diag, -QS_EUSAGE,
-			   "claq: unknown parameter '%s' (known: bits, reserve, iters)", key);
-}
-
-static int claq_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->extra[0] = 31;
-	s->bits = 3;
-	s->extra[1] = 50;
-	s->alpha = 0.005;
-	s->extra[2] = 16;
-	s->group = 0;
-	int rc = qs_scheme_each_arg(s, args, claq_arg, diag);
-	if (rc)
-		return rc;
-	char res[16];
-	snprintf(res, sizeof(res), "%u.%04u", s->extra[1] / 10000, s->extra[1] % 10000);
-	/* drop trailing zeros: 0.0050 -> 0.005, 0.0000 -> 0 */
-	size_t n = strlen(res);
-	while (res[n - 1] == '0')
-		res[--n] = '\0';
-	if (res[n - 1] == '.')
-		res[--n] = '\0';
-	snprintf(s->text, sizeof(s->text), "claq:bits=%u.%u,reserve=%s,iters=%u",
-		 s->extra[0] / 10, s->extra[0] % 10, res, s->extra[2]);
-	return 0;
+	return P(s)->bits / 10;
 }
 
 struct geom {
@@ -186,14 +117,14 @@ struct geom {
 
 static bool geometry(const struct qs_scheme *s, uint64_t rows, uint64_t cols, struct geom *g)
 {
-	unsigned b = s->bits;
+	unsigned b = base_bits(s);
 	uint64_t t;
 	if (!params_ok(s) || rows > UINT32_MAX || cols > (UINT64_MAX >> 8))
 		return false;
-	g->high = (cols * (s->extra[0] % 10) + 5) / 10;
+	g->high = (cols * (P(s)->bits % 10) + 5) / 10;
 	if (b == 4)
 		g->high = 0;
-	g->k = (s->extra[1] * rows + 5000) / 10000;  /* rows < 2^32: no overflow */
+	g->k = (P(s)->reserve * rows + 5000) / 10000;  /* rows < 2^32: no overflow */
 	if (g->k > rows)
 		g->k = rows;
 	g->L = 1;
@@ -225,7 +156,7 @@ static uint64_t claq_payload_size(const struct qs_scheme *s, uint64_t rows, uint
  * mask, and per column a score (double), an order (u32) and a width. */
 static uint64_t scratch_need(uint64_t rows, uint64_t cols)
 {
-	return CLAQ_ALIGN * 12 + (uint64_t)CLAQ_BLOCK * 4 * rows + 12 * rows + 16 * (rows + 1) +
+	return QS_WKSP_ALIGN * 12 + (uint64_t)CLAQ_BLOCK * 4 * rows + 12 * rows + 16 * (rows + 1) +
 	       2 * rows + 13 * cols;
 }
 
@@ -246,28 +177,23 @@ struct work {
 	uint8_t *width;
 };
 
-static void *bump(uintptr_t *p, uint64_t n)
-{
-	uintptr_t a = (*p + CLAQ_ALIGN - 1) & ~(uintptr_t)(CLAQ_ALIGN - 1);
-	*p = a + (uintptr_t)n;
-	return (void *)a;
-}
-
 static struct work carve(void *scratch, size_t rows, size_t cols)
 {
-	uintptr_t p = (uintptr_t)scratch;
+	struct qs_wksp p;
 	struct work w;
-	w.blk = bump(&p, (uint64_t)CLAQ_BLOCK * 4 * rows);
-	w.vals = bump(&p, 4 * (uint64_t)rows);
-	w.key = bump(&p, 4 * (uint64_t)rows);
-	w.tmp = bump(&p, 4 * (uint64_t)rows);
-	w.p1 = bump(&p, 8 * ((uint64_t)rows + 1));
-	w.p2 = bump(&p, 8 * ((uint64_t)rows + 1));
-	w.codes = bump(&p, rows);
-	w.resv = bump(&p, rows);
-	w.score = bump(&p, 8 * (uint64_t)cols);
-	w.order = bump(&p, 4 * (uint64_t)cols);
-	w.width = bump(&p, cols);
+	const size_t A = QS_WKSP_ALIGN;
+	qs_wksp_init(&p, scratch);
+	w.blk = qs_wksp_take(&p, (uint64_t)CLAQ_BLOCK * 4 * rows, A);
+	w.vals = qs_wksp_take(&p, 4 * (uint64_t)rows, A);
+	w.key = qs_wksp_take(&p, 4 * (uint64_t)rows, A);
+	w.tmp = qs_wksp_take(&p, 4 * (uint64_t)rows, A);
+	w.p1 = qs_wksp_take(&p, 8 * ((uint64_t)rows + 1), A);
+	w.p2 = qs_wksp_take(&p, 8 * ((uint64_t)rows + 1), A);
+	w.codes = qs_wksp_take(&p, rows, A);
+	w.resv = qs_wksp_take(&p, rows, A);
+	w.score = qs_wksp_take(&p, 8 * (uint64_t)cols, A);
+	w.order = qs_wksp_take(&p, 4 * (uint64_t)cols, A);
+	w.width = qs_wksp_take(&p, cols, A);
 	return w;
 }
 
@@ -470,10 +396,8 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 	}
 	size_t rows = (size_t)rows64, cols = (size_t)cols64, nw = rows * cols;
 	const struct qs_kernels *k = qs_kernels_get();
-	void (*nearest)(const float *, size_t, float, float, const float *, unsigned,
-			uint8_t *) = k->nearest_code ? k->nearest_code : qs_ref_nearest_code;
 	struct work w = carve(scratch, rows, cols);
-	unsigned b = s->bits, iters = s->extra[2];
+	unsigned b = base_bits(s), iters = P(s)->iters;
 	double c[CLAQ_MAX_K];
 
 	double sum = 0;
@@ -546,7 +470,7 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 			}
 			for (unsigned q = 0; q + 1 < K; q++)
 				mid[q] = 0.5f * (c16[q] + c16[q + 1]);
-			nearest(x, rows, 0.0f, 1.0f, mid, K - 1, w.codes);
+			k->nearest_code(x, rows, 0.0f, 1.0f, mid, K - 1, w.codes);
 			for (size_t i = 0; i < rows; i++)
 				if (w.resv[i])
 					w.codes[i] = 0;
@@ -577,7 +501,7 @@ static int claq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 	size_t rows = (size_t)rows64, cols = (size_t)cols64;
 	const struct qs_kernels *k = qs_kernels_get();
 	struct work w = carve(scratch, rows, cols);
-	unsigned b = s->bits;
+	unsigned b = base_bits(s);
 
 	uint64_t nh = 0;
 	for (size_t j = 0; j < cols; j++)
@@ -650,7 +574,7 @@ static int claq_quantize_prep(const struct qs_scheme *s, const void *prep, const
 
 const struct qs_scheme_ops qs_scheme_claq = {
 	.name = "claq",
-	.parse = claq_parse,
+	.params = claq_param_table,
 	.payload_size = claq_payload_size,
 	.scratch_size = claq_scratch_size,
 	.quantize = claq_quantize,

@@ -61,11 +61,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "grouped.h"
 #include "kernels.h"
 #include "scheme.h"
 #include "util.h"
+#include "wksp.h"
 
-#define DAQ_ALIGN 64u
 #define DAQ_MAX_GROUP 128u
 #define DAQ_MAX_ITERS 64u
 #define DAQ_MAX_K 5u     /* 25 (DAQ_MAX_GROUP - 1) / 1000 + 2 */
@@ -112,118 +113,60 @@ static void make_book(unsigned fmt, unsigned bits, struct daq_book *b)
 		b->mid[k] = 0.5f * (b->lev[k] + b->lev[k + 1]);
 }
 
-static bool group_ok(unsigned g)
+struct daq_params {
+	unsigned bits;
+	unsigned format;  /* FMT_* */
+	unsigned group;
+	unsigned iters;
+};
+
+static const struct qs_param daq_param_table[] = {
+	QS_PARAM_ONE_OF(struct daq_params, bits, 4, "code width (4 unless format=int)", 2, 3, 4),
+	QS_PARAM_NAME(struct daq_params, format, FMT_NF4, "code book", "int", "fp4", "nf4"),
+	QS_PARAM_ONE_OF(struct daq_params, group, 64, "weights per group", 32, 64, 128),
+	QS_PARAM_RANGE(struct daq_params, iters, 5, 0, DAQ_MAX_ITERS, "range-adjustment steps"),
+	QS_PARAM_END,
+};
+
+static const struct daq_params *P(const struct qs_scheme *s)
 {
-	return g == 32 || g == 64 || g == 128;
+	return QS_SCHEME_PARAMS(struct daq_params, s);
+}
+
+static int daq_check(const struct qs_scheme *s, struct qs_diag *diag)
+{
+	if (P(s)->format != FMT_INT && P(s)->bits != 4)
+		return qs_diag_set(diag, -QS_EUSAGE, "daq: format=%s needs bits=4 (got %u)",
+				   fmt_names[P(s)->format], P(s)->bits);
+	return 0;
 }
 
 static bool params_ok(const struct qs_scheme *s)
 {
-	if (!group_ok(s->group) || s->extra[0] > FMT_NF4 || s->extra[1] > DAQ_MAX_ITERS)
-		return false;
-	if (s->extra[0] == FMT_INT)
-		return s->bits >= 2 && s->bits <= 4;
-	return s->bits == 4;
-}
-
-static int daq_arg(struct qs_scheme *s, const char *key, const char *val,
-		   struct qs_diag *diag)
-{
-	unsigned v = 0;
-	bool num = qs_scheme_parse_uint(val, &v) == 0;
-
-	if (strcmp(key, "bits") == 0) {
-		if (!num || v < 2 || v > 4)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "daq: bits must be one of 2, 3, 4 (got '%s')", val);
-		s->bits = v;
-		return 0;
-	}
-	if (strcmp(key, "group") == 0) {
-		if (!num || !group_ok(v))
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "daq: group must be one of 32, 64, 128 (got '%s')", val);
-		s->group = v;
-		return 0;
-	}
-	if (strcmp(key, "iters") == 0) {
-		if (!num || v > DAQ_MAX_ITERS)
-			return qs_diag_set(diag, -QS_EUSAGE,
-					   "daq: iters must be 0..%u (got '%s')", DAQ_MAX_ITERS, val);
-		s->extra[1] = v;
-		return 0;
-	}
-	if (strcmp(key, "format") == 0) {
-		for (unsigned f = 0; f < 3; f++)
-			if (strcmp(val, fmt_names[f]) == 0) {
-				s->extra[0] = f;
-				return 0;
-			}
-		return qs_diag_set(diag, -QS_EUSAGE,
-				   "daq: format must be one of int, fp4, nf4 (got '%s')", val);
-	}
-	return qs_diag_set(diag, -QS_EUSAGE,
-			   "daq: unknown parameter '%s' (known: bits, format, group, iters)", key);
-}
-
-static int daq_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->bits = 4;
-	s->group = 64;
-	s->extra[0] = FMT_NF4;
-	s->extra[1] = 5;
-	int rc = qs_scheme_each_arg(s, args, daq_arg, diag);
-	if (rc)
-		return rc;
-	if (s->extra[0] != FMT_INT && s->bits != 4)
-		return qs_diag_set(diag, -QS_EUSAGE, "daq: format=%s needs bits=4 (got %u)",
-				   fmt_names[s->extra[0]], s->bits);
-	snprintf(s->text, sizeof(s->text), "daq:bits=%u,format=%s,group=%u,iters=%u", s->bits,
-		 fmt_names[s->extra[0]], s->group, s->extra[1]);
-	return 0;
-}
-
-static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
-{
-	return cols / s->group + (cols % s->group != 0);
+	return qs_scheme_params_ok(s) && daq_check(s, NULL) == 0;
 }
 
 static uint64_t daq_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	uint64_t ng, meta, nw, nbits, total;
-
 	if (!params_ok(s))
 		return UINT64_MAX;
-	if (!qs_mul_u64(rows, groups_per_row(s, cols), &ng) || !qs_mul_u64(ng, 4, &meta) ||
-	    !qs_mul_u64(rows, cols, &nw) || !qs_mul_u64(nw, s->bits, &nbits) ||
-	    !qs_add_u64(meta, nbits / 8 + (nbits % 8 != 0), &total))
-		return UINT64_MAX;
-	return total;
+	return qs_grouped_payload_size(P(s)->bits, P(s)->group, rows, cols);
 }
 
 /* One row at a time: its fp16 scales and centres and its codes. */
 static uint64_t daq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
 	(void)rows;
-	if (!params_ok(s) || cols > UINT64_MAX / 2)
+	if (!params_ok(s))
 		return UINT64_MAX;
-	uint64_t need = DAQ_ALIGN + 4 * groups_per_row(s, cols) + cols;
-	return (need + DAQ_ALIGN - 1) / DAQ_ALIGN * DAQ_ALIGN;
+	return qs_grouped_scratch_size(P(s)->group, cols);
 }
 
-struct row_scratch {
-	uint16_t *scale, *centre;
-	uint8_t *codes;
-};
-
-static struct row_scratch carve(void *scratch, size_t ng)
+static struct qs_grouped_row carve(void *scratch, size_t ng, size_t cols)
 {
-	uintptr_t p = ((uintptr_t)scratch + DAQ_ALIGN - 1) & ~(uintptr_t)(DAQ_ALIGN - 1);
-	struct row_scratch r;
-	r.scale = (uint16_t *)p;
-	r.centre = r.scale + ng;
-	r.codes = (uint8_t *)(r.centre + ng);
-	return r;
+	struct qs_wksp w;
+	qs_wksp_init(&w, scratch);
+	return qs_grouped_carve(&w, ng, cols);
 }
 
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
@@ -329,14 +272,6 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	return 0;
 }
 
-static void eval_fallbacks(struct qs_kernels *dst)
-{
-	const struct qs_kernels *k = qs_kernels_get();
-	dst->daq_eval = k->daq_eval ? k->daq_eval : qs_ref_daq_eval;
-	dst->nearest_code = k->nearest_code ? k->nearest_code : qs_ref_nearest_code;
-	dst->daq_range = k->daq_range ? k->daq_range : qs_ref_daq_range;
-}
-
 static int quantize_imp(const struct qs_scheme *s, const float *imp, const float *w,
 			uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
@@ -347,29 +282,28 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	struct qs_kernels kk = *k;
 	struct daq_book b;
-	size_t ng = (size_t)groups_per_row(s, cols);
-	size_t c = (size_t)cols, g = s->group;
-	struct row_scratch t = carve(scratch, ng);
+	size_t ng = (size_t)qs_grouped_groups(P(s)->group, cols);
+	size_t c = (size_t)cols, g = P(s)->group;
+	unsigned bits = P(s)->bits;
+	struct qs_grouped_row t = carve(scratch, ng, c);
 	uint8_t *scales = out;
 	uint8_t *centres = out + 2 * (size_t)rows * ng;
 	uint8_t *codes = out + 4 * (size_t)rows * ng;
 
-	eval_fallbacks(&kk);
-	make_book(s->extra[0], s->bits, &b);
+	make_book(P(s)->format, bits, &b);
 	for (size_t r = 0; r < rows; r++) {
 		const float *wr = w + r * c;
 		for (size_t j = 0; j < ng; j++) {
 			size_t n = c - j * g < g ? c - j * g : g;
-			rc = daq_group(&kk, &b, s->extra[1], wr + j * g, imp ? imp + j * g : NULL, n,
-				       t.codes + j * g, &t.scale[j], &t.centre[j]);
+			rc = daq_group(k, &b, P(s)->iters, wr + j * g, imp ? imp + j * g : NULL, n,
+				       t.codes + j * g, &t.a[j], &t.b[j]);
 			if (rc)
 				return rc;
-			qs_put_le16(scales + 2 * (r * ng + j), t.scale[j]);
-			qs_put_le16(centres + 2 * (r * ng + j), t.centre[j]);
+			qs_put_le16(scales + 2 * (r * ng + j), t.a[j]);
+			qs_put_le16(centres + 2 * (r * ng + j), t.b[j]);
 		}
-		k->pack_bits(t.codes, c, s->bits, codes, (uint64_t)r * c * s->bits);
+		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
 	}
 	return 0;
 }
@@ -391,14 +325,14 @@ static int daq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t
 
 	const struct qs_kernels *k = qs_kernels_get();
 	struct daq_book b;
-	size_t ng = (size_t)groups_per_row(s, cols);
-	size_t c = (size_t)cols, g = s->group;
-	struct row_scratch t = carve(scratch, ng);
+	size_t ng = (size_t)qs_grouped_groups(P(s)->group, cols);
+	size_t c = (size_t)cols, g = P(s)->group;
+	unsigned bits = P(s)->bits;
+	struct qs_grouped_row t = carve(scratch, ng, c);
 
-	make_book(s->extra[0], s->bits, &b);
+	make_book(P(s)->format, bits, &b);
 	for (size_t r = 0; r < rows; r++) {
-		k->unpack_bits(in + 4 * (size_t)rows * ng, (uint64_t)r * c * s->bits, c, s->bits,
-			       t.codes);
+		k->unpack_bits(in + 4 * (size_t)rows * ng, (uint64_t)r * c * bits, c, bits, t.codes);
 		for (size_t j = 0; j < ng; j++) {
 			float sc = qs_f16_to_f32(qs_get_le16(in + 2 * (r * ng + j)));
 			float z = qs_f16_to_f32(qs_get_le16(in + 2 * (rows * ng + r * ng + j)));
@@ -469,7 +403,8 @@ static int daq_quantize_prep(const struct qs_scheme *s, const void *prep, const 
 
 const struct qs_scheme_ops qs_scheme_daq = {
 	.name = "daq",
-	.parse = daq_parse,
+	.params = daq_param_table,
+	.check = daq_check,
 	.payload_size = daq_payload_size,
 	.scratch_size = daq_scratch_size,
 	.quantize = daq_quantize,

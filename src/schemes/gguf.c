@@ -52,7 +52,6 @@
 
 #define GG_ALIGN 64u
 #define GG_PREP_MAGIC 0x46554747u  /* "GGUF" */
-#define GG_TYPE 0                  /* index into struct qs_scheme.extra */
 
 /* ggml type ids from ggml.h's enum ggml_type. */
 const struct qs_gguf_type_info qs_gguf_types[QS_GGUF_NTYPES] = {
@@ -68,6 +67,25 @@ const struct qs_gguf_type_info qs_gguf_types[QS_GGUF_NTYPES] = {
 	[QS_GGUF_Q6_K] = {"q6_K", 14, 256, 210},
 };
 
+/* ------------------------------------------------------------ parameters */
+
+/* The one parameter, in the order of enum qs_gguf_type. */
+struct gguf_params {
+	unsigned type;
+};
+
+static const struct qs_param gguf_param_table[] = {
+	QS_PARAM_NAME(struct gguf_params, type, QS_GGUF_Q8_0, "ggml block type of the payload",
+		      "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K", "q4_K", "q5_K",
+		      "q6_K"),
+	QS_PARAM_END,
+};
+
+static unsigned type_param(const struct qs_scheme *s)
+{
+	return QS_SCHEME_PARAMS(struct gguf_params, s)->type;
+}
+
 int qs_gguf_type_find(const char *name)
 {
 	for (unsigned t = 0; name && t < QS_GGUF_NTYPES; t++)
@@ -78,9 +96,9 @@ int qs_gguf_type_find(const char *name)
 
 int qs_gguf_type_of(const struct qs_scheme *s)
 {
-	if (!s || s->ops != &qs_scheme_gguf || s->extra[GG_TYPE] >= QS_GGUF_NTYPES)
+	if (!s || s->ops != &qs_scheme_gguf || type_param(s) >= QS_GGUF_NTYPES)
 		return -1;
-	return (int)s->extra[GG_TYPE];
+	return (int)type_param(s);
 }
 
 uint64_t qs_gguf_row_bytes(unsigned type, uint64_t cols)
@@ -91,38 +109,6 @@ uint64_t qs_gguf_row_bytes(unsigned type, uint64_t cols)
 	if (cols % bw || !qs_mul_u64(cols / bw, qs_gguf_block_bytes(type), &bytes))
 		return UINT64_MAX;
 	return bytes;
-}
-
-/* ------------------------------------------------------------ parameters */
-
-static int gguf_arg(struct qs_scheme *s, const char *key, const char *val, struct qs_diag *diag)
-{
-	if (strcmp(key, "type") != 0)
-		return qs_diag_set(diag, -QS_EUSAGE, "gguf: unknown parameter '%s' (known: type)", key);
-	int t = qs_gguf_type_find(val);
-	if (t < 0)
-		return qs_diag_set(diag, -QS_EUSAGE,
-				   "gguf: type must be one of q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, "
-				   "q3_K, q4_K, q5_K, q6_K (got '%s')", val);
-	s->extra[GG_TYPE] = (unsigned)t;
-	return 0;
-}
-
-static int gguf_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->extra[GG_TYPE] = QS_GGUF_NTYPES;
-	int rc = qs_scheme_each_arg(s, args, gguf_arg, diag);
-	if (rc)
-		return rc;
-	if (s->extra[GG_TYPE] >= QS_GGUF_NTYPES)
-		return qs_diag_set(diag, -QS_EUSAGE,
-				   "gguf: type is required (gguf:type=q4_K; known: q8_0, q4_0, "
-				   "q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K)");
-	const struct qs_gguf_type_info *ti = &qs_gguf_types[s->extra[GG_TYPE]];
-	s->group = ti->block_weights;
-	s->bits = ti->block_bytes * 8 / ti->block_weights;
-	snprintf(s->text, sizeof(s->text), "gguf:type=%s", ti->name);
-	return 0;
 }
 
 /* ----------------------------------------------------------------- sizes */
@@ -470,7 +456,7 @@ int qs_gguf_dequantize_rows(unsigned type, const void *src, uint64_t rows, uint6
 
 const struct qs_scheme_ops qs_scheme_gguf = {
 	.name = "gguf",
-	.parse = gguf_parse,
+	.params = gguf_param_table,
 	.payload_size = gguf_payload_size,
 	.scratch_size = gguf_scratch_size,
 	.quantize = gguf_quantize,

@@ -32,115 +32,58 @@
  * The per-row arithmetic and bit packing live in the kernel table
  * (kernels.h) so SIMD variants can take them over bit-identically.
  */
-#include <stdio.h>
 #include <string.h>
 
+#include "grouped.h"
 #include "kernels.h"
+#include "rtn.h"
 #include "scheme.h"
 #include "util.h"
+#include "wksp.h"
 
-#define RTN_ALIGN 64u
+static const struct qs_param rtn_param_table[] = {
+	QS_PARAM_ONE_OF(struct qs_rtn_params, bits, 4, "code width", 2, 3, 4, 8),
+	QS_PARAM_ONE_OF(struct qs_rtn_params, group, 128, "weights per group along the row",
+			32, 64, 128, 256),
+	QS_PARAM_END,
+};
 
-static bool bits_ok(unsigned b)
+static const struct qs_rtn_params *P(const struct qs_scheme *s)
 {
-	return b == 2 || b == 3 || b == 4 || b == 8;
+	return QS_SCHEME_PARAMS(struct qs_rtn_params, s);
 }
 
-static bool group_ok(unsigned g)
-{
-	return g == 32 || g == 64 || g == 128 || g == 256;
-}
-
-static int rtn_arg(struct qs_scheme *s, const char *key, const char *val,
-		   struct qs_diag *diag)
-{
-	unsigned v = 0;
-	bool num = qs_scheme_parse_uint(val, &v) == 0;
-
-	if (strcmp(key, "bits") == 0) {
-		if (!num || !bits_ok(v))
-			goto bad;
-		s->bits = v;
-		return 0;
-	}
-	if (strcmp(key, "group") == 0) {
-		if (!num || !group_ok(v))
-			goto bad;
-		s->group = v;
-		return 0;
-	}
-	return qs_diag_set(diag, -QS_EUSAGE,
-			   "rtn: unknown parameter '%s' (known: bits, group)", key);
-bad:
-	return qs_diag_set(diag, -QS_EUSAGE, "rtn: %s must be one of %s (got %s%s%s)",
-			   key, strcmp(key, "bits") == 0 ? "2, 3, 4, 8" : "32, 64, 128, 256",
-			   num ? "" : "'", val, num ? "" : "'");
-}
-
-static int rtn_parse(struct qs_scheme *s, const char *args, struct qs_diag *diag)
-{
-	s->bits = 4;
-	s->group = 128;
-	int rc = qs_scheme_each_arg(s, args, rtn_arg, diag);
-	if (rc)
-		return rc;
-	snprintf(s->text, sizeof(s->text), "rtn:bits=%u,group=%u", s->bits, s->group);
-	return 0;
-}
-
-static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
-{
-	return cols / s->group + (cols % s->group != 0);
-}
-
-/* UINT64_MAX when the size does not fit 64 bits (no real chunk does). */
 static uint64_t rtn_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	uint64_t ng, meta, nw, nbits, total;
-
-	if (!group_ok(s->group) || !bits_ok(s->bits))
+	if (!qs_scheme_params_ok(s))
 		return UINT64_MAX;
-	if (!qs_mul_u64(rows, groups_per_row(s, cols), &ng) || !qs_mul_u64(ng, 4, &meta) ||
-	    !qs_mul_u64(rows, cols, &nw) || !qs_mul_u64(nw, s->bits, &nbits) ||
-	    !qs_add_u64(meta, nbits / 8 + (nbits % 8 != 0), &total))
-		return UINT64_MAX;
-	return total;
+	return qs_grouped_payload_size(P(s)->bits, P(s)->group, rows, cols);
 }
 
 /* One row at a time: its fp16 scales and mins (host order, then written
- * out little-endian) and its codes as bytes before packing; plus slack to
- * align the arrays whatever the caller's pointer. */
+ * out little-endian) and its codes as bytes before packing. */
 static uint64_t rtn_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
 	(void)rows;
-	if (!group_ok(s->group) || cols > UINT64_MAX / 2)
+	if (!qs_scheme_params_ok(s))
 		return UINT64_MAX;
-	uint64_t need = RTN_ALIGN + 4 * groups_per_row(s, cols) + cols;
-	return (need + RTN_ALIGN - 1) / RTN_ALIGN * RTN_ALIGN;
+	return qs_grouped_scratch_size(P(s)->group, cols);
 }
 
-struct row_scratch {
-	uint16_t *scale, *min;
-	uint8_t *codes;
-};
-
-static struct row_scratch carve(void *scratch, size_t ng)
+static struct qs_grouped_row carve(void *scratch, size_t ng, size_t cols)
 {
-	uintptr_t p = ((uintptr_t)scratch + RTN_ALIGN - 1) & ~(uintptr_t)(RTN_ALIGN - 1);
-	struct row_scratch r;
-	r.scale = (uint16_t *)p;
-	r.min = r.scale + ng;
-	r.codes = (uint8_t *)(r.min + ng);
-	return r;
+	struct qs_wksp w;
+	qs_wksp_init(&w, scratch);
+	return qs_grouped_carve(&w, ng, cols);
 }
 
 /* Validates the parameters and that every index of the chunk fits size_t. */
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
 	uint64_t nw, nbits;
-	if (!group_ok(s->group) || !bits_ok(s->bits))
+	if (!qs_scheme_params_ok(s))
 		return -QS_EUSAGE;
-	if (!qs_mul_u64(rows, cols, &nw) || !qs_mul_u64(nw, s->bits, &nbits) ||
+	if (!qs_mul_u64(rows, cols, &nw) || !qs_mul_u64(nw, P(s)->bits, &nbits) ||
 	    nw > SIZE_MAX || rtn_payload_size(s, rows, cols) > SIZE_MAX)
 		return -QS_ETOOBIG;
 	return 0;
@@ -156,24 +99,25 @@ static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	size_t ng = (size_t)groups_per_row(s, cols);
+	unsigned bits = P(s)->bits, group = P(s)->group;
+	size_t ng = (size_t)qs_grouped_groups(group, cols);
 	size_t c = (size_t)cols;
-	struct row_scratch t = carve(scratch, ng);
+	struct qs_grouped_row t = carve(scratch, ng, c);
 	uint8_t *scales = out;
 	uint8_t *mins = out + 2 * (size_t)rows * ng;
 	uint8_t *codes = out + 4 * (size_t)rows * ng;
 	size_t overflowed = 0;
 
 	for (size_t r = 0; r < rows; r++) {
-		overflowed += k->rtn_quantize_row(w + r * c, c, s->group, s->bits,
-						  t.scale, t.min, t.codes);
+		overflowed += k->rtn_quantize_row(w + r * c, c, group, bits,
+						  t.a, t.b, t.codes);
 		if (overflowed)
 			return -QS_ETOOBIG;
 		for (size_t g = 0; g < ng; g++) {
-			qs_put_le16(scales + 2 * (r * ng + g), t.scale[g]);
-			qs_put_le16(mins + 2 * (r * ng + g), t.min[g]);
+			qs_put_le16(scales + 2 * (r * ng + g), t.a[g]);
+			qs_put_le16(mins + 2 * (r * ng + g), t.b[g]);
 		}
-		k->pack_bits(t.codes, c, s->bits, codes, (uint64_t)r * c * s->bits);
+		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
 	}
 	return 0;
 }
@@ -188,27 +132,28 @@ static int rtn_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	size_t ng = (size_t)groups_per_row(s, cols);
+	unsigned bits = P(s)->bits, group = P(s)->group;
+	size_t ng = (size_t)qs_grouped_groups(group, cols);
 	size_t c = (size_t)cols;
-	struct row_scratch t = carve(scratch, ng);
+	struct qs_grouped_row t = carve(scratch, ng, c);
 	const uint8_t *scales = in;
 	const uint8_t *mins = in + 2 * (size_t)rows * ng;
 	const uint8_t *codes = in + 4 * (size_t)rows * ng;
 
 	for (size_t r = 0; r < rows; r++) {
 		for (size_t g = 0; g < ng; g++) {
-			t.scale[g] = qs_get_le16(scales + 2 * (r * ng + g));
-			t.min[g] = qs_get_le16(mins + 2 * (r * ng + g));
+			t.a[g] = qs_get_le16(scales + 2 * (r * ng + g));
+			t.b[g] = qs_get_le16(mins + 2 * (r * ng + g));
 		}
-		k->unpack_bits(codes, (uint64_t)r * c * s->bits, c, s->bits, t.codes);
-		k->rtn_dequantize_row(t.codes, c, s->group, t.scale, t.min, out + r * c);
+		k->unpack_bits(codes, (uint64_t)r * c * bits, c, bits, t.codes);
+		k->rtn_dequantize_row(t.codes, c, group, t.a, t.b, out + r * c);
 	}
 	return 0;
 }
 
 const struct qs_scheme_ops qs_scheme_rtn = {
 	.name = "rtn",
-	.parse = rtn_parse,
+	.params = rtn_param_table,
 	.payload_size = rtn_payload_size,
 	.scratch_size = rtn_scratch_size,
 	.quantize = rtn_quantize,

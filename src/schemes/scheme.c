@@ -1,5 +1,6 @@
 /* scheme.c - the table of quantization schemes and the parser for the
- * "NAME[:key=val,...]" part of a --scheme rule. */
+ * "NAME[:key=val,...]" part of a --scheme rule, driven by each scheme's
+ * parameter table (param.h). */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,73 @@ const struct qs_scheme_ops *qs_scheme_find(const char *name)
 	return name ? find_n(name, strlen(name)) : NULL;
 }
 
+/* ---- the parameter table walk (param.h) ---- */
+
+static unsigned get(const struct qs_scheme *s, const struct qs_param *p)
+{
+	unsigned v;
+	memcpy(&v, (const char *)s->params + p->offset, sizeof(v));
+	return v;
+}
+
+static void put(struct qs_scheme *s, const struct qs_param *p, unsigned v)
+{
+	memcpy((char *)s->params + p->offset, &v, sizeof(v));
+}
+
+/* A plain number is shown as is, anything else quoted: "(got 5)", "(got 'x')". */
+static bool plain_number(const char *val)
+{
+	unsigned v;
+	return qs_scheme_parse_uint(val, &v) == 0;
+}
+
+static int param_arg(struct qs_scheme *s, const char *key, const char *val,
+		     struct qs_diag *diag)
+{
+	const struct qs_param *p = s->ops->params;
+	char legal[160];
+	unsigned v;
+
+	for (; p->name; p++)
+		if (strcmp(p->name, key) == 0)
+			break;
+	if (!p->name) {
+		size_t used = 0;
+		legal[0] = '\0';
+		for (p = s->ops->params; p->name && used < sizeof(legal); p++)
+			used += (size_t)snprintf(legal + used, sizeof(legal) - used, "%s%s",
+						 p == s->ops->params ? "" : ", ", p->name);
+		return qs_diag_set(diag, -QS_EUSAGE, "%s: unknown parameter '%s' (known: %s)",
+				   s->ops->name, key, legal);
+	}
+	if (!qs_param_parse(p, val, &v)) {
+		bool q = !plain_number(val);
+		qs_param_describe(p, legal, sizeof(legal));
+		return qs_diag_set(diag, -QS_EUSAGE, "%s: %s must be %s (got %s%s%s)",
+				   s->ops->name, key, legal, q ? "'" : "", val, q ? "'" : "");
+	}
+	put(s, p, v);
+	return 0;
+}
+
+/* "name:key=val,..." with every parameter in table order. */
+static int write_text(struct qs_scheme *s, struct qs_diag *diag)
+{
+	size_t used = (size_t)snprintf(s->text, sizeof(s->text), "%s", s->ops->name);
+	for (const struct qs_param *p = s->ops->params; p->name; p++) {
+		char val[24];
+		qs_param_format(p, get(s, p), val, sizeof(val));
+		if (used < sizeof(s->text))
+			used += (size_t)snprintf(s->text + used, sizeof(s->text) - used, "%c%s=%s",
+						 p == s->ops->params ? ':' : ',', p->name, val);
+	}
+	if (used >= sizeof(s->text))
+		return qs_diag_set(diag, -QS_EUSAGE, "%s: canonical text longer than %d bytes",
+				   s->ops->name, QS_SCHEME_TEXT_MAX - 1);
+	return 0;
+}
+
 int qs_scheme_parse(const char *spec, struct qs_scheme *s, struct qs_diag *diag)
 {
 	const char *colon = strchr(spec, ':');
@@ -55,7 +123,52 @@ int qs_scheme_parse(const char *spec, struct qs_scheme *s, struct qs_diag *diag)
 				   (int)(len > 200 ? 200 : len), spec, known);
 	}
 	s->ops = ops;
-	return ops->parse(s, colon ? colon + 1 : "", diag);
+	for (const struct qs_param *p = ops->params; p->name; p++)
+		put(s, p, p->def);
+	int rc = qs_scheme_each_arg(s, colon ? colon + 1 : "", param_arg, diag);
+	if (rc)
+		return rc;
+	if (ops->check && (rc = ops->check(s, diag)) != 0)
+		return rc;
+	return write_text(s, diag);
+}
+
+int qs_scheme_init(struct qs_scheme *s, const struct qs_scheme_ops *ops, const void *params,
+		   size_t size, struct qs_diag *diag)
+{
+	memset(s, 0, sizeof(*s));
+	s->ops = ops;
+	if (size > sizeof(s->params))
+		return qs_diag_set(diag, -QS_EUSAGE, "%s: parameter struct too large", ops->name);
+	memcpy(s->params, params, size);
+	for (const struct qs_param *p = ops->params; p->name; p++) {
+		unsigned v = get(s, p);
+		if (!qs_param_valid(p, v))
+			return qs_diag_set(diag, -QS_EUSAGE, "%s: %s=%u is not a legal value",
+					   ops->name, p->name, v);
+	}
+	int rc = ops->check ? ops->check(s, diag) : 0;
+	return rc ? rc : write_text(s, diag);
+}
+
+int qs_scheme_param(const struct qs_scheme *s, const char *name, unsigned *v)
+{
+	for (const struct qs_param *p = s->ops->params; p->name; p++)
+		if (strcmp(p->name, name) == 0) {
+			*v = get(s, p);
+			return 0;
+		}
+	return -1;
+}
+
+bool qs_scheme_params_ok(const struct qs_scheme *s)
+{
+	if (!s->ops)
+		return false;
+	for (const struct qs_param *p = s->ops->params; p->name; p++)
+		if (!qs_param_valid(p, get(s, p)))
+			return false;
+	return true;
 }
 
 int qs_scheme_parse_uint(const char *val, unsigned *out)
@@ -125,45 +238,4 @@ int qs_scheme_each_arg(struct qs_scheme *s, const char *args,
 					   "%s: expected key=value after ','", name);
 	}
 	return 0;
-}
-
-int qs_scheme_parse_e4(const char *v, unsigned *out)
-{
-	unsigned ip = 0, fp = 0, nf = 0;
-	const char *p = v;
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (ip > 1000)
-			return -1;
-		ip = ip * 10 + (unsigned)(*p - '0');
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			if (++nf > 4)
-				return -1;
-			fp = fp * 10 + (unsigned)(*p - '0');
-		}
-	}
-	if (*p)
-		return -1;
-	while (nf++ < 4)
-		fp *= 10;
-	*out = ip * 10000 + fp;
-	return 0;
-}
-
-void qs_scheme_fmt_e4(char *buf, size_t len, unsigned e4)
-{
-	if (e4 % 10000 == 0) {
-		snprintf(buf, len, "%u", e4 / 10000);
-		return;
-	}
-	snprintf(buf, len, "%u.%04u", e4 / 10000, e4 % 10000);
-	size_t l = strlen(buf);
-	while (l > 0 && buf[l - 1] == '0')
-		buf[--l] = '\0';
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "param.h"
 #include "qshard.h"
 
 struct qs_scheme;
@@ -35,10 +36,13 @@ struct qs_tensor_stats {
 
 struct qs_scheme_ops {
 	const char *name;
-	/* Sets defaults, then applies "key=val,..." (args may be ""); rejects
-	 * unknown keys and values outside the supported set.  Fills s->text
-	 * with the canonical spec listing every parameter. */
-	int (*parse)(struct qs_scheme *s, const char *args, struct qs_diag *diag);
+	/* The parameter table (param.h), ended by QS_PARAM_END: qs_scheme_parse
+	 * sets every default, applies "key=val,..." and writes s->text from it. */
+	const struct qs_param *params;
+	/* Optional: rejects combinations the table cannot express (daq:
+	 * format=nf4 needs bits=4) after parsing; 0 or -QS_EUSAGE with a
+	 * message. */
+	int (*check)(const struct qs_scheme *s, struct qs_diag *diag);
 	/* Packed payload bytes for a chunk of rows x cols. */
 	uint64_t (*payload_size)(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
 	/* Scratch bytes quantize/dequantize need for a chunk of rows x cols
@@ -68,13 +72,13 @@ struct qs_scheme_ops {
 };
 
 #define QS_SCHEME_TEXT_MAX 128
+#define QS_SCHEME_PARAMS_MAX 8
 
 struct qs_scheme {
 	const struct qs_scheme_ops *ops;
-	unsigned bits;       /* code width */
-	unsigned group;      /* weights per group along the row */
-	double alpha;        /* adpq: outlier fraction */
-	unsigned extra[4];   /* scheme-specific (adpq: search, scales, layout) */
+	/* The scheme's own parameter struct (all `unsigned` fields, laid out
+	 * as its ops->params table says); read it with QS_SCHEME_PARAMS. */
+	unsigned params[QS_SCHEME_PARAMS_MAX];
 	char text[QS_SCHEME_TEXT_MAX];  /* canonical spec, e.g. "rtn:bits=4,group=128" */
 	/* QS_WANT_* bits of the statistics the pipeline will load for this
 	 * tensor (the plan sets it before prep_size and scratch_size), so a
@@ -83,8 +87,24 @@ struct qs_scheme {
 	unsigned stats;
 };
 
+/* The typed view of s->params for a scheme whose parameter struct is T
+ * (the size is checked at compile time). */
+#define QS_SCHEME_PARAMS(T, s)                                                         \
+	((void)sizeof(char[sizeof(T) <= sizeof((s)->params) ? 1 : -1]),                \
+	 (const T *)(const void *)(s)->params)
+
 /* Parses "NAME[:key=val,...]" (no REGEX= part) into s. */
 int qs_scheme_parse(const char *spec, struct qs_scheme *s, struct qs_diag *diag);
+/* Builds s for ops from a filled parameter struct (size bytes; the text
+ * is written as parsing would); -QS_EUSAGE when a value is not legal. */
+int qs_scheme_init(struct qs_scheme *s, const struct qs_scheme_ops *ops, const void *params,
+		   size_t size, struct qs_diag *diag);
+/* The stored value of the parameter `name` (DECIMAL ones scaled, NAME ones
+ * as the index); -1 when s's scheme has no such parameter. */
+int qs_scheme_param(const struct qs_scheme *s, const char *name, unsigned *v);
+/* True when every parameter of s holds a legal value (what quantize and
+ * dequantize check before trusting sizes computed from them). */
+bool qs_scheme_params_ok(const struct qs_scheme *s);
 
 /* For the schemes' parse ops: calls fn(s, key, val, diag) for each
  * "key=val" item of the comma-separated args ("" has none), stopping at the
@@ -98,10 +118,6 @@ int qs_scheme_each_arg(struct qs_scheme *s, const char *args,
 /* Strict decimal (digits only, no sign or spaces, fits unsigned); -1 when
  * val is anything else. */
 int qs_scheme_parse_uint(const char *val, unsigned *out);
-/* Decimal parameters (alpha, damp) in units of 1e-4: "D[.DDDD]" with at
- * most 4 decimals, -1 otherwise; and the shortest text for one. */
-int qs_scheme_parse_e4(const char *val, unsigned *out);
-void qs_scheme_fmt_e4(char *buf, size_t len, unsigned e4);
 
 /* Registered schemes (NULL-terminated) and lookup by name. */
 extern const struct qs_scheme_ops *const qs_scheme_registry[];

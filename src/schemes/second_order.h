@@ -1,20 +1,39 @@
 /* second_order.h - the engine shared by the second-order schemes gptq.c and
- * athena.c: per-tensor preparation of the inverse Hessian's Cholesky factor
- * and the column-by-column quantization with error feedback onto the rtn
- * grid (payload = rtn's layout, plus gptq's optional outlier table). */
+ * athena.c (second_order.c): per-tensor preparation of the inverse
+ * Hessian's Cholesky factor and the column-by-column quantization with
+ * error feedback onto the rtn grid (payload = rtn's layout, plus gptq's
+ * optional outlier table), recursively blocked so that most of the work
+ * is sgemm.  The engine walks the columns (qs_so_quantize); what differs
+ * is the leaf: gptq's rounding with error feedback (gptq.c) or athena's
+ * per-block grid search (athena.c). */
 #ifndef QS_SECOND_ORDER_H
 #define QS_SECOND_ORDER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels.h"
 #include "scheme.h"
 
-/* Indices into struct qs_scheme.extra for both schemes. */
-#define QS_SO_DAMP 0     /* dampening, units of 1e-4 of the mean diagonal */
-#define QS_SO_ACTORDER 1 /* gptq: 1 = columns in descending diag(H) order */
-#define QS_SO_ALPHA 2    /* gptq: outlier fraction, units of 1e-4 */
-#define QS_SO_SEARCH 3   /* athena: clipped ranges tried per group */
+/* The parameter struct of both schemes (each table lists its subset;
+ * the others stay 0). */
+struct qs_so_params {
+	unsigned bits, group;
+	unsigned damp;      /* dampening, units of 1e-4 of the mean diagonal */
+	unsigned actorder;  /* gptq: 1 = columns in descending diag(H) order */
+	unsigned alpha;     /* gptq: outlier fraction, units of 1e-4 */
+	unsigned search;    /* athena: clipped ranges tried per group */
+};
+
+/* The table entries both schemes share. */
+#define QS_SO_PARAM_BITS(dflt) \
+	QS_PARAM_ONE_OF(struct qs_so_params, bits, dflt, "code width", 2, 3, 4, 8)
+#define QS_SO_PARAM_GROUP                                                               \
+	QS_PARAM_ONE_OF(struct qs_so_params, group, 128, "weights per group", 32, 64, 128, \
+			256)
+#define QS_SO_PARAM_DAMP                                                                \
+	QS_PARAM_DECIMAL(struct qs_so_params, damp, 100, 1, 10000, 4, false,             \
+			 "dampening added to diag(H), a fraction of its mean")
 
 struct qs_so_cfg {
 	unsigned bits, group;
@@ -25,13 +44,13 @@ struct qs_so_cfg {
 	unsigned search;
 };
 
-void qs_so_cfg_of(const struct qs_scheme *s, bool athena, struct qs_so_cfg *cfg);
+/* The configuration of s (a gptq or an athena scheme). */
+void qs_so_cfg_of(const struct qs_scheme *s, struct qs_so_cfg *cfg);
 bool qs_so_cfg_ok(const struct qs_so_cfg *cfg);
 
 uint64_t qs_so_prep_size(uint64_t cols);
 
-/* The scheme operations both tables use (gptq.c); gptq or athena is told
- * apart by s->ops. */
+/* The scheme operations both tables use. */
 uint64_t qs_so_op_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
 uint64_t qs_so_op_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols);
 int qs_so_op_quantize(const struct qs_scheme *s, const float *w, uint64_t rows, uint64_t cols,
@@ -61,10 +80,66 @@ uint64_t qs_so_scratch_size(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t
 /* Outliers a row keeps: round(alpha * cols), halves up. */
 uint64_t qs_so_outliers_per_row(const struct qs_so_cfg *cfg, uint64_t cols);
 
-/* The parameters gptq and athena share (bits, group, damp): 0 when key
- * is one of them and val is valid, -QS_EUSAGE when invalid (the message
- * names the scheme), 1 when key is none of them. */
-int qs_so_common_arg(struct qs_scheme *s, const char *key, const char *val,
-		     struct qs_diag *diag);
+/* ---- between the engine and the two leaves ---- */
+
+#define QS_SO_LEAF_COLS 32 /* gptq: columns quantized one by one between sgemms */
+#define QS_SO_TILE_ROWS 64
+
+/* The per-tensor state as arrays (second_order.c carves it). */
+struct qs_so_prep_hdr;
+struct qs_so_prep {
+	struct qs_so_prep_hdr *hdr;
+	float *u;
+	uint32_t *perm;
+	float *hinvd;
+	uint8_t *dead;
+};
+
+/* Chunk scratch: the working copy of the weights (permuted; a quantized
+ * column's slot holds its scaled error), codes (athena: natural order;
+ * gptq: leaf-major, gathered per row for packing), fp16 scales and mins
+ * (and as floats), outlier flags, indices and values, and small per-group
+ * buffers; at least what rtn's dequantize needs. */
+struct qs_so_scratch {
+	float *w;
+	uint8_t *codes;
+	uint16_t *scale, *min;
+	float *sf, *mf;             /* the same as floats, for gptq's leaves */
+	uint8_t *omask;
+	uint32_t *oidx;
+	uint16_t *oval;
+	float *heap_s;
+	uint32_t *heap_i;
+	float *gtmp, *cand, *cerr, *berr;
+	uint8_t *gcodes, *ccode, *bcode;
+	uint8_t *rowcodes;          /* one row's codes in natural order */
+};
+
+/* What the recursive pass over a chunk shares. */
+struct qs_so_run {
+	const struct qs_kernels *k;
+	const struct qs_so_cfg *cfg;
+	const struct qs_so_prep *v;
+	const float *u;             /* NULL: no Hessian, nothing propagated */
+	struct qs_so_scratch *cs;
+	size_t R, c, ng, kout;
+	float qmaxf;
+};
+
+/* The rtn grid of the n weights src[] leaving out those flagged in mask
+ * (NULL: none) and dead columns (NULL: none). */
+int qs_so_group_grid(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
+		     const float *src, const uint8_t *mask, const uint8_t *dead, size_t n,
+		     struct qs_so_scratch *cs, uint16_t *scale, uint16_t *min);
+/* gptq.c: columns [a, b) (at most QS_SO_LEAF_COLS) of every row. */
+int qs_so_gptq_leaf(const struct qs_so_run *x, size_t a, size_t b);
+/* gptq.c: one row's outliers (ascending columns into idx[k], flags in mask). */
+void qs_so_pick_outliers(const float *w, size_t c, size_t k, const struct qs_so_prep *v,
+			 bool ident, struct qs_so_scratch *cs, uint32_t *idx, uint8_t *mask);
+/* athena.c: one row's block (= one group) of n columns starting at b0. */
+int qs_so_athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
+		       const float *u, size_t c, bool ident, float *wr, size_t b0, size_t n,
+		       struct qs_so_scratch *cs, uint8_t *codes, uint16_t *scale,
+		       uint16_t *min, float *err);
 
 #endif /* QS_SECOND_ORDER_H */

@@ -478,9 +478,26 @@ static void check_gguf(void)
 	free(b);
 }
 
+/* The NEON table is complete (kernels.h): every entry, read as a pointer
+ * word, is non-NULL. */
+static void check_table_complete(void)
+{
+	_Static_assert(sizeof(struct qs_kernels) % sizeof(void *) == 0,
+		       "struct qs_kernels holds only pointers");
+	for (size_t w = 0; w < sizeof(qs_kernels_neon) / sizeof(void *); w++) {
+		void *p;
+		memcpy(&p, (const char *)&qs_kernels_neon + w * sizeof(void *), sizeof(p));
+		if (!p) {
+			fprintf(stderr, "neon: kernel table entry %zu is NULL\n", w);
+			failures++;
+		}
+	}
+}
+
 int main(void)
 {
 	check_gguf();
+	check_table_complete();
 	check_conversions();
 	check_rtn();
 	check_bits();

@@ -153,7 +153,10 @@ static void test_parse(void **state)
 	s = make("adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
 	assert_string_equal(s.text,
 			    "adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
-	assert_true(fabs(s.alpha - 0.25) < 1e-12);
+	unsigned alpha = 0;
+	assert_int_equal(qs_scheme_param(&s, "alpha", &alpha), 0);
+	assert_int_equal(alpha, 2500);  /* stored in units of 1e-4 */
+	assert_int_equal(qs_scheme_param(&s, "beta", &alpha), -1);
 	s = make("adpq:alpha=0");
 	assert_string_equal(s.text,
 			    "adpq:bits=3,group=128,alpha=0,search=0,scales=u8,layout=planes");

@@ -377,6 +377,30 @@ static void test_pack_consecutive(void **state)
 
 /* ------------------------------------------------------------ dispatch */
 
+/* Every table this machine can run is complete: no entry is NULL, so no
+ * scheme needs a fallback.  The table is all pointers (name, then the
+ * kernels), checked word by word so a new entry is covered unnamed. */
+static void test_tables_complete(void **state)
+{
+	(void)state;
+	static const char *const names[] = {"ref", "avx2", "neon"};
+	_Static_assert(sizeof(struct qs_kernels) % sizeof(void *) == 0,
+		       "struct qs_kernels holds only pointers");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct qs_kernels *k = qs_kernels_by_name(names[i]);
+		if (!k)
+			continue;
+		const size_t nw = sizeof(*k) / sizeof(void *);
+		for (size_t w = 0; w < nw; w++) {
+			void *p;
+			memcpy(&p, (const char *)k + w * sizeof(void *), sizeof(p));
+			if (!p)
+				fail_msg("%s: kernel table entry %zu of %zu is NULL", names[i], w,
+					 nw);
+		}
+	}
+}
+
 static void test_dispatch(void **state)
 {
 	(void)state;
@@ -433,6 +457,7 @@ int main(void)
 	setenv("QSHARD_SIMD", "ref", 1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dispatch),
+		cmocka_unit_test(test_tables_complete),
 		cmocka_unit_test(test_f16_hand_values),
 		cmocka_unit_test(test_bf16_hand_values),
 		cmocka_unit_test(test_f16_exhaustive),

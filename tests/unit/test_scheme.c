@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qshard.h"
@@ -38,14 +40,16 @@ static void expect_ok(const char *spec, unsigned bits, unsigned group, const cha
 	if (rc != 0)
 		fail_msg("'%s': %d %s", spec, rc, d.msg);
 	assert_ptr_equal(s.ops, &qs_scheme_rtn);
-	assert_int_equal(s.bits, bits);
-	assert_int_equal(s.group, group);
+	unsigned v;
+	assert_int_equal(qs_scheme_param(&s, "bits", &v), 0);
+	assert_int_equal(v, bits);
+	assert_int_equal(qs_scheme_param(&s, "group", &v), 0);
+	assert_int_equal(v, group);
 	assert_string_equal(s.text, text);
 	/* the canonical text parses back to the same scheme */
 	struct qs_scheme again;
 	assert_int_equal(qs_scheme_parse(s.text, &again, NULL), 0);
-	assert_int_equal(again.bits, bits);
-	assert_int_equal(again.group, group);
+	assert_memory_equal(again.params, s.params, sizeof(s.params));
 	assert_string_equal(again.text, text);
 }
 
@@ -155,6 +159,233 @@ static void test_each_arg(void **state)
 	assert_int_equal(qs_scheme_parse_uint("1.5", &v), -1);
 }
 
+/* ---- the parameter tables (param.h) ---- */
+
+/* The canonical text of every scheme's defaults is written into every
+ * output file: these bytes must never change by accident. */
+static void test_canonical_defaults(void **state)
+{
+	(void)state;
+	static const char *const want[][2] = {
+		{"rtn", "rtn:bits=4,group=128"},
+		{"adpq", "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes"},
+		{"daq", "daq:bits=4,format=nf4,group=64,iters=5"},
+		{"claq", "claq:bits=3.1,reserve=0.005,iters=16"},
+		{"gptq", "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0"},
+		{"athena", "athena:bits=3,group=128,damp=0.01,search=8"},
+		{"adpq:alpha=0.0250,layout=tight",
+		 "adpq:bits=3,group=128,alpha=0.025,search=0,scales=u8,layout=tight"},
+		{"claq:bits=4,reserve=0.05", "claq:bits=4.0,reserve=0.05,iters=16"},
+		{"gptq:damp=1,alpha=0.1", "gptq:bits=4,group=128,damp=1,actorder=1,alpha=0.1"},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct qs_scheme s;
+		struct qs_diag d = {""};
+		if (qs_scheme_parse(want[i][0], &s, &d) != 0)
+			fail_msg("'%s': %s", want[i][0], d.msg);
+		assert_string_equal(s.text, want[i][1]);
+	}
+}
+
+/* Every registered table is well formed, its defaults and canonical text
+ * round-trip, every parameter rejects a bad value with a message naming
+ * it, and qs_scheme_init rebuilds the same scheme from the struct. */
+static void test_every_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; qs_scheme_registry[i]; i++) {
+		const struct qs_scheme_ops *ops = qs_scheme_registry[i];
+		struct qs_scheme s, again;
+		struct qs_diag d = {""};
+		assert_non_null(ops->params);
+		assert_int_equal(qs_scheme_parse(ops->name, &s, &d), 0);
+		assert_true(qs_scheme_params_ok(&s));
+		size_t n = 0;
+		for (const struct qs_param *p = ops->params; p->name; p++, n++) {
+			assert_true(p->offset + sizeof(unsigned) <= sizeof(s.params));
+			assert_true(qs_param_valid(p, p->def));
+			for (const struct qs_param *q = ops->params; q < p; q++)
+				assert_string_not_equal(q->name, p->name);
+			unsigned v = 12345;
+			assert_int_equal(qs_scheme_param(&s, p->name, &v), 0);
+			assert_int_equal(v, p->def);
+
+			char spec[96], want[96];
+			snprintf(spec, sizeof(spec), "%s:%s=77x", ops->name, p->name);
+			snprintf(want, sizeof(want), "%s: %s must be ", ops->name, p->name);
+			assert_int_equal(qs_scheme_parse(spec, &again, &d), -QS_EUSAGE);
+			if (!strstr(d.msg, want) || !strstr(d.msg, "(got '77x')"))
+				fail_msg("'%s': '%s'", spec, d.msg);
+		}
+		assert_true(n >= 1 && n <= QS_SCHEME_PARAMS_MAX);
+		assert_int_equal(qs_scheme_parse(s.text, &again, &d), 0);
+		assert_string_equal(again.text, s.text);
+		assert_memory_equal(again.params, s.params, sizeof(s.params));
+		assert_int_equal(qs_scheme_init(&again, ops, s.params, sizeof(s.params), &d), 0);
+		assert_string_equal(again.text, s.text);
+		/* an illegal stored value is refused, by init and by params_ok */
+		unsigned bad[QS_SCHEME_PARAMS_MAX];
+		memcpy(bad, s.params, sizeof(bad));
+		bad[ops->params[0].offset / sizeof(unsigned)] = 999999;
+		assert_int_equal(qs_scheme_init(&again, ops, bad, sizeof(bad), &d), -QS_EUSAGE);
+		memcpy(again.params, bad, sizeof(bad));
+		again.ops = ops;
+		assert_false(qs_scheme_params_ok(&again));
+		assert_int_equal(ops->payload_size(&again, 4, 256), UINT64_MAX);
+	}
+}
+
+struct demo { unsigned frac, fixed1, count, pick, name; };
+
+static const struct qs_param demo_table[] = {
+	QS_PARAM_DECIMAL(struct demo, frac, 200, 0, 2500, 4, false, "a fraction"),
+	QS_PARAM_DECIMAL(struct demo, fixed1, 31, 20, 40, 1, true, "one decimal"),
+	QS_PARAM_RANGE(struct demo, count, 5, 0, 64, "a count"),
+	QS_PARAM_ONE_OF(struct demo, pick, 4, "a choice", 2, 4, 8),
+	QS_PARAM_NAME(struct demo, name, 0, "a name", "alpha", "beta"),
+	QS_PARAM_END,
+};
+
+static void test_param_kinds(void **state)
+{
+	(void)state;
+	const struct qs_param *frac = &demo_table[0], *fx = &demo_table[1];
+	const struct qs_param *cnt = &demo_table[2], *pick = &demo_table[3];
+	const struct qs_param *nm = &demo_table[4];
+	unsigned v = 0;
+	char buf[64];
+
+	assert_true(qs_param_parse(frac, "0.02", &v));
+	assert_int_equal(v, 200);
+	assert_true(qs_param_parse(frac, "0.0200", &v));
+	assert_int_equal(v, 200);
+	assert_true(qs_param_parse(frac, "00.25", &v));
+	assert_int_equal(v, 2500);
+	assert_true(qs_param_parse(frac, "0", &v));
+	assert_int_equal(v, 0);
+	static const char *const bad[] = {"0.00001", "1.", ".5", "0.26", "", "-0.1", "0,1",
+					  "0.1x", "99999999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (qs_param_parse(frac, bad[i], &v))
+			fail_msg("'%s' parsed", bad[i]);
+	qs_param_format(frac, 200, buf, sizeof(buf));
+	assert_string_equal(buf, "0.02");
+	qs_param_format(frac, 0, buf, sizeof(buf));
+	assert_string_equal(buf, "0");
+	qs_param_format(frac, 10000, buf, sizeof(buf));
+	assert_string_equal(buf, "1");
+	qs_param_format(frac, 12345, buf, sizeof(buf));
+	assert_string_equal(buf, "1.2345");
+	qs_param_format(fx, 40, buf, sizeof(buf));
+	assert_string_equal(buf, "4.0");
+	assert_true(qs_param_parse(fx, "3", &v));
+	assert_int_equal(v, 30);
+	assert_false(qs_param_parse(fx, "3.15", &v));
+	qs_param_describe(fx, buf, sizeof(buf));
+	assert_string_equal(buf, "2.0..4.0 with at most one decimal");
+	qs_param_describe(frac, buf, sizeof(buf));
+	assert_string_equal(buf, "0..0.25 with at most 4 decimals");
+	qs_param_describe(cnt, buf, sizeof(buf));
+	assert_string_equal(buf, "0..64");
+	assert_false(qs_param_parse(cnt, "65", &v));
+	assert_true(qs_param_parse(cnt, "64", &v));
+	qs_param_describe(pick, buf, sizeof(buf));
+	assert_string_equal(buf, "one of 2, 4, 8");
+	assert_false(qs_param_parse(pick, "3", &v));
+	qs_param_describe(nm, buf, sizeof(buf));
+	assert_string_equal(buf, "one of alpha, beta");
+	assert_true(qs_param_parse(nm, "beta", &v));
+	assert_int_equal(v, 1);
+	assert_false(qs_param_parse(nm, "Beta", &v));
+	qs_param_format(nm, 1, buf, sizeof(buf));
+	assert_string_equal(buf, "beta");
+}
+
+/* The man page's SCHEMES section lists exactly the tables' parameters:
+ * each parameter of a scheme is a ".B name" line in its entry, and each
+ * ".B word" line there followed by a "= ..." line (a parameter's
+ * documentation) names a parameter of the table. */
+static bool is_param(const struct qs_scheme_ops *ops, const char *name)
+{
+	for (const struct qs_param *p = ops->params; p->name; p++)
+		if (strcmp(p->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The word a ".B word" or ".RB ( word" line names, or "". */
+static void bold_word(const char *line, char *word, size_t len)
+{
+	const char *p = NULL;
+	size_t n = 0;
+	if (strncmp(line, ".B ", 3) == 0)
+		p = line + 3;
+	else if (strncmp(line, ".RB ( ", 6) == 0)
+		p = line + 6;
+	word[0] = '\0';
+	if (!p)
+		return;
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+		n++;
+	if (n == 0 || n >= len || (p[n] && p[n] != '\n'))
+		return;
+	memcpy(word, p, n);
+	word[n] = '\0';
+}
+
+static void test_man_lists_parameters(void **state)
+{
+	(void)state;
+	const char *top = getenv("top_srcdir");
+	if (!top)
+		skip();
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/man/qshard-convert.1", top);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	static char lines[2048][256];
+	size_t n = 0;
+	while (n < 2048 && fgets(lines[n], sizeof(lines[n]), f))
+		n++;
+	fclose(f);
+
+	for (size_t i = 0; qs_scheme_registry[i]; i++) {
+		const struct qs_scheme_ops *ops = qs_scheme_registry[i];
+		size_t a = 0, b;
+		char word[64];
+		bool in_schemes = false;
+		for (; a + 1 < n; a++) {
+			if (strncmp(lines[a], ".SH SCHEMES", 11) == 0)
+				in_schemes = true;
+			bold_word(lines[a + 1], word, sizeof(word));
+			if (in_schemes && strncmp(lines[a], ".TP", 3) == 0 &&
+			    strcmp(word, ops->name) == 0)
+				break;
+		}
+		if (a + 1 >= n)
+			fail_msg("%s: no entry for scheme '%s' under SCHEMES", path, ops->name);
+		for (b = a + 1; b < n; b++)
+			if (strncmp(lines[b], ".TP", 3) == 0 || strncmp(lines[b], ".SH", 3) == 0)
+				break;
+		for (const struct qs_param *p = ops->params; p->name; p++) {
+			bool found = false;
+			for (size_t j = a + 2; j < b && !found; j++) {
+				bold_word(lines[j], word, sizeof(word));
+				found = strcmp(word, p->name) == 0;
+			}
+			if (!found)
+				fail_msg("%s: scheme %s: parameter '%s' is not documented", path,
+					 ops->name, p->name);
+		}
+		for (size_t j = a + 2; j + 1 < b; j++) {
+			bold_word(lines[j], word, sizeof(word));
+			if (word[0] && strncmp(lines[j + 1], "= ", 2) == 0 && !is_param(ops, word))
+				fail_msg("%s: scheme %s documents '%s', which it does not have",
+					 path, ops->name, word);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +393,10 @@ int main(void)
 		cmocka_unit_test(test_parse_ok),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_each_arg),
+		cmocka_unit_test(test_canonical_defaults),
+		cmocka_unit_test(test_every_table),
+		cmocka_unit_test(test_param_kinds),
+		cmocka_unit_test(test_man_lists_parameters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "bits_scalar.h"
 #include "kernels.h"
+#include "rtn_scalar.h"
 
 /* ----------------------------------------------------------- conversions */
 
@@ -109,9 +111,6 @@ static size_t neon_count_nonfinite(const float *x, size_t n)
 
 /* ------------------------------------------------------------------ rtn */
 
-#define NEON_F16_INF 0x7c00u
-#define NEON_F16_MAX_F 65504.0f
-
 static inline uint16_t neon_h_of(float x)
 {
 	float16x4_t h = vcvt_f16_f32(vdupq_n_f32(x));
@@ -121,40 +120,6 @@ static inline uint16_t neon_h_of(float x)
 static inline float neon_f_of(uint16_t h)
 {
 	return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
-}
-
-static inline uint16_t neon_round_down16(float x)
-{
-	uint16_t h = neon_h_of(x);
-	if (neon_f_of(h) > x) {
-		if ((h & 0x7fffu) == 0)
-			h = 0x8001u;
-		else if (h & 0x8000u)
-			h++;
-		else
-			h--;
-	}
-	if (h == 0x8000u)
-		h = 0;
-	return h;
-}
-
-static inline uint16_t neon_round_up_pos16(float x)
-{
-	uint16_t h = neon_h_of(x);
-	if (h & 0x8000u)
-		return 0;
-	if (h < NEON_F16_INF && neon_f_of(h) < x)
-		h++;
-	return h;
-}
-
-static inline uint8_t neon_code1(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (uint8_t)(int32_t)r;
 }
 
 static inline uint32x4_t neon_code4(const float *w, float32x4_t vmin, float32x4_t vscale,
@@ -209,96 +174,41 @@ static void neon_codes(const float *w, size_t n, float minf, float scalef, float
 					    vmovn_u32(neon_code4(w + i + 12, vmin, vscale, vqmax)));
 		vst1q_u8(codes + i, vcombine_u8(vmovn_u16(a), vmovn_u16(b)));
 	}
-	for (; i < n; i++) {
-		float d = w[i] - minf;
-		float q = d / scalef;
-		codes[i] = neon_code1(q, qmaxf);
-	}
+	qs_rtn_codes_scalar(w + i, n - i, minf, scalef, qmaxf, codes + i);
 }
 
-static size_t neon_rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale_out,
-			     uint16_t *min_out, uint8_t *codes)
+static size_t neon_rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale,
+			     uint16_t *min, uint8_t *codes)
 {
-	float mn, mx;
-	neon_range(w, n, &mn, &mx);
-	if (mn > mx) {
-		mn = 0.0f;
-		mx = 0.0f;
-	}
-	if (!(mn >= -NEON_F16_MAX_F && mn <= NEON_F16_MAX_F))
-		goto overflow;
-
-	unsigned qmax = (1u << bits) - 1u;
-	float qmaxf = (float)qmax;
-	uint16_t min16 = neon_round_down16(mn);
-	float minf = neon_f_of(min16);
-
-	float s = (mx - minf) / qmaxf;
-	uint16_t scale16 = neon_round_up_pos16(s);
-	for (;;) {
-		if (scale16 >= NEON_F16_INF)
-			goto overflow;
-		float scalef = neon_f_of(scale16);
-		float top = qmaxf * scalef;
-		top = minf + top;
-		if (!(top < mx))
-			break;
-		scale16++;
-	}
-
-	*scale_out = scale16;
-	*min_out = min16;
-	if (scale16 == 0) {
-		memset(codes, 0, n);
-		return 0;
-	}
-	neon_codes(w, n, minf, neon_f_of(scale16), qmaxf, codes);
-	return 0;
-
-overflow:
-	*scale_out = 0;
-	*min_out = 0;
-	memset(codes, 0, n);
-	return 1;
+	return qs_rtn_group(w, n, bits, scale, min, codes, neon_range, neon_codes, neon_h_of,
+			    neon_f_of);
 }
 
 static size_t neon_rtn_quantize_row(const float *w, size_t n, unsigned group, unsigned bits,
 				    uint16_t *scale, uint16_t *min, uint8_t *codes)
 {
-	size_t overflowed = 0;
-	if (group == 0 || bits == 0 || bits > 8)
-		return n ? 1 : 0;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		overflowed += neon_rtn_group(w + i, len, bits, &scale[g], &min[g], codes + i);
+	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, neon_rtn_group);
+}
+
+static void neon_values(const uint8_t *codes, size_t len, float minf, float scalef, float *w)
+{
+	const float32x4_t vs = vdupq_n_f32(scalef);
+	const float32x4_t vm = vdupq_n_f32(minf);
+	size_t j = 0;
+	for (; j + 8 <= len; j += 8) {
+		uint16x8_t c = vmovl_u8(vld1_u8(codes + j));
+		float32x4_t a = vcvtq_f32_u32(vmovl_u16(vget_low_u16(c)));
+		float32x4_t b = vcvtq_f32_u32(vmovl_high_u16(c));
+		vst1q_f32(w + j, vaddq_f32(vm, vmulq_f32(a, vs)));
+		vst1q_f32(w + j + 4, vaddq_f32(vm, vmulq_f32(b, vs)));
 	}
-	return overflowed;
+	qs_rtn_values_scalar(codes + j, len - j, minf, scalef, w + j);
 }
 
 static void neon_rtn_dequantize_row(const uint8_t *codes, size_t n, unsigned group,
 				    const uint16_t *scale, const uint16_t *min, float *w)
 {
-	if (group == 0)
-		return;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		float scalef = neon_f_of(scale[g]);
-		float minf = neon_f_of(min[g]);
-		const float32x4_t vs = vdupq_n_f32(scalef);
-		const float32x4_t vm = vdupq_n_f32(minf);
-		size_t j = 0;
-		for (; j + 8 <= len; j += 8) {
-			uint16x8_t c = vmovl_u8(vld1_u8(codes + i + j));
-			float32x4_t a = vcvtq_f32_u32(vmovl_u16(vget_low_u16(c)));
-			float32x4_t b = vcvtq_f32_u32(vmovl_high_u16(c));
-			vst1q_f32(w + i + j, vaddq_f32(vm, vmulq_f32(a, vs)));
-			vst1q_f32(w + i + j + 4, vaddq_f32(vm, vmulq_f32(b, vs)));
-		}
-		for (; j < len; j++) {
-			float t = (float)codes[i + j] * scalef;
-			w[i + j] = minf + t;
-		}
-	}
+	qs_rtn_dequantize_row(codes, n, group, scale, min, w, neon_values, neon_f_of);
 }
 
 /* ---------------------------------------------------------- bit packing */
@@ -367,11 +277,7 @@ static size_t neon_pack_fast(const uint8_t *codes, size_t n, unsigned bits, uint
 static void neon_pack_bits(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			   uint64_t bitpos)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = neon_pack_fast(codes, n, bits, dst + bitpos / 8);
-	qs_kernels_ref.pack_bits(codes + done, n - done, bits, dst,
-				 bitpos + (uint64_t)done * bits);
+	qs_pack_bits_with(codes, n, bits, dst, bitpos, neon_pack_fast);
 }
 
 static size_t neon_unpack_fast(const uint8_t *p, size_t n, unsigned bits, uint8_t *codes)
@@ -447,11 +353,7 @@ static size_t neon_unpack_fast(const uint8_t *p, size_t n, unsigned bits, uint8_
 static void neon_unpack_bits(const uint8_t *src, uint64_t bitpos, size_t n, unsigned bits,
 			     uint8_t *codes)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = neon_unpack_fast(src + bitpos / 8, n, bits, codes);
-	qs_kernels_ref.unpack_bits(src, bitpos + (uint64_t)done * bits, n - done, bits,
-				   codes + done);
+	qs_unpack_bits_with(src, bitpos, n, bits, codes, neon_unpack_fast);
 }
 
 const struct qs_kernels qs_kernels_neon = {
@@ -471,4 +373,8 @@ const struct qs_kernels qs_kernels_neon = {
 	.unpack_planes = qs_neon_unpack_planes,
 	.gguf_quantize_row = qs_neon_gguf_quantize_row,
 	.gguf_dequantize_row = qs_neon_gguf_dequantize_row,
+	/* no NEON versions yet: the scalar definitions */
+	.nearest_code = qs_ref_nearest_code,
+	.daq_eval = qs_ref_daq_eval,
+	.daq_range = qs_ref_daq_range,
 };

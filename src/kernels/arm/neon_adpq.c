@@ -28,51 +28,12 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "adpq_scalar.h"
 #include "kernels.h"
 
 #define NA_SEARCH_DEN 32.0f
-#define NA_GMAX 256u
+#define NA_GMAX QS_ADPQ_GMAX
 #define NA_VMAX (NA_GMAX / 4u)
-
-/* As in ref_adpq.c. */
-static inline unsigned na_near_code(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (unsigned)(int32_t)r;
-}
-
-static inline unsigned na_unfold(unsigned f, unsigned z, unsigned qmax)
-{
-	unsigned m = z < qmax - z ? z : qmax - z;
-	if (f <= 2 * m)
-		return (f & 1) ? z + (f + 1) / 2 : z - f / 2;
-	return z < qmax - z ? z + (f - m) : z - (f - m);
-}
-
-struct na_grid {
-	float minf, step, omin, ostep;
-};
-
-static struct na_grid na_group_grid(const struct qs_adpq_row *r, const float *sup, size_t ng,
-				    size_t g, unsigned flags)
-{
-	struct na_grid q;
-	const uint16_t *m = r->meta;
-	if (flags & QS_ADPQ_SCALES_F16) {
-		q.step = qs_f16_to_f32(m[g]);
-		q.minf = qs_f16_to_f32(m[ng + g]);
-		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
-		q.omin = qs_f16_to_f32(m[3 * ng + g]);
-	} else {
-		q.step = sup[0] * (float)m[g];
-		q.minf = -(sup[1] * (float)m[ng + g]);
-		q.ostep = sup[2] * (float)m[2 * ng + g];
-		q.omin = sup[3] * (float)m[3 * ng + g];
-	}
-	return q;
-}
 
 /* ref's `q > 0 ? q : 0` then `q < qmax ? q : qmax` (a NaN goes to 0). */
 static inline float32x4_t na_clamp(float32x4_t q, float32x4_t qv)
@@ -87,35 +48,6 @@ static inline unsigned na_bits4(uint32x4_t c)
 {
 	static const uint32_t w[4] = {1, 2, 4, 8};
 	return vaddvq_u32(vandq_u32(c, vld1q_u32(w)));
-}
-
-/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect with a
- * three-way partition (larger | equal | smaller). */
-static uint32_t na_kth_largest(uint32_t *a, size_t n, size_t k)
-{
-	size_t lo = 0, hi = n, want = k - 1;
-	for (;;) {
-		uint32_t x = a[lo + (hi - lo) / 2];
-		size_t lt = lo, i = lo, gt = hi;
-		while (i < gt) {
-			uint32_t t = a[i];
-			if (t > x) {
-				a[i++] = a[lt];
-				a[lt++] = t;
-			} else if (t < x) {
-				a[i] = a[--gt];
-				a[gt] = t;
-			} else {
-				i++;
-			}
-		}
-		if (want < lt)
-			hi = lt;
-		else if (want < gt)
-			return x;
-		else
-			lo = gt;
-	}
 }
 
 /* The k-th largest of the keys (k <= 8, a constant once inlined): each
@@ -198,7 +130,7 @@ static void na_group_ranges(const float *wg, size_t len, unsigned k,
 			uint32_t a[NA_GMAX];
 			for (size_t v = 0; v < nv; v++)
 				vst1q_u32(a + 4 * v, key[v]);
-			t = na_kth_largest(a, len, k);
+			t = qs_kth_largest(a, len, k);
 		}
 		const uint32x4_t tv = vdupq_n_u32(t);
 		uint64_t eqw[NA_GMAX / 64] = {0};
@@ -339,82 +271,39 @@ static inline uint8x16_t na_codes16(const float *w, float32x4_t minf, float32x4_
 	return c;
 }
 
+/* Phase 3 of one group, 16 codes at a time (a short tail through a
+ * zero-padded copy). */
+static void na_group_codes(const float *wg, size_t len, const struct qs_adpq_grid *q,
+			   float inv, unsigned z, unsigned m, bool fold, float qmaxf, uint8_t *c)
+{
+	const float32x4_t qv = vdupq_n_f32(qmaxf);
+	const float32x4_t minf = vdupq_n_f32(q->minf), iv = vdupq_n_f32(inv);
+	const uint8x16_t zv = vdupq_n_u8((uint8_t)z), mv = vdupq_n_u8((uint8_t)m);
+	for (size_t j = 0; j < len; j += 16) {
+		if (len - j >= 16) {
+			vst1q_u8(c + j, na_codes16(wg + j, minf, iv, qv, fold, zv, mv));
+		} else {
+			float x[16] = {0};
+			uint8_t c8[16];
+			memcpy(x, wg + j, (len - j) * sizeof(float));
+			vst1q_u8(c8, na_codes16(x, minf, iv, qv, fold, zv, mv));
+			memcpy(c + j, c8, len - j);
+		}
+	}
+}
+
+/* Phase 1 in the skeleton's shape (NEON keeps no outlier bit mask). */
+static void na_ranges(const float *wg, size_t len, unsigned k, const struct qs_adpq_params *p,
+		      uint8_t *om, uint8_t *idx, float *lo, float *hi, float *omn, float *omx)
+{
+	(void)om;
+	na_group_ranges(wg, len, k, p, idx, lo, hi, omn, omx);
+}
+
 size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r)
 {
-	const size_t G = p->group;
-	if (n == 0)
-		return 0;
-	if (G == 0 || G > NA_GMAX || G % 32 || p->bits < 2 || p->bits > 4)
-		return qs_ref_adpq_quantize_row(w, n, p, r);
-	const size_t ng = n / G + (n % G != 0);
-	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
-	const float qmaxf = (float)qmax, omaxf = (float)omax;
-	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
-	float buf[NA_GMAX] __attribute__((aligned(16)));
-
-	/* 1: outliers and ranges */
-	uint8_t *idx = r->idx;
-	for (size_t g = 0, i = 0; i < n; g++, i += G) {
-		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		const float *wg = w + i;
-		if (len < G) {
-			memset(buf, 0, sizeof(buf));
-			memcpy(buf, wg, len * sizeof(float));
-			wg = buf;
-		}
-		na_group_ranges(wg, len, k, p, idx, &lo[g], &hi[g], &omn[g], &omx[g]);
-		idx += k;
-	}
-
-	/* 2: the grids (ref's code) */
-	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
-	if (overflowed == SIZE_MAX) {
-		memset(r->codes, 0, n);
-		return 1;
-	}
-
-	/* 3: codes, inliers 16 at a time, then the outliers as in ref */
-	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
-	const float32x4_t qv = vdupq_n_f32(qmaxf);
-	float sup[4];
-	for (unsigned j = 0; j < 4; j++)
-		sup[j] = qs_f16_to_f32(r->super[j]);
-	idx = r->idx;
-	for (size_t g = 0, i = 0; i < n; g++, i += G) {
-		size_t len = n - i < G ? n - i : G;
-		struct na_grid q = na_group_grid(r, sup, ng, g, p->flags);
-		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
-		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
-		unsigned z = na_near_code((0.0f - q.minf) * inv, qmaxf);
-		unsigned m = z < qmax - z ? z : qmax - z;
-		const float32x4_t minf = vdupq_n_f32(q.minf), iv = vdupq_n_f32(inv);
-		const uint8x16_t zv = vdupq_n_u8((uint8_t)z), mv = vdupq_n_u8((uint8_t)m);
-		uint8_t *c = r->codes + i;
-		const float *wg = w + i;
-		for (size_t j = 0; j < len; j += 16) {
-			if (len - j >= 16) {
-				vst1q_u8(c + j, na_codes16(wg + j, minf, iv, qv, fold, zv, mv));
-			} else {
-				float x[16] = {0};
-				uint8_t c8[16];
-				memcpy(x, wg + j, (len - j) * sizeof(float));
-				vst1q_u8(c8, na_codes16(x, minf, iv, qv, fold, zv, mv));
-				memcpy(c + j, c8, len - j);
-			}
-		}
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		for (unsigned o = 0; o < k; o++) {
-			float x = wg[idx[o]];
-			unsigned co = na_near_code((fabsf(x) - q.omin) * oinv, omaxf);
-			uint32_t u;
-			memcpy(&u, &x, sizeof(u));
-			c[idx[o]] = (uint8_t)(co | (u >> 31) << (p->bits - 1));
-		}
-		idx += k;
-	}
-	return overflowed;
+	return qs_adpq_quantize_row_with(w, n, p, r, na_ranges, na_group_codes);
 }
 
 size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
@@ -424,7 +313,7 @@ size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 	if (n == 0 || G == 0 || p->bits < 2 || p->bits > 4)
 		return 0;
 	const size_t ng = n / G + (n % G != 0);
-	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const unsigned qmax = (1u << p->bits) - 1u;
 	const float qmaxf = (float)qmax;
 	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
 	const uint8x16_t qm = vdupq_n_u8((uint8_t)qmax);
@@ -432,20 +321,18 @@ size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 	float sup[4];
 	size_t bad = 0;
 
-	for (unsigned j = 0; j < 4; j++)
-		sup[j] = qs_f16_to_f32(r->super[j]);
+	qs_adpq_supers(r, sup);
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		struct na_grid q = na_group_grid(r, sup, ng, g, p->flags);
+		struct qs_adpq_grid q = qs_adpq_grid_of(r, sup, ng, g, p->flags);
 		const uint8_t *c = r->codes + i;
 		float *wg = w + i;
 		/* stored code (masked to qmax) to grid code, a table lookup */
 		uint8_t tab[16] = {0};
 		if (fold) {
-			float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
-			unsigned z = na_near_code((0.0f - q.minf) * inv, qmaxf);
+			unsigned z = qs_adpq_zero_code(&q, qs_adpq_inv(q.step), qmaxf);
 			for (unsigned f = 0; f <= qmax; f++)
-				tab[f] = (uint8_t)na_unfold(f, z, qmax);
+				tab[f] = (uint8_t)qs_adpq_unfold(f, z, qmax);
 		} else {
 			for (unsigned f = 0; f <= qmax; f++)
 				tab[f] = (uint8_t)f;
@@ -468,17 +355,7 @@ size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 			wg[j] = q.minf + t;
 		}
 		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		for (unsigned o = 0; o < k; o++) {
-			size_t jj = idx[o];
-			if (jj >= len) {
-				bad++;
-				continue;
-			}
-			unsigned co = c[jj];
-			float t = (float)(co & omax) * q.ostep;
-			float a = q.omin + t;
-			wg[jj] = (co >> (p->bits - 1)) & 1u ? -a : a;
-		}
+		bad += qs_adpq_put_outliers(wg, c, len, idx, k, &q, p->bits);
 		idx += k;
 	}
 	return bad;

@@ -15,7 +15,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "bits_scalar.h"
 #include "kernels.h"
+#include "rtn_scalar.h"
 
 /* ----------------------------------------------------------- conversions */
 
@@ -123,9 +125,6 @@ static size_t avx2_count_nonfinite(const float *x, size_t n)
 
 /* ------------------------------------------------------------------ rtn */
 
-#define F16_INF 0x7c00u
-#define F16_MAX_F 65504.0f
-
 /* Scalar F16C conversions: identical to qs_f32_to_f16 / qs_f16_to_f32
  * (test_simd checks the edge cases) and far cheaper per group. */
 static inline uint16_t h_of(float x)
@@ -136,37 +135,6 @@ static inline uint16_t h_of(float x)
 static inline float f_of(uint16_t h)
 {
 	return _cvtsh_ss(h);
-}
-
-/* The same rounding as ref.c's f16_round_down / f16_round_up_pos, written
- * with selects instead of branches: which way a group's min or scale
- * rounds is data-dependent, and the mispredictions (and the lost overlap
- * with the neighbouring groups' vector work) used to cost more than all
- * the per-weight arithmetic of a 128-weight group. */
-static inline uint16_t round_down16(float x)
-{
-	unsigned h = h_of(x);
-	unsigned lower = (h & 0x7fffu) == 0 ? 0x8001u        /* below a zero */
-			 : (h & 0x8000u) ? h + 1u : h - 1u;
-	h = f_of((uint16_t)h) > x ? lower : h;
-	return (uint16_t)(h == 0x8000u ? 0u : h);
-}
-
-static inline uint16_t round_up_pos16(float x)
-{
-	unsigned h = h_of(x);
-	/* a negative h (only -0 here) gives 0 and is below Inf, so it is
-	 * never bumped */
-	h += (unsigned)(h < F16_INF) & (unsigned)(f_of((uint16_t)h) < x);
-	return (uint16_t)(h & 0x8000u ? 0u : h);
-}
-
-static inline uint8_t code1(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (uint8_t)(int32_t)r;
 }
 
 /* Codes of 8 weights as dwords: clamp((w - min) / scale) then the 2^23
@@ -246,96 +214,40 @@ static void codes_of(const float *w, size_t n, float minf, float scalef, float q
 		__m128i h = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
 		_mm_storel_epi64((__m128i *)(codes + i), _mm_packus_epi16(h, h));
 	}
-	for (; i < n; i++) {
-		float d = w[i] - minf;
-		float q = d / scalef;
-		codes[i] = code1(q, qmaxf);
-	}
+	qs_rtn_codes_scalar(w + i, n - i, minf, scalef, qmaxf, codes + i);
 }
 
-/* ref.c's rtn_group with the per-weight work vectorized. */
-static size_t avx2_rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale_out,
-			     uint16_t *min_out, uint8_t *codes)
+/* rtn_scalar.h's group with the per-weight work vectorized. */
+static size_t avx2_rtn_group(const float *w, size_t n, unsigned bits, uint16_t *scale,
+			     uint16_t *min, uint8_t *codes)
 {
-	float mn, mx;
-	range8(w, n, &mn, &mx);
-	if (mn > mx) {
-		mn = 0.0f;
-		mx = 0.0f;
-	}
-	if (!(mn >= -F16_MAX_F && mn <= F16_MAX_F))
-		goto overflow;
-
-	unsigned qmax = (1u << bits) - 1u;
-	float qmaxf = (float)qmax;
-	uint16_t min16 = round_down16(mn);
-	float minf = f_of(min16);
-
-	float s = (mx - minf) / qmaxf;
-	uint16_t scale16 = round_up_pos16(s);
-	for (;;) {
-		if (scale16 >= F16_INF)
-			goto overflow;
-		float scalef = f_of(scale16);
-		float top = qmaxf * scalef;
-		top = minf + top;
-		if (!(top < mx))
-			break;
-		scale16++;
-	}
-
-	*scale_out = scale16;
-	*min_out = min16;
-	if (scale16 == 0) {
-		memset(codes, 0, n);
-		return 0;
-	}
-	codes_of(w, n, minf, f_of(scale16), qmaxf, codes);
-	return 0;
-
-overflow:
-	*scale_out = 0;
-	*min_out = 0;
-	memset(codes, 0, n);
-	return 1;
+	return qs_rtn_group(w, n, bits, scale, min, codes, range8, codes_of, h_of, f_of);
 }
 
 static size_t avx2_rtn_quantize_row(const float *w, size_t n, unsigned group, unsigned bits,
 				    uint16_t *scale, uint16_t *min, uint8_t *codes)
 {
-	size_t overflowed = 0;
-	if (group == 0 || bits == 0 || bits > 8)
-		return n ? 1 : 0;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		overflowed += avx2_rtn_group(w + i, len, bits, &scale[g], &min[g], codes + i);
+	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, avx2_rtn_group);
+}
+
+static void values_of(const uint8_t *codes, size_t len, float minf, float scalef, float *w)
+{
+	const __m256 vs = _mm256_set1_ps(scalef);
+	const __m256 vm = _mm256_set1_ps(minf);
+	size_t j = 0;
+	for (; j + 8 <= len; j += 8) {
+		__m128i c8 = _mm_loadl_epi64((const __m128i *)(codes + j));
+		__m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8));
+		__m256 t = _mm256_mul_ps(c, vs);
+		_mm256_storeu_ps(w + j, _mm256_add_ps(vm, t));
 	}
-	return overflowed;
+	qs_rtn_values_scalar(codes + j, len - j, minf, scalef, w + j);
 }
 
 static void avx2_rtn_dequantize_row(const uint8_t *codes, size_t n, unsigned group,
 				    const uint16_t *scale, const uint16_t *min, float *w)
 {
-	if (group == 0)
-		return;
-	for (size_t g = 0, i = 0; i < n; g++, i += group) {
-		size_t len = n - i < group ? n - i : group;
-		float scalef = f_of(scale[g]);
-		float minf = f_of(min[g]);
-		const __m256 vs = _mm256_set1_ps(scalef);
-		const __m256 vm = _mm256_set1_ps(minf);
-		size_t j = 0;
-		for (; j + 8 <= len; j += 8) {
-			__m128i c8 = _mm_loadl_epi64((const __m128i *)(codes + i + j));
-			__m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c8));
-			__m256 t = _mm256_mul_ps(c, vs);
-			_mm256_storeu_ps(w + i + j, _mm256_add_ps(vm, t));
-		}
-		for (; j < len; j++) {
-			float t = (float)codes[i + j] * scalef;
-			w[i + j] = minf + t;
-		}
-	}
+	qs_rtn_dequantize_row(codes, n, group, scale, min, w, values_of, f_of);
 }
 
 /* ---------------------------------------------------------- bit packing */
@@ -417,11 +329,7 @@ static size_t pack_fast(const uint8_t *codes, size_t n, unsigned bits, uint8_t *
 static void avx2_pack_bits(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			   uint64_t bitpos)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = pack_fast(codes, n, bits, dst + bitpos / 8);
-	qs_kernels_ref.pack_bits(codes + done, n - done, bits, dst,
-				 bitpos + (uint64_t)done * bits);
+	qs_pack_bits_with(codes, n, bits, dst, bitpos, pack_fast);
 }
 
 /* 4*bits bytes to 32 codes: dword k gets the (two) bytes holding codes
@@ -496,11 +404,7 @@ static size_t unpack_fast(const uint8_t *p, size_t n, unsigned bits, uint8_t *co
 static void avx2_unpack_bits(const uint8_t *src, uint64_t bitpos, size_t n, unsigned bits,
 			     uint8_t *codes)
 {
-	size_t done = 0;
-	if (bitpos % 8 == 0 && n > 0)
-		done = unpack_fast(src + bitpos / 8, n, bits, codes);
-	qs_kernels_ref.unpack_bits(src, bitpos + (uint64_t)done * bits, n - done, bits,
-				   codes + done);
+	qs_unpack_bits_with(src, bitpos, n, bits, codes, unpack_fast);
 }
 
 const struct qs_kernels qs_kernels_avx2 = {

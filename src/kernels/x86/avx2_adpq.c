@@ -27,43 +27,12 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "adpq_scalar.h"
 #include "kernels.h"
 
 #define SEARCH_DEN 32.0f
-#define GMAX 256u
+#define GMAX QS_ADPQ_GMAX
 #define VMAX (GMAX / 8u)
-
-/* As in ref_adpq.c. */
-static inline unsigned near_code(float q, float qmaxf)
-{
-	q = q > 0.0f ? q : 0.0f;
-	q = q < qmaxf ? q : qmaxf;
-	float r = (q + 0x1p23f) - 0x1p23f;
-	return (unsigned)(int32_t)r;
-}
-
-struct grid {
-	float minf, step, omin, ostep;
-};
-
-static struct grid group_grid(const struct qs_adpq_row *r, const float *sup, size_t ng,
-			      size_t g, unsigned flags)
-{
-	struct grid q;
-	const uint16_t *m = r->meta;
-	if (flags & QS_ADPQ_SCALES_F16) {
-		q.step = qs_f16_to_f32(m[g]);
-		q.minf = qs_f16_to_f32(m[ng + g]);
-		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
-		q.omin = qs_f16_to_f32(m[3 * ng + g]);
-	} else {
-		q.step = sup[0] * (float)m[g];
-		q.minf = -(sup[1] * (float)m[ng + g]);
-		q.ostep = sup[2] * (float)m[2 * ng + g];
-		q.omin = sup[3] * (float)m[3 * ng + g];
-	}
-	return q;
-}
 
 /* ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), ref's lane fold. */
 static inline float fold_sum(__m256 a)
@@ -85,36 +54,6 @@ static inline float hmax(__m256 a)
 	__m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
 	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
 	return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
-
-/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect
- * with a three-way partition (larger | equal | smaller), so every round
- * either ends or drops the nonempty equal part. */
-static uint32_t kth_largest(uint32_t *a, size_t n, size_t k)
-{
-	size_t lo = 0, hi = n, want = k - 1;
-	for (;;) {
-		uint32_t x = a[lo + (hi - lo) / 2];
-		size_t lt = lo, i = lo, gt = hi;
-		while (i < gt) {
-			uint32_t t = a[i];
-			if (t > x) {
-				a[i++] = a[lt];
-				a[lt++] = t;
-			} else if (t < x) {
-				a[i] = a[--gt];
-				a[gt] = t;
-			} else {
-				i++;
-			}
-		}
-		if (want < lt)
-			hi = lt;
-		else if (want < gt)
-			return x;
-		else
-			lo = gt;
-	}
 }
 
 static inline int32_t hmax_epi32(__m256i a)
@@ -203,7 +142,7 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 			uint32_t a[GMAX];
 			for (size_t v = 0; v < nv; v++)
 				_mm256_storeu_si256((__m256i *)(a + 8 * v), key[v]);
-			t = kth_largest(a, len, k);
+			t = qs_kth_largest(a, len, k);
 		}
 		const __m256i tv = _mm256_set1_epi32((int32_t)t);
 		uint64_t eqw[GMAX / 64] = {0};
@@ -355,86 +294,34 @@ static inline __m256i codes32(const float *w, __m256 minf, __m256 inv, __m256 qv
 	return c;
 }
 
+/* Phase 3 of one group, 32 codes at a time (a short tail through a
+ * zero-padded copy). */
+static void group_codes(const float *wg, size_t len, const struct qs_adpq_grid *q, float inv,
+			unsigned z, unsigned m, bool fold, float qmaxf, uint8_t *c)
+{
+	const __m256 qv = _mm256_set1_ps(qmaxf);
+	const __m256 minf = _mm256_set1_ps(q->minf), iv = _mm256_set1_ps(inv);
+	const __m256i zv = _mm256_set1_epi8((char)z), mv = _mm256_set1_epi8((char)m);
+	for (size_t j = 0; j < len; j += 32) {
+		if (len - j >= 32) {
+			_mm256_storeu_si256((__m256i *)(c + j),
+					    codes32(wg + j, minf, iv, qv, fold, zv, mv));
+		} else {
+			float x[32] __attribute__((aligned(32))) = {0};
+			uint8_t c8[32];
+			memcpy(x, wg + j, (len - j) * sizeof(float));
+			_mm256_storeu_si256((__m256i *)c8, codes32(x, minf, iv, qv, fold, zv, mv));
+			memcpy(c + j, c8, len - j);
+		}
+	}
+}
+
 size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r)
 {
-	const size_t G = p->group;
-	if (n == 0)
-		return 0;
-	if (G == 0 || G > GMAX || G % 32 || p->bits < 2 || p->bits > 4)
-		return qs_ref_adpq_quantize_row(w, n, p, r);
-	const size_t ng = n / G + (n % G != 0);
-	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
-	const float qmaxf = (float)qmax, omaxf = (float)omax;
-	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
-	float buf[GMAX] __attribute__((aligned(32)));
-
-	/* 1: outliers (bits per 8 weights in r->mask) and ranges */
-	uint8_t *idx = r->idx;
-	for (size_t g = 0, i = 0; i < n; g++, i += G) {
-		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		const float *wg = w + i;
-		if (len < G) {
-			memset(buf, 0, sizeof(buf));
-			memcpy(buf, wg, len * sizeof(float));
-			wg = buf;
-		}
-		group_ranges(wg, len, k, p, r->mask + i / 8, idx, &lo[g], &hi[g], &omn[g],
-			     &omx[g]);
-		idx += k;
-	}
-
-	/* 2: the grids (ref's code) */
-	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
-	if (overflowed == SIZE_MAX) {
-		memset(r->codes, 0, n);
-		return 1;
-	}
-
-	/* 3: codes, inliers 32 at a time, then the outliers as in ref */
-	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
-	const __m256 qv = _mm256_set1_ps(qmaxf);
-	float sup[4];
-	for (unsigned j = 0; j < 4; j++)
-		sup[j] = qs_f16_to_f32(r->super[j]);
-	idx = r->idx;
-	for (size_t g = 0, i = 0; i < n; g++, i += G) {
-		size_t len = n - i < G ? n - i : G;
-		struct grid q = group_grid(r, sup, ng, g, p->flags);
-		float inv = q.step > 0.0f ? 1.0f / q.step : 0.0f;
-		float oinv = q.ostep > 0.0f ? 1.0f / q.ostep : 0.0f;
-		unsigned z = near_code((0.0f - q.minf) * inv, qmaxf);
-		unsigned m = z < qmax - z ? z : qmax - z;
-		const __m256 minf = _mm256_set1_ps(q.minf), iv = _mm256_set1_ps(inv);
-		const __m256i zv = _mm256_set1_epi8((char)z), mv = _mm256_set1_epi8((char)m);
-		uint8_t *c = r->codes + i;
-		const float *wg = w + i;
-		for (size_t j = 0; j < len; j += 32) {
-			if (len - j >= 32) {
-				_mm256_storeu_si256((__m256i *)(c + j),
-						    codes32(wg + j, minf, iv, qv, fold, zv, mv));
-			} else {
-				float x[32] __attribute__((aligned(32))) = {0};
-				uint8_t c8[32];
-				memcpy(x, wg + j, (len - j) * sizeof(float));
-				_mm256_storeu_si256((__m256i *)c8,
-						    codes32(x, minf, iv, qv, fold, zv, mv));
-				memcpy(c + j, c8, len - j);
-			}
-		}
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		for (unsigned o = 0; o < k; o++) {
-			float x = wg[idx[o]];
-			unsigned co = near_code((fabsf(x) - q.omin) * oinv, omaxf);
-			uint32_t u;
-			memcpy(&u, &x, sizeof(u));
-			c[idx[o]] = (uint8_t)(co | (u >> 31) << (p->bits - 1));
-		}
-		idx += k;
-	}
-	return overflowed;
+	return qs_adpq_quantize_row_with(w, n, p, r, group_ranges, group_codes);
 }
+
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			 size_t plane_stride)
 {

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "daq_scalar.h"
 #include "kernels.h"
 
 #define RANGE_MAX_K 8u
@@ -188,21 +189,6 @@ void qs_avx2_daq_eval(const float *x, const float *imp, size_t n, float z, float
 	_mm256_storeu_ps(sv, av);
 	if (i < n)
 		qs_ref_nearest_code(x + i, n - i, z, inv, mid, nlev - 1, codes + i);
-	for (; i < n; i++) {
-		float l = lev[codes[i]];
-		float p = s * l;
-		float y = z + p;
-		float e = x[i] - y;
-		float v = imp ? e * imp[i] : e;
-		if (x[i] != x[i])
-			e = v = 0.0f;
-		float ve = v * e;
-		float vl = v * l;
-		se[i & 7] += ve;
-		sl[i & 7] += vl;
-		sv[i & 7] += v;
-	}
-	out[0] = ((se[0] + se[1]) + (se[2] + se[3])) + ((se[4] + se[5]) + (se[6] + se[7]));
-	out[1] = ((sl[0] + sl[1]) + (sl[2] + sl[3])) + ((sl[4] + sl[5]) + (sl[6] + sl[7]));
-	out[2] = ((sv[0] + sv[1]) + (sv[2] + sv[3])) + ((sv[4] + sv[5]) + (sv[6] + sv[7]));
+	qs_daq_eval_span(x, imp, i, n, z, s, lev, codes, se, sl, sv);
+	qs_daq_eval_out(se, sl, sv, out);
 }

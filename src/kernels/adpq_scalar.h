@@ -1,0 +1,228 @@
+/* adpq_scalar.h - the scalar parts of adpq's row kernels (ref_adpq.c is
+ * the definition), written once for ref_adpq.c and the SIMD variants
+ * (x86/avx2_adpq.c, arm/neon_adpq.c): the folding of codes, a group's grid
+ * from its stored meta, the outlier codes and values, a k-th largest
+ * selection, and the three-phase skeleton of quantize_row into which a
+ * variant plugs its vector range pass and code loop.
+ */
+#ifndef QS_ADPQ_SCALAR_H
+#define QS_ADPQ_SCALAR_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "rtn_scalar.h"
+
+#define QS_ADPQ_GMAX 256u  /* the largest group */
+
+/* Folding: inlier codes stored by distance from the zero code z (the code
+ * nearest 0.0): z, z+1, z-1, z+2, z-2, ... and, once the shorter side is
+ * used up, the rest of the longer side in order.  Bell-shaped groups then
+ * have mostly small stored codes, whose high bit planes compress. */
+static inline unsigned qs_adpq_fold(unsigned c, unsigned z, unsigned qmax)
+{
+	unsigned m = z < qmax - z ? z : qmax - z;
+	unsigned d = c > z ? c - z : z - c;
+	if (d <= m)
+		return c > z ? 2 * d - 1 : 2 * d;
+	return m + d;
+}
+
+static inline unsigned qs_adpq_unfold(unsigned f, unsigned z, unsigned qmax)
+{
+	unsigned m = z < qmax - z ? z : qmax - z;
+	if (f <= 2 * m)
+		return (f & 1) ? z + (f + 1) / 2 : z - f / 2;
+	return z < qmax - z ? z + (f - m) : z - (f - m);
+}
+
+/* A group's two grids as dequantization rebuilds them. */
+struct qs_adpq_grid {
+	float minf, step, omin, ostep;
+};
+
+/* The row's super-scales (scales=u8) as floats. */
+static inline void qs_adpq_supers(const struct qs_adpq_row *r, float sup[4])
+{
+	for (unsigned j = 0; j < 4; j++)
+		sup[j] = qs_f16_to_f32(r->super[j]);
+}
+
+static inline struct qs_adpq_grid qs_adpq_grid_of(const struct qs_adpq_row *r,
+						  const float sup[4], size_t ng, size_t g,
+						  unsigned flags)
+{
+	struct qs_adpq_grid q;
+	const uint16_t *m = r->meta;
+	if (flags & QS_ADPQ_SCALES_F16) {
+		q.step = qs_f16_to_f32(m[g]);
+		q.minf = qs_f16_to_f32(m[ng + g]);
+		q.ostep = qs_f16_to_f32(m[2 * ng + g]);
+		q.omin = qs_f16_to_f32(m[3 * ng + g]);
+	} else {
+		q.step = sup[0] * (float)m[g];
+		q.minf = -(sup[1] * (float)m[ng + g]);
+		q.ostep = sup[2] * (float)m[2 * ng + g];
+		q.omin = sup[3] * (float)m[3 * ng + g];
+	}
+	return q;
+}
+
+/* One reciprocal per group, then only multiplies (division is the slow
+ * SIMD operation); a zero step makes every code 0. */
+static inline float qs_adpq_inv(float step)
+{
+	return step > 0.0f ? 1.0f / step : 0.0f;
+}
+
+/* The zero code: the inlier code nearest 0.0. */
+static inline unsigned qs_adpq_zero_code(const struct qs_adpq_grid *q, float inv, float qmaxf)
+{
+	return qs_round_code((0.0f - q->minf) * inv, qmaxf);
+}
+
+/* Sign-magnitude outlier code of x: the sign in bit bits-1. */
+static inline uint8_t qs_adpq_outlier_code(float x, const struct qs_adpq_grid *q, float oinv,
+					   float omaxf, unsigned bits)
+{
+	unsigned co = qs_round_code((fabsf(x) - q->omin) * oinv, omaxf);
+	uint32_t u;
+	memcpy(&u, &x, sizeof(u));
+	return (uint8_t)(co | (u >> 31) << (bits - 1));
+}
+
+/* Overwrites the k outliers of a dequantized group wg[len] (in-group
+ * indices idx[k]) with their values; returns how many indices fall
+ * outside the group (a corrupt payload: skipped). */
+static inline size_t qs_adpq_put_outliers(float *wg, const uint8_t *c, size_t len,
+					  const uint8_t *idx, unsigned k,
+					  const struct qs_adpq_grid *q, unsigned bits)
+{
+	const unsigned omax = (1u << (bits - 1)) - 1u;
+	size_t bad = 0;
+	for (unsigned o = 0; o < k; o++) {
+		size_t j = idx[o];
+		if (j >= len) {
+			bad++;
+			continue;
+		}
+		unsigned co = c[j];
+		float t = (float)(co & omax) * q->ostep;
+		float a = q->omin + t;
+		wg[j] = (co >> (bits - 1)) & 1u ? -a : a;
+	}
+	return bad;
+}
+
+/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect with a
+ * three-way partition (larger | equal | smaller), so every round either
+ * ends or drops the nonempty equal part. */
+static inline uint32_t qs_kth_largest(uint32_t *a, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n, want = k - 1;
+	for (;;) {
+		uint32_t x = a[lo + (hi - lo) / 2];
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			uint32_t t = a[i];
+			if (t > x) {
+				a[i++] = a[lt];
+				a[lt++] = t;
+			} else if (t < x) {
+				a[i] = a[--gt];
+				a[gt] = t;
+			} else {
+				i++;
+			}
+		}
+		if (want < lt)
+			hi = lt;
+		else if (want < gt)
+			return x;
+		else
+			lo = gt;
+	}
+}
+
+/* Phase 1 of one group for a SIMD variant: wg holds whole blocks of 32
+ * (past len: +0.0); the k outliers' in-group indices go to idx[k] (and, for
+ * variants that keep one, their bits to om, one a weight, at r->mask +
+ * i/8), the inlier range to lo/hi, the outliers' |w| range to omn/omx. */
+typedef void (*qs_adpq_ranges_fn)(const float *wg, size_t len, unsigned k,
+				  const struct qs_adpq_params *p, uint8_t *om, uint8_t *idx,
+				  float *lo, float *hi, float *omn, float *omx);
+/* Phase 3 of one group: the inlier codes of wg[len] on grid q (folded
+ * around z, m = min(z, qmax - z), when fold), into c[len]. */
+typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_adpq_grid *q,
+				 float inv, unsigned z, unsigned m, bool fold, float qmaxf,
+				 uint8_t *c);
+
+/* kernels.h adpq_quantize_row for a variant's two vector phases; phase 2
+ * (the grids) is ref's.  Groups the vector code does not handle (above
+ * QS_ADPQ_GMAX, not a multiple of 32) go to ref whole. */
+static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
+							 const struct qs_adpq_params *p,
+							 struct qs_adpq_row *r,
+							 qs_adpq_ranges_fn ranges,
+							 qs_adpq_codes_fn codes)
+{
+	const size_t G = p->group;
+	if (n == 0)
+		return 0;
+	if (G == 0 || G > QS_ADPQ_GMAX || G % 32 || p->bits < 2 || p->bits > 4)
+		return qs_ref_adpq_quantize_row(w, n, p, r);
+	const size_t ng = n / G + (n % G != 0);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	float buf[QS_ADPQ_GMAX] __attribute__((aligned(32)));
+
+	/* 1: outliers and ranges (a short last group padded with zeros) */
+	uint8_t *idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		const float *wg = w + i;
+		if (len < G) {
+			memset(buf, 0, sizeof(buf));
+			memcpy(buf, wg, len * sizeof(float));
+			wg = buf;
+		}
+		ranges(wg, len, k, p, r->mask + i / 8, idx, &lo[g], &hi[g], &omn[g], &omx[g]);
+		idx += k;
+	}
+
+	/* 2: the grids (ref's code) */
+	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
+	if (overflowed == SIZE_MAX) {
+		memset(r->codes, 0, n);
+		return 1;
+	}
+
+	/* 3: inlier codes, then the outliers as in ref */
+	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
+	float sup[4];
+	qs_adpq_supers(r, sup);
+	idx = r->idx;
+	for (size_t g = 0, i = 0; i < n; g++, i += G) {
+		size_t len = n - i < G ? n - i : G;
+		struct qs_adpq_grid q = qs_adpq_grid_of(r, sup, ng, g, p->flags);
+		float inv = qs_adpq_inv(q.step), oinv = qs_adpq_inv(q.ostep);
+		unsigned z = qs_adpq_zero_code(&q, inv, qmaxf);
+		unsigned m = z < qmax - z ? z : qmax - z;
+		uint8_t *c = r->codes + i;
+		const float *wg = w + i;
+		codes(wg, len, &q, inv, z, m, fold, qmaxf, c);
+		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		for (unsigned o = 0; o < k; o++)
+			c[idx[o]] = qs_adpq_outlier_code(wg[idx[o]], &q, oinv, omaxf, p->bits);
+		idx += k;
+	}
+	return overflowed;
+}
+
+#endif /* QS_ADPQ_SCALAR_H */
