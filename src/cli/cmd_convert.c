@@ -262,16 +262,23 @@ int cmd_convert(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	char in[32], outb[32];
 	double rate = res.seconds > 0 ? res.input_bytes / res.seconds / 1e9 : 0;
+	/* CPU cost as core-seconds: stable on a shared, noisy machine */
+	double user_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	double sys_s = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	const struct qs_stage_seconds *st = &res.stages;
 	if (ps.mode == PROGRESS_JSON)
 		printf("{\"event\":\"done\",\"output\":\"%s\",\"tensors\":%llu,"
 		       "\"quantized_tensors\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,"
 		       "\"bpw\":%.4f,\"bpw_on_disk\":%.4f,\"seconds\":%.3f,\"gb_per_s\":%.3f,"
-		       "\"peak_rss_bytes\":%llu,\"resumed_tensors\":%llu}\n",
+		       "\"peak_rss_bytes\":%llu,\"resumed_tensors\":%llu,"
+		       "\"user_seconds\":%.3f,\"sys_seconds\":%.3f,\"stages\":{\"read_wait\":%.3f,"
+		       "\"quantize\":%.3f,\"compress\":%.3f,\"hash\":%.3f,\"write\":%.3f}}\n",
 		       o.output, (unsigned long long)res.tensors,
 		       (unsigned long long)res.quantized_tensors, (unsigned long long)res.input_bytes,
 		       (unsigned long long)res.output_bytes, res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss * 1024,
-		       (unsigned long long)res.resumed_tensors);
+		       (unsigned long long)res.resumed_tensors, user_s, sys_s, st->read_wait,
+		       st->quantize, st->compress, st->hash, st->write);
 	else
 		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
 		       "%.3f bpw nominal, %.3f bpw on disk, %.1f s, %.2f GB/s, peak memory %llu MiB\n",
@@ -279,6 +286,13 @@ int cmd_convert(int argc, char **argv)
 		       (unsigned long long)res.quantized_tensors, cli_human(res.input_bytes, in),
 		       cli_human(res.output_bytes, outb), res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss / 1024);
+	if (ps.mode != PROGRESS_JSON)
+		printf("qshard: %.2f core-seconds (%.2f user + %.2f sys), %.2f per GB read; "
+		       "thread-seconds: read wait %.2f, quantize %.2f, compress %.2f, hash %.2f, "
+		       "write %.2f\n",
+		       user_s + sys_s, user_s, sys_s,
+		       res.input_bytes ? (user_s + sys_s) / (res.input_bytes / 1e9) : 0.0,
+		       st->read_wait, st->quantize, st->compress, st->hash, st->write);
 	ret = QS_EXIT_OK;
 out:
 	free(schemes);
