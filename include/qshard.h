@@ -172,6 +172,18 @@ struct qs_convert_opts {
 	unsigned part_k, part_n;
 };
 
+/* Seconds spent in each stage of a conversion, summed over the threads
+ * that run it, so a user sees which stage bounds a run.  The compute
+ * stages count the threads' CPU time; read_wait and write count the time
+ * the reader and the writer spent blocked in them. */
+struct qs_stage_seconds {
+	double read_wait;   /* reader: waiting for reads (a synchronous read is all wait) */
+	double quantize;    /* workers: decode to f32, non-finite check, quantize */
+	double compress;    /* workers: zstd */
+	double hash;        /* workers: payload xxh3; writer: source xxh3 */
+	double write;       /* writer: frames, records, syncs */
+};
+
 struct qs_convert_result {
 	uint64_t tensors, quantized_tensors;
 	uint64_t input_bytes;             /* source bytes read by this run (less after --resume) */
@@ -182,6 +194,7 @@ struct qs_convert_result {
 	uint64_t peak_window_bytes;       /* high-water mark of the memory window */
 	uint64_t resumed_tensors;         /* tensors taken from a .partial */
 	enum qs_io_backend io_used;
+	struct qs_stage_seconds stages;
 };
 
 /* zstd level when none is given.  Level 1 because packed codes are close

@@ -302,9 +302,14 @@ int cmd_convert(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	char in[32], outb[32];
 	double rate = res.seconds > 0 ? res.input_bytes / res.seconds / 1e9 : 0;
+	/* CPU cost as core-seconds: stable on a shared, noisy machine */
+	double user_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	double sys_s = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	const struct qs_stage_seconds *st = &res.stages;
 	if (ps.mode == PROGRESS_JSON)
 		cli_json_print(stdout,
-			       json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I}",
+			       json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I, "
+					 "s:f, s:f, s:{s:f, s:f, s:f, s:f, s:f}}",
 					 "event", "done", "output", cli_json_string(written),
 					 "tensors", (json_int_t)res.tensors, "quantized_tensors",
 					 (json_int_t)res.quantized_tensors, "input_bytes",
@@ -313,7 +318,10 @@ int cmd_convert(int argc, char **argv)
 					 "bpw_on_disk", res.bpw_on_disk, "seconds", res.seconds,
 					 "gb_per_s", rate, "peak_rss_bytes",
 					 (json_int_t)ru.ru_maxrss * 1024, "resumed_tensors",
-					 (json_int_t)res.resumed_tensors),
+					 (json_int_t)res.resumed_tensors, "user_seconds", user_s,
+					 "sys_seconds", sys_s, "stages", "read_wait", st->read_wait,
+					 "quantize", st->quantize, "compress", st->compress, "hash",
+					 st->hash, "write", st->write),
 			       JSON_COMPACT | JSON_REAL_PRECISION(6));
 	else
 		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
@@ -322,6 +330,13 @@ int cmd_convert(int argc, char **argv)
 		       (unsigned long long)res.quantized_tensors, cli_human(res.input_bytes, in),
 		       cli_human(res.output_bytes, outb), res.bpw_nominal, res.bpw_on_disk,
 		       res.seconds, rate, (unsigned long long)ru.ru_maxrss / 1024);
+	if (ps.mode != PROGRESS_JSON)
+		printf("qshard: %.2f core-seconds (%.2f user + %.2f sys), %.2f per GB read; "
+		       "thread-seconds: read wait %.2f, quantize %.2f, compress %.2f, hash %.2f, "
+		       "write %.2f\n",
+		       user_s + sys_s, user_s, sys_s,
+		       res.input_bytes ? (user_s + sys_s) / (res.input_bytes / 1e9) : 0.0,
+		       st->read_wait, st->quantize, st->compress, st->hash, st->write);
 	ret = QS_EXIT_OK;
 out:
 	free(schemes);

@@ -359,6 +359,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	res->peak_window_bytes = stats.peak_window;
 	res->resumed_tensors = nkept;
 	res->input_bytes = stats.bytes_read;
+	res->stages = stats.stages;
 	if (rc < 0) {
 		struct qs_diag ignore;
 		qs_cwriter_close_partial(w, &ignore);

@@ -77,6 +77,8 @@ struct pipeline {
 	int reader_rc;
 	struct qs_diag reader_diag;
 	uint64_t bytes_read;
+	struct qs_stage_seconds stages;  /* under lock; each thread adds its own at exit */
+	double reader_wait;              /* the reader thread's (only it reaps and submits) */
 };
 
 static double now_seconds(void)
@@ -84,6 +86,26 @@ static double now_seconds(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU time of the calling thread: the compute stages are charged what they
+ * computed, not the time a busy machine kept them off a core. */
+static double thread_cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void add_stages(struct pipeline *p, const struct qs_stage_seconds *s)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stages.read_wait += s->read_wait;
+	p->stages.quantize += s->quantize;
+	p->stages.compress += s->compress;
+	p->stages.hash += s->hash;
+	p->stages.write += s->write;
+	pthread_mutex_unlock(&p->lock);
 }
 
 static void stop_all(struct pipeline *p)
@@ -198,7 +220,10 @@ static void read_done(struct pipeline *p, struct qs_read_req *q)
 static int reap_one(struct pipeline *p, bool wait)
 {
 	struct qs_read_req *q;
+	double t0 = wait ? now_seconds() : 0;
 	int rc = qs_reader_reap(p->reader, wait, &q);
+	if (wait)
+		p->reader_wait += now_seconds() - t0;
 	if (rc > 0)
 		read_done(p, q);
 	return rc;
@@ -361,9 +386,12 @@ static void *reader_main(void *arg)
 				p->order_head = j;
 			p->order_tail = j;
 			pthread_mutex_unlock(&p->lock);
+			/* pread and mmap read inside submit */
+			double t0 = now_seconds();
 			rc = qs_reader_submit(p->reader, &j->req);
 			if (rc >= 0 && t->companion)
 				rc = qs_reader_submit(p->reader, &j->aux);
+			p->reader_wait += now_seconds() - t0;
 			if (rc < 0)
 				break;
 			/* keep the ring busy but hand over finished reads */
@@ -380,6 +408,8 @@ static void *reader_main(void *arg)
 			break;
 		}
 	}
+	struct qs_stage_seconds mine = {.read_wait = p->reader_wait};
+	add_stages(p, &mine);
 	pthread_mutex_lock(&p->lock);
 	p->reader_done = true;
 	if (rc < 0 && rc != -ECANCELED) {
@@ -441,8 +471,9 @@ static void return_cctx(struct pipeline *p, ZSTD_CCtx *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void process(struct pipeline *p, struct job *j)
+static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *st)
 {
+	double t0 = thread_cpu_seconds(), t1;
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
 	const char *fname = p->a->ckpt->shards[t->src->shard].name;
 	const uint8_t *payload;
@@ -487,6 +518,8 @@ static void process(struct pipeline *p, struct job *j)
 		payload = j->payload;
 		j->payload_size = t->scheme.ops->payload_size(&t->scheme, j->rows, t->cols);
 	}
+	t1 = thread_cpu_seconds();
+	st->quantize += t1 - t0;
 	ZSTD_CCtx *cctx = borrow_cctx(p);
 	if (!cctx) {
 		j->rc = -QS_EINTERRUPTED;  /* stopping: the writer reports why */
@@ -495,6 +528,8 @@ static void process(struct pipeline *p, struct job *j)
 	size_t z = ZSTD_compress2(cctx, j->compressed, j->compressed_cap, payload,
 				  j->payload_size);
 	return_cctx(p, cctx);
+	t0 = thread_cpu_seconds();
+	st->compress += t0 - t1;
 	if (ZSTD_isError(z)) {
 		j->rc = qs_diag_set(&j->diag, -QS_EFORMAT, "'%s': tensor '%s': zstd: %s", fname,
 				    t->src->name, ZSTD_getErrorName(z));
@@ -502,11 +537,13 @@ static void process(struct pipeline *p, struct job *j)
 	}
 	j->frame_size = z;
 	j->payload_xxh3 = XXH3_64bits(payload, j->payload_size);
+	st->hash += thread_cpu_seconds() - t0;
 }
 
 static void *worker_main(void *arg)
 {
 	struct pipeline *p = arg;
+	struct qs_stage_seconds mine = {0};
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (!p->work_head && !p->stopping && !p->reader_done)
@@ -521,13 +558,14 @@ static void *worker_main(void *arg)
 			p->work_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
-		process(p, j);
+		process(p, j, &mine);
 
 		pthread_mutex_lock(&p->lock);
 		j->state = JOB_DONE;
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->lock);
 	}
+	add_stages(p, &mine);
 	return NULL;
 }
 
@@ -595,6 +633,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 	double t0 = now_seconds();
 	int rc = 0;
 	XXH3_state_t *hash = XXH3_createState(), *aux_hash = XXH3_createState();
+	struct qs_stage_seconds mine = {0};
 	struct qs_chunk_entry *chunks = NULL;
 	size_t cap = 0;
 	if (!hash || !aux_hash) {
@@ -646,8 +685,11 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 				continue;
 			}
 			uint64_t off;
+			double w0 = now_seconds();
 			rc = qs_cwriter_frame(p->a->writer, j->compressed, j->frame_size, &off, diag);
+			mine.write += now_seconds() - w0;
 			if (rc == 0) {
+				double h0 = thread_cpu_seconds();
 				XXH3_64bits_update(hash, j->input, j->req.len);
 				hash_companion(aux_hash, t, j, c);
 				chunks[c - cbegin] = (struct qs_chunk_entry){
@@ -658,6 +700,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 					.row_count = j->rows,
 					.payload_xxh3 = j->payload_xxh3,
 				};
+				mine.hash += thread_cpu_seconds() - h0;
 			}
 			qs_window_free(&p->window, &j->span);
 			free(j);
@@ -690,7 +733,9 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		if (cend < t->nchunks)
 			rec.source_xxh3 = 0;
 		rec.chunks = chunks;
+		double r0 = now_seconds();
 		rc = qs_cwriter_record(p->a->writer, &rec, diag);
+		mine.write += now_seconds() - r0;
 		if (rc < 0)
 			goto out;
 		report(p, ti + 1, t0, s->name);
@@ -703,6 +748,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		}
 	}
 out:
+	add_stages(p, &mine);
 	free(chunks);
 	XXH3_freeState(hash);
 	XXH3_freeState(aux_hash);
@@ -797,6 +843,7 @@ out:
 		ZSTD_freeCCtx(p.cctx_free[i]);
 	free(p.cctx_free);
 	stats->bytes_read = p.bytes_read;
+	stats->stages = p.stages;
 	stats->peak_window = p.window.peak;
 	free_jobs(&p);
 	qs_reader_free(p.reader);

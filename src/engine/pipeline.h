@@ -30,6 +30,7 @@ struct qs_pipeline_args {
 };
 
 struct qs_pipeline_stats {
+	struct qs_stage_seconds stages;
 	uint64_t bytes_read;
 	uint64_t peak_window;
 	enum qs_io_backend io_used;

@@ -1,0 +1,25 @@
+/* estimate.h - how long a plan will take on this machine, from a quick timed
+ * sample of each of its schemes' kernels (convert --plan-only).  Only an
+ * estimate: it times the quantize kernels on synthetic weights for a few
+ * milliseconds each and adds a fixed per-byte cost for the rest of the
+ * pipeline; the disk is not sampled (dd tells that better). */
+#ifndef QS_ESTIMATE_H
+#define QS_ESTIMATE_H
+
+#include <stdint.h>
+
+#include "plan.h"
+
+struct qs_estimate {
+	double *tensor_core_seconds;  /* per plan tensor: quantize + pipeline */
+	double core_seconds;          /* sum */
+	double wall_seconds;          /* core_seconds over the threads */
+	double sample_seconds;        /* time the sampling itself took */
+};
+
+/* Times every distinct scheme of plan (a few rows of its widest tensor)
+ * and estimates each tensor's cost.  0 or -ENOMEM. */
+int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, struct qs_estimate *est);
+void qs_estimate_release(struct qs_estimate *est);
+
+#endif /* QS_ESTIMATE_H */
