@@ -101,19 +101,21 @@ grep -q '^blk.0.attn_q.weight F16' "$T/tensors" || fail "--type f16"
 expect_exit 2 "$QSHARD" export "$T/r3.qshard" -o "$T/x.gguf" --type q9_9
 expect_err "--type 'q9_9' is unknown (available: f32, f16, bf16, q8_0"
 
-# gguf:type=q8_0 payloads (the gguf scheme, where this qshard has it) are
-# copied, not requantized, and read back by ggml's Q8_0 rule (x = d * q) to
-# exactly the scheme's own dequantization
-if "$QSHARD" convert "$T/ck" -o "$T/g8.qshard" --scheme gguf:type=q8_0 >/dev/null 2>&1; then
-	expect_exit 0 "$QSHARD" export "$T/g8.qshard" -o "$T/g8.gguf"
-	grep -q "requantized" "$T/out" && fail "gguf:type=q8_0 was requantized: $(cat "$T/out")"
-	$G tensors "$T/g8.gguf" >"$T/tensors"
-	grep -q '^blk.0.attn_q.weight Q8_0' "$T/tensors" || fail "gguf q8_0 not copied as Q8_0"
-	expect_exit 0 "$QSHARD" export "$T/g8.qshard" -o "$T/g8f.gguf" --type f32
-	$G same "$T/g8.gguf" "$T/g8f.gguf" >"$T/same" || fail "gguf q8_0: $(cat "$T/same")"
-else
-	echo "note: no gguf scheme in this qshard; gguf:type copy part skipped"
-fi
+# gguf:type=T payloads are copied, never requantized, as GGUF type T (every
+# type; ggml-check.sh proves ggml dequantizes those payloads exactly as
+# qshard does), and Q8_0 reads back by ggml's rule (x = d * q) to exactly
+# the scheme's own dequantization
+for ty in q8_0 q4_0 q4_1 q5_0 q5_1 q2_K q3_K q4_K q5_K q6_K; do
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/g.qshard" --scheme "gguf:type=$ty" --force
+	expect_exit 0 "$QSHARD" export "$T/g.qshard" -o "$T/g.gguf"
+	grep -q "requantized from" "$T/out" && fail "gguf:type=$ty was requantized: $(cat "$T/out")"
+	$G tensors "$T/g.gguf" >"$T/tensors"
+	grep -qi "^blk.0.attn_q.weight $ty " "$T/tensors" ||
+		fail "gguf $ty not copied as $ty: $(grep attn_q "$T/tensors")"
+	[ "$ty" = q8_0 ] && cp "$T/g.qshard" "$T/g8.qshard" && cp "$T/g.gguf" "$T/g8.gguf"
+done
+expect_exit 0 "$QSHARD" export "$T/g8.qshard" -o "$T/g8f.gguf" --type f32
+$G same "$T/g8.gguf" "$T/g8f.gguf" >"$T/same" || fail "gguf q8_0: $(cat "$T/same")"
 
 # --no-vocab and --vocab-from
 expect_exit 0 "$QSHARD" export "$T/m.qshard" -o "$T/nv.gguf" --no-vocab

@@ -68,7 +68,9 @@ static void test_parse(void **state)
 		assert_string_equal(s.text, want);
 		assert_int_equal(qs_gguf_type_of(&s), (int)t);
 	}
-	static const char *const bad[] = {"gguf", "gguf:type=q4_k", "gguf:type=Q4_K",
+	/* the type defaults to q8_0 (a parameter table needs a default) */
+	assert_string_equal(make("gguf").text, "gguf:type=q8_0");
+	static const char *const bad[] = {"gguf:type=q4_k", "gguf:type=Q4_K",
 					  "gguf:type=q8_K", "gguf:bits=4", "gguf:type=",
 					  "gguf:type=q4_0,type=q4_0"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
