@@ -20,9 +20,6 @@
 #include "safetensors.h"
 #include "util.h"
 
-/* Bookkeeping outside the ring: job structs, records, the reader's state. */
-#define QS_WINDOW_OVERHEAD (8ull << 20)
-
 uint64_t qs_default_memory(void)
 {
 	/* A quarter of physical memory, between 256 MiB and 4 GiB: enough for
@@ -208,22 +205,44 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
 		goto out;
 	}
-	/* Each worker's compression context lives outside the ring but
-	 * inside the budget. */
-	uint64_t fixed = QS_WINDOW_OVERHEAD + (uint64_t)threads * ZSTD_estimateCCtxSize(level);
-	if (memory <= fixed + (1ull << 20)) {
+	/* Chunking follows from --memory alone (plan.h); the compression
+	 * contexts get their own fixed share, checked after planning. */
+	uint64_t window = qs_memory_chunk_window(memory);
+	if (window < (1ull << 20)) {
 		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				 "--memory %llu MiB is too small: %u threads need at least %llu MiB",
-				 (unsigned long long)(memory >> 20), threads,
-				 (unsigned long long)((fixed >> 20) + 2));
+				 "--memory %llu MiB is too small: at least %llu MiB is needed",
+				 (unsigned long long)(memory >> 20),
+				 (unsigned long long)(qs_memory_for_window(1ull << 20) >> 20) + 1);
 		goto out;
 	}
-	uint64_t ring = memory - fixed;
 	struct qs_convert_opts eff = *opts;
 	eff.memory = memory;
-	rc = qs_plan_build(ck, &eff, ring, &plan, diag);
+	rc = qs_plan_build(ck, &eff, window, &plan, diag);
 	if (rc < 0)
 		goto out;
+	/* A context sized for the largest payload; ZSTD_compress2 knows each
+	 * chunk's size, so no context grows past this. */
+	uint64_t cctx_bytes = ZSTD_estimateCCtxSize_usingCParams(
+		ZSTD_getCParams(level, plan.max_payload ? plan.max_payload : 1, 0));
+	uint64_t share = qs_memory_zstd_share(memory);
+	uint64_t contexts = cctx_bytes ? share / cctx_bytes : threads;
+	if (contexts == 0) {
+		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				 "--memory %llu MiB is too small for --level %d: one compression "
+				 "context needs %llu MiB and a quarter of --memory is set aside "
+				 "for them; raise --memory to %llu MiB or lower --level",
+				 (unsigned long long)(memory >> 20), level,
+				 (unsigned long long)((cctx_bytes + (1 << 20) - 1) >> 20),
+				 /* larger --memory, larger chunks, larger contexts: the
+				  * figure is one that fits the largest context the level
+				  * ever uses, whatever the chunk size */
+				 (unsigned long long)((QS_WINDOW_OVERHEAD +
+						       4 * (uint64_t)ZSTD_estimateCCtxSize(level) +
+						       (1 << 20) - 1) >> 20));
+		goto out;
+	}
+	if (contexts > threads)
+		contexts = threads;
 	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
@@ -272,6 +291,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.importance = imp,
 		.hessian = hes,
 		.threads = threads,
+		.contexts = (unsigned)contexts,
 		.level = level,
 	};
 	struct qs_pipeline_stats stats;

@@ -168,31 +168,15 @@ static void stats_line(const char *what, const char *path, struct text *t)
 	add(t, line);
 }
 
-char *qs_input_extras(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,
-		      const struct qs_plan *plan)
+char *qs_input_extras(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts)
 {
 	struct text t = {0};
 	add(&t, "");
 	carried_lines(ck, &t);
 	stats_line("importance", opts->importance, &t);
 	stats_line("hessian", opts->hessian, &t);
-	/* the cut of every tensor: check_kept compares chunk counts only */
-	XXH3_state_t *st = XXH3_createState();
-	if (!st) {
-		free(t.buf);
-		return NULL;
-	}
-	XXH3_64bits_reset(st);
-	for (size_t i = 0; i < plan->ntensors; i++) {
-		uint8_t b[8];
-		qs_put_le64(b, plan->tensors[i].rows_per_chunk);
-		XXH3_64bits_update(st, b, sizeof(b));
-	}
-	char line[128];
-	snprintf(line, sizeof(line), "chunking rows-per-chunk xxh3 %016llx\n",
-		 (unsigned long long)XXH3_64bits_digest(st));
-	XXH3_freeState(st);
-	add(&t, line);
+	/* The chunking is in the options fingerprint (plan.c: options_text),
+	 * since --memory decides it; one place says what changed. */
 	if (t.oom) {
 		free(t.buf);
 		return NULL;
