@@ -162,7 +162,10 @@ static void close_idle(struct qs_reader *r, size_t keep)
 /* mmap: a shard truncated under the mapping faults with SIGBUS when the
  * copy touches a page past its new end.  The copy runs with a per-thread
  * jump target the handler returns to, turning the signal into an error. */
-static __thread sigjmp_buf *bus_target;
+/* volatile: memcpy touches no variable the compiler can see, so a plain
+ * store before it and the reset after would merge into the reset alone,
+ * and the handler would find no target (test_reader caught exactly that). */
+static __thread sigjmp_buf *volatile bus_target;
 
 static void on_sigbus(int sig, siginfo_t *info, void *ctx)
 {
