@@ -129,7 +129,8 @@ static void carried_lines(const struct qs_checkpoint *ck, struct text *t)
 		n++;
 	}
 	/* directory order is the file system's: sort for a stable text */
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		char line[1024];
 		uint64_t size = 0, h = 0;

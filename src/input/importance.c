@@ -589,6 +589,22 @@ void qs_importance_free(struct qs_importance *imp)
 	free(imp);
 }
 
+/* "model.layers.N...": *num points at N's digits (1 to 9 of them) and the
+ * result just past them; NULL for any other name. */
+static const char *layer_number(const char *hf, const char **num)
+{
+	static const char pre[] = "model.layers.";
+	if (strncmp(hf, pre, sizeof(pre) - 1) != 0)
+		return NULL;
+	const char *p = hf + sizeof(pre) - 1, *q = p;
+	while (*q >= '0' && *q <= '9')
+		q++;
+	if (q == p || q - p > 9)
+		return NULL;
+	*num = p;
+	return q;
+}
+
 /* MoE experts: llama.cpp stacks a layer's experts in one entry
  * "blk.N.ffn_{gate,up,down}_exps.weight" of nmat = n_expert matrices
  * (llama-imatrix collects per expert).  The Hugging Face per-expert
@@ -610,13 +626,8 @@ static bool map_expert_name(const char *hf, char *out, size_t cap, long *expert)
 		{"w3.weight", "ffn_up_exps.weight"},
 		{"w2.weight", "ffn_down_exps.weight"},
 	};
-	static const char pre[] = "model.layers.";
-	if (strncmp(hf, pre, sizeof(pre) - 1) != 0)
-		return false;
-	const char *p = hf + sizeof(pre) - 1, *q = p;
-	while (*q >= '0' && *q <= '9')
-		q++;
-	if (q == p || q - p > 9)
+	const char *p, *q = layer_number(hf, &p);
+	if (!q)
 		return false;
 	const char *rest;
 	if (strncmp(q, ".mlp.experts.", 13) == 0)
@@ -661,13 +672,8 @@ static bool map_name(const char *hf, char *out, size_t cap)
 		return snprintf(out, cap, "output.weight") > 0;
 	if (strcmp(hf, "model.embed_tokens.weight") == 0)
 		return snprintf(out, cap, "token_embd.weight") > 0;
-	static const char pre[] = "model.layers.";
-	if (strncmp(hf, pre, sizeof(pre) - 1) != 0)
-		return false;
-	const char *p = hf + sizeof(pre) - 1, *q = p;
-	while (*q >= '0' && *q <= '9')
-		q++;
-	if (q == p || q - p > 9 || *q != '.')
+	const char *p, *q = layer_number(hf, &p);
+	if (!q || *q != '.')
 		return false;
 	for (size_t i = 0; i < sizeof(part) / sizeof(*part); i++)
 		if (strcmp(q + 1, part[i].hf) == 0) {
