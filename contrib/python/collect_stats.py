@@ -15,8 +15,10 @@ The model runs on the whole text at once (one forward pass per window of
 model plus 8*cols^2 bytes per linear layer (--diag-only: 8*cols).
 
 --model DIR loads a Hugging Face folder with transformers when it is
-installed; without transformers (or with --model tiny) a small built-in
-Llama-like model with random weights is used, which is what the tests run.
+installed; without transformers a Llama folder with a byte vocabulary (256
+tokens, as contrib/bench/train_llama.py writes) runs on llama_ref.py, and
+anything else (or --model tiny) falls back to a small built-in Llama-like
+model with random weights, which is what the tests run.
 
 safetensors is written by the small writer below (struct + json), so the
 safetensors package is not needed.
@@ -107,6 +109,17 @@ def load_model(path):
         try:
             import transformers
         except ImportError:
+            # A Llama folder with byte tokens (contrib/bench/train_llama.py
+            # writes one) runs on llama_ref.py's implementation instead.
+            import os
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import llama_ref
+            cfg = os.path.join(path, "config.json")
+            import json as _json
+            c = _json.load(open(cfg)) if os.path.isfile(cfg) else {}
+            if c.get("model_type") == "llama" and c.get("vocab_size") == 256:
+                return llama_ref.load_hf(path), \
+                    lambda s: torch.tensor(list(s.encode("utf-8")), dtype=torch.long)
             print("collect_stats: transformers is not installed; using the built-in "
                   "tiny model", file=sys.stderr)
         else:
