@@ -15,10 +15,10 @@
  * reductions may run in any order (NaNs are skipped, zeros compared equal
  * and their sign never reaches the output).
  *
- * The outlier set is defined by its result, not by the algorithm: the k
- * weights of largest |w| (compared as the integer bit patterns of |w|; a NaN
- * counts as 0), ties going to the lower index.  Any selection method that
- * yields the same set is conforming.
+ * The outlier set is defined by its result, not by the algorithm: the row's
+ * K weights of largest |w| (compared as the integer bit patterns of |w|; a
+ * NaN counts as 0), ties going to the lower index.  Every variant calls
+ * qs_adpq_select_row() for it.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -38,9 +38,10 @@
  * range around its midpoint. */
 #define SEARCH_DEN 32.0f
 
-unsigned qs_adpq_k(unsigned alpha_e4, size_t n)
+size_t qs_adpq_k(unsigned alpha_e4, size_t n)
 {
-	return (unsigned)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
+	/* n * 2500 cannot overflow for any n a chunk can hold (n < 2^50) */
+	return (size_t)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
 }
 
 /* Largest fp16 <= x for finite |x| <= 65504 (+0 for either zero). */
@@ -109,42 +110,80 @@ static inline unsigned unfold(unsigned f, unsigned z, unsigned qmax)
 	return z < qmax - z ? z + (f - m) : z - (f - m);
 }
 
-/* Marks the k largest-|w| weights of w[n] in mask[n] (ties to the lower
- * index) and writes their indices, ascending, to idx[k].  An insertion
- * list over the group: O(n) compares plus O(k) per insertion, which the
- * running k-th key makes rare on bell-shaped data. */
-static void select_outliers(const float *w, size_t n, unsigned k, uint8_t *mask,
-			    uint8_t *idx)
+/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect with
+ * a three-way partition (larger | equal | smaller), so every round either
+ * ends or drops the nonempty equal part; the middle element as pivot
+ * (weights are in no particular order, so this is not the sorted-input
+ * worst case). */
+static uint32_t kth_largest(uint32_t *a, size_t n, size_t k)
 {
-	uint32_t key[QS_ADPQ_MAX_K];
-	uint16_t pos[QS_ADPQ_MAX_K];
-	unsigned cnt = 0;
+	size_t lo = 0, hi = n, want = k - 1;
+	for (;;) {
+		uint32_t x = a[lo + (hi - lo) / 2];
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			uint32_t t = a[i];
+			if (t > x) {
+				a[i++] = a[lt];
+				a[lt++] = t;
+			} else if (t < x) {
+				a[i] = a[--gt];
+				a[gt] = t;
+			} else {
+				i++;
+			}
+		}
+		if (want < lt)
+			hi = lt;
+		else if (want < gt)
+			return x;
+		else
+			lo = gt;
+	}
+}
 
-	memset(mask, 0, n);
-	if (k == 0)
+/* AdpQ's soft threshold w~ = sign(w) max(|w| - lambda'/|w|, 0) is zero
+ * exactly when |w| <= sqrt(lambda'), so one lambda' per row separates the
+ * weights above a magnitude: lambda' is set so that the row's K =
+ * round(alpha*n) largest are separated (t = the K-th largest |w|; of the
+ * weights equal to t, the lower indices first).  Groups then carry as many
+ * outliers as they really hold: none in a quiet group, many where a hot
+ * channel or salient weights sit. */
+void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			struct qs_adpq_row *r)
+{
+	const size_t G = p->group, ng = n / G + (n % G != 0);
+	size_t K = qs_adpq_k(p->alpha_e4, n);
+	memset(r->counts, 0, ng * sizeof(*r->counts));
+	if (K == 0 || n == 0)
 		return;
+	if (K > n)
+		K = n;
+	for (size_t i = 0; i < n; i++)
+		r->keys[i] = mag_key(w[i]);
+	uint32_t t = kth_largest(r->keys, n, K);
+	size_t gt = 0;
+	for (size_t i = 0; i < n; i++)
+		gt += mag_key(w[i]) > t;
+	size_t eq = K - gt, o = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = mag_key(w[i]);
-		if (cnt == k) {
-			if (v <= key[k - 1])
-				continue;
-			cnt--;
+		bool take = v > t || (v == t && eq > 0);
+		if (take) {
+			if (v == t)
+				eq--;
+			r->idx[o++] = (uint8_t)(i % G);
+			r->counts[i / G]++;
 		}
-		unsigned j = cnt;
-		while (j > 0 && key[j - 1] < v) {
-			key[j] = key[j - 1];
-			pos[j] = pos[j - 1];
-			j--;
-		}
-		key[j] = v;
-		pos[j] = (uint16_t)i;
-		cnt++;
 	}
-	for (unsigned j = 0; j < cnt; j++)
-		mask[pos[j]] = 1;
-	for (size_t i = 0, o = 0; i < n; i++)
-		if (mask[i])
-			idx[o++] = (uint8_t)i;
+}
+
+/* The 0/1 outlier mask of one group from its in-group indices. */
+static void mask_of(const uint8_t *idx, unsigned k, size_t n, uint8_t *mask)
+{
+	memset(mask, 0, n);
+	for (unsigned o = 0; o < k; o++)
+		mask[idx[o]] = 1;
 }
 
 /* Min and max over the weights with mask[i] == want (of |w| when absval),
@@ -407,11 +446,12 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 	size_t overflowed;
 
 	/* 1: outliers and the two ranges of every group */
-	uint8_t *idx = r->idx;
+	qs_adpq_select_row(w, n, p, r);
+	const uint8_t *idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		select_outliers(w + i, len, k, r->mask + i, idx);
+		unsigned k = r->counts[g];
+		mask_of(idx, k, len, r->mask + i);
 		idx += k;
 		masked_range(w + i, r->mask + i, len, 1, 1, &omn[g], &omx[g]);
 		inlier_range(w + i, r->mask + i, len, p, &lo[g], &hi[g]);
@@ -480,7 +520,11 @@ size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 				wg[j] = q.minf + t;
 			}
 		}
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		unsigned k = r->counts[g];
+		if (k > len) {
+			bad++;
+			k = 0;
+		}
 		for (unsigned o = 0; o < k; o++) {
 			size_t j = idx[o];
 			if (j >= len) {

@@ -22,13 +22,17 @@
  * <= 3.45 bpw among those quantizing >= 1.25 GB/s of bf16 a core (AVX2).
  *
  * Outliers.  Adaptive LASSO soft thresholding, w~ = sign(w) max(|w| -
- * lambda/|w|, 0), is zero exactly when |w| <= sqrt(lambda), so a threshold
+ * lambda'/|w|, 0), is zero exactly when |w| <= sqrt(lambda'), so a threshold
  * flags the weights of largest magnitude (the paper's criterion; the centre
- * is 0, which fits weights of zero mean).  lambda is chosen per group so
- * that exactly k = round(alpha * n) of its n weights are flagged
- * (k = floor((alpha*10^4 * n + 5000) / 10^4), halves up; a short last group
- * uses its own n): the k weights of largest |w|, ties going to the lower
- * index, a NaN counting as |w| = 0.
+ * is 0, which fits weights of zero mean).  As in the paper, one lambda' is
+ * set so that a target fraction is separated overall, here per row: the
+ * row's K = round(alpha * C) weights of largest |w| (K = floor((alpha*10^4
+ * * C + 5000) / 10^4), halves up; ties to the lower index, a NaN counting
+ * as |w| = 0).  Per row rather than per tensor because a row is what a chunk
+ * always holds whole: the output cannot depend on --memory, and no pass
+ * over the whole tensor is needed before the first chunk is written.  A
+ * group then holds k of the row's outliers, 0 <= k <= group, as many as it
+ * really has (qs_adpq_select_row() in ref_adpq.c, shared by every ISA).
  *
  * Per group, qmax = 2^bits - 1, omax = 2^(bits-1) - 1, f32 arithmetic with
  * every operation rounded separately (ref_adpq.c is the exact definition):
@@ -60,23 +64,30 @@
  * Groups whose values do not fit fp16 (so any Inf) fail with -QS_ETOOBIG.
  *
  * Payload of a chunk of R rows x C cols, G = ceil(C / group) groups per
- * row, K = the row's outliers (sum of k over its groups), L = log2(group),
- * all little-endian, every stream row-major:
+ * row, K = round(alpha * C) outliers per row, L = log2(group), all
+ * little-endian, every stream row-major with a fixed size per row (so a
+ * reader can seek to any row):
  *   1. scales=u8: R x 4 fp16 (D, DM, OD, OM of each row), then 4 streams
  *      of R*G bytes: sc, mc, osc, oc;
  *      scales=f16: 4 streams of R*G fp16: step, minf, ostep, omin;
- *   2. R*K outlier indices (position in the group, ascending within a
- *      group) as an L-bit LSB-first bitstream, zero-padded to a byte;
- *   3. layout=tight: R*C codes of `bits` bits, LSB-first bitstream (row r
+ *   2. the group counts in unary, per row and group k one bits then a zero
+ *      (G + K bits a row), one LSB-first bitstream zero-padded to a byte;
+ *      a row whose code does not end its G-th group exactly at its end is
+ *      refused (-QS_EFORMAT);
+ *   3. R*K outlier indices (position in the group, ascending within a
+ *      group, groups in order) as an L-bit LSB-first bitstream,
+ *      zero-padded to a byte;
+ *   4. layout=tight: R*C codes of `bits` bits, LSB-first bitstream (row r
  *      at bit r*C*bits), zero-padded to a byte;
  *      layout=planes: `bits` planes of R*ceil(C/8) bytes, plane p holding
  *      bit p of each code, 8 codes a byte LSB-first, each row starting on a
  *      byte.
- * payload_size = meta + ceil(R*K*L/8) + codes, meta = 8R + 4RG (u8) or 8RG
- * (f16), codes = ceil(R*C*bits/8) (tight) or bits*R*ceil(C/8) (planes).
- * Bits per weight for C a multiple of group: bits + 32/group (u8; 64/group
- * for f16) + k*L/group + 64/C (u8 only); adpq:bits=3 defaults on 2048
- * columns: 3 + 0.25 + 21/128 + 0.031 = 3.445.
+ * payload_size = meta + ceil(R*(G+K)/8) + ceil(R*K*L/8) + codes, meta = 8R
+ * + 4RG (u8) or 8RG (f16), codes = ceil(R*C*bits/8) (tight) or
+ * bits*R*ceil(C/8) (planes).  Bits per weight for C a multiple of group:
+ * bits + 32/group (u8; 64/group for f16) + 1/group + alpha*(L + 1) + 64/C
+ * (u8 only); adpq:bits=3 defaults on 2048 columns: 3 + 0.25 + 0.008 + 0.16
+ * + 0.031 = 3.449.
  */
 #include <stdio.h>
 #include <string.h>
@@ -213,12 +224,11 @@ static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
 
 static uint64_t outliers_per_row(const struct qs_scheme *s, uint64_t cols)
 {
-	unsigned e4 = s->extra[X_ALPHA];
-	return cols / s->group * qs_adpq_k(e4, s->group) + qs_adpq_k(e4, cols % s->group);
+	return qs_adpq_k(s->extra[X_ALPHA], cols);
 }
 
 struct sizes {
-	uint64_t ng, nk, meta, idx, codes, total;
+	uint64_t ng, nk, meta, cnt, idx, codes, total;
 };
 
 static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
@@ -238,6 +248,10 @@ static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 		   !qs_add_u64(z->meta, t, &z->meta)) {
 		return false;
 	}
+	/* the unary group counts: ng zeros and nk ones a row */
+	if (!qs_add_u64(z->ng, z->nk, &t) || !qs_mul_u64(rows, t, &nbits))
+		return false;
+	z->cnt = nbits / 8 + (nbits % 8 != 0);
 	if (!qs_mul_u64(rows, z->nk, &t) || !qs_mul_u64(t, log2_group(s->group), &nbits))
 		return false;
 	z->idx = nbits / 8 + (nbits % 8 != 0);
@@ -250,7 +264,8 @@ static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 		if (!qs_mul_u64(rows, plane, &t) || !qs_mul_u64(t, s->bits, &z->codes))
 			return false;
 	}
-	return qs_add_u64(z->meta, z->idx, &t) && qs_add_u64(t, z->codes, &z->total);
+	return qs_add_u64(z->meta, z->cnt, &t) && qs_add_u64(t, z->idx, &t) &&
+	       qs_add_u64(t, z->codes, &z->total);
 }
 
 static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
@@ -260,7 +275,8 @@ static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint
 }
 
 /* One row at a time: meta (4G u16), tmp (4G f32), codes (C), mask (C),
- * indices (K), each section 64-byte aligned. */
+ * indices (K), counts (G u16), keys (C u32), unary count bits (G + K
+ * bytes), each section 64-byte aligned. */
 static uint64_t sect(uint64_t n)
 {
 	return (n + ADPQ_ALIGN - 1) / ADPQ_ALIGN * ADPQ_ALIGN;
@@ -271,12 +287,13 @@ static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint
 	(void)rows;
 	if (!params_ok(s) || cols > UINT64_MAX / 64)
 		return UINT64_MAX;
-	uint64_t ng = groups_per_row(s, cols);
-	return ADPQ_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) +
-	       sect(outliers_per_row(s, cols));
+	uint64_t ng = groups_per_row(s, cols), nk = outliers_per_row(s, cols);
+	return ADPQ_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) + sect(nk) +
+	       sect(2 * ng) + sect(4 * cols) + sect(ng + nk);
 }
 
-static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols)
+static struct qs_adpq_row carve(void *scratch, size_t ng, size_t nk, size_t cols,
+				uint8_t **unary)
 {
 	uintptr_t p = ((uintptr_t)scratch + ADPQ_ALIGN - 1) & ~(uintptr_t)(ADPQ_ALIGN - 1);
 	struct qs_adpq_row r;
@@ -290,7 +307,39 @@ static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols)
 	r.mask = (uint8_t *)p;
 	p += (uintptr_t)sect(cols);
 	r.idx = (uint8_t *)p;
+	p += (uintptr_t)sect(nk);
+	r.counts = (uint16_t *)p;
+	p += (uintptr_t)sect(2 * ng);
+	r.keys = (uint32_t *)p;
+	p += (uintptr_t)sect(4 * cols);
+	*unary = (uint8_t *)p;
 	return r;
+}
+
+/* Group counts <-> their unary code: per group, count ones then a zero. */
+static void counts_to_unary(const uint16_t *counts, size_t ng, uint8_t *u)
+{
+	for (size_t g = 0; g < ng; g++) {
+		memset(u, 1, counts[g]);
+		u += counts[g];
+		*u++ = 0;
+	}
+}
+
+static int unary_to_counts(const uint8_t *u, size_t nbits, size_t ng, uint16_t *counts)
+{
+	size_t g = 0;
+	memset(counts, 0, ng * sizeof(*counts));
+	for (size_t i = 0; i < nbits; i++) {
+		if (u[i] == 0) {
+			g++;
+		} else if (g >= ng || counts[g] == UINT16_MAX) {
+			return -QS_EFORMAT;
+		} else {
+			counts[g]++;
+		}
+	}
+	return g == ng ? 0 : -QS_EFORMAT;
 }
 
 /* The variant's adpq kernels, or ref's for a table that has none yet. */
@@ -331,9 +380,11 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(s->group);
 	bool u8 = s->extra[X_SCALES] == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c);
+	uint8_t *unary;
+	struct qs_adpq_row t = carve(scratch, ng, nk, c, &unary);
 	uint8_t *meta = out + (u8 ? 8 * R : 0);
-	uint8_t *idx = out + z.meta;
+	uint8_t *cnt = out + z.meta;
+	uint8_t *idx = cnt + z.cnt;
 	uint8_t *codes = idx + z.idx;
 	size_t plane = c / 8 + (c % 8 != 0);
 
@@ -353,6 +404,8 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 					qs_put_le16(d + 2 * g, mj[g]);
 			}
 		}
+		counts_to_unary(t.counts, ng, unary);
+		k->pack_bits(unary, ng + nk, 1, cnt, (uint64_t)r * (ng + nk));
 		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
 		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
 			k->pack_bits(t.codes, c, s->bits, codes, (uint64_t)r * c * s->bits);
@@ -377,9 +430,11 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(s->group);
 	bool u8 = s->extra[X_SCALES] == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c);
+	uint8_t *unary;
+	struct qs_adpq_row t = carve(scratch, ng, nk, c, &unary);
 	const uint8_t *meta = in + (u8 ? 8 * R : 0);
-	const uint8_t *idx = in + z.meta;
+	const uint8_t *cnt = in + z.meta;
+	const uint8_t *idx = cnt + z.cnt;
 	const uint8_t *codes = idx + z.idx;
 	size_t plane = c / 8 + (c % 8 != 0);
 
@@ -397,6 +452,9 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 					mj[g] = qs_get_le16(d + 2 * g);
 			}
 		}
+		k->unpack_bits(cnt, (uint64_t)r * (ng + nk), ng + nk, 1, unary);
+		if (unary_to_counts(unary, ng + nk, ng, t.counts))
+			return -QS_EFORMAT;
 		k->unpack_bits(idx, (uint64_t)r * nk * lg, nk, lg, t.idx);
 		if (s->extra[X_LAYOUT] == LAYOUT_TIGHT)
 			k->unpack_bits(codes, (uint64_t)r * c * s->bits, c, s->bits, t.codes);
