@@ -52,9 +52,9 @@ static void help(FILE *out)
 		"      --resume              continue OUT.partial of an interrupted run\n"
 		"      --force               discard an existing OUT.partial\n"
 		"      --allow-nonfinite     quantize tensors holding NaN/Inf (NaN as 0)\n"
-		"      --importance FILE     per-column importance for daq/claq: llama.cpp\n"
+		"      --importance FILE     per-column importance for daq: llama.cpp\n"
 		"                            imatrix (GGUF or .dat) or safetensors\n"
-		"      --hessian FILE        safetensors of X^T X (or its diagonal) for gptq/athena\n"
+		"      --hessian FILE        safetensors of X^T X (or its diagonal) for gptq/athena/claq\n"
 		"  -h, --help                this help\n",
 		QS_ZSTD_LEVEL_DEFAULT, def);
 }

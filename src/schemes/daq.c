@@ -423,7 +423,7 @@ static uint64_t daq_prep_size(const struct qs_scheme *s, uint64_t cols)
 	return 8 + 4 * cols;
 }
 
-/* Shared with claq through a copy: normalizes stats->importance into
+/* Normalizes stats->importance into
  * dst[cols] (mean 1, plus 0.01), or returns 0 when there is none to use. */
 static int norm_importance(const struct qs_tensor_stats *st, float *dst,
 			   struct qs_diag *diag)

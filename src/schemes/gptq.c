@@ -456,6 +456,20 @@ int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *sta
 	return 0;
 }
 
+/* For schemes that run their own column loop on the shared factor (claq). */
+int qs_so_prep_factor(const void *prep, uint64_t cols, const float **u, const uint8_t **dead)
+{
+	struct prep_view v = prep_carve(prep, cols);
+	if (v.hdr->magic != PREP_MAGIC || v.hdr->cols != cols)
+		return -QS_EUSAGE;
+	for (uint64_t i = 0; i < cols; i++)
+		if (v.perm[i] != i)
+			return -QS_EUSAGE;  /* prepared with actorder */
+	*u = v.hdr->identity ? NULL : v.u;
+	*dead = v.dead;
+	return 0;
+}
+
 /* ---------------------------------------------------------- quantization */
 
 static inline uint8_t grid_code(float w, float minf, float scalef, float qmaxf, bool zero)

@@ -56,6 +56,14 @@ uint64_t qs_so_scratch_size(const struct qs_so_cfg *cfg, uint64_t rows, uint64_t
 /* Outliers a row keeps: round(alpha * cols), halves up. */
 uint64_t qs_so_outliers_per_row(const struct qs_so_cfg *cfg, uint64_t cols);
 
+/* The prepared factor of a tensor (prepared without actorder), for a
+ * scheme that runs its own column loop on it (claq.c): *u = U, the
+ * upper Cholesky factor of H^-1 (cols x cols, row-major), or NULL when the
+ * tensor had no Hessian (H = I); *dead = the dead-column flags.  A
+ * quantized column j's error e (w - q) goes onto a later column k as
+ * w_k -= e / U[j][j] * U[j][k], GPTQ's update. */
+int qs_so_prep_factor(const void *prep, uint64_t cols, const float **u, const uint8_t **dead);
+
 /* The parameters gptq and athena share (bits, group, damp): 0 when key
  * is one of them and val is valid, -QS_EUSAGE when invalid (the message
  * names the scheme), 1 when key is none of them. */

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Calibration-aware schemes end to end through the pipeline: --hessian for
-# gptq/athena and --importance for daq/claq, written as safetensors from
+# gptq/athena/claq and --importance for daq, written as safetensors from
 # synthetic activations with hot channels.  gptq's output error ||(W-Ŵ)X||
 # must beat rtn's on the same grid; missing entries give a notice, a wrong
 # size an error naming the tensor, and a window too small for a Hessian
@@ -79,13 +79,36 @@ PY
 expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/a.qshard" --progress none \
 	--scheme athena:bits=3 --hessian "$T/hessian.safetensors"
 expect_exit 0 "$QSHARD" verify "$T/a.qshard"
-for s in daq:bits=4,format=nf4 claq:bits=3.1; do
+for s in daq:bits=4,format=nf4; do
 	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/d.qshard" --progress none --scheme "$s" \
 		--importance "$T/importance.safetensors"
 	expect_exit 0 "$QSHARD" verify "$T/d.qshard"
 	expect_exit 0 "$QSHARD" unpack "$T/d.qshard" -o "$T/ud" --dtype f32
 	rm -rf "$T/ud" "$T/d.qshard"
 done
+
+# claq fits each column's code book over all rows, so a tensor is one chunk
+# and the data does not depend on --memory (48M cuts rtn's embed_tokens into
+# 3 chunks; 256M and 4G are the figures the issue names)
+for m in 48M 256M 4G; do
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/c$m.qshard" --progress none -T 2 \
+		--memory "$m" --scheme claq:bits=3.12 --hessian "$T/hessian.safetensors"
+done
+# (the header records the options, --memory among them: compare the data)
+for m in 48M 256M 4G; do
+	expect_exit 0 "$QSHARD" verify "$T/c$m.qshard"
+	expect_exit 0 "$QSHARD" unpack "$T/c$m.qshard" -o "$T/uc$m" --dtype f32
+done
+cmp -s "$T/uc48M/model.safetensors" "$T/uc4G/model.safetensors" ||
+	fail "claq output depends on --memory (48M)"
+cmp -s "$T/uc256M/model.safetensors" "$T/uc4G/model.safetensors" ||
+	fail "claq output depends on --memory (256M)"
+rm -rf "$T"/uc* "$T"/c*.qshard
+# a window too small for a whole tensor fails before anything is read
+expect_exit 7 "$QSHARD" convert "$T/ck" -o "$T/cm.qshard" --progress none -T 1 \
+	--memory 16M --scheme claq
+expect_err "quantizes all"
+[ ! -e "$T/cm.qshard.partial" ] || fail "a refused window left a .partial"
 
 # a wrong-sized entry is an error naming the file and the tensor
 expect_exit 3 "$QSHARD" convert "$T/ck" -o "$T/b.qshard" --progress none --force \
