@@ -51,7 +51,9 @@ struct qs_diag {
 /* ---------------------------------------------------------------- dtypes */
 
 /* Safetensors dtypes.  The numeric values are on-disk (tensor records): do
- * not renumber. */
+ * not renumber.  MXFP4 is no safetensors dtype: it names, in records, a
+ * tensor that the source held as OCP MXFP4 "NAME_blocks" + "NAME_scales"
+ * (gpt-oss); its element size is 0 since it packs 4.25 bits a value. */
 #define QS_DTYPE_LIST(X)           \
 	X(QS_DTYPE_BOOL, 0, "BOOL", 1)   \
 	X(QS_DTYPE_U8, 1, "U8", 1)       \
@@ -67,7 +69,8 @@ struct qs_diag {
 	X(QS_DTYPE_I64, 11, "I64", 8)    \
 	X(QS_DTYPE_F64, 12, "F64", 8)    \
 	X(QS_DTYPE_F8_E4M3, 13, "F8_E4M3", 1) \
-	X(QS_DTYPE_F8_E5M2, 14, "F8_E5M2", 1)
+	X(QS_DTYPE_F8_E5M2, 14, "F8_E5M2", 1) \
+	X(QS_DTYPE_MXFP4, 15, "MXFP4", 0)
 
 enum qs_dtype {
 #define QS_DTYPE_ENUM(name, value, text, size) name = value,

@@ -66,7 +66,9 @@ static const struct preset presets[] = {
 	{ "70b", 8192, 28672, 80, 64, 8, 128256, 131072, 0 },
 };
 
-enum dtype { DT_BF16, DT_F16, DT_F32 };
+/* DT_FP8 is the DeepSeek-V3 layout: linear weights F8_E4M3 with an F32
+ * weight_scale_inv per 128x128 block, everything else BF16. */
+enum dtype { DT_BF16, DT_F16, DT_F32, DT_FP8 };
 
 static const struct {
 	const char *arg, *st, *torch;
@@ -75,12 +77,16 @@ static const struct {
 	[DT_BF16] = { "bf16", "BF16", "bfloat16", 2 },
 	[DT_F16] = { "f16", "F16", "float16", 2 },
 	[DT_F32] = { "f32", "F32", "float32", 4 },
+	[DT_FP8] = { "fp8", "F8_E4M3", "bfloat16", 1 },
 };
+
+/* FP8 block size (DeepSeek-V3 config.json: weight_block_size [128, 128]). */
+#define FP8_BLOCK 128
 
 /* What kind of values a tensor holds, which sets its statistics. */
 enum kind {
 	K_EMBED, K_NORM, K_FINAL_NORM, K_Q, K_K, K_V, K_O, K_GATE, K_UP,
-	K_DOWN, K_LM_HEAD
+	K_DOWN, K_LM_HEAD, K_ROUTER, K_SCALE
 };
 
 struct tensor {
@@ -88,7 +94,10 @@ struct tensor {
 	enum kind kind;
 	int layer;		/* -1 for non-layer tensors */
 	uint64_t rows, cols;	/* a 1-D tensor has rows == 1, ndim == 1 */
-	int ndim;
+	int ndim;		/* 3: [experts, rows, cols] stacked experts */
+	uint64_t experts;	/* ndim 3 only */
+	enum dtype dt;
+	int mx;			/* MXFP4 experts: 1 the "_blocks", 2 the "_scales" */
 	uint64_t bytes;
 	unsigned shard;		/* 0-based */
 	uint64_t offset;	/* of its data within the shard's data section */
@@ -100,6 +109,9 @@ struct plan {
 	enum dtype dt;
 	uint64_t seed;
 	int tied;
+	unsigned moe;		/* experts per layer, 0: dense MLP */
+	int fused;		/* experts stacked in 3-D tensors */
+	int mxfp4;		/* stacked experts as MXFP4 _blocks/_scales (gpt-oss) */
 	struct tensor *t;
 	size_t nt;
 	unsigned nshards;
@@ -117,8 +129,81 @@ static void add_tensor(struct plan *pl, const char *name, enum kind kind,
 	t->rows = rows;
 	t->cols = cols;
 	t->ndim = ndim;
+	t->experts = 1;
+	t->dt = pl->dt;
+	/* FP8 checkpoints keep embeddings, norms, the output layer and the
+	 * routers in BF16 and give each FP8 weight its block scales */
+	if (pl->dt == DT_FP8 && (ndim != 2 || kind == K_EMBED || kind == K_LM_HEAD ||
+				 kind == K_ROUTER))
+		t->dt = DT_BF16;
+	if (kind == K_SCALE)
+		t->dt = DT_F32;
 	/* Largest: 128256 * 8192 * 4 bytes, far from overflowing 64 bits. */
-	t->bytes = rows * cols * dtypes[pl->dt].size;
+	t->bytes = rows * cols * dtypes[t->dt].size;
+	if (t->dt == DT_FP8) {
+		char sname[64];
+
+		snprintf(sname, sizeof(sname), "%s_scale_inv", name);
+		add_tensor(pl, sname, K_SCALE, layer, (rows + FP8_BLOCK - 1) / FP8_BLOCK,
+			   (cols + FP8_BLOCK - 1) / FP8_BLOCK, 2);
+	}
+}
+
+/* Stacked experts: [experts, rows, cols]. */
+static void add_stacked(struct plan *pl, const char *name, enum kind kind, int layer,
+			uint64_t experts, uint64_t rows, uint64_t cols)
+{
+	size_t at = pl->nt;
+
+	add_tensor(pl, name, kind, layer, rows, cols, 2);
+	struct tensor *t = &pl->t[at];
+
+	t->ndim = 3;
+	t->experts = experts;
+	t->bytes *= experts;
+}
+
+/* The experts of one projection of layer l ("mlp.gate_proj.weight" becomes
+ * "mlp.experts.E.gate_proj.weight", DeepSeek/Qwen-MoE naming, or one
+ * stacked "mlp.experts.gate_proj.weight"), and the router before the
+ * first projection. */
+static void add_experts(struct plan *pl, unsigned l, enum kind kind, const char *suffix,
+			uint64_t einter)
+{
+	const char *proj = suffix + strlen("mlp.");
+	uint64_t h = pl->p->hidden;
+	uint64_t rows = kind == K_DOWN ? h : einter, cols = kind == K_DOWN ? einter : h;
+	char name[64];
+
+	if (kind == K_GATE) {
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.gate.weight", l);
+		add_tensor(pl, name, K_ROUTER, (int)l, pl->moe, h, 2);
+	}
+	if (pl->mxfp4) {
+		/* gpt-oss: "P_blocks" U8 [E, rows, cols/32, 16], "P_scales" U8
+		 * [E, rows, cols/32]; P is the projection without ".weight" */
+		size_t at = pl->nt;
+		int plen = (int)(strlen(proj) - strlen(".weight"));
+
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%.*s_blocks", l, plen, proj);
+		add_stacked(pl, name, kind, (int)l, pl->moe, rows, cols);
+		pl->t[at].mx = 1;
+		pl->t[at].bytes = pl->moe * rows * cols / 2;
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%.*s_scales", l, plen, proj);
+		add_stacked(pl, name, kind, (int)l, pl->moe, rows, cols);
+		pl->t[at + 1].mx = 2;
+		pl->t[at + 1].bytes = pl->moe * rows * cols / 32;
+		return;
+	}
+	if (pl->fused) {
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%s", l, proj);
+		add_stacked(pl, name, kind, (int)l, pl->moe, rows, cols);
+		return;
+	}
+	for (unsigned e = 0; e < pl->moe; e++) {
+		snprintf(name, sizeof(name), "model.layers.%u.mlp.experts.%u.%s", l, e, proj);
+		add_tensor(pl, name, kind, (int)l, rows, cols, 2);
+	}
 }
 
 static int build_plan(struct plan *pl)
@@ -140,7 +225,10 @@ static int build_plan(struct plan *pl)
 		{ "mlp.up_proj.weight", K_UP },
 		{ "mlp.down_proj.weight", K_DOWN },
 	};
-	size_t n = 3 + (size_t)pl->layers * 9;
+	/* each weight may bring a scale tensor */
+	size_t n = 2 * (3 + (size_t)pl->layers * (10 + 3 * (size_t)pl->moe));
+	/* experts are narrower than the dense MLP, as in DeepSeek/Qwen MoE */
+	uint64_t einter = (p->inter / 4 + 63) / 64 * 64;
 	char name[64];
 
 	pl->t = calloc(n, sizeof(*pl->t));
@@ -152,6 +240,11 @@ static int build_plan(struct plan *pl)
 			uint64_t rows = 1, cols = h;
 			int ndim = 2;
 
+			if (pl->moe && (per_layer[i].kind == K_GATE || per_layer[i].kind == K_UP ||
+					per_layer[i].kind == K_DOWN)) {
+				add_experts(pl, l, per_layer[i].kind, per_layer[i].suffix, einter);
+				continue;
+			}
 			switch (per_layer[i].kind) {
 			case K_NORM: ndim = 1; break;
 			case K_Q: rows = qd; break;
@@ -469,6 +562,10 @@ static void encode_row(unsigned char *dst, const float *src, size_t n,
 		for (size_t i = 0; i < n; i++)
 			put_le32(dst + 4 * i, f32_bits(src[i]));
 		break;
+	case DT_FP8:
+		/* FP8 weights are written block row by block row
+		 * (write_fp8_tensor), never through here */
+		abort();
 	}
 }
 
@@ -663,14 +760,184 @@ static void gen_row(struct gen *g, const struct tensor *t, float *row)
 	g->pos += n;
 }
 
-static int write_tensor_data(struct out *o, const struct tensor *t,
-			     enum dtype dt, uint64_t seed, struct gen *g,
-			     float *row)
+/* f32 to OCP E4M3 ("fn": max 448, no infinities), round to nearest even,
+ * saturating: the grid at |x| in [2^e, 2^(e+1)) has step 2^(e-3), and
+ * below 2^-6 the subnormal step 2^-9. */
+static uint8_t f32_to_e4m3(float f)
 {
+	uint8_t sign = f < 0 ? 0x80 : 0;
+	double a = fabs((double)f);
+	int e;
+
+	if (!(a == a))
+		return 0x7f;
+	if (a >= 448.0)
+		return sign | 0x7e;
+	frexp(a, &e);		/* a = m * 2^e, m in [0.5, 1) */
+	e -= 1;			/* a in [2^e, 2^(e+1)) */
+	if (e < -6)
+		e = -6;
+	double q = nearbyint(ldexp(a, 3 - e));	/* ties to even (default mode) */
+	if (q == 0)
+		return sign;
+	if (q >= 16) {		/* rounded up into the next binade */
+		q /= 2;
+		e++;
+	}
+	if (q < 8)		/* subnormal: exponent field 0 */
+		return sign | (uint8_t)q;
+	return sign | (uint8_t)((e + 7) << 3) | (uint8_t)(q - 8);
+}
+
+static void die_oom(void);
+
+/* The block scales of the last FP8 weight written, for its
+ * weight_scale_inv tensor that follows it. */
+static float *fp8_stash;
+static size_t fp8_stash_len;
+
+/* An FP8 weight: 128 rows at a time, each 128x128 block scaled so its
+ * largest magnitude maps to 448 (DeepSeek-V3's per-block quantization). */
+static int write_fp8_tensor(struct out *o, const struct tensor *t, uint64_t seed,
+			    struct gen *g, float *block)
+{
+	uint64_t scols = (t->cols + FP8_BLOCK - 1) / FP8_BLOCK;
+	uint64_t srows = (t->rows + FP8_BLOCK - 1) / FP8_BLOCK;
+
+	free(fp8_stash);
+	fp8_stash_len = (size_t)(srows * scols);
+	fp8_stash = malloc(fp8_stash_len * sizeof(*fp8_stash));
+	if (!fp8_stash)
+		die_oom();
+	gen_init(g, t, seed);
+	for (uint64_t br = 0; br < srows; br++) {
+		uint64_t r0 = br * FP8_BLOCK;
+		uint64_t nr = t->rows - r0 < FP8_BLOCK ? t->rows - r0 : FP8_BLOCK;
+
+		for (uint64_t r = 0; r < nr; r++)
+			gen_row(g, t, block + r * t->cols);
+		for (uint64_t bc = 0; bc < scols; bc++) {
+			uint64_t c0 = bc * FP8_BLOCK;
+			uint64_t nc = t->cols - c0 < FP8_BLOCK ? t->cols - c0 : FP8_BLOCK;
+			float amax = 0;
+
+			for (uint64_t r = 0; r < nr; r++)
+				for (uint64_t c = c0; c < c0 + nc; c++)
+					if (fabsf(block[r * t->cols + c]) > amax)
+						amax = fabsf(block[r * t->cols + c]);
+			fp8_stash[br * scols + bc] = amax > 0 ? amax / 448.0f : 1.0f;
+		}
+		for (uint64_t r = 0; r < nr; r++) {
+			unsigned char *dst = out_reserve(o, (size_t)t->cols);
+
+			if (!dst)
+				return -1;
+			for (uint64_t c = 0; c < t->cols; c++)
+				dst[c] = f32_to_e4m3(block[r * t->cols + c] /
+						     fp8_stash[br * scols + c / FP8_BLOCK]);
+			o->len += (size_t)t->cols;
+		}
+	}
+	return 0;
+}
+
+/* e2m1 magnitudes (OCP MX v1.0): the code is the index, bit 3 the sign. */
+static const float e2m1[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+
+/* The E8M0 scales of the last MXFP4 blocks tensor, for its "_scales". */
+static unsigned char *mx_stash;
+static size_t mx_stash_len;
+
+/* MXFP4 blocks: each 32 values get the power of two that brings their
+ * largest magnitude within e2m1's 6 (OCP MX v1.0, section 6.3), then the
+ * nearest e2m1 code of each value, two codes a byte, low nibble first. */
+static int write_mxfp4_blocks(struct out *o, const struct tensor *t, uint64_t seed,
+			      struct gen *g, float *row)
+{
+	uint64_t nrows = t->experts * t->rows, nblk = t->cols / 32;
+
+	free(mx_stash);
+	mx_stash_len = (size_t)(nrows * nblk);
+	mx_stash = malloc(mx_stash_len);
+	if (!mx_stash)
+		die_oom();
+	gen_init(g, t, seed);
+	for (uint64_t r = 0; r < nrows; r++) {
+		unsigned char *dst = out_reserve(o, (size_t)(t->cols / 2));
+
+		if (!dst)
+			return -1;
+		gen_row(g, t, row);
+		for (uint64_t b = 0; b < nblk; b++) {
+			const float *v = row + 32 * b;
+			float amax = 0;
+			int e = -127;
+
+			for (int i = 0; i < 32; i++)
+				amax = fabsf(v[i]) > amax ? fabsf(v[i]) : amax;
+			if (amax > 0)
+				e = (int)ceil(log2(amax / 6.0));
+			e = e < -127 ? -127 : e > 127 ? 127 : e;
+			mx_stash[r * nblk + b] = (unsigned char)(e + 127);
+			for (int i = 0; i < 32; i++) {
+				float x = (float)ldexp(fabs(v[i]), -e);
+				int best = 0;
+
+				for (int k = 1; k < 8; k++)
+					if (fabsf(x - e2m1[k]) < fabsf(x - e2m1[best]))
+						best = k;
+				unsigned char code = (unsigned char)(best | (v[i] < 0 ? 8 : 0));
+
+				if (i % 2 == 0)
+					dst[b * 16 + i / 2] = code;
+				else
+					dst[b * 16 + i / 2] |= (unsigned char)(code << 4);
+			}
+		}
+		o->len += (size_t)(t->cols / 2);
+	}
+	return 0;
+}
+
+static int write_tensor_data(struct out *o, const struct tensor *t,
+			     uint64_t seed, struct gen *g, float *row, float *block)
+{
+	enum dtype dt = t->dt;
 	size_t row_bytes = (size_t)t->cols * dtypes[dt].size;
 
+	if (t->mx == 1)
+		return write_mxfp4_blocks(o, t, seed, g, row);
+	if (t->mx == 2) {
+		unsigned char *dst = out_reserve(o, mx_stash_len);
+
+		if (!mx_stash || mx_stash_len != t->bytes || !dst) {
+			fprintf(stderr, "mkckpt: %s does not follow its blocks\n", t->name);
+			exit(EXIT_IO);
+		}
+		memcpy(dst, mx_stash, mx_stash_len);
+		o->len += mx_stash_len;
+		return 0;
+	}
+	if (dt == DT_FP8)
+		return write_fp8_tensor(o, t, seed, g, block);
+	if (t->kind == K_SCALE) {
+		unsigned char *dst;
+
+		if (!fp8_stash || fp8_stash_len != t->rows * t->cols) {
+			fprintf(stderr, "mkckpt: %s does not follow its weight\n", t->name);
+			exit(EXIT_IO);
+		}
+		for (size_t i = 0; i < fp8_stash_len; i++) {
+			dst = out_reserve(o, 4);
+			if (!dst)
+				return -1;
+			put_le32(dst, f32_bits(fp8_stash[i]));
+			o->len += 4;
+		}
+		return 0;
+	}
 	gen_init(g, t, seed);
-	for (uint64_t r = 0; r < t->rows; r++) {
+	for (uint64_t r = 0; r < t->rows * t->experts; r++) {
 		unsigned char *dst;
 
 		if (t->kind == K_NORM || t->kind == K_FINAL_NORM)
@@ -757,11 +1024,21 @@ static json_t *tensor_header(const struct plan *pl, unsigned shard)
 
 		if (t->shard != shard)
 			continue;
-		shape = t->ndim == 1 ?
-			json_pack("[I]", (json_int_t)t->cols) :
-			json_pack("[II]", (json_int_t)t->rows,
-				  (json_int_t)t->cols);
-		e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", dtypes[pl->dt].st,
+		if (t->mx == 1)
+			shape = json_pack("[IIII]", (json_int_t)t->experts, (json_int_t)t->rows,
+					  (json_int_t)(t->cols / 32), (json_int_t)16);
+		else if (t->mx == 2)
+			shape = json_pack("[III]", (json_int_t)t->experts, (json_int_t)t->rows,
+					  (json_int_t)(t->cols / 32));
+		else if (t->ndim == 3)
+			shape = json_pack("[III]", (json_int_t)t->experts, (json_int_t)t->rows,
+					  (json_int_t)t->cols);
+		else
+			shape = t->ndim == 1 ?
+				json_pack("[I]", (json_int_t)t->cols) :
+				json_pack("[II]", (json_int_t)t->rows,
+					  (json_int_t)t->cols);
+		e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", t->mx ? "U8" : dtypes[t->dt].st,
 			      "shape", shape, "data_offsets",
 			      (json_int_t)t->offset,
 			      (json_int_t)(t->offset + t->bytes));
@@ -774,7 +1051,7 @@ static json_t *tensor_header(const struct plan *pl, unsigned shard)
 
 static void write_shard(const char *dir, const struct plan *pl,
 			unsigned shard, struct out *o, struct gen *g,
-			float *row)
+			float *row, float *block)
 {
 	char name[64], *path, *hdr;
 	json_t *h = tensor_header(pl, shard);
@@ -810,7 +1087,7 @@ static void write_shard(const char *dir, const struct plan *pl,
 	for (size_t i = 0; i < pl->nt; i++) {
 		if (pl->t[i].shard != shard)
 			continue;
-		if (write_tensor_data(o, &pl->t[i], pl->dt, pl->seed, g, row) < 0)
+		if (write_tensor_data(o, &pl->t[i], pl->seed, g, row, block) < 0)
 			die_io(path, o->err);
 	}
 	if (out_flush(o) < 0)
@@ -878,6 +1155,22 @@ static void write_config(const char *dir, const struct plan *pl)
 
 	if (!c)
 		die_oom();
+	if (pl->moe) {
+		/* DeepSeek-V3 / Qwen-MoE spellings */
+		CHECK_JSON(json_object_set_new(c, "n_routed_experts", json_integer(pl->moe)));
+		CHECK_JSON(json_object_set_new(c, "num_experts_per_tok", json_integer(2)));
+		CHECK_JSON(json_object_set_new(c, "moe_intermediate_size",
+					       json_integer((json_int_t)((p->inter / 4 + 63) / 64 * 64))));
+	}
+	if (pl->dt == DT_FP8) {
+		/* DeepSeek-V3's config.json */
+		json_t *q = json_pack("{s:s, s:s, s:s, s:[i,i]}", "activation_scheme", "dynamic",
+				      "fmt", "e4m3", "quant_method", "fp8",
+				      "weight_block_size", FP8_BLOCK, FP8_BLOCK);
+		if (!q)
+			die_oom();
+		CHECK_JSON(json_object_set_new(c, "quantization_config", q));
+	}
 	/* Precision 10 prints 1e-05 and 500000.0 as transformers does, not
 	 * the 17-digit round-trip forms. */
 	write_json(dir, "config.json", c,
@@ -904,7 +1197,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mkckpt [--preset tiny|1b|8b|70b] [--layers N] "
-		"[--dtype bf16|f16|f32]\n"
+		"[--dtype bf16|f16|f32|fp8]\n"
+		"              [--moe E [--fused-experts [--mxfp4]]]\n"
 		"              [--shard-size SIZE] [--seed S] "
 		"[--tie-embeddings] [--vocab N] -o DIR\n"
 		"\n"
@@ -916,7 +1210,14 @@ static void usage(FILE *f)
 		"8b (Llama-3.1-8B),\n"
 		"                    70b (Llama-3.1-70B)\n"
 		"  --layers N        keep only layers 0..N-1\n"
-		"  --dtype T         bf16 (default), f16 or f32\n"
+		"  --dtype T         bf16 (default), f16, f32, or fp8 (DeepSeek-V3 layout:\n"
+		"                    F8_E4M3 linear weights with F32 weight_scale_inv\n"
+		"                    per 128x128 block, the rest BF16)\n"
+		"  --moe E           E experts per layer instead of the dense MLP, plus a\n"
+		"                    router mlp.gate.weight (mlp.experts.N.*_proj.weight)\n"
+		"  --fused-experts   stack the experts in 3-D tensors [E, rows, cols]\n"
+		"  --mxfp4           stacked experts as gpt-oss MXFP4: P_blocks U8\n"
+		"                    [E, rows, cols/32, 16] and P_scales U8 (E8M0)\n"
 		"  --shard-size SIZE max bytes per shard, K/M/G suffixes are "
 		"powers of 1024;\n"
 		"                    0 (default): one file for tiny, 5GB "
@@ -1031,6 +1332,9 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, 'S' },
 		{ "tie-embeddings", no_argument, NULL, 't' },
 		{ "vocab", required_argument, NULL, 'v' },
+		{ "moe", required_argument, NULL, 'm' },
+		{ "fused-experts", no_argument, NULL, 'F' },
+		{ "mxfp4", no_argument, NULL, 'X' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1042,7 +1346,7 @@ int main(int argc, char **argv)
 	int tie = 0, opt;
 	struct out o = { .fd = -1 };
 	struct gen g;
-	float *row;
+	float *row, *block;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
@@ -1070,7 +1374,7 @@ int main(int argc, char **argv)
 					break;
 			if (i == n)
 				die_usage("unknown dtype '%s' (expected bf16, "
-					  "f16 or f32)", optarg);
+					  "f16, f32 or fp8)", optarg);
 			pl.dt = (enum dtype)i;
 			break;
 		}
@@ -1092,6 +1396,20 @@ int main(int argc, char **argv)
 			    vocab > 4000000)
 				die_usage("invalid vocabulary size '%s' (1..4000000)",
 					  optarg);
+			break;
+		case 'm': {
+			uint64_t e;
+
+			if (parse_u64(optarg, &e, NULL) < 0 || e < 1 || e > 256)
+				die_usage("invalid expert count '%s' (1..256)", optarg);
+			pl.moe = (unsigned)e;
+			break;
+		}
+		case 'F':
+			pl.fused = 1;
+			break;
+		case 'X':
+			pl.mxfp4 = 1;
 			break;
 		case 'o':
 			if (!*optarg)
@@ -1116,6 +1434,13 @@ int main(int argc, char **argv)
 		die_usage("unexpected argument '%s'", argv[optind]);
 	if (!dir)
 		die_usage("missing output directory (-o DIR)");
+	if (pl.fused && !pl.moe)
+		die_usage("--fused-experts needs --moe E");
+	if (pl.mxfp4 && !pl.fused)
+		die_usage("--mxfp4 needs --moe E --fused-experts");
+	if (pl.fused && pl.dt == DT_FP8)
+		die_usage("--fused-experts and --dtype fp8 do not combine (FP8 MoE "
+			  "checkpoints store experts one by one)");
 
 	if (vocab) {
 		custom = *pl.p;
@@ -1145,6 +1470,10 @@ int main(int argc, char **argv)
 			maxcols = pl.t[i].cols;
 	/* One encoded row must fit the output buffer: 28672 f32 = 112 KiB. */
 	row = malloc(maxcols * sizeof(*row));
+	/* one block row of an FP8 weight */
+	block = pl.dt == DT_FP8 ? malloc(maxcols * FP8_BLOCK * sizeof(*block)) : NULL;
+	if (pl.dt == DT_FP8 && !block)
+		die_oom();
 	g.colscale = malloc(maxcols * sizeof(*g.colscale));
 	o.buf = malloc(OUTBUF_SIZE);
 	if (!row || !g.colscale || !o.buf)
@@ -1154,7 +1483,7 @@ int main(int argc, char **argv)
 		die_io(dir, errno);
 	write_config(dir, &pl);
 	for (unsigned s = 0; s < pl.nshards; s++)
-		write_shard(dir, &pl, s, &o, &g, row);
+		write_shard(dir, &pl, s, &o, &g, row, block);
 	if (pl.nshards > 1) {
 		write_index(dir, &pl);
 		remove_stale(dir, "model.safetensors");
@@ -1170,6 +1499,9 @@ int main(int argc, char **argv)
 		return EXIT_IO;
 	}
 	free(row);
+	free(block);
+	free(fp8_stash);
+	free(mx_stash);
 	free(g.colscale);
 	free(o.buf);
 	free(pl.t);

@@ -48,7 +48,8 @@ int qs_dtype_parse(const char *text, enum qs_dtype *out)
 {
 	/* safetensors dtype strings are case-sensitive upper case */
 	for (unsigned i = 0; i < QS_DTYPE_COUNT; i++) {
-		if (strcmp(text, dtype_table[i].name) == 0) {
+		/* MXFP4 only ever comes from a pair of U8 tensors */
+		if (dtype_table[i].size && strcmp(text, dtype_table[i].name) == 0) {
 			*out = (enum qs_dtype)i;
 			return 0;
 		}

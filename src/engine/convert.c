@@ -42,15 +42,20 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The records a resumed .partial kept must be the plan's first tensors. */
+/* The records a resumed .partial kept must be the plan's first tensors
+ * (scale tensors consumed by their FP8 weight have none).  *next is the
+ * plan index the pipeline continues at. */
 static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, size_t n,
-		      const char *partial, struct qs_diag *diag)
+		      const char *partial, size_t *next, struct qs_diag *diag)
 {
-	if (n > plan->ntensors)
-		return qs_diag_set(diag, -QS_EMISMATCH,
-				   "'%s': holds more tensors than the checkpoint", partial);
-	for (size_t i = 0; i < n; i++) {
-		const struct qs_plan_tensor *t = &plan->tensors[i];
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++, at++) {
+		while (at < plan->ntensors && plan->tensors[at].consumed)
+			at++;
+		if (at >= plan->ntensors)
+			return qs_diag_set(diag, -QS_EMISMATCH,
+					   "'%s': holds more tensors than the checkpoint", partial);
+		const struct qs_plan_tensor *t = &plan->tensors[at];
 		const char *scheme = t->raw ? "raw" : t->scheme.text;
 		if (strcmp(kept[i].name, t->src->name) != 0 || strcmp(kept[i].scheme, scheme) != 0 ||
 		    kept[i].nchunks != t->nchunks)
@@ -59,6 +64,7 @@ static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, 
 					   partial, i, kept[i].name, kept[i].scheme, t->src->name,
 					   scheme);
 	}
+	*next = at;
 	return 0;
 }
 
@@ -99,7 +105,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	struct qs_plan plan = {0};
 	struct qs_cwriter *w = NULL;
 	struct qs_record *kept = NULL;
-	size_t nkept = 0;
+	size_t nkept = 0, first_tensor = 0;
 	struct qs_importance *imp = NULL;
 	struct qs_hessian *hes = NULL;
 	double t0 = now_seconds();
@@ -172,7 +178,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		if (rc == 0) {
 			char partial[4096];
 			snprintf(partial, sizeof(partial), "%s.partial", opts->output);
-			rc = check_kept(&plan, kept, nkept, partial, diag);
+			rc = check_kept(&plan, kept, nkept, partial, &first_tensor, diag);
 		}
 	} else {
 		rc = qs_cwriter_create(opts->output, &h, opts->force, sync_each, &w, diag);
@@ -192,7 +198,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.plan = &plan,
 		.opts = opts,
 		.writer = w,
-		.first_tensor = nkept,
+		.first_tensor = first_tensor,
 		.window_bytes = ring_in_use,
 		.importance = imp,
 		.hessian = hes,

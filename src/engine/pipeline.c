@@ -22,6 +22,7 @@
 
 #include "kernels.h"
 #include "reader.h"
+#include "scaled_source.h"
 #include "util.h"
 #include "window.h"
 
@@ -35,7 +36,10 @@ struct job {
 	uint64_t rows;
 	struct qs_window_span span;
 	struct qs_read_req req;
+	struct qs_read_req aux;  /* the companion's rows (plan.h), if any */
+	unsigned reads_pending;  /* 1, or 2 with a companion */
 	uint8_t *input;          /* source bytes, aligned for the dtype */
+	uint8_t *aux_data;       /* companion bytes, aligned for its dtype */
 	uint8_t *work, *payload, *compressed, *scratch;
 	uint64_t payload_size, compressed_cap, frame_size;
 	uint64_t payload_xxh3;
@@ -92,6 +96,8 @@ static void carve(struct job *j, const struct qs_plan_tensor *t)
 	uint8_t *at = j->span.ptr;
 	j->req.buf = at;
 	at += fp.input;
+	j->aux.buf = fp.aux ? at : NULL;
+	at += fp.aux;
 	j->work = fp.work ? at : NULL;
 	at += fp.work;
 	j->payload = fp.payload ? at : NULL;
@@ -102,34 +108,48 @@ static void carve(struct job *j, const struct qs_plan_tensor *t)
 	j->scratch = fp.scratch ? at : NULL;
 }
 
-/* Hands a finished read to the workers.  Source data at an offset that is
- * not a multiple of the element size is moved to the (aligned) buffer
- * start, so kernels always see aligned elements. */
+/* Source data at an offset that is not a multiple of the element size is
+ * moved to the (aligned) buffer start, so kernels see aligned elements. */
+static uint8_t *aligned_data(struct qs_read_req *q, enum qs_dtype dt)
+{
+	unsigned esize = qs_dtype_size(dt);
+	if (esize > 1 && ((uintptr_t)q->data % esize) != 0) {
+		memmove(q->buf, q->data, q->len);
+		return q->buf;
+	}
+	return q->data;
+}
+
+/* Hands a job to the workers once all its reads are done. */
 static void read_done(struct pipeline *p, struct qs_read_req *q)
 {
 	struct job *j = q->tag;
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
-	unsigned esize = qs_dtype_size(t->src->dtype);
-	j->input = q->data;
-	if (esize > 1 && ((uintptr_t)q->data % esize) != 0) {
-		memmove(q->buf, q->data, q->len);
-		j->input = q->buf;
-	}
+	const struct qs_st_tensor *src = q == &j->aux ? t->companion : t->src;
+	if (q == &j->aux)
+		j->aux_data = aligned_data(q, src->dtype);
+	else
+		j->input = aligned_data(q, src->dtype);
 	pthread_mutex_lock(&p->lock);
-	if (q->result < 0) {
+	if (q->result < 0 && j->rc == 0) {
 		j->rc = q->result;
-		const char *fname = p->a->ckpt->shards[t->src->shard].name;
+		const char *fname = p->a->ckpt->shards[src->shard].name;
 		if (q->result == -QS_EFORMAT)
 			qs_diag_set(&j->diag, q->result,
 				    "'%s': tensor '%s': file ended before the tensor's data", fname,
-				    t->src->name);
+				    src->name);
 		else
 			qs_diag_set(&j->diag, q->result, "'%s': tensor '%s': read failed: %s",
-				    fname, t->src->name, strerror(-q->result));
+				    fname, src->name, strerror(-q->result));
+	}
+	if (q->result >= 0)
+		p->bytes_read += q->len;
+	if (--j->reads_pending > 0) {
+		/* the other read of this job is still in flight */
+	} else if (j->rc < 0) {
 		j->state = JOB_DONE;
 	} else {
 		j->state = JOB_QUEUED;
-		p->bytes_read += q->len;
 		if (p->work_tail)
 			p->work_tail->next_work = j;
 		else
@@ -285,9 +305,16 @@ static void *reader_main(void *arg)
 			}
 			carve(j, t);
 			j->req.shard = t->src->shard;
-			j->req.offset = t->src->offset + (uint64_t)c * t->rows_per_chunk * t->row_bytes;
+			j->req.offset = t->src->offset + qs_plan_chunk_begin(t, c) * t->row_bytes;
 			j->req.len = j->rows * t->row_bytes;
 			j->req.tag = j;
+			j->reads_pending = 1;
+			if (t->companion) {
+				j->aux.shard = t->companion->shard;
+				qs_plan_chunk_aux(t, c, &j->aux.offset, &j->aux.len);
+				j->aux.tag = j;
+				j->reads_pending = 2;
+			}
 			j->state = JOB_READING;
 			pthread_mutex_lock(&p->lock);
 			if (p->order_tail)
@@ -297,6 +324,8 @@ static void *reader_main(void *arg)
 			p->order_tail = j;
 			pthread_mutex_unlock(&p->lock);
 			rc = qs_reader_submit(p->reader, &j->req);
+			if (rc >= 0 && t->companion)
+				rc = qs_reader_submit(p->reader, &j->aux);
 			if (rc < 0)
 				break;
 			/* keep the ring busy but hand over finished reads */
@@ -367,10 +396,15 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 	} else {
 		size_t n = (size_t)(j->rows * t->cols);
 		float *w = (float *)j->work;
-		to_f32(p->k, t->src->dtype, j->input, w, n);
+		if (t->companion)
+			qs_scaled_dequant_rows(&t->pairing, t->src->dtype, t->companion->dtype,
+					    j->input, j->aux_data, qs_plan_chunk_begin(t, j->chunk),
+					    j->rows, t->cols, w);
+		else
+			to_f32(p->k, t->src->dtype, j->input, w, n);
 		size_t bad = p->k->count_nonfinite(w, n);
 		if (bad && !p->a->opts->allow_nonfinite) {
-			uint64_t r0 = (uint64_t)j->chunk * t->rows_per_chunk;
+			uint64_t r0 = qs_plan_chunk_begin(t, j->chunk);
 			j->rc = qs_diag_set(&j->diag, -QS_ENONFINITE,
 					    "'%s': tensor '%s' holds %zu NaN/Inf values in rows "
 					    "%llu-%llu (add --allow-nonfinite --resume to quantize it anyway)",
@@ -490,13 +524,18 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 	const struct qs_plan *plan = p->a->plan;
 	double t0 = now_seconds();
 	int rc = 0;
-	XXH3_state_t *hash = XXH3_createState();
+	XXH3_state_t *hash = XXH3_createState(), *aux_hash = XXH3_createState();
 	struct qs_chunk_entry *chunks = NULL;
 	size_t cap = 0;
-	if (!hash)
+	if (!hash || !aux_hash) {
+		XXH3_freeState(hash);
+		XXH3_freeState(aux_hash);
 		return -ENOMEM;
+	}
 	for (size_t ti = p->a->first_tensor; ti < plan->ntensors; ti++) {
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
+		if (t->consumed)
+			continue;  /* read and recorded with its weight */
 		if (t->nchunks > cap) {
 			struct qs_chunk_entry *n = realloc(chunks, t->nchunks * sizeof(*n));
 			if (!n) {
@@ -507,6 +546,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			cap = t->nchunks;
 		}
 		XXH3_64bits_reset(hash);
+		XXH3_64bits_reset(aux_hash);
 		for (uint32_t c = 0; c < t->nchunks; c++) {
 			struct job *j = next_done(p);
 			if (!j) {
@@ -530,11 +570,16 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			rc = qs_cwriter_frame(p->a->writer, j->compressed, j->frame_size, &off, diag);
 			if (rc == 0) {
 				XXH3_64bits_update(hash, j->input, j->req.len);
+				/* block scales and MXFP4 scales: chunks read
+				 * disjoint, consecutive rows of them; a
+				 * per-tensor scale is hashed once */
+				if (t->companion && (t->pairing.enc != QS_SRC_FP8_TENSOR || c == 0))
+					XXH3_64bits_update(aux_hash, j->aux_data, j->aux.len);
 				chunks[c] = (struct qs_chunk_entry){
 					.frame_offset = off,
 					.frame_size = j->frame_size,
 					.payload_size = j->payload_size,
-					.row_begin = (uint64_t)c * t->rows_per_chunk,
+					.row_begin = qs_plan_chunk_begin(t, c),
 					.row_count = j->rows,
 					.payload_xxh3 = j->payload_xxh3,
 				};
@@ -560,7 +605,10 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 		rec.ndim = s->ndim;
 		memcpy(rec.shape, s->shape, sizeof(rec.shape));
 		rec.scheme = t->raw ? (char *)"raw" : (char *)t->scheme.text;
-		rec.source_xxh3 = XXH3_64bits_digest(hash);
+		rec.source_xxh3 = t->companion
+					  ? qs_paired_source_xxh3(XXH3_64bits_digest(hash),
+								  XXH3_64bits_digest(aux_hash))
+					  : XXH3_64bits_digest(hash);
 		rec.nchunks = t->nchunks;
 		rec.chunks = chunks;
 		rc = qs_cwriter_record(p->a->writer, &rec, diag);
@@ -578,6 +626,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 out:
 	free(chunks);
 	XXH3_freeState(hash);
+	XXH3_freeState(aux_hash);
 	return rc;
 }
 

@@ -21,6 +21,23 @@
 #define QS_CHUNK_SOURCE_MAX (16ull << 20)
 #define QS_CHUNK_SOURCE_MIN (64ull << 10)
 
+/* MoE routers (the gate that scores experts): DeepSeek and Qwen-MoE
+ * "mlp.gate.weight", Mixtral "block_sparse_moe.gate.weight", gpt-oss
+ * "mlp.router.weight".  A router error changes which experts run, so
+ * routers stay at source precision unless a --scheme rule names them. */
+bool qs_is_moe_router(const char *name)
+{
+	static const char *const tails[] = {".mlp.gate.weight", ".block_sparse_moe.gate.weight",
+					    ".mlp.router.weight"};
+	size_t n = strlen(name);
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		size_t m = strlen(tails[i]);
+		if (n >= m && strcmp(name + n - m, tails[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
 struct scheme_rule {
 	bool has_regex;
 	regex_t re;
@@ -30,6 +47,20 @@ struct scheme_rule {
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
+}
+
+/* Companion bytes for a chunk of `rows` rows.  Chunks of a block-scaled
+ * tensor start on block rows (cut_chunks), so they need ceil(rows / br)
+ * rows of the scale. */
+static uint64_t aux_bytes(const struct qs_plan_tensor *t, uint64_t rows)
+{
+	const struct qs_st_tensor *s = t->companion;
+	if (t->pairing.enc == QS_SRC_MXFP4)
+		return rows * (t->cols / QS_MXFP4_BLOCK);  /* one E8M0 byte a block */
+	if (t->pairing.enc != QS_SRC_FP8_BLOCK)
+		return s->nbytes;
+	uint64_t br = t->pairing.block_rows;
+	return (rows + br - 1) / br * s->shape[1] * qs_dtype_size(s->dtype);
 }
 
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
@@ -49,8 +80,30 @@ void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		fp->scratch = align_up(t->scheme.ops->scratch_size(&t->scheme, rows, t->cols),
 				       QS_BUF_ALIGN);
 	}
+	if (t->companion)
+		fp->aux = align_up(aux_bytes(t, rows), QS_BUF_ALIGN) + 2 * QS_BUF_ALIGN;
 	fp->compressed = align_up(ZSTD_compressBound(payload_bytes), QS_BUF_ALIGN);
-	fp->total = fp->input + fp->work + fp->payload + fp->compressed + fp->scratch;
+	fp->total = fp->input + fp->aux + fp->work + fp->payload + fp->compressed + fp->scratch;
+}
+
+void qs_plan_chunk_aux(const struct qs_plan_tensor *t, uint32_t c, uint64_t *offset,
+		       uint64_t *len)
+{
+	const struct qs_st_tensor *s = t->companion;
+	if (t->pairing.enc == QS_SRC_MXFP4) {
+		*offset = s->offset + qs_plan_chunk_begin(t, c) * (t->cols / QS_MXFP4_BLOCK);
+		*len = aux_bytes(t, qs_plan_chunk_rows(t, c));
+		return;
+	}
+	if (t->pairing.enc != QS_SRC_FP8_BLOCK) {
+		*offset = s->offset;
+		*len = s->nbytes;
+		return;
+	}
+	uint64_t br = t->pairing.block_rows;
+	uint64_t scale_row_bytes = s->shape[1] * qs_dtype_size(s->dtype);
+	*offset = s->offset + qs_plan_chunk_begin(t, c) / br * scale_row_bytes;
+	*len = aux_bytes(t, qs_plan_chunk_rows(t, c));
 }
 
 /* Splits "[REGEX=]NAME[:k=v,...]": the regex is whatever precedes the last
@@ -217,20 +270,39 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 		return 0;
 	}
 	uint64_t rows = chunk_target / (pt->row_bytes ? pt->row_bytes : 1);
-	if (rows < 1)
-		rows = 1;
-	if (rows > pt->rows)
-		rows = pt->rows;
+	/* block-scaled FP8: chunks hold whole block rows, so each reads its
+	 * own rows of the scale */
+	uint64_t unit = pt->pairing.enc == QS_SRC_FP8_BLOCK ? pt->pairing.block_rows : 1;
+	if (unit > pt->matrix_rows)
+		unit = pt->matrix_rows;
+	if (rows < unit)
+		rows = unit;
+	if (rows > pt->matrix_rows)
+		rows = pt->matrix_rows;
+	rows = rows / unit * unit;
+	if (unit > 1) {
+		qs_plan_footprint(pt, unit, &fp);
+		if (fp.total > window)
+			return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+					   "'%s': tensor '%s' needs a memory window of at least "
+					   "%llu MiB for one block row of %llu rows; raise --memory",
+					   file, pt->src->name,
+					   (unsigned long long)((fp.total + (memory - window) +
+								 (1 << 20) - 1) >> 20),
+					   (unsigned long long)unit);
+	}
 	/* the footprint grows linearly with rows: shrink to the cap */
 	uint64_t cap = memory / 4;
-	while (rows > 1) {
+	while (rows > unit) {
 		qs_plan_footprint(pt, rows, &fp);
 		if (fp.total <= cap && fp.total <= window)
 			break;
-		rows = rows * 3 / 4;
+		rows = rows * 3 / 4 / unit * unit;
+		if (rows < unit)
+			rows = unit;
 	}
 	pt->rows_per_chunk = rows;
-	uint64_t n = (pt->rows + rows - 1) / rows;
+	uint64_t n = (pt->matrix_rows + rows - 1) / rows * (pt->rows / pt->matrix_rows);
 	if (n > UINT32_MAX)
 		return qs_diag_set(diag, -QS_ETOOBIG, "'%s': tensor '%s' has too many chunks",
 				   file, pt->src->name);
@@ -282,6 +354,7 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
 	int level = opts->zstd_level ? opts->zstd_level : QS_ZSTD_LEVEL_DEFAULT;
 	struct scheme_rule *rules = NULL;
+	struct qs_src_pairing *pairing = NULL;
 	regex_t *keeps = NULL;
 	size_t nrules = 0, nkeeps = 0;
 
@@ -319,33 +392,90 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 		nkeeps++;
 	}
 
+	pairing = calloc(ck->ntensors + 1, sizeof(*pairing));
+	if (!pairing) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = qs_src_pair_scales(ck, pairing, diag);
+	if (rc < 0)
+		goto out;
+	plan->logical = calloc(ck->ntensors + 1, sizeof(*plan->logical));
+	if (!plan->logical) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < ck->ntensors; i++) {
 		const struct qs_st_tensor *t = &ck->tensors[i];
 		struct qs_plan_tensor *pt = &plan->tensors[i];
-		const char *file = ck->shards[t->shard].name;
+		const char *blocks_name = NULL;
+		if (pairing[i].enc == QS_SRC_MXFP4) {
+			/* planned as the logical tensor "P"; kept, as "P_blocks" */
+			struct qs_st_tensor *l = &plan->logical[plan->nlogical];
+			*l = qs_mxfp4_logical(t);
+			if (!l->name) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			plan->nlogical++;
+			blocks_name = t->name;
+			t = l;
+		}
 		pt->src = t;
+		pt->pairing = pairing[i];
 		pt->cols = t->ndim ? t->shape[t->ndim - 1] : 1;
 		pt->rows = 1;
 		for (uint32_t d = 0; d + 1 < t->ndim; d++)
 			pt->rows *= t->shape[d];  /* cannot overflow: nbytes was checked */
 		if (t->ndim >= 1 && t->shape[t->ndim - 1] == 0)
 			pt->rows = 0;
-		pt->row_bytes = pt->cols * qs_dtype_size(t->dtype);
+		pt->matrix_rows = t->ndim >= 3 ? t->shape[t->ndim - 2] : pt->rows;
+		pt->row_bytes = blocks_name ? pt->cols / QS_MXFP4_BLOCK * 16
+					    : pt->cols * qs_dtype_size(t->dtype);
 
-		bool keep = !qs_dtype_quantizable(t->dtype) || t->ndim < 2;
+		bool paired = pairing[i].companion != SIZE_MAX;
+		bool keep = !(qs_dtype_quantizable(t->dtype) || paired) || t->ndim < 2 ||
+			    pairing[i].scale_of != SIZE_MAX;
 		for (size_t k = 0; k < nkeeps && !keep; k++)
-			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0;
-		pt->raw = keep;
+			keep = regexec(&keeps[k], t->name, 0, NULL, 0) == 0 ||
+			       (blocks_name && regexec(&keeps[k], blocks_name, 0, NULL, 0) == 0);
 		if (!keep) {
 			for (size_t r = nrules; r-- > 0;) {
 				if (!rules[r].has_regex ||
 				    regexec(&rules[r].re, t->name, 0, NULL, 0) == 0) {
 					pt->scheme = rules[r].scheme;
+					/* a MoE router decides which experts run:
+					 * kept unless a rule names it */
+					if (!rules[r].has_regex && qs_is_moe_router(t->name))
+						keep = true;
 					break;
 				}
 			}
 		}
-		rc = size_prep(pt, opts, file, window, diag);
+		pt->raw = keep;
+		if (keep && blocks_name) {
+			/* stored as the source holds it */
+			pt->src = &ck->tensors[i];
+			pt->cols = 16;
+			pt->rows = t->shape[0] ? pt->src->nbytes / 16 : 0;
+			pt->matrix_rows = pt->rows;
+			pt->row_bytes = 16;
+			pt->pairing = (struct qs_src_pairing){.companion = SIZE_MAX,
+							      .scale_of = SIZE_MAX};
+		}
+	}
+	/* A quantized FP8 weight reads its scale and consumes it; a kept one
+	 * keeps its scale beside it, both byte for byte. */
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		size_t s = pairing[i].companion;
+		if (s == SIZE_MAX || plan->tensors[i].raw)
+			continue;
+		plan->tensors[i].companion = &ck->tensors[s];
+		plan->tensors[s].consumed = true;
+	}
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		struct qs_plan_tensor *pt = &plan->tensors[i];
+		rc = size_prep(pt, opts, ck->shards[pt->src->shard].name, window, diag);
 		if (rc < 0)
 			goto out;
 		if (pt->prep_total > plan->max_prep)
@@ -355,6 +485,8 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 	plan->ring = window - plan->max_prep;
 	for (size_t i = 0; i < ck->ntensors; i++) {
 		struct qs_plan_tensor *pt = &plan->tensors[i];
+		if (pt->consumed)
+			continue;
 		rc = cut_chunks(pt, target, memory, plan->ring, ck->shards[pt->src->shard].name,
 				diag);
 		if (rc < 0)
@@ -388,6 +520,7 @@ out:
 		regfree(&keeps[i]);
 	free(rules);
 	free(keeps);
+	free(pairing);
 	if (rc < 0)
 		qs_plan_release(plan);
 	return rc;
@@ -395,6 +528,9 @@ out:
 
 void qs_plan_release(struct qs_plan *plan)
 {
+	for (size_t i = 0; i < plan->nlogical; i++)
+		free(plan->logical[i].name);
+	free(plan->logical);
 	free(plan->tensors);
 	free(plan->options_text);
 	free(plan->input_text);

@@ -10,6 +10,7 @@
 
 #include "qshard.h"
 #include "safetensors.h"
+#include "scaled_source.h"
 #include "scheme.h"
 
 struct qs_plan_tensor {
@@ -18,8 +19,19 @@ struct qs_plan_tensor {
 	struct qs_scheme scheme;         /* valid when !raw */
 	uint64_t rows, cols;             /* rows: product of all but the last dim */
 	uint64_t row_bytes;              /* source bytes per row */
-	uint64_t rows_per_chunk;         /* every chunk but the last has this many */
+	uint64_t rows_per_chunk;         /* every chunk but a matrix's last has this many */
 	uint32_t nchunks;                /* 0 for zero-size tensors */
+	/* Rows of one matrix.  A 3-D [E, rows, cols] tensor (stacked MoE
+	 * experts) is E matrices: chunks never span two, so a scheme that
+	 * looks across rows (claq's column code books) never mixes experts.
+	 * Equals rows for 2-D tensors. */
+	uint64_t matrix_rows;
+	/* Source decoding (scaled_source.h): an FP8 weight reads its scale
+	 * tensor's rows beside its own; that scale is then consumed (no
+	 * record, never quantized on its own). */
+	struct qs_src_pairing pairing;
+	const struct qs_st_tensor *companion;  /* scale read with this tensor, or NULL */
+	bool consumed;                         /* folded into its weight */
 	/* Per-tensor state of a calibration-aware scheme (scheme.h), laid
 	 * out in one buffer: the scheme's prep_size bytes, then the
 	 * importance vector and the Hessian when the scheme wants them and
@@ -30,6 +42,7 @@ struct qs_plan_tensor {
 /* Byte sizes of the buffers one chunk needs; all come from the window. */
 struct qs_chunk_footprint {
 	uint64_t input;       /* source bytes, plus alignment slack for O_DIRECT */
+	uint64_t aux;         /* the companion's bytes for these rows, plus slack */
 	uint64_t work;        /* f32 weights (0 for raw) */
 	uint64_t payload;     /* packed payload (0 for raw: the input is it) */
 	uint64_t compressed;  /* ZSTD_compressBound(payload) */
@@ -48,6 +61,10 @@ struct qs_plan {
 	uint64_t max_footprint;        /* largest chunk footprint in the plan */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
 	uint64_t ring;                 /* window left for chunks: window - max_prep */
+	/* Logical tensors the checkpoint holds in two parts (MXFP4 "P" of
+	 * "P_blocks" + "P_scales"); plan_tensor.src points here for them. */
+	struct qs_st_tensor *logical;
+	size_t nlogical;
 };
 
 /* Alignment of every buffer carved from the window: the page size, so the
@@ -60,16 +77,37 @@ int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts
 		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag);
 void qs_plan_release(struct qs_plan *plan);
 
+/* A MoE router tensor, kept at source precision by default. */
+bool qs_is_moe_router(const char *name);
+
 /* The footprint of a chunk of `rows` rows of t. */
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		       struct qs_chunk_footprint *fp);
 
+/* Chunks per matrix (plan_tensor.matrix_rows). */
+static inline uint64_t qs_plan_chunks_per_matrix(const struct qs_plan_tensor *t)
+{
+	return (t->matrix_rows + t->rows_per_chunk - 1) / t->rows_per_chunk;
+}
+
+/* First row (of the tensor's rows x cols view) of chunk c of t. */
+static inline uint64_t qs_plan_chunk_begin(const struct qs_plan_tensor *t, uint32_t c)
+{
+	uint64_t cpm = qs_plan_chunks_per_matrix(t);
+	return (c / cpm) * t->matrix_rows + (c % cpm) * t->rows_per_chunk;
+}
+
 /* Rows in chunk c of t. */
 static inline uint64_t qs_plan_chunk_rows(const struct qs_plan_tensor *t, uint32_t c)
 {
-	uint64_t begin = (uint64_t)c * t->rows_per_chunk;
-	uint64_t left = t->rows - begin;
+	uint64_t cpm = qs_plan_chunks_per_matrix(t);
+	uint64_t left = t->matrix_rows - (c % cpm) * t->rows_per_chunk;
 	return left < t->rows_per_chunk ? left : t->rows_per_chunk;
 }
+
+/* The companion's byte range that chunk c needs (plan_tensor.companion):
+ * the block rows its rows fall in, or the whole per-tensor scale. */
+void qs_plan_chunk_aux(const struct qs_plan_tensor *t, uint32_t c, uint64_t *offset,
+		       uint64_t *len);
 
 #endif /* QS_PLAN_H */

@@ -310,7 +310,9 @@ void qs_qfile_tensor(const struct qs_qfile *qf, size_t i, struct qs_tensor_info 
 	out->ndim = r->ndim;
 	memcpy(out->shape, r->shape, sizeof(out->shape));
 	uint64_t elems = tensor_elements(r);
-	out->source_bytes = elems * qs_dtype_size(r->dtype);
+	/* MXFP4: 16 bytes of codes and one scale byte per 32 values */
+	out->source_bytes = r->dtype == QS_DTYPE_MXFP4 ? elems / 32 * 17
+						       : elems * qs_dtype_size(r->dtype);
 	out->file = NULL;
 	out->scheme = r->scheme;
 	for (uint32_t c = 0; c < r->nchunks; c++) {

@@ -15,6 +15,7 @@
 
 #include "container.h"
 #include "safetensors.h"
+#include "scaled_source.h"
 #include "util.h"
 
 #define SOURCE_PIECE (16u << 20)
@@ -145,7 +146,37 @@ static int cmp_tensor_name(const void *a, const void *b)
 	return strcmp((*x)->name, (*y)->name);
 }
 
-/* Rehashes each tensor's source bytes and compares with source_xxh3. */
+/* xxh3-64 of tensor t's bytes, read through fds (opened on demand). */
+static int hash_tensor(const struct qs_checkpoint *ck, const struct qs_st_tensor *t, int *fds,
+		       uint8_t *piece, XXH3_state_t *st, uint64_t *digest, struct qs_diag *diag)
+{
+	const struct qs_st_shard *sh = &ck->shards[t->shard];
+	int err = 0;
+	if (fds[t->shard] < 0) {
+		fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
+		if (fds[t->shard] < 0) {
+			err = -errno;
+			return qs_diag_set(diag, err, "'%s': cannot open: %s", sh->name,
+					   qs_strerror(err));
+		}
+	}
+	XXH3_64bits_reset(st);
+	for (uint64_t done = 0; done < t->nbytes;) {
+		size_t n = t->nbytes - done < SOURCE_PIECE ? (size_t)(t->nbytes - done)
+							   : SOURCE_PIECE;
+		err = qs_pread_full(fds[t->shard], piece, n, t->offset + done);
+		if (err)
+			return qs_diag_set(diag, err, "'%s': tensor '%s': cannot read: %s", sh->name,
+					   t->name, qs_strerror(err));
+		XXH3_64bits_update(st, piece, n);
+		done += n;
+	}
+	*digest = XXH3_64bits_digest(st);
+	return 0;
+}
+
+/* Rehashes each tensor's source bytes and compares with source_xxh3.  A
+ * quantized FP8 weight's checksum covers its scale too (scaled_source.h). */
 static int check_source(const struct qs_qfile *qf, const char *source, struct vctx *v,
 			struct qs_diag *diag)
 {
@@ -154,6 +185,7 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 	if (err)
 		return err;
 	const struct qs_st_tensor **by = NULL;
+	struct qs_src_pairing *pairing = NULL;
 	int *fds = NULL;
 	uint8_t *piece = NULL;
 	XXH3_state_t *st = XXH3_createState();
@@ -166,6 +198,14 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 	}
 	for (size_t i = 0; i < ck->nshards; i++)
 		fds[i] = -1;
+	pairing = calloc(ck->ntensors + 1, sizeof(*pairing));
+	if (!pairing) {
+		err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
+		goto out;
+	}
+	err = qs_src_pair_scales(ck, pairing, diag);
+	if (err)
+		goto out;
 	for (size_t i = 0; i < ck->ntensors; i++)
 		by[i] = &ck->tensors[i];
 	qsort(by, ck->ntensors, sizeof(*by), cmp_tensor_name);
@@ -175,35 +215,30 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		struct qs_st_tensor key = {.name = r->name};
 		const struct qs_st_tensor *kp = &key, **hit;
 		hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+		char *blocks = NULL;
+		if (!hit && r->dtype == QS_DTYPE_MXFP4 &&
+		    (blocks = malloc(strlen(r->name) + 8)) != NULL) {
+			/* held by the source as NAME_blocks + NAME_scales */
+			sprintf(blocks, "%s_blocks", r->name);
+			key.name = blocks;
+			hit = bsearch(&kp, by, ck->ntensors, sizeof(*by), cmp_tensor_name);
+			if (hit && pairing[*hit - ck->tensors].enc != QS_SRC_MXFP4)
+				hit = NULL;
+		}
+		free(blocks);
 		if (!hit) {
 			on_damage(v, r->name, "missing in source");
 			continue;
 		}
 		const struct qs_st_tensor *t = *hit;
-		const struct qs_st_shard *sh = &ck->shards[t->shard];
-		if (fds[t->shard] < 0) {
-			fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
-			if (fds[t->shard] < 0) {
-				err = -errno;
-				qs_diag_set(diag, err, "'%s': cannot open: %s", sh->name,
-					    qs_strerror(err));
-				break;
-			}
+		uint64_t digest, scale_digest;
+		err = hash_tensor(ck, t, fds, piece, st, &digest, diag);
+		size_t comp = pairing[t - ck->tensors].companion;
+		if (!err && comp != SIZE_MAX && strcmp(r->scheme, "raw") != 0) {
+			err = hash_tensor(ck, &ck->tensors[comp], fds, piece, st, &scale_digest, diag);
+			digest = qs_paired_source_xxh3(digest, scale_digest);
 		}
-		XXH3_64bits_reset(st);
-		for (uint64_t done = 0; done < t->nbytes;) {
-			size_t n = t->nbytes - done < SOURCE_PIECE ? (size_t)(t->nbytes - done)
-								   : SOURCE_PIECE;
-			err = qs_pread_full(fds[t->shard], piece, n, t->offset + done);
-			if (err) {
-				qs_diag_set(diag, err, "'%s': tensor '%s': cannot read: %s",
-					    sh->name, t->name, qs_strerror(err));
-				break;
-			}
-			XXH3_64bits_update(st, piece, n);
-			done += n;
-		}
-		if (!err && XXH3_64bits_digest(st) != r->source_xxh3)
+		if (!err && digest != r->source_xxh3)
 			on_damage(v, r->name, "source checksum mismatch");
 	}
 out:
@@ -214,6 +249,7 @@ out:
 	free(fds);
 	free(by);
 	free(piece);
+	free(pairing);
 	XXH3_freeState(st);
 	qs_checkpoint_free(ck);
 	return err;

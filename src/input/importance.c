@@ -21,7 +21,8 @@
  *    activation (other entries, e.g. "NAME.hessian", are ignored).
  *
  * llama.cpp names the Llama-family tensors differently; a lookup by the
- * Hugging Face name also tries the llama.cpp name (map_name()).  Every
+ * Hugging Face name also tries the llama.cpp name (map_name(), and
+ * map_expert_name() for MoE experts).  Every
  * count, length and offset read from a file is checked against the file
  * size before use: the reader is fed hostile input by the fuzzer.
  */
@@ -588,6 +589,60 @@ void qs_importance_free(struct qs_importance *imp)
 	free(imp);
 }
 
+/* MoE experts: llama.cpp stacks a layer's experts in one entry
+ * "blk.N.ffn_{gate,up,down}_exps.weight" of nmat = n_expert matrices
+ * (llama-imatrix collects per expert).  The Hugging Face per-expert
+ * tensor "model.layers.N.mlp.experts.E.gate_proj.weight" (DeepSeek,
+ * Qwen-MoE) or "model.layers.N.block_sparse_moe.experts.E.w1.weight"
+ * (Mixtral: w1 gate, w3 up, w2 down) maps to matrix E of it; a stacked
+ * 3-D "model.layers.N.mlp.experts.gate_proj.weight" to the whole entry
+ * (merged over experts, as its statistics are per tensor).  *expert is
+ * the matrix, or -1 for all. */
+static bool map_expert_name(const char *hf, char *out, size_t cap, long *expert)
+{
+	static const struct {
+		const char *hf, *gg;
+	} proj[] = {
+		{"gate_proj.weight", "ffn_gate_exps.weight"},
+		{"up_proj.weight", "ffn_up_exps.weight"},
+		{"down_proj.weight", "ffn_down_exps.weight"},
+		{"w1.weight", "ffn_gate_exps.weight"},
+		{"w3.weight", "ffn_up_exps.weight"},
+		{"w2.weight", "ffn_down_exps.weight"},
+	};
+	static const char pre[] = "model.layers.";
+	if (strncmp(hf, pre, sizeof(pre) - 1) != 0)
+		return false;
+	const char *p = hf + sizeof(pre) - 1, *q = p;
+	while (*q >= '0' && *q <= '9')
+		q++;
+	if (q == p || q - p > 9)
+		return false;
+	const char *rest;
+	if (strncmp(q, ".mlp.experts.", 13) == 0)
+		rest = q + 13;
+	else if (strncmp(q, ".block_sparse_moe.experts.", 26) == 0)
+		rest = q + 26;
+	else
+		return false;
+	*expert = -1;
+	if (*rest >= '0' && *rest <= '9') {
+		char *end;
+		errno = 0;
+		long e = strtol(rest, &end, 10);
+		if (errno || *end != '.' || e > 1000000)
+			return false;
+		*expert = e;
+		rest = end + 1;
+	}
+	for (size_t i = 0; i < sizeof(proj) / sizeof(*proj); i++)
+		if (strcmp(rest, proj[i].hf) == 0) {
+			int n = snprintf(out, cap, "blk.%.*s.%s", (int)(q - p), p, proj[i].gg);
+			return n > 0 && (size_t)n < cap;
+		}
+	return false;
+}
+
 /* llama.cpp's name of a Llama-family Hugging Face tensor, or false. */
 static bool map_name(const char *hf, char *out, size_t cap)
 {
@@ -649,7 +704,10 @@ int qs_importance_get(const struct qs_importance *imp, const char *tensor, uint6
 	char mapped[128];
 	int rc;
 
+	long expert = -1;
 	if (!e && map_name(tensor, mapped, sizeof(mapped)))
+		e = find(imp, mapped);
+	if (!e && map_expert_name(tensor, mapped, sizeof(mapped), &expert))
 		e = find(imp, mapped);
 	if (!e)
 		return 0;
@@ -661,6 +719,16 @@ int qs_importance_get(const struct qs_importance *imp, const char *tensor, uint6
 		return qs_diag_set(diag, -QS_EFORMAT,
 				   "'%s': tensor '%s' has %" PRIu64 " importance values, expected %"
 				   PRIu64, fn, tensor, e->nval, cols);
+	/* one expert of a stacked entry: only its matrix */
+	uint64_t m0 = 0;
+	if (expert >= 0) {
+		if ((uint64_t)expert >= nmat)
+			return qs_diag_set(diag, -QS_EFORMAT,
+					   "'%s': tensor '%s' is expert %ld but '%s' holds %" PRIu64
+					   " experts", fn, tensor, expert, mapped, nmat);
+		m0 = (uint64_t)expert;
+		nmat = m0 + 1;
+	}
 
 	double *acc = calloc((size_t)cols, sizeof(*acc));
 	float *row = malloc((size_t)cols * sizeof(*row));
@@ -669,7 +737,7 @@ int qs_importance_get(const struct qs_importance *imp, const char *tensor, uint6
 		rc = qs_diag_set(diag, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (uint64_t m = 0; m < nmat; m++) {
+	for (uint64_t m = m0; m < nmat; m++) {
 		if ((rc = read_f32(imp, tensor, e->off + 4 * m * cols, cols, row, diag)))
 			goto out;
 		for (uint64_t j = 0; j < cols; j++) {

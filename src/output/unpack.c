@@ -201,6 +201,34 @@ static int write_index(const struct qs_qfile *qf, const char *outdir, enum qs_dt
 	return rc;
 }
 
+/* config.json as unpack writes it.  FP8 weights come out dequantized
+ * (BF16 by default), so their quantization_config would make loaders read
+ * them as FP8 again: it is dropped unless an FP8 tensor was kept as it
+ * was.  Returns a malloc'd text, or NULL on ENOMEM. */
+static char *unpacked_config(const struct qs_qfile *qf)
+{
+	const char *text = qf->header.config_json;
+	bool dequantized_fp8 = false, raw_fp8 = false;
+	for (size_t i = 0; i < qf->nrecords; i++) {
+		const struct qs_record *r = &qf->records[i];
+		if (r->dtype != QS_DTYPE_F8_E4M3 && r->dtype != QS_DTYPE_F8_E5M2)
+			continue;
+		if (strcmp(r->scheme, "raw") == 0)
+			raw_fp8 = true;
+		else
+			dequantized_fp8 = true;
+	}
+	json_t *root = dequantized_fp8 && !raw_fp8 ? json_loads(text, 0, NULL) : NULL;
+	if (!root || !json_is_object(root) || !json_object_get(root, "quantization_config")) {
+		json_decref(root);
+		return strdup(text);
+	}
+	json_object_del(root, "quantization_config");
+	char *out = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+	return out;
+}
+
 int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 {
 	enum qs_dtype dtype = opts->dtype;
@@ -230,8 +258,11 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 	bool single = nshards == 1 && strcmp(qf->records[0].shard, "model.safetensors") == 0;
 	if (rc == 0 && !single)
 		rc = write_index(qf, opts->outdir, dtype, diag);
-	if (rc == 0 && qf->header.config_json)
-		rc = write_text(opts->outdir, "config.json", qf->header.config_json, diag);
+	if (rc == 0 && qf->header.config_json) {
+		char *config = unpacked_config(qf);
+		rc = config ? write_text(opts->outdir, "config.json", config, diag) : -ENOMEM;
+		free(config);
+	}
 	free(b.payload);
 	free(b.weights);
 	free(b.out);

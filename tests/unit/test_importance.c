@@ -198,6 +198,48 @@ static void test_gguf(void **state)
 	}
 }
 
+/* llama.cpp's stacked expert entries serve the Hugging Face per-expert
+ * names (one matrix each, DeepSeek/Qwen and Mixtral spellings) and the
+ * stacked 3-D name (merged over experts). */
+static void test_gguf_experts(void **state)
+{
+	(void)state;
+	/* three experts: sums {1,2}, {6,8}, {30,40}; counts 1, 2, 10 */
+	static const float s2e[6] = {1, 2, 6, 8, 30, 40};
+	static const float ce[3] = {1, 2, 10};
+	struct gt t[] = {
+		{"blk.2.ffn_up_exps.weight.in_sum2", 2, 3, s2e},
+		{"blk.2.ffn_up_exps.weight.counts", 1, 3, ce},
+	};
+	struct buf b = make_gguf(t, 2, 0);
+	struct qs_diag d;
+	struct qs_importance *imp = open_buf("e.gguf", &b, &d);
+	assert_non_null(imp);
+	float v[2];
+	assert_int_equal(qs_importance_get(imp, "model.layers.2.mlp.experts.0.up_proj.weight", 2,
+					   v, &d), 1);
+	assert_true(v[0] == 1 && v[1] == 2);
+	assert_int_equal(qs_importance_get(imp, "model.layers.2.mlp.experts.1.up_proj.weight", 2,
+					   v, &d), 1);
+	assert_true(v[0] == 3 && v[1] == 4);
+	assert_int_equal(qs_importance_get(imp,
+					   "model.layers.2.block_sparse_moe.experts.2.w3.weight", 2,
+					   v, &d), 1);
+	assert_true(v[0] == 3 && v[1] == 4);
+	/* stacked: (1 + 6 + 30) / 13, (2 + 8 + 40) / 13 */
+	assert_int_equal(qs_importance_get(imp, "model.layers.2.mlp.experts.up_proj.weight", 2,
+					   v, &d), 1);
+	assert_true(fabsf(v[0] - 37.0f / 13) < 1e-6f && fabsf(v[1] - 50.0f / 13) < 1e-6f);
+	/* an expert the entry does not hold */
+	assert_int_equal(qs_importance_get(imp, "model.layers.2.mlp.experts.3.up_proj.weight", 2,
+					   v, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "expert 3"));
+	assert_int_equal(qs_importance_get(imp, "model.layers.2.mlp.experts.0.gate_proj.weight",
+					   2, v, &d), 0);
+	qs_importance_free(imp);
+	free(b.p);
+}
+
 /* Every truncation and many single-byte corruptions of a valid file are
  * rejected or read without crashing (ASan watches). */
 static void test_gguf_hostile(void **state)
@@ -328,6 +370,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gguf),
 		cmocka_unit_test(test_gguf_hostile),
+		cmocka_unit_test(test_gguf_experts),
 		cmocka_unit_test(test_dat),
 		cmocka_unit_test(test_safetensors),
 	};

@@ -119,6 +119,101 @@ static void test_chunks_cover_rows_and_fit(void **state)
 	qs_plan_release(&plan);
 }
 
+/* A second checkpoint: stacked experts, an FP8 weight with block scales,
+ * its scale, and a MoE router. */
+static struct qs_st_tensor moe_tensors[] = {
+	{.name = "model.layers.0.mlp.experts.up_proj.weight", .dtype = QS_DTYPE_BF16, .ndim = 3,
+	 .shape = {3, 1000, 256}},
+	{.name = "model.layers.0.mlp.experts.0.down_proj.weight", .dtype = QS_DTYPE_F8_E4M3,
+	 .ndim = 2, .shape = {1000, 300}},
+	{.name = "model.layers.0.mlp.experts.0.down_proj.weight_scale_inv",
+	 .dtype = QS_DTYPE_F32, .ndim = 2, .shape = {8, 3}},
+	{.name = "model.layers.0.mlp.gate.weight", .dtype = QS_DTYPE_BF16, .ndim = 2,
+	 .shape = {3, 256}},
+};
+#define NMOE (sizeof(moe_tensors) / sizeof(moe_tensors[0]))
+static struct qs_checkpoint moe_ckpt = {.shards = &shard, .nshards = 1,
+					.tensors = moe_tensors, .ntensors = NMOE};
+
+static int build_moe(struct qs_plan *plan, const char **schemes, size_t ns, const char **keeps,
+		     size_t nk, uint64_t memory, struct qs_diag *d)
+{
+	for (size_t i = 0; i < NMOE; i++) {
+		uint64_t n = qs_dtype_size(moe_tensors[i].dtype);
+		for (uint32_t dd = 0; dd < moe_tensors[i].ndim; dd++)
+			n *= moe_tensors[i].shape[dd];
+		moe_tensors[i].nbytes = n;
+		moe_tensors[i].offset = 4096 * (i + 1) * 1000;
+	}
+	struct qs_convert_opts o = {.schemes = schemes, .nschemes = ns, .keeps = keeps,
+				    .nkeeps = nk, .memory = memory};
+	return qs_plan_build(&moe_ckpt, &o, memory, plan, d);
+}
+
+/* Chunks of a stacked [E, rows, cols] tensor never span two experts and
+ * cover every row once; FP8 chunks start on 128-row block boundaries and
+ * read exactly their block rows of the scale; the scale is consumed and
+ * the router kept. */
+static void test_experts_and_fp8_chunks(void **state)
+{
+	(void)state;
+	struct qs_plan plan;
+	struct qs_diag d;
+	/* 1 MiB of --memory: chunks far smaller than one expert */
+	assert_int_equal(build_moe(&plan, NULL, 0, NULL, 0, 1 << 20, &d), 0);
+	const struct qs_plan_tensor *e = &plan.tensors[0];
+	assert_int_equal(e->matrix_rows, 1000);
+	assert_true(e->rows_per_chunk < 1000 && 1000 % e->rows_per_chunk != 0);
+	uint64_t next = 0;
+	for (uint32_t c = 0; c < e->nchunks; c++) {
+		uint64_t b = qs_plan_chunk_begin(e, c), r = qs_plan_chunk_rows(e, c);
+		assert_int_equal(b, next);
+		assert_int_equal(b / 1000, (b + r - 1) / 1000);  /* one expert */
+		next = b + r;
+	}
+	assert_int_equal(next, 3000);
+
+	const struct qs_plan_tensor *w = &plan.tensors[1];
+	assert_false(w->raw);
+	assert_ptr_equal(w->companion, &moe_tensors[2]);
+	assert_int_equal(w->pairing.enc, QS_SRC_FP8_BLOCK);
+	assert_int_equal(w->rows_per_chunk % 128, 0);
+	assert_true(w->nchunks > 1);
+	uint64_t scale_bytes = 0;
+	for (uint32_t c = 0; c < w->nchunks; c++) {
+		uint64_t off, len, r = qs_plan_chunk_rows(w, c);
+		assert_int_equal(qs_plan_chunk_begin(w, c) % 128, 0);
+		qs_plan_chunk_aux(w, c, &off, &len);
+		/* 3 scale columns of f32 per 128-row block row */
+		assert_int_equal(off, moe_tensors[2].offset + qs_plan_chunk_begin(w, c) / 128 * 12);
+		assert_int_equal(len, (r + 127) / 128 * 12);
+		scale_bytes += len;
+	}
+	assert_int_equal(scale_bytes, moe_tensors[2].nbytes);
+	assert_true(plan.tensors[2].consumed);
+	assert_int_equal(plan.tensors[2].nchunks, 0);
+	assert_true(plan.tensors[3].raw);  /* the router */
+	qs_plan_release(&plan);
+
+	/* kept FP8 weight: its scale is kept beside it, raw */
+	const char *keeps[] = {"down_proj"};
+	const char *router[] = {"mlp\\.gate=rtn:bits=8"};
+	assert_int_equal(build_moe(&plan, router, 1, keeps, 1, 1 << 20, &d), 0);
+	assert_true(plan.tensors[1].raw);
+	assert_null(plan.tensors[1].companion);
+	assert_true(plan.tensors[2].raw);
+	assert_false(plan.tensors[2].consumed);
+	assert_false(plan.tensors[3].raw);  /* a rule names the router */
+	qs_plan_release(&plan);
+
+	/* a misshapen scale names both tensors */
+	moe_tensors[2].shape[0] = 7;
+	assert_int_equal(build_moe(&plan, NULL, 0, NULL, 0, 1 << 20, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "'model.layers.0.mlp.experts.0.down_proj.weight'"));
+	assert_non_null(strstr(d.msg, "'model.layers.0.mlp.experts.0.down_proj.weight_scale_inv'"));
+	moe_tensors[2].shape[0] = 8;
+}
+
 static void test_window_too_small_names_tensor(void **state)
 {
 	(void)state;
@@ -185,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_bad_rules),
 		cmocka_unit_test(test_chunks_cover_rows_and_fit),
 		cmocka_unit_test(test_window_too_small_names_tensor),
+		cmocka_unit_test(test_experts_and_fp8_chunks),
 		cmocka_unit_test(test_fingerprints),
 		cmocka_unit_test(test_window_fifo_ring),
 	};
