@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 liburing-dev libzstd-dev libxxhash-dev libopenblas-dev libcmocka-dev libjansson-dev \
 python3 python3-numpy python3-torch valgrind clang libclang-rt-14-dev \
-gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debootstrap git"
 
 if [ "${QSHARD_SKIP_DEPS:-0}" != 1 ]; then
 	if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

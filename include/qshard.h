@@ -31,7 +31,9 @@ extern "C" {
 	X(QS_EMISMATCH, 2006, "input or options differ from partial output") \
 	X(QS_ENONFINITE, 2007, "tensor holds NaN or Inf values")            \
 	X(QS_EINTERRUPTED, 2008, "interrupted")                             \
-	X(QS_EEXIST, 2009, "partial output exists")
+	X(QS_EEXIST, 2009, "partial output exists")                         \
+	X(QS_ELOCKED, 2010, "output is locked by another process")          \
+	X(QS_ESOURCE, 2011, "source changed while being read")
 
 enum qs_error {
 #define QS_ERROR_ENUM(name, value, text) name = value,
@@ -214,8 +216,9 @@ int qs_verify(const char *path, const char *source, qs_damage_fn report,
 
 struct qs_unpack_opts {
 	const char *input;        /* qshard file */
-	const char *outdir;       /* created if missing */
+	const char *outdir;       /* created if missing; see force */
 	enum qs_dtype dtype;      /* BF16, F16 or F32 for dequantized tensors */
+	bool force;               /* replace a non-empty outdir (atomically, at the end) */
 };
 int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag);
 

@@ -3,8 +3,10 @@
 #ifndef QS_CLI_H
 #define QS_CLI_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "qshard.h"
 
@@ -35,6 +37,12 @@ int cli_choice(const char *opt, const char *text, const char *const *names);
 const char *cli_human(uint64_t bytes, char buf[32]);
 /* True when path is a qshard file (starts with the header frame magic). */
 bool cli_is_qshard_file(const char *path);
+
+/* JSON output (cli_json.c): a string value for any C string (bytes that
+ * are not UTF-8 become U+FFFD); print one value and a newline, then
+ * release it (flags: jansson's, e.g. JSON_COMPACT or JSON_INDENT(2)). */
+json_t *cli_json_string(const char *s);
+void cli_json_print(FILE *out, json_t *value, size_t flags);
 
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

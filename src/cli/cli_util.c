@@ -32,6 +32,7 @@ int cli_exit_code(int rc)
 	case QS_EDTYPE:
 	case QS_ENONFINITE:
 	case QS_ETOOBIG:
+	case QS_ESOURCE:
 		return QS_EXIT_BADINPUT;
 	case QS_ECHECKSUM:
 		return QS_EXIT_DAMAGED;
@@ -39,6 +40,7 @@ int cli_exit_code(int rc)
 		return QS_EXIT_INTERRUPTED;
 	case QS_EMISMATCH:
 	case QS_EEXIST:
+	case QS_ELOCKED:
 		return QS_EXIT_RESUME;
 	case QS_ENOMEM_WINDOW:
 		return QS_EXIT_MEMORY;

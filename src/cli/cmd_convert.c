@@ -74,7 +74,13 @@ static void on_progress(const struct qs_progress *p, void *user)
 		if (st->line_open)
 			fputc('\n', stderr);
 		st->line_open = false;
-		cli_error("%s", p->notice);
+		if (st->mode == PROGRESS_JSON)
+			cli_json_print(stderr,
+				       json_pack("{s:s, s:o}", "event", "notice", "message",
+						 cli_json_string(p->notice)),
+				       JSON_COMPACT);
+		else
+			cli_error("%s", p->notice);
 		return;
 	}
 	bool last = p->tensors_done == p->tensors_total;
@@ -90,13 +96,15 @@ static void on_progress(const struct qs_progress *p, void *user)
 	fmt_eta(eta, etab, sizeof(etab));
 	switch (st->mode) {
 	case PROGRESS_JSON:
-		fprintf(stderr,
-			"{\"event\":\"progress\",\"tensors_done\":%llu,\"tensors_total\":%llu,"
-			"\"bytes_read\":%llu,\"bytes_total\":%llu,\"bytes_written\":%llu,"
-			"\"seconds\":%.3f,\"eta_seconds\":%.1f}\n",
-			(unsigned long long)p->tensors_done, (unsigned long long)p->tensors_total,
-			(unsigned long long)p->bytes_read, (unsigned long long)p->bytes_total,
-			(unsigned long long)p->bytes_written, p->seconds, eta);
+		cli_json_print(stderr,
+			       json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "event",
+					 "progress", "tensors_done", (json_int_t)p->tensors_done,
+					 "tensors_total", (json_int_t)p->tensors_total, "bytes_read",
+					 (json_int_t)p->bytes_read, "bytes_total",
+					 (json_int_t)p->bytes_total, "bytes_written",
+					 (json_int_t)p->bytes_written, "seconds", p->seconds,
+					 "eta_seconds", eta),
+			       JSON_COMPACT | JSON_REAL_PRECISION(6));
 		break;
 	case PROGRESS_PLAIN:
 	case PROGRESS_TTY:
@@ -263,15 +271,18 @@ int cmd_convert(int argc, char **argv)
 	char in[32], outb[32];
 	double rate = res.seconds > 0 ? res.input_bytes / res.seconds / 1e9 : 0;
 	if (ps.mode == PROGRESS_JSON)
-		printf("{\"event\":\"done\",\"output\":\"%s\",\"tensors\":%llu,"
-		       "\"quantized_tensors\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,"
-		       "\"bpw\":%.4f,\"bpw_on_disk\":%.4f,\"seconds\":%.3f,\"gb_per_s\":%.3f,"
-		       "\"peak_rss_bytes\":%llu,\"resumed_tensors\":%llu}\n",
-		       o.output, (unsigned long long)res.tensors,
-		       (unsigned long long)res.quantized_tensors, (unsigned long long)res.input_bytes,
-		       (unsigned long long)res.output_bytes, res.bpw_nominal, res.bpw_on_disk,
-		       res.seconds, rate, (unsigned long long)ru.ru_maxrss * 1024,
-		       (unsigned long long)res.resumed_tensors);
+		cli_json_print(stdout,
+			       json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:I}",
+					 "event", "done", "output", cli_json_string(o.output),
+					 "tensors", (json_int_t)res.tensors, "quantized_tensors",
+					 (json_int_t)res.quantized_tensors, "input_bytes",
+					 (json_int_t)res.input_bytes, "output_bytes",
+					 (json_int_t)res.output_bytes, "bpw", res.bpw_nominal,
+					 "bpw_on_disk", res.bpw_on_disk, "seconds", res.seconds,
+					 "gb_per_s", rate, "peak_rss_bytes",
+					 (json_int_t)ru.ru_maxrss * 1024, "resumed_tensors",
+					 (json_int_t)res.resumed_tensors),
+			       JSON_COMPACT | JSON_REAL_PRECISION(6));
 	else
 		printf("qshard: wrote '%s': %llu tensors (%llu quantized), %s in, %s out, "
 		       "%.3f bpw nominal, %.3f bpw on disk, %.1f s, %.2f GB/s, peak memory %llu MiB\n",

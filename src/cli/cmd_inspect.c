@@ -130,20 +130,20 @@ int cmd_inspect(int argc, char **argv)
 		json_t *o = json_object(), *sh = json_array();
 		for (uint32_t d = 0; d < t.ndim; d++)
 			json_array_append_new(sh, json_integer((json_int_t)t.shape[d]));
-		json_object_set_new(o, "name", json_string(t.name));
+		json_object_set_new(o, "name", cli_json_string(t.name));
 		json_object_set_new(o, "dtype", json_string(qs_dtype_name(t.dtype)));
 		json_object_set_new(o, "shape", sh);
 		json_object_set_new(o, "source_bytes", json_integer((json_int_t)t.source_bytes));
 		if (s.qfile) {
 			char hex[17];
 			snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)t.source_xxh3);
-			json_object_set_new(o, "scheme", json_string(t.scheme));
+			json_object_set_new(o, "scheme", cli_json_string(t.scheme));
 			json_object_set_new(o, "payload_bytes", json_integer((json_int_t)t.payload_bytes));
 			json_object_set_new(o, "stored_bytes", json_integer((json_int_t)t.stored_bytes));
 			json_object_set_new(o, "chunks", json_integer(t.chunks));
 			json_object_set_new(o, "source_xxh3", json_string(hex));
 		} else {
-			json_object_set_new(o, "file", json_string(t.file));
+			json_object_set_new(o, "file", cli_json_string(t.file));
 		}
 		json_object_set_new(o, "bpw", json_real(bpw));
 		json_object_set_new(o, "bpw_on_disk", json_real(disk));
@@ -152,7 +152,7 @@ int cmd_inspect(int argc, char **argv)
 	double bpw = weights ? (double)bits_nominal / (double)weights : 0;
 	double bpw_disk = weights ? (double)bits_disk / (double)weights : 0;
 	if (json) {
-		json_object_set_new(root, "path", json_string(path));
+		json_object_set_new(root, "path", cli_json_string(path));
 		json_object_set_new(root, "kind", json_string(s.qfile ? "qshard" : "checkpoint"));
 		json_object_set_new(root, "tensors", list);
 		json_object_set_new(root, "tensor_count", json_integer((json_int_t)src_count(&s)));
@@ -163,13 +163,11 @@ int cmd_inspect(int argc, char **argv)
 		json_object_set_new(root, "stored_bytes", json_integer((json_int_t)stored_total));
 		if (s.qfile) {
 			json_object_set_new(root, "file_bytes", json_integer((json_int_t)qs_qfile_size(s.qf)));
-			json_object_set_new(root, "creator", json_string(qs_qfile_creator(s.qf)));
-			json_object_set_new(root, "options", json_string(qs_qfile_options(s.qf)));
+			json_object_set_new(root, "creator", cli_json_string(qs_qfile_creator(s.qf)));
+			json_object_set_new(root, "options", cli_json_string(qs_qfile_options(s.qf)));
 		}
-		char *text = json_dumps(root, JSON_INDENT(2));
-		if (text)
-			puts(text);
-		free(text);
+		cli_json_print(stdout, root, JSON_INDENT(2));
+		root = NULL;
 	} else {
 		json_decref(list);
 		char a[32], b[32];

@@ -7,10 +7,11 @@
 
 static void help(FILE *out)
 {
-	fputs("usage: qshard unpack FILE -o DIR [--dtype bf16|f16|f32]\n"
+	fputs("usage: qshard unpack FILE -o DIR [--dtype bf16|f16|f32] [--force]\n"
 	      "\n"
 	      "  -o, --output DIR          folder for the safetensors shards (created)\n"
 	      "      --dtype bf16|f16|f32  dtype of dequantized tensors (default bf16)\n"
+	      "      --force               replace the contents of a non-empty DIR\n"
 	      "  -h, --help                this help\n",
 	      out);
 }
@@ -20,6 +21,7 @@ int cmd_unpack(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
 		{"dtype", required_argument, NULL, 'd'},
+		{"force", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -41,6 +43,9 @@ int cmd_unpack(int argc, char **argv)
 			o.dtype = values[k];
 			break;
 		}
+		case 'f':
+			o.force = true;
+			break;
 		case 'h':
 			help(stdout);
 			return QS_EXIT_OK;

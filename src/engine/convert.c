@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_estimateCCtxSize */
 #include <zstd.h>
@@ -12,14 +13,12 @@
 #include "config.h"
 #include "calib.h"
 #include "container.h"
+#include "fsafe.h"
 #include "pipeline.h"
 #include "plan.h"
 #include "qshard.h"
 #include "safetensors.h"
 #include "util.h"
-
-/* Bookkeeping outside the ring: job structs, records, the reader's state. */
-#define QS_WINDOW_OVERHEAD (8ull << 20)
 
 uint64_t qs_default_memory(void)
 {
@@ -65,6 +64,67 @@ static int check_kept(const struct qs_plan *plan, const struct qs_record *kept, 
 					   scheme);
 	}
 	*next = at;
+	return 0;
+}
+
+/* -o must name a file: a folder would be found only at the final rename,
+ * after the whole conversion (and leave a .partial nothing can finish). */
+static int check_output_path(const char *output, struct qs_diag *diag)
+{
+	size_t n = strlen(output);
+	struct stat st;
+	char partial[4200];
+	snprintf(partial, sizeof(partial), "%s.partial", output);
+	if (n == 0 || output[n - 1] == '/' || (stat(output, &st) == 0 && S_ISDIR(st.st_mode)))
+		return qs_diag_set(diag, -QS_EUSAGE,
+				   "'%s' is a folder: -o names the output file (e.g. '%s%smodel.qs')",
+				   output, output, n && output[n - 1] == '/' ? "" : "/");
+	if (lstat(partial, &st) == 0 && S_ISDIR(st.st_mode))
+		return qs_diag_set(diag, -QS_EUSAGE, "'%s' is a folder, not a partial output",
+				   partial);
+	return 0;
+}
+
+/* Refuses an output (or its .partial) that is one of the input files, by
+ * identity (st_dev/st_ino), so another name or a hard link is caught too:
+ * the rename at the end would otherwise replace the checkpoint. */
+static int check_not_input(const struct qs_checkpoint *ck, const struct qs_convert_opts *o,
+			   struct qs_diag *diag)
+{
+	char partial[4200];
+	snprintf(partial, sizeof(partial), "%s.partial", o->output);
+	const char *outs[2] = {o->output, partial};
+	for (int k = 0; k < 2; k++) {
+		struct stat os;
+		if (stat(outs[k], &os) != 0)
+			continue;
+		const char *hit = NULL;
+		for (size_t i = 0; i < ck->nshards && !hit; i++)
+			if (ck->shards[i].id.dev == (uint64_t)os.st_dev &&
+			    ck->shards[i].id.ino == (uint64_t)os.st_ino)
+				hit = ck->shards[i].path;
+		const char *extra[4] = {o->importance, o->hessian, NULL, NULL};
+		char *cfg = qs_path_join(ck->dir, "config.json");
+		char *idx = qs_path_join(ck->dir, "model.safetensors.index.json");
+		extra[2] = cfg;
+		extra[3] = idx;
+		for (int e = 0; e < 4 && !hit; e++) {
+			struct stat is;
+			if (extra[e] && stat(extra[e], &is) == 0 && is.st_dev == os.st_dev &&
+			    is.st_ino == os.st_ino)
+				hit = extra[e];
+		}
+		int rc = 0;
+		if (hit)
+			rc = qs_diag_set(diag, -QS_EUSAGE,
+					 "'%s' is the input file '%s'%s: refusing to overwrite an input",
+					 outs[k], hit, strcmp(outs[k], hit) ? " (another name or a hard link)"
+									    : "");
+		free(cfg);
+		free(idx);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
@@ -114,9 +174,15 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	memset(res, 0, sizeof(*res));
 	if (!opts->input || !opts->output)
 		return qs_diag_set(diag, -QS_EUSAGE, "input and output are required");
+	rc = check_output_path(opts->output, diag);
+	if (rc < 0)
+		return rc;
 	rc = qs_checkpoint_open(opts->input, &ck, diag);
 	if (rc < 0)
 		return rc;
+	rc = check_not_input(ck, opts, diag);
+	if (rc < 0)
+		goto out;
 	if (ck->ntensors == 0) {
 		rc = qs_diag_set(diag, -QS_EFORMAT, "'%s': checkpoint holds no tensors",
 				 opts->input);
@@ -139,22 +205,44 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		rc = qs_diag_set(diag, -QS_EUSAGE, "--level must be 1 to %d", ZSTD_maxCLevel());
 		goto out;
 	}
-	/* Each worker's compression context lives outside the ring but
-	 * inside the budget. */
-	uint64_t fixed = QS_WINDOW_OVERHEAD + (uint64_t)threads * ZSTD_estimateCCtxSize(level);
-	if (memory <= fixed + (1ull << 20)) {
+	/* Chunking follows from --memory alone (plan.h); the compression
+	 * contexts get their own fixed share, checked after planning. */
+	uint64_t window = qs_memory_chunk_window(memory);
+	if (window < (1ull << 20)) {
 		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				 "--memory %llu MiB is too small: %u threads need at least %llu MiB",
-				 (unsigned long long)(memory >> 20), threads,
-				 (unsigned long long)((fixed >> 20) + 2));
+				 "--memory %llu MiB is too small: at least %llu MiB is needed",
+				 (unsigned long long)(memory >> 20),
+				 (unsigned long long)(qs_memory_for_window(1ull << 20) >> 20) + 1);
 		goto out;
 	}
-	uint64_t ring = memory - fixed;
 	struct qs_convert_opts eff = *opts;
 	eff.memory = memory;
-	rc = qs_plan_build(ck, &eff, ring, &plan, diag);
+	rc = qs_plan_build(ck, &eff, window, &plan, diag);
 	if (rc < 0)
 		goto out;
+	/* A context sized for the largest payload; ZSTD_compress2 knows each
+	 * chunk's size, so no context grows past this. */
+	uint64_t cctx_bytes = ZSTD_estimateCCtxSize_usingCParams(
+		ZSTD_getCParams(level, plan.max_payload ? plan.max_payload : 1, 0));
+	uint64_t share = qs_memory_zstd_share(memory);
+	uint64_t contexts = cctx_bytes ? share / cctx_bytes : threads;
+	if (contexts == 0) {
+		rc = qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				 "--memory %llu MiB is too small for --level %d: one compression "
+				 "context needs %llu MiB and a quarter of --memory is set aside "
+				 "for them; raise --memory to %llu MiB or lower --level",
+				 (unsigned long long)(memory >> 20), level,
+				 (unsigned long long)((cctx_bytes + (1 << 20) - 1) >> 20),
+				 /* larger --memory, larger chunks, larger contexts: the
+				  * figure is one that fits the largest context the level
+				  * ever uses, whatever the chunk size */
+				 (unsigned long long)((QS_WINDOW_OVERHEAD +
+						       4 * (uint64_t)ZSTD_estimateCCtxSize(level) +
+						       (1 << 20) - 1) >> 20));
+		goto out;
+	}
+	if (contexts > threads)
+		contexts = threads;
 	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
@@ -203,6 +291,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		.importance = imp,
 		.hessian = hes,
 		.threads = threads,
+		.contexts = (unsigned)contexts,
 		.level = level,
 	};
 	struct qs_pipeline_stats stats;

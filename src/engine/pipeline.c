@@ -66,6 +66,11 @@ struct pipeline {
 	uint8_t *prep;
 	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
 	pthread_mutex_t notice_lock;
+	/* The compression contexts: fewer than the workers when --memory's
+	 * share for them holds fewer; a worker borrows one per frame. */
+	ZSTD_CCtx **cctx_free;
+	unsigned ncctx_free;
+	pthread_cond_t cctx_returned;
 	int reader_rc;
 	struct qs_diag reader_diag;
 	uint64_t bytes_read;
@@ -83,6 +88,7 @@ static void stop_all(struct pipeline *p)
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
 	pthread_cond_broadcast(&p->changed);
+	pthread_cond_broadcast(&p->cctx_returned);
 	pthread_mutex_unlock(&p->lock);
 	qs_window_close(&p->window);
 }
@@ -136,8 +142,15 @@ static void read_done(struct pipeline *p, struct qs_read_req *q)
 		const char *fname = p->a->ckpt->shards[src->shard].name;
 		if (q->result == -QS_EFORMAT)
 			qs_diag_set(&j->diag, q->result,
-				    "'%s': tensor '%s': file ended before the tensor's data", fname,
-				    src->name);
+				    "'%s': tensor '%s': file ended before the tensor's data "
+				    "(truncated while being read?)",
+				    fname, src->name);
+		else if (q->result == -QS_ESOURCE)
+			qs_diag_set(&j->diag, q->result,
+				    "'%s': changed while being read (%s) at tensor '%s': the output "
+				    "would mix old and new bytes; the .partial keeps only tensors "
+				    "read before the change",
+				    fname, q->why ? q->why : "?", src->name);
 		else
 			qs_diag_set(&j->diag, q->result, "'%s': tensor '%s': read failed: %s",
 				    fname, src->name, strerror(-q->result));
@@ -385,7 +398,25 @@ static void sanitize(float *w, size_t n)
 	}
 }
 
-static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
+static ZSTD_CCtx *borrow_cctx(struct pipeline *p)
+{
+	pthread_mutex_lock(&p->lock);
+	while (!p->ncctx_free && !p->stopping)
+		pthread_cond_wait(&p->cctx_returned, &p->lock);
+	ZSTD_CCtx *c = p->ncctx_free ? p->cctx_free[--p->ncctx_free] : NULL;
+	pthread_mutex_unlock(&p->lock);
+	return c;
+}
+
+static void return_cctx(struct pipeline *p, ZSTD_CCtx *c)
+{
+	pthread_mutex_lock(&p->lock);
+	p->cctx_free[p->ncctx_free++] = c;
+	pthread_cond_signal(&p->cctx_returned);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void process(struct pipeline *p, struct job *j)
 {
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
 	const char *fname = p->a->ckpt->shards[t->src->shard].name;
@@ -429,8 +460,14 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 		payload = j->payload;
 		j->payload_size = t->scheme.ops->payload_size(&t->scheme, j->rows, t->cols);
 	}
+	ZSTD_CCtx *cctx = borrow_cctx(p);
+	if (!cctx) {
+		j->rc = -QS_EINTERRUPTED;  /* stopping: the writer reports why */
+		return;
+	}
 	size_t z = ZSTD_compress2(cctx, j->compressed, j->compressed_cap, payload,
 				  j->payload_size);
+	return_cctx(p, cctx);
 	if (ZSTD_isError(z)) {
 		j->rc = qs_diag_set(&j->diag, -QS_EFORMAT, "'%s': tensor '%s': zstd: %s", fname,
 				    t->src->name, ZSTD_getErrorName(z));
@@ -443,12 +480,6 @@ static void process(struct pipeline *p, struct job *j, ZSTD_CCtx *cctx)
 static void *worker_main(void *arg)
 {
 	struct pipeline *p = arg;
-	ZSTD_CCtx *cctx = ZSTD_createCCtx();
-	if (cctx) {
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->a->level);
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
-		ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
-	}
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (!p->work_head && !p->stopping && !p->reader_done)
@@ -463,17 +494,13 @@ static void *worker_main(void *arg)
 			p->work_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
-		if (cctx)
-			process(p, j, cctx);
-		else
-			j->rc = -ENOMEM;
+		process(p, j);
 
 		pthread_mutex_lock(&p->lock);
 		j->state = JOB_DONE;
 		pthread_cond_broadcast(&p->changed);
 		pthread_mutex_unlock(&p->lock);
 	}
-	ZSTD_freeCCtx(cctx);
 	return NULL;
 }
 
@@ -669,15 +696,29 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.changed, NULL);
 	pthread_mutex_init(&p.notice_lock, NULL);
+	pthread_cond_init(&p.cctx_returned, NULL);
 	p.prep_owner = SIZE_MAX;
 
 	unsigned nworkers = a->threads ? a->threads : 1;
+	unsigned ncctx = a->contexts && a->contexts < nworkers ? a->contexts : nworkers;
 	pthread_t reader, *workers = calloc(nworkers, sizeof(*workers));
 	unsigned started = 0;
 	bool reader_started = false;
-	if (!workers) {
+	p.cctx_free = calloc(ncctx, sizeof(*p.cctx_free));
+	if (!workers || !p.cctx_free) {
 		rc = -ENOMEM;
 		goto out;
+	}
+	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
+		ZSTD_CCtx *c = ZSTD_createCCtx();
+		if (!c) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, a->level);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+		p.cctx_free[p.ncctx_free] = c;
 	}
 	if (pthread_create(&reader, NULL, reader_main, &p) != 0) {
 		rc = qs_diag_set(diag, -EAGAIN, "cannot start the reader thread");
@@ -699,6 +740,10 @@ out:
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
 	free(workers);
+	/* every worker has returned its context */
+	for (unsigned i = 0; i < p.ncctx_free; i++)
+		ZSTD_freeCCtx(p.cctx_free[i]);
+	free(p.cctx_free);
 	stats->bytes_read = p.bytes_read;
 	stats->peak_window = p.window.peak;
 	free_jobs(&p);
@@ -707,6 +752,7 @@ out:
 	free(p.prep);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
+	pthread_cond_destroy(&p.cctx_returned);
 	pthread_mutex_destroy(&p.notice_lock);
 	return rc;
 }

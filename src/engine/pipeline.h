@@ -19,6 +19,9 @@ struct qs_pipeline_args {
 	const struct qs_importance *importance;  /* --importance, or NULL */
 	const struct qs_hessian *hessian;        /* --hessian, or NULL */
 	unsigned threads;
+	/* zstd compression contexts shared by the workers (1..threads): as
+	 * many as the share of --memory set aside for them holds (plan.h) */
+	unsigned contexts;
 	int level;
 };
 

@@ -159,7 +159,7 @@ static void append(char **buf, size_t *len, size_t *cap, const char *s)
 
 /* The canonical options text: everything that changes output bytes. */
 static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_target,
-			  int level)
+			  uint64_t chunking_fp, int level)
 {
 	size_t len = 0, cap = 256;
 	char *buf = malloc(cap);
@@ -195,7 +195,8 @@ static char *options_text(const struct qs_convert_opts *opts, uint64_t chunk_tar
 	/* --allow-nonfinite is left out on purpose: tensors written before a
 	 * refused NaN are the same either way, so a run stopped by one can
 	 * be resumed with the flag. */
-	snprintf(num, sizeof(num), " level=%d chunk=%llu", level, (unsigned long long)chunk_target);
+	snprintf(num, sizeof(num), " level=%d chunk=%llu chunking=%016llx", level,
+		 (unsigned long long)chunk_target, (unsigned long long)chunking_fp);
 	append(&buf, &len, &cap, num);
 	return buf;
 }
@@ -236,7 +237,7 @@ static char *input_text(const struct qs_checkpoint *ck)
  * footprint stays within a quarter of --memory (so several chunks are in
  * flight); never fewer than one row, which must fit the ring. */
 static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
-		      uint64_t memory, uint64_t window, const char *file,
+		      uint64_t memory, uint64_t window, uint64_t set_aside, const char *file,
 		      struct qs_diag *diag)
 {
 	if (pt->rows == 0 || pt->cols == 0) {
@@ -248,10 +249,11 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 	qs_plan_footprint(pt, 1, &fp);
 	if (fp.total > window)
 		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				   "'%s': tensor '%s' needs a memory window of at least %llu MiB "
+				   "'%s': tensor '%s' needs --memory of at least %llu MiB "
 				   "for one row (the window for chunks is %llu MiB); raise --memory",
 				   file, pt->src->name,
-				   (unsigned long long)((fp.total + (memory - window) + (1 << 20) - 1) >> 20),
+				   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
+							 (1 << 20) - 1) >> 20),
 				   (unsigned long long)(window >> 20));
 	if (!pt->raw && pt->scheme.ops->whole_tensor) {
 		/* one chunk per matrix (a stacked-experts tensor has several) */
@@ -285,10 +287,10 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 		qs_plan_footprint(pt, unit, &fp);
 		if (fp.total > window)
 			return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-					   "'%s': tensor '%s' needs a memory window of at least "
+					   "'%s': tensor '%s' needs --memory of at least "
 					   "%llu MiB for one block row of %llu rows; raise --memory",
 					   file, pt->src->name,
-					   (unsigned long long)((fp.total + (memory - window) +
+					   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
 								 (1 << 20) - 1) >> 20),
 					   (unsigned long long)unit);
 	}
@@ -335,7 +337,7 @@ static int size_prep(struct qs_plan_tensor *pt, const struct qs_convert_opts *op
 	qs_plan_footprint(pt, 1, &fp);
 	if (total + fp.total > window) {
 		uint64_t memory = opts->memory ? opts->memory : qs_default_memory();
-		uint64_t need = total + fp.total + (memory - window);
+		uint64_t need = qs_memory_for_window(total + fp.total);
 		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
 				   "'%s': tensor '%s': %s needs a memory window of at least "
 				   "%llu MiB (%llu MiB of per-tensor state); --memory is %llu MiB",
@@ -488,8 +490,8 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 		struct qs_plan_tensor *pt = &plan->tensors[i];
 		if (pt->consumed)
 			continue;
-		rc = cut_chunks(pt, target, memory, plan->ring, ck->shards[pt->src->shard].name,
-				diag);
+		rc = cut_chunks(pt, target, memory, plan->ring, plan->max_prep,
+				ck->shards[pt->src->shard].name, diag);
 		if (rc < 0)
 			goto out;
 		plan->total_chunks += pt->nchunks;
@@ -498,20 +500,51 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			qs_plan_footprint(pt, pt->rows_per_chunk, &fp);
 			if (fp.total > plan->max_footprint)
 				plan->max_footprint = fp.total;
+			/* the compressed buffer is sized from the payload
+			 * (ZSTD_compressBound): a bound on it, whatever the
+			 * source encoding */
+			if (fp.compressed > plan->max_payload)
+				plan->max_payload = fp.compressed;
 		}
 	}
+	/* The chunking itself goes into the options fingerprint: a resume
+	 * must cut every tensor exactly as the interrupted run did. */
+	XXH3_state_t *chunking = XXH3_createState();
+	if (!chunking) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	XXH3_64bits_reset(chunking);
+	for (size_t i = 0; i < ck->ntensors; i++) {
+		uint8_t le[8];
+		qs_put_le64(le, plan->tensors[i].rows_per_chunk);
+		XXH3_64bits_update(chunking, le, sizeof(le));
+	}
+	plan->chunking_fp = XXH3_64bits_digest(chunking);
+	XXH3_freeState(chunking);
 	plan->ntensors = ck->ntensors;
-	plan->options_text = options_text(opts, target, level);
+	plan->options_text = options_text(opts, target, plan->chunking_fp, level);
 	if (!plan->options_text) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	plan->options_fp = XXH3_64bits(plan->options_text, strlen(plan->options_text));
 	plan->input_text = input_text(ck);
-	if (!plan->input_text) {
+	char *extras = plan->input_text ? qs_input_extras(ck, opts) : NULL;
+	if (!extras) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	size_t a = strlen(plan->input_text), b = strlen(extras);
+	char *all = realloc(plan->input_text, a + b + 1);
+	if (!all) {
+		free(extras);
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(all + a, extras, b + 1);
+	plan->input_text = all;
+	free(extras);
 	plan->input_fp = XXH3_64bits(plan->input_text, strlen(plan->input_text));
 out:
 	for (size_t i = 0; i < nrules; i++)

@@ -59,6 +59,8 @@ struct qs_plan {
 	uint64_t input_fp, options_fp;
 	uint64_t total_chunks;
 	uint64_t max_footprint;        /* largest chunk footprint in the plan */
+	uint64_t max_payload;          /* bound on one chunk's payload (zstd context size) */
+	uint64_t chunking_fp;          /* xxh3 of every tensor's rows per chunk */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
 	uint64_t ring;                 /* window left for chunks: window - max_prep */
 	/* Logical tensors the checkpoint holds in two parts (MXFP4 "P" of
@@ -71,11 +73,48 @@ struct qs_plan {
  * input buffers meet O_DIRECT's alignment rules. */
 #define QS_BUF_ALIGN 4096u
 
+/* How --memory is shared out.  Every share is a function of --memory
+ * alone, never of -T or --level, so the chunking (and with it the output
+ * bytes) is the same for any thread count (DESIGN.md, Deterministic
+ * output):
+ *   QS_WINDOW_OVERHEAD          job structs, records, the reader's state
+ *   qs_memory_zstd_share()      a quarter of the rest: the workers' zstd
+ *                               compression contexts (as many as fit; the
+ *                               other workers wait for a free one)
+ *   qs_memory_chunk_window()    the other three quarters: per-tensor scheme
+ *                               state and the chunk buffers (the ring) */
+#define QS_WINDOW_OVERHEAD (8ull << 20)
+
+static inline uint64_t qs_memory_zstd_share(uint64_t memory)
+{
+	return memory > QS_WINDOW_OVERHEAD ? (memory - QS_WINDOW_OVERHEAD) / 4 : 0;
+}
+
+static inline uint64_t qs_memory_chunk_window(uint64_t memory)
+{
+	return memory > QS_WINDOW_OVERHEAD
+		       ? memory - QS_WINDOW_OVERHEAD - qs_memory_zstd_share(memory)
+		       : 0;
+}
+
+/* The smallest --memory whose chunk window holds `window` bytes (for the
+ * figure an error message gives). */
+static inline uint64_t qs_memory_for_window(uint64_t window)
+{
+	return QS_WINDOW_OVERHEAD + (window * 4 + 2) / 3;
+}
+
 /* window: the bytes of --memory left for chunk buffers and per-tensor
  * scheme state (what the caller has not set aside for threads). */
 int qs_plan_build(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts,
 		  uint64_t window, struct qs_plan *plan, struct qs_diag *diag);
 void qs_plan_release(struct qs_plan *plan);
+
+/* Lines of the input description beyond shards and tensors (input_fp.c):
+ * carried files and statistics files (the chunking is in the options
+ * fingerprint).  malloc'd;
+ * NULL when out of memory. */
+char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +21,15 @@
 #include "util.h"
 
 struct shard_file {
-	int fd;          /* buffered */
+	int fd;          /* buffered; -1 until the first read, and once done */
 	int dfd;         /* O_DIRECT, or -1 where the file system refuses it */
 	uint64_t size;
 	uint8_t *map;    /* mmap backend */
-	const char *name;
+	const char *name, *path;
+	const struct qs_file_id *want;  /* the file whose header was read */
+	unsigned inflight;              /* io_uring reads not yet reaped */
+	uint64_t last_use;              /* the reader's tick of its last request */
+	bool no_direct;                 /* the file system refused O_DIRECT */
 };
 
 struct qs_reader {
@@ -37,6 +43,10 @@ struct qs_reader {
 	/* synchronous backends: completed requests waiting to be reaped */
 	struct qs_read_req **ready;
 	size_t nready, capready;
+	unsigned nopen;            /* shards with descriptors */
+	uint64_t tick;
+	bool bus_handler;          /* our SIGBUS handler is installed */
+	struct sigaction old_bus;
 };
 
 static uint64_t align_down(uint64_t v)
@@ -49,27 +59,148 @@ static uint64_t align_up(uint64_t v)
 	return (v + QS_BUF_ALIGN - 1) / QS_BUF_ALIGN * QS_BUF_ALIGN;
 }
 
-static int open_files(struct qs_reader *r, const struct qs_checkpoint *ck, struct qs_diag *diag)
+static int open_files(struct qs_reader *r, const struct qs_checkpoint *ck)
 {
 	r->files = calloc(ck->nshards ? ck->nshards : 1, sizeof(*r->files));
 	if (!r->files)
 		return -ENOMEM;
+	r->nfiles = ck->nshards;
 	for (size_t i = 0; i < ck->nshards; i++) {
 		struct shard_file *f = &r->files[i];
-		f->dfd = -1;
+		f->fd = f->dfd = -1;
 		f->name = ck->shards[i].name;
+		f->path = ck->shards[i].path;
 		f->size = ck->shards[i].size;
-		f->fd = open(ck->shards[i].path, O_RDONLY | O_CLOEXEC);
-		r->nfiles = i + 1;
-		if (f->fd < 0)
-			return qs_diag_set(diag, -errno, "'%s': %s", ck->shards[i].path,
-					   strerror(errno));
-		/* sequential hint doubles the kernel's read-ahead window */
-		posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-		if (r->io != QS_IO_MMAP)
-			f->dfd = open(ck->shards[i].path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+		f->want = &ck->shards[i].id;
 	}
 	return 0;
+}
+
+/* Shards kept open at once: the one being read, the one holding the
+ * scales of FP8/MXFP4 weights (scaled_source.h), a little slack for reads
+ * still in flight on the previous one. */
+#define OPEN_MAX 4
+
+static void close_file(struct shard_file *f)
+{
+	if (f->map)
+		munmap(f->map, f->size);
+	f->map = NULL;
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->dfd >= 0)
+		close(f->dfd);
+	f->fd = f->dfd = -1;
+}
+
+/* 0 while the shard open as f->fd is still the one the plan was made from;
+ * -QS_ESOURCE (with q->why) once it is not. */
+static int still_same(struct shard_file *f, struct qs_read_req *q)
+{
+	struct qs_file_id now;
+	int err = qs_file_id_of_fd(f->fd, &now);
+	if (err)
+		return err;
+	if (qs_file_id_same(&now, f->want))
+		return 0;
+	q->why = qs_file_id_diff(f->want, &now);
+	return -QS_ESOURCE;
+}
+
+static int ensure_open(struct qs_reader *r, struct qs_read_req *q)
+{
+	struct shard_file *f = &r->files[q->shard];
+	f->last_use = ++r->tick;
+	if (f->fd >= 0)
+		return 0;
+	/* reopened or opened for the first time, it is checked against the
+	 * header-time identity all the same */
+	f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0)
+		return -errno;
+	r->nopen++;
+	int err = still_same(f, q);
+	if (err)
+		return err;
+	/* sequential hint doubles the kernel's read-ahead window */
+	posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (r->io == QS_IO_MMAP) {
+		if (f->size) {
+			void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, f->fd, 0);
+			if (m == MAP_FAILED)
+				return -errno;
+			f->map = m;
+			madvise(m, f->size, MADV_SEQUENTIAL);
+		}
+	} else if (!f->no_direct) {
+		f->dfd = open(f->path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+	}
+	return 0;
+}
+
+/* Closes the least recently used shards with no read in flight until
+ * fewer than OPEN_MAX are open, so any number of shards needs a handful
+ * of descriptors. */
+static void close_idle(struct qs_reader *r, size_t keep)
+{
+	while (r->nopen >= OPEN_MAX) {
+		struct shard_file *victim = NULL;
+		for (size_t i = 0; i < r->nfiles; i++) {
+			struct shard_file *f = &r->files[i];
+			if (i == keep || f->fd < 0 || f->inflight)
+				continue;
+			if (!victim || f->last_use < victim->last_use)
+				victim = f;
+		}
+		if (!victim)
+			return;
+		close_file(victim);
+		r->nopen--;
+	}
+}
+
+/* mmap: a shard truncated under the mapping faults with SIGBUS when the
+ * copy touches a page past its new end.  The copy runs with a per-thread
+ * jump target the handler returns to, turning the signal into an error. */
+static __thread sigjmp_buf *bus_target;
+
+static void on_sigbus(int sig, siginfo_t *info, void *ctx)
+{
+	(void)info;
+	(void)ctx;
+	if (bus_target)
+		siglongjmp(*bus_target, 1);
+	/* not a guarded copy: the default action, as without the handler */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int install_bus_handler(struct qs_reader *r)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &r->old_bus) != 0)
+		return -errno;
+	r->bus_handler = true;
+	return 0;
+}
+
+/* memcpy from a mapping; -QS_EFORMAT when the file ended under it. */
+static int guarded_copy(void *dst, const void *src, size_t len)
+{
+	sigjmp_buf here;
+	volatile int faulted = 0;
+	if (sigsetjmp(here, 1) == 0) {
+		bus_target = &here;
+		memcpy(dst, src, len);
+	} else {
+		faulted = 1;
+	}
+	bus_target = NULL;
+	return faulted ? -QS_EFORMAT : 0;
 }
 
 /* The window is not registered with io_uring (IORING_REGISTER_BUFFERS):
@@ -97,7 +228,8 @@ int qs_reader_open(const struct qs_checkpoint *ck, enum qs_io_backend io, unsign
 	notice[0] = '\0';
 	r->io = io == QS_IO_AUTO ? QS_IO_URING : io;
 	r->depth = depth ? depth : 8;
-	int rc = open_files(r, ck, diag);
+	(void)diag;
+	int rc = open_files(r, ck);
 	if (rc < 0)
 		goto fail;
 	if (r->io == QS_IO_URING) {
@@ -111,20 +243,10 @@ int qs_reader_open(const struct qs_checkpoint *ck, enum qs_io_backend io, unsign
 			goto fail;
 		}
 	}
-	if (r->io == QS_IO_MMAP) {
-		for (size_t i = 0; i < r->nfiles; i++) {
-			struct shard_file *f = &r->files[i];
-			if (f->size == 0)
-				continue;
-			void *m = mmap(NULL, f->size, PROT_READ, MAP_SHARED, f->fd, 0);
-			if (m == MAP_FAILED) {
-				rc = qs_diag_set(diag, -errno, "'%s': mmap: %s", f->name,
-						 strerror(errno));
-				goto fail;
-			}
-			f->map = m;
-			madvise(m, f->size, MADV_SEQUENTIAL);
-		}
+	if (r->io == QS_IO_MMAP && (rc = install_bus_handler(r)) < 0) {
+		qs_diag_set(diag, rc, "cannot install a SIGBUS handler for mmap: %s",
+			    strerror(-rc));
+		goto fail;
 	}
 	*used = r->io;
 	*out = r;
@@ -140,14 +262,10 @@ void qs_reader_free(struct qs_reader *r)
 		return;
 	if (r->ring_ok)
 		io_uring_queue_exit(&r->ring);
-	for (size_t i = 0; i < r->nfiles; i++) {
-		if (r->files[i].map)
-			munmap(r->files[i].map, r->files[i].size);
-		if (r->files[i].fd >= 0)
-			close(r->files[i].fd);
-		if (r->files[i].dfd >= 0)
-			close(r->files[i].dfd);
-	}
+	for (size_t i = 0; i < r->nfiles; i++)
+		close_file(&r->files[i]);
+	if (r->bus_handler)
+		sigaction(SIGBUS, &r->old_bus, NULL);
 	free(r->files);
 	free(r->ready);
 	free(r);
@@ -202,12 +320,16 @@ static int read_sync(struct qs_reader *r, struct qs_read_req *q)
 {
 	struct shard_file *f = &r->files[q->shard];
 	if (r->io == QS_IO_MMAP) {
-		memcpy(q->data, f->map + q->offset, q->len);
+		int err = still_same(f, q);
+		if (err)
+			return err;
+		if (q->len && guarded_copy(q->data, f->map + q->offset, q->len) != 0)
+			return -QS_EFORMAT;
 		/* drop our mapping's pages and the page cache behind them */
 		uint64_t lo = align_down(q->offset);
 		madvise(f->map + lo, q->offset + q->len - lo, MADV_DONTNEED);
 		drop_cache(r, q);
-		return 0;
+		return still_same(f, q);
 	}
 	while (q->rd_done < needed(q)) {
 		int fd = q->direct ? f->dfd : f->fd;
@@ -219,6 +341,7 @@ static int read_sync(struct qs_reader *r, struct qs_read_req *q)
 			/* the file system refuses O_DIRECT: buffered from now on */
 			close(f->dfd);
 			f->dfd = -1;
+			f->no_direct = true;
 			plan_range(r, q);
 			continue;
 		}
@@ -229,7 +352,7 @@ static int read_sync(struct qs_reader *r, struct qs_read_req *q)
 		q->rd_done += (uint64_t)n;
 	}
 	drop_cache(r, q);
-	return 0;
+	return still_same(f, q);
 }
 
 static int uring_queue(struct qs_reader *r, struct qs_read_req *q)
@@ -254,15 +377,26 @@ static int uring_queue(struct qs_reader *r, struct qs_read_req *q)
 
 int qs_reader_submit(struct qs_reader *r, struct qs_read_req *q)
 {
+	q->why = NULL;
+	if (r->files[q->shard].fd < 0)
+		close_idle(r, q->shard);
+	int rc = ensure_open(r, q);
+	if (rc < 0) {
+		/* reported like a failed read: the pipeline names the shard */
+		q->result = rc;
+		q->data = q->buf;
+		return push_ready(r, q);
+	}
 	plan_range(r, q);
 	if (r->io != QS_IO_URING) {
 		q->result = read_sync(r, q);
 		return push_ready(r, q);
 	}
-	int rc = uring_queue(r, q);
+	rc = uring_queue(r, q);
 	if (rc < 0)
 		return rc;
 	r->inflight++;
+	r->files[q->shard].inflight++;
 	rc = io_uring_submit(&r->ring);
 	return rc < 0 ? rc : 0;
 }
@@ -299,12 +433,14 @@ int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done)
 				close(f->dfd);
 				f->dfd = -1;
 			}
+			f->no_direct = true;
 			plan_range(r, q);
 			res = uring_queue(r, q);
 			if (res == 0)
 				res = io_uring_submit(&r->ring);
 			if (res < 0) {
 				r->inflight--;
+				r->files[q->shard].inflight--;
 				q->result = res;
 				*done = q;
 				return 1;
@@ -315,11 +451,13 @@ int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done)
 			res = 0;  /* resubmit the remainder below */
 		else if (res < 0) {
 			r->inflight--;
+			r->files[q->shard].inflight--;
 			q->result = res;
 			*done = q;
 			return 1;
 		} else if (res == 0) {
 			r->inflight--;
+			r->files[q->shard].inflight--;
 			q->result = -QS_EFORMAT;  /* the file ended early */
 			*done = q;
 			return 1;
@@ -332,6 +470,7 @@ int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done)
 				qr = io_uring_submit(&r->ring);
 			if (qr < 0) {
 				r->inflight--;
+				r->files[q->shard].inflight--;
 				q->result = qr;
 				*done = q;
 				return 1;
@@ -339,7 +478,9 @@ int qs_reader_reap(struct qs_reader *r, bool wait, struct qs_read_req **done)
 			continue;
 		}
 		r->inflight--;
+		r->files[q->shard].inflight--;
 		drop_cache(r, q);
+		q->result = still_same(&r->files[q->shard], q);
 		*done = q;
 		return 1;
 	}

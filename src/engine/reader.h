@@ -18,7 +18,8 @@ struct qs_read_req {
 	uint8_t *buf;          /* QS_BUF_ALIGN-aligned, len + 2*QS_BUF_ALIGN bytes */
 	uint8_t *data;         /* out: where the wanted bytes start in buf */
 	void *tag;             /* the caller's */
-	int result;            /* out: 0 or -errno / -QS_EFORMAT */
+	int result;            /* out: 0 or -errno / -QS_EFORMAT / -QS_ESOURCE */
+	const char *why;       /* out with -QS_ESOURCE: what changed (static text) */
 	/* backend state */
 	uint64_t rd_off, rd_len, rd_done;  /* the (aligned) range actually read */
 	bool direct;
@@ -26,7 +27,16 @@ struct qs_read_req {
 
 struct qs_reader;
 
-/* Opens every shard of ckpt.  io QS_IO_AUTO means io_uring; when io_uring
+/* Shards are opened when their first read is submitted and closed once
+ * the reads have moved past them, so a checkpoint of thousands of shards
+ * needs a handful of descriptors.  Every shard must still be the file whose
+ * header the checkpoint read (qs_st_shard.id): it is checked when opened
+ * and again after every read, and a read from a shard that changed (or a
+ * short one) fails with -QS_ESOURCE (-QS_EFORMAT) instead of delivering
+ * bytes of a file that moved.  mmap reads survive a shard truncated under
+ * them: the SIGBUS becomes -QS_EFORMAT.
+ *
+ * io QS_IO_AUTO means io_uring; when io_uring
  * is unavailable (ENOSYS, or EPERM under a seccomp policy) falls back to
  * pread and writes a one-line notice into notice (else notice[0] = 0). */
 int qs_reader_open(const struct qs_checkpoint *ckpt, enum qs_io_backend io,

@@ -15,6 +15,7 @@
 
 #include <xxhash.h>
 
+#include "fsafe.h"
 #include "util.h"
 
 /* A data frame written since the last record. */
@@ -25,6 +26,12 @@ struct pending {
 struct qs_cwriter {
 	char *final_path;
 	char *partial_path;
+	/* The output folder, opened once: the .partial is created, locked
+	 * and renamed relative to it, so a folder swapped meanwhile (or a
+	 * link planted in the path) cannot redirect a write. */
+	int dirfd;
+	const char *final_name, *partial_name;  /* last components */
+	char *dir;
 	int fd;
 	uint64_t size;          /* bytes written so far: the next frame's offset */
 	bool sync_each;
@@ -76,6 +83,9 @@ static void writer_free(struct qs_cwriter *w)
 		return;
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->dirfd >= 0)
+		close(w->dirfd);
+	free(w->dir);
 	for (size_t i = 0; i < w->nrecords; i++)
 		qs_record_release(&w->records[i]);
 	free(w->records);
@@ -91,6 +101,7 @@ static struct qs_cwriter *writer_new(const char *final_path, bool sync_each)
 	if (!w)
 		return NULL;
 	w->fd = -1;
+	w->dirfd = -1;
 	w->sync_each = sync_each;
 	w->final_path = strdup(final_path);
 	w->partial_path = partial_name(final_path);
@@ -98,7 +109,119 @@ static struct qs_cwriter *writer_new(const char *final_path, bool sync_each)
 		writer_free(w);
 		return NULL;
 	}
+	const char *pn;
+	w->dir = qs_split_path(w->partial_path, &pn);
+	w->final_name = qs_basename(w->final_path);
+	w->partial_name = pn;
+	if (!w->dir || !w->final_name[0]) {
+		writer_free(w);
+		return NULL;
+	}
 	return w;
+}
+
+enum open_mode { OPEN_CREATE, OPEN_FORCE, OPEN_RESUME };
+
+/* Opens OUT.partial inside the output folder without following a link,
+ * and takes the lock that makes this process its only writer: created
+ * with O_EXCL (a fresh run), reused and truncated (--force) or reused as it
+ * is (--resume).  The kernel drops the lock when the process dies, so a
+ * kill -9 never leaves a stale one. */
+static int open_partial(struct qs_cwriter *w, enum open_mode mode, struct qs_diag *diag)
+{
+	const char *pp = w->partial_path;
+	w->dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w->dirfd < 0)
+		return qs_diag_set(diag, -errno, "'%s': cannot open the output folder: %s", w->dir,
+				   qs_strerror(-errno));
+	/* a --force run that finds the .partial renamed away (its writer
+	 * just finished) starts again from the name */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		int fd = -1, err;
+		bool created = false;
+		if (mode != OPEN_RESUME) {
+			fd = openat(w->dirfd, w->partial_name,
+				    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+			created = fd >= 0;
+			if (fd < 0 && errno != EEXIST)
+				return qs_diag_set(diag, -errno, "'%s': cannot create: %s", pp,
+						   qs_strerror(-errno));
+		}
+		if (fd < 0) {
+			struct stat lst;
+			if (fstatat(w->dirfd, w->partial_name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(lst.st_mode))
+				return qs_diag_set(diag, -ELOOP, "'%s': %s", pp,
+						   qs_write_open_error(-ELOOP));
+			if (mode == OPEN_CREATE)
+				return qs_diag_set(diag, -QS_EEXIST,
+						   "'%s' already exists: use --resume to continue "
+						   "it or --force to start over",
+						   pp);
+			fd = openat(w->dirfd, w->partial_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0 && errno == ENOENT && mode == OPEN_FORCE)
+				continue;
+			if (fd < 0) {
+				err = -errno;
+				if (err == -ENOENT)
+					return qs_diag_set(diag, err, "'%s': no partial output to resume",
+							   pp);
+				return qs_diag_set(diag, err, "'%s': cannot open: %s", pp,
+						   qs_write_open_error(err));
+			}
+		}
+		long holder;
+		err = qs_lock_fd(fd, &holder);
+		if (err == -QS_ELOCKED) {
+			/* even one this call created is not ours to remove:
+			 * the holder opened it in between */
+			close(fd);
+			if (holder > 0)
+				return qs_diag_set(diag, err,
+						   "'%s' is being written by another qshard (pid %ld); "
+						   "wait for it to finish or stop it first",
+						   pp, holder);
+			return qs_diag_set(diag, err,
+					   "'%s' is being written by another process; wait for it "
+					   "to finish or stop it first",
+					   pp);
+		}
+		if (err == 0)
+			err = qs_still_named(w->dirfd, w->partial_name, fd);
+		if (err == -ESTALE) {
+			close(fd);
+			continue;
+		}
+		struct stat st;
+		if (err == 0 && fstat(fd, &st) != 0)
+			err = -errno;
+		if (err < 0) {
+			close(fd);
+			return qs_diag_set(diag, err, "'%s': cannot lock: %s", pp, qs_strerror(err));
+		}
+		if (!S_ISREG(st.st_mode)) {
+			close(fd);
+			return qs_diag_set(diag, -QS_EUSAGE, "'%s': not a regular file", pp);
+		}
+		/* another name for the same inode would see (and lose) what
+		 * this run writes or truncates */
+		if (st.st_nlink > 1) {
+			close(fd);
+			return qs_diag_set(diag, -QS_EUSAGE,
+					   "'%s' has %lu hard links; qshard writes only files no "
+					   "other name refers to",
+					   pp, (unsigned long)st.st_nlink);
+		}
+		if (mode == OPEN_FORCE && !created && ftruncate(fd, 0) != 0) {
+			err = -errno;
+			close(fd);
+			return qs_diag_set(diag, err, "'%s': cannot truncate: %s", pp,
+					   qs_strerror(err));
+		}
+		w->fd = fd;
+		return 0;
+	}
+	return qs_diag_set(diag, -QS_ELOCKED, "'%s' keeps being replaced by another process", pp);
 }
 
 /* Appends a copy of r (with its record frame location) to the index list. */
@@ -143,24 +266,14 @@ int qs_cwriter_create(const char *final_path, const struct qs_header *h,
 	struct qs_cwriter *w = writer_new(final_path, sync_each);
 	if (!w)
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", final_path);
-	int flags = O_RDWR | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
-	w->fd = open(w->partial_path, flags, 0644);
-	if (w->fd < 0) {
-		int err = -errno;
-		if (err == -EEXIST)
-			err = qs_diag_set(diag, -QS_EEXIST,
-					  "'%s' already exists: use --resume to continue "
-					  "it or --force to start over",
-					  w->partial_path);
-		else
-			qs_diag_set(diag, err, "'%s': cannot create: %s", w->partial_path,
-				    qs_strerror(err));
+	int err = open_partial(w, force ? OPEN_FORCE : OPEN_CREATE, diag);
+	if (err < 0) {
 		writer_free(w);
 		return err;
 	}
 	uint8_t *frame;
 	size_t len;
-	int err = qs_header_encode(h, &frame, &len);
+	err = qs_header_encode(h, &frame, &len);
 	if (err) {
 		qs_diag_set(diag, err, "'%s': cannot encode the header: %s",
 			    w->partial_path, qs_strerror(err));
@@ -259,24 +372,9 @@ int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
 }
 
 /* Makes the rename itself durable. */
-static int sync_parent(const char *path)
+static int sync_dir(int dirfd)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir;
-	if (!slash)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (!dir)
-		return -ENOMEM;
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
-	if (fd < 0)
-		return -errno;
-	int err = fsync(fd) == 0 ? 0 : -errno;
-	close(fd);
+	int err = fsync(dirfd) == 0 ? 0 : -errno;
 	/* some file systems cannot fsync a folder; the data itself is synced */
 	if (err == -EINVAL || err == -ENOTSUP)
 		err = 0;
@@ -316,13 +414,13 @@ int qs_cwriter_finish(struct qs_cwriter *w, struct qs_diag *diag)
 			    qs_strerror(err));
 		goto out;
 	}
-	if (rename(w->partial_path, w->final_path) != 0) {
+	if (renameat(w->dirfd, w->partial_name, w->dirfd, w->final_name) != 0) {
 		err = -errno;
 		qs_diag_set(diag, err, "'%s': cannot rename to '%s': %s", w->partial_path,
 			    w->final_path, qs_strerror(err));
 		goto out;
 	}
-	err = sync_parent(w->final_path);
+	err = sync_dir(w->dirfd);
 	if (err)
 		qs_diag_set(diag, err, "'%s': cannot sync the containing folder: %s",
 			    w->final_path, qs_strerror(err));
@@ -584,16 +682,9 @@ int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 	if (!w)
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", final_path);
 	const char *pp = w->partial_path;
-	int err;
-	w->fd = open(pp, O_RDWR | O_CLOEXEC);
-	if (w->fd < 0) {
-		err = -errno;
-		if (err == -ENOENT)
-			qs_diag_set(diag, err, "'%s': no partial output to resume", pp);
-		else
-			qs_diag_set(diag, err, "'%s': cannot open: %s", pp, qs_strerror(err));
+	int err = open_partial(w, OPEN_RESUME, diag);
+	if (err < 0)
 		goto fail;
-	}
 	struct stat st;
 	if (fstat(w->fd, &st) != 0) {
 		err = -errno;

@@ -152,6 +152,13 @@ static int hash_tensor(const struct qs_checkpoint *ck, const struct qs_st_tensor
 {
 	const struct qs_st_shard *sh = &ck->shards[t->shard];
 	int err = 0;
+	/* one shard open at a time: records follow shard order, and a
+	 * checkpoint may have more shards than descriptors allowed */
+	for (size_t k = 0; k < ck->nshards; k++)
+		if (k != t->shard && fds[k] >= 0) {
+			close(fds[k]);
+			fds[k] = -1;
+		}
 	if (fds[t->shard] < 0) {
 		fds[t->shard] = open(sh->path, O_RDONLY | O_CLOEXEC);
 		if (fds[t->shard] < 0) {
@@ -186,6 +193,7 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		return err;
 	const struct qs_st_tensor **by = NULL;
 	struct qs_src_pairing *pairing = NULL;
+	bool *covered = NULL;
 	int *fds = NULL;
 	uint8_t *piece = NULL;
 	XXH3_state_t *st = XXH3_createState();
@@ -199,7 +207,8 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 	for (size_t i = 0; i < ck->nshards; i++)
 		fds[i] = -1;
 	pairing = calloc(ck->ntensors + 1, sizeof(*pairing));
-	if (!pairing) {
+	covered = calloc(ck->ntensors + 1, sizeof(*covered));
+	if (!pairing || !covered) {
 		err = qs_diag_set(diag, -ENOMEM, "'%s': out of memory", source);
 		goto out;
 	}
@@ -234,6 +243,9 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		uint64_t digest, scale_digest;
 		err = hash_tensor(ck, t, fds, piece, st, &digest, diag);
 		size_t comp = pairing[t - ck->tensors].companion;
+		covered[t - ck->tensors] = true;
+		if (comp != SIZE_MAX && strcmp(r->scheme, "raw") != 0)
+			covered[comp] = true;  /* consumed by the quantized weight */
 		if (!err && comp != SIZE_MAX && strcmp(r->scheme, "raw") != 0) {
 			err = hash_tensor(ck, &ck->tensors[comp], fds, piece, st, &scale_digest, diag);
 			digest = qs_paired_source_xxh3(digest, scale_digest);
@@ -241,6 +253,12 @@ static int check_source(const struct qs_qfile *qf, const char *source, struct vc
 		if (!err && digest != r->source_xxh3)
 			on_damage(v, r->name, "source checksum mismatch");
 	}
+	/* and the reverse: a source tensor no record holds (nor consumed as
+	 * a scale) means the file was not made from this checkpoint, or
+	 * lost a tensor */
+	for (size_t i = 0; i < ck->ntensors && !err; i++)
+		if (!covered[i])
+			on_damage(v, ck->tensors[i].name, "in the source but absent from the file");
 out:
 	if (fds)
 		for (size_t i = 0; i < ck->nshards; i++)
@@ -250,6 +268,7 @@ out:
 	free(by);
 	free(piece);
 	free(pairing);
+	free(covered);
 	XXH3_freeState(st);
 	qs_checkpoint_free(ck);
 	return err;

@@ -191,16 +191,14 @@ static int add_shard(struct qs_checkpoint *ck, const char *path, const char *nam
 		free(s->name);
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", path);
 	}
-	int64_t mtime = 0;
-	uint64_t size = 0;
-	int ret = qs_st_read_file(path, h, &size, &mtime, diag);
+	int ret = qs_st_read_file_id(path, h, &s->id, diag);
 	if (ret < 0) {
 		free(s->path);
 		free(s->name);
 		return ret;
 	}
-	s->size = size;
-	s->mtime_ns = mtime;
+	s->size = s->id.size;
+	s->mtime_ns = s->id.mtime_ns;
 	s->data_offset = h->data_offset;
 	s->metadata_json = h->metadata_json;
 	h->metadata_json = NULL;

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "fsafe.h"
 #include "qshard.h"
 
 /* The format caps the header at 100 MB so a reader never allocates an
@@ -33,6 +34,8 @@ struct qs_st_shard {
 	char *name;            /* file name relative to the checkpoint folder */
 	uint64_t size;         /* file size in bytes */
 	int64_t mtime_ns;      /* modification time, for the resume fingerprint */
+	struct qs_file_id id;  /* when the header was read: the reader refuses
+				* a shard that no longer matches it */
 	uint64_t data_offset;  /* 8 + header length */
 	char *metadata_json;   /* "__metadata__" re-serialized compactly, or NULL */
 };
@@ -59,6 +62,9 @@ void qs_st_header_release(struct qs_st_header *h);
  * file size and QS_ST_MAX_HEADER first) and parses it. */
 int qs_st_read_file(const char *path, struct qs_st_header *out,
 		    uint64_t *file_size, int64_t *mtime_ns, struct qs_diag *diag);
+/* The same, reporting the file's identity as it was when read. */
+int qs_st_read_file_id(const char *path, struct qs_st_header *out, struct qs_file_id *id,
+		       struct qs_diag *diag);
 
 /* One entry of model.safetensors.index.json's weight_map. */
 struct qs_st_index_entry {
@@ -100,12 +106,18 @@ struct qs_st_out_tensor {
 };
 
 struct qs_st_writer;
-/* Creates path and writes the header for tensors (in the order given, data
+/* Creates path (O_EXCL, never through a symbolic link: an existing file or
+ * link is an error) and writes the header for tensors (in the order given, data
  * offsets assigned consecutively).  metadata_json may be NULL.  Data must
  * then be appended with qs_st_writer_write in the same order. */
 int qs_st_writer_open(const char *path, const struct qs_st_out_tensor *tensors,
 		      size_t n, const char *metadata_json,
 		      struct qs_st_writer **out, struct qs_diag *diag);
+/* The same for name inside the folder open as dirfd (kept open by the
+ * caller until the writer is closed). */
+int qs_st_writer_openat(int dirfd, const char *name, const struct qs_st_out_tensor *tensors,
+			size_t n, const char *metadata_json, struct qs_st_writer **out,
+			struct qs_diag *diag);
 int qs_st_writer_write(struct qs_st_writer *w, const void *data, size_t len,
 		       struct qs_diag *diag);
 /* Checks that exactly the declared bytes were written, fsyncs and closes.

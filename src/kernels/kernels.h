@@ -3,7 +3,8 @@
  * cpuid and xgetbv, or forced by QSHARD_SIMD=ref|avx2|neon.
  *
  * Invariant: every variant produces bit-identical results to the _ref
- * variant (same operations in the same order, no FMA contraction in _ref),
+ * variant (same operations in the same order, no FMA contraction: every
+ * file is built with FP_CFLAGS = -ffp-contract=off, Makefile.am),
  * so the output file never depends on the machine.
  */
 #ifndef QS_KERNELS_H

@@ -11,15 +11,6 @@
 
 #include "kernels.h"
 
-/* C's FP_CONTRACT pragma is what clang honours; gcc ignores it (and warns),
- * but contracts a*b+c into an FMA under -std=gnu11 whenever the target has
- * one (aarch64, or x86 with -mfma), which would change rtn's rounding. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 /* Inlined here rather than calling qs_bf16_to_f32 per element: this is the
  * converter's hottest loop, and written branch-free it vectorizes. */
 static void ref_bf16_to_f32(const uint16_t *restrict src, float *restrict dst, size_t n)

@@ -26,12 +26,6 @@
 
 #include "kernels.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 #define F16_INF 0x7c00u
 #define F16_MAX_F 65504.0f
 /* Range search: candidate i keeps the fraction (32 - i)/32 of the inlier

@@ -12,16 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "fsafe.h"
 #include "safetensors.h"
 #include "util.h"
 
 struct qs_st_writer {
 	int fd;
-	char *path;
+	int dirfd;             /* the caller's folder (not owned), or AT_FDCWD */
+	char *path;            /* name relative to dirfd, for unlinkat and messages */
 	uint64_t data_offset;  /* 8 + header length */
 	uint64_t total;        /* declared data bytes */
 	uint64_t written;      /* data bytes appended so far */
@@ -152,6 +155,13 @@ int qs_st_writer_open(const char *path, const struct qs_st_out_tensor *tensors,
 		      size_t n, const char *metadata_json,
 		      struct qs_st_writer **out, struct qs_diag *diag)
 {
+	return qs_st_writer_openat(AT_FDCWD, path, tensors, n, metadata_json, out, diag);
+}
+
+int qs_st_writer_openat(int dirfd, const char *path, const struct qs_st_out_tensor *tensors,
+			size_t n, const char *metadata_json, struct qs_st_writer **out,
+			struct qs_diag *diag)
+{
 	*out = NULL;
 	json_t *root = NULL;
 	uint64_t total = 0;
@@ -188,10 +198,20 @@ int qs_st_writer_open(const char *path, const struct qs_st_out_tensor *tensors,
 		return qs_diag_set(diag, -ENOMEM, "'%s': out of memory", path);
 	}
 	char ebuf[128];
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	w->dirfd = dirfd;
+	/* a new file, never one reached through a planted link or shared
+	 * with another name */
+	w->fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
-		ret = qs_diag_set(diag, -errno, "'%s': cannot create: %s", path,
-				  lower_strerror(errno, ebuf, sizeof(ebuf)));
+		int e = errno;
+		struct stat lst;
+		if (e == EEXIST && fstatat(dirfd, path, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(lst.st_mode))
+			ret = qs_diag_set(diag, -ELOOP, "'%s': cannot create: %s", path,
+					  qs_write_open_error(-ELOOP));
+		else
+			ret = qs_diag_set(diag, -e, "'%s': cannot create: %s", path,
+					  lower_strerror(e, ebuf, sizeof(ebuf)));
 		free(buf);
 		free(w->path);
 		free(w);
@@ -250,7 +270,7 @@ int qs_st_writer_close(struct qs_st_writer *w, struct qs_diag *diag)
 		ret = qs_diag_set(diag, -errno, "'%s': cannot close: %s", w->path,
 				  lower_strerror(errno, ebuf, sizeof(ebuf)));
 	if (ret < 0)
-		unlink(w->path);
+		unlinkat(w->dirfd, w->path, 0);
 	free(w->path);
 	free(w);
 	return ret;
@@ -261,7 +281,7 @@ void qs_st_writer_abort(struct qs_st_writer *w)
 	if (!w)
 		return;
 	close(w->fd);
-	unlink(w->path);
+	unlinkat(w->dirfd, w->path, 0);
 	free(w->path);
 	free(w);
 }

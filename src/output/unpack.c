@@ -1,8 +1,11 @@
 /* unpack.c - qs_unpack: the dequantized checkpoint as safetensors, sharded
  * like the source (the tensor records name each tensor's source shard),
- * with model.safetensors.index.json and config.json.  Every file is written
- * under a .partial name and renamed once complete. */
+ * with model.safetensors.index.json and config.json.  Every file is created
+ * in a fresh folder that takes the output's name only once complete
+ * (outdir.h), so a failed unpack leaves the output folder as it was. */
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +14,9 @@
 #include <unistd.h>
 
 #include "container.h"
+#include "fsafe.h"
 #include "kernels.h"
+#include "outdir.h"
 #include "safetensors.h"
 #include "scheme.h"
 #include "util.h"
@@ -34,6 +39,33 @@ static int grow(void **p, size_t *cap, size_t need)
 	*p = n;
 	*cap = need;
 	return 0;
+}
+
+/* The largest finite value of the target dtype: binary16 65504, bfloat16
+ * (2 - 2^-7) * 2^127.  A dequantized value past it (a group whose scale
+ * rounds up, e.g. an F16 source holding 65504 that dequantizes to 65520)
+ * would become Inf in the conversion; it is clamped instead.  NaN and Inf
+ * stay what they are. */
+static float finite_max(enum qs_dtype dtype)
+{
+	switch (dtype) {
+	case QS_DTYPE_F16:
+		return 65504.0f;
+	case QS_DTYPE_BF16:
+		return 0x1.fep127f;
+	default:
+		return FLT_MAX;
+	}
+}
+
+static void clamp_finite(float *w, size_t n, float max)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (w[i] > max && w[i] <= FLT_MAX)
+			w[i] = max;
+		else if (w[i] < -max && w[i] >= -FLT_MAX)
+			w[i] = -max;
+	}
 }
 
 static uint64_t record_cols(const struct qs_record *r)
@@ -92,6 +124,7 @@ static int unpack_tensor(const struct qs_qfile *qf, const struct qs_record *r,
 			return qs_diag_set(diag, rc, "'%s': tensor '%s': chunk %u does not decode",
 					   qf->path, r->name, c);
 		const void *src = b->weights;
+		clamp_finite(b->weights, (size_t)n, finite_max(dtype));
 		if (dtype == QS_DTYPE_BF16) {
 			k->f32_to_bf16(b->weights, (uint16_t *)b->out, n);
 			src = b->out;
@@ -106,9 +139,8 @@ static int unpack_tensor(const struct qs_qfile *qf, const struct qs_record *r,
 	return 0;
 }
 
-/* Writes path via path.partial and a rename, so an interrupted unpack never
- * leaves a file that looks complete. */
-static int unpack_shard(const struct qs_qfile *qf, const char *outdir, const char *shard,
+/* Writes one shard into the fresh output folder (dirfd). */
+static int unpack_shard(const struct qs_qfile *qf, int dirfd, const char *shard,
 			enum qs_dtype dtype, struct unpack_bufs *b, struct qs_diag *diag)
 {
 	size_t n = 0;
@@ -116,15 +148,12 @@ static int unpack_shard(const struct qs_qfile *qf, const char *outdir, const cha
 		n += strcmp(qf->records[i].shard, shard) == 0;
 	struct qs_st_out_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
 	const struct qs_record **recs = calloc(n ? n : 1, sizeof(*recs));
-	char *path = qs_path_join(outdir, shard);
-	char *tmp = path ? malloc(strlen(path) + 9) : NULL;
 	struct qs_st_writer *sw = NULL;
 	int rc = 0;
-	if (!ts || !recs || !tmp) {
+	if (!ts || !recs) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	sprintf(tmp, "%s.partial", path);
 	size_t at = 0;
 	for (size_t i = 0; i < qf->nrecords; i++) {
 		const struct qs_record *r = &qf->records[i];
@@ -137,45 +166,40 @@ static int unpack_shard(const struct qs_qfile *qf, const char *outdir, const cha
 		memcpy(ts[at].shape, r->shape, sizeof(ts[at].shape));
 		at++;
 	}
-	rc = qs_st_writer_open(tmp, ts, n, qf->header.metadata_json, &sw, diag);
+	rc = qs_st_writer_openat(dirfd, shard, ts, n, qf->header.metadata_json, &sw, diag);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = unpack_tensor(qf, recs[i], dtype, sw, b, diag);
 	if (rc == 0) {
 		rc = qs_st_writer_close(sw, diag);
 		sw = NULL;
 	}
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = qs_diag_set(diag, -errno, "'%s': %s", path, strerror(errno));
-	if (rc < 0)
-		unlink(tmp);
 out:
 	if (sw)
 		qs_st_writer_abort(sw);
 	free(ts);
 	free(recs);
-	free(path);
-	free(tmp);
 	return rc;
 }
 
-static int write_text(const char *outdir, const char *name, const char *text,
-		      struct qs_diag *diag)
+/* Creates name in the fresh output folder (never through a link, never
+ * an existing file) holding text, synced. */
+static int write_text(int dirfd, const char *name, const char *text, struct qs_diag *diag)
 {
-	char *path = qs_path_join(outdir, name);
-	if (!path)
-		return -ENOMEM;
-	FILE *f = fopen(path, "w");
-	int rc = 0;
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-		rc = qs_diag_set(diag, -errno, "'%s': %s", path, strerror(errno));
-		if (f)
-			fclose(f);
-	}
-	free(path);
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return qs_diag_set(diag, -errno, "'%s': cannot create: %s", name,
+				   qs_write_open_error(-errno));
+	int rc = qs_pwrite_full(fd, text, strlen(text), 0);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc)
+		qs_diag_set(diag, rc, "'%s': cannot write: %s", name, qs_strerror(rc));
 	return rc;
 }
 
-static int write_index(const struct qs_qfile *qf, const char *outdir, enum qs_dtype dtype,
+static int write_index(const struct qs_qfile *qf, int dirfd, enum qs_dtype dtype,
 		       struct qs_diag *diag)
 {
 	json_t *root = json_object(), *meta = json_object(), *map = json_object();
@@ -196,7 +220,7 @@ static int write_index(const struct qs_qfile *qf, const char *outdir, enum qs_dt
 	json_decref(root);
 	if (!text)
 		return -ENOMEM;
-	int rc = write_text(outdir, "model.safetensors.index.json", text, diag);
+	int rc = write_text(dirfd, "model.safetensors.index.json", text, diag);
 	free(text);
 	return rc;
 }
@@ -238,8 +262,17 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 	int rc = qs_qfile_open(opts->input, &qf, diag);
 	if (rc < 0)
 		return rc;
-	if (mkdir(opts->outdir, 0777) != 0 && errno != EEXIST) {
-		rc = qs_diag_set(diag, -errno, "'%s': %s", opts->outdir, strerror(errno));
+	struct qs_file_id in_id;
+	struct qs_outdir od;
+	rc = qs_file_id_of_fd(qf->fd, &in_id);
+	if (rc < 0) {
+		qs_qfile_free(qf);
+		return qs_diag_set(diag, rc, "'%s': cannot stat: %s", opts->input, qs_strerror(rc));
+	}
+	struct qs_outdir_guard guard = {&in_id, opts->input, qf->header.input};
+	rc = qs_outdir_begin(&od, opts->outdir, opts->force, &guard, diag);
+	if (rc < 0) {
+		qs_outdir_release(&od);
 		qs_qfile_free(qf);
 		return rc;
 	}
@@ -253,16 +286,19 @@ int qs_unpack(const struct qs_unpack_opts *opts, struct qs_diag *diag)
 		if (seen)
 			continue;
 		nshards++;
-		rc = unpack_shard(qf, opts->outdir, qf->records[i].shard, dtype, &b, diag);
+		rc = unpack_shard(qf, od.fd, qf->records[i].shard, dtype, &b, diag);
 	}
 	bool single = nshards == 1 && strcmp(qf->records[0].shard, "model.safetensors") == 0;
 	if (rc == 0 && !single)
-		rc = write_index(qf, opts->outdir, dtype, diag);
+		rc = write_index(qf, od.fd, dtype, diag);
 	if (rc == 0 && qf->header.config_json) {
 		char *config = unpacked_config(qf);
-		rc = config ? write_text(opts->outdir, "config.json", config, diag) : -ENOMEM;
+		rc = config ? write_text(od.fd, "config.json", config, diag) : -ENOMEM;
 		free(config);
 	}
+	if (rc == 0)
+		rc = qs_outdir_commit(&od, diag);
+	qs_outdir_release(&od);
 	free(b.payload);
 	free(b.weights);
 	free(b.out);

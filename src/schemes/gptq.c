@@ -55,6 +55,10 @@
  * kernels differ between CPU types (FMA or not, blocking), so with a
  * Hessian the payload is reproducible on one machine and OpenBLAS build,
  * for any thread count, but may differ in the last bits across CPU types.
+ * A multi-threaded sgemm splits its sums by OpenBLAS's own thread count
+ * (OPENBLAS_NUM_THREADS, else the CPU count), which changes the rounding;
+ * so BLAS is pinned to one thread per calling worker before its first use
+ * (pin_blas_threads), and -T is the only parallelism.
  *
  * Without a Hessian (the file has no entry for the tensor, or quantize is
  * called without prepare) nothing is propagated and the output is rtn's,
@@ -81,6 +85,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +101,19 @@ extern void spotrf_(const char *uplo, const blasint *n, float *a, const blasint 
 		    blasint *info, size_t uplo_len);
 extern void spotri_(const char *uplo, const blasint *n, float *a, const blasint *lda,
 		    blasint *info, size_t uplo_len);
+
+static pthread_once_t blas_pinned = PTHREAD_ONCE_INIT;
+
+static void blas_one_thread(void)
+{
+	openblas_set_num_threads(1);
+}
+
+/* Called by every entry point that reaches BLAS or LAPACK. */
+static void pin_blas_threads(void)
+{
+	pthread_once(&blas_pinned, blas_one_thread);
+}
 
 #define SO_ALIGN 64u
 #define LEAF_COLS 32 /* gptq: columns quantized one by one between sgemms */
@@ -373,6 +391,7 @@ int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *sta
 	uint64_t cols = stats->cols;
 	const char *name = stats->name ? stats->name : "?";
 
+	pin_blas_threads();
 	if (!qs_so_cfg_ok(cfg))
 		return qs_diag_set(diag, -QS_EUSAGE, "%s: invalid parameters", scheme);
 	if (qs_so_prep_size(cols) == UINT64_MAX || cols > (uint64_t)INT32_MAX ||
@@ -832,6 +851,7 @@ int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w
 		   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
 	uint64_t ssize;
+	pin_blas_threads();
 	if (!qs_so_cfg_ok(cfg))
 		return -QS_EUSAGE;
 	if (qs_so_payload_size(cfg, rows, cols) > SIZE_MAX ||

@@ -1,53 +1,17 @@
 #!/bin/bash
 # Calibration-aware schemes end to end through the pipeline: --hessian for
 # gptq/athena/claq and --importance for daq, written as safetensors from
-# synthetic activations with hot channels.  gptq's output error ||(W-Ŵ)X||
-# must beat rtn's on the same grid; missing entries give a notice, a wrong
-# size an error naming the tensor, and a window too small for a Hessian
-# fails before anything is read.
+# synthetic activations with hot channels (tests/cli/mkstats.py).  gptq's
+# output error ||(W-Ŵ)X|| must beat rtn's on the same grid; for each
+# scheme the statistics must change every tensor they cover and lower the
+# error they target; missing entries give a notice, a wrong size an error
+# naming the tensor, and a window too small for a Hessian fails before
+# anything is read.
 . "$top_srcdir/tests/cli/lib.sh"
 need_numpy
 
 "$MKCKPT" --preset tiny --layers 1 -o "$T/ck" >/dev/null || fail mkckpt
-"$PY" - "$T/ck/model.safetensors" "$T" <<'PY' || fail "writing statistics"
-import json, struct, sys
-import numpy as np
-sys.path.insert(0, __import__("os").environ["top_srcdir"] + "/tests/cli")
-import st_read
-
-def write_st(path, tensors):
-    header, data = {}, b""
-    for name, arr in tensors.items():
-        raw = np.ascontiguousarray(arr, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape),
-                        "data_offsets": [len(data), len(data) + len(raw)]}
-        data += raw
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - (8 + len(text)) % 8) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(text)) + text + data)
-
-n, header, _ = st_read.read_header(sys.argv[1])
-rng = np.random.default_rng(1)
-hess, imp, xs = {}, {}, {}
-for name, t in header.items():
-    if len(t["shape"]) != 2 or "embed" in name:
-        continue
-    cols = t["shape"][1]
-    x = rng.standard_normal((512, cols)).astype(np.float32)
-    hot = rng.choice(cols, max(1, cols // 64), replace=False)
-    x[:, hot] *= 20
-    h = x.T @ x / x.shape[0]
-    hess[name] = h
-    imp[name] = np.diag(h).copy()
-    xs[name] = x
-out = sys.argv[2]
-missing = "model.layers.0.mlp.down_proj.weight"
-write_st(out + "/hessian.safetensors", {k: v for k, v in hess.items() if k != missing})
-write_st(out + "/importance.safetensors", imp)
-write_st(out + "/bad-importance.safetensors",
-         {**imp, "model.layers.0.mlp.up_proj.weight": np.ones(7, np.float32)})
-np.save(out + "/x-up.npy", xs["model.layers.0.mlp.up_proj.weight"])
-PY
+"$PY" "$top_srcdir/tests/cli/mkstats.py" "$T/ck/model.safetensors" "$T" || fail "writing statistics"
 
 # gptq with Hessians (one tensor has none: notice, quantized as with H = I)
 expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/g.qshard" --progress none \
@@ -75,17 +39,56 @@ print(f"||(W-Wq)X||: gptq {eg:.4f}, rtn {er:.4f}")
 assert eg < er
 PY
 
-# athena and the importance-weighted schemes run through the pipeline too
-expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/a.qshard" --progress none \
-	--scheme athena:bits=3 --hessian "$T/hessian.safetensors"
-expect_exit 0 "$QSHARD" verify "$T/a.qshard"
-for s in daq:bits=4,format=nf4; do
-	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/d.qshard" --progress none --scheme "$s" \
-		--importance "$T/importance.safetensors"
-	expect_exit 0 "$QSHARD" verify "$T/d.qshard"
-	expect_exit 0 "$QSHARD" unpack "$T/d.qshard" -o "$T/ud" --dtype f32
-	rm -rf "$T/ud" "$T/d.qshard"
-done
+# The statistics reach each scheme and do what they are for: with them the
+# weights come out different, and the error they target is lower than
+# without them, summed over every tensor that has statistics:
+#   --hessian (gptq, athena, claq): tr((W-Wq) H (W-Wq)^T) = ||(W-Wq) X^T||^2 / n
+#   --importance (daq):             sum_j imp_j * sum_i (W-Wq)_ij^2
+# (daq and claq also run without statistics: the comparison needs both.)
+compare_stats() {  # SCHEME OPTION FILE METRIC
+	local scheme=$1 opt=$2 file=$3 metric=$4
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/with.qshard" --progress none --force \
+		--scheme "$scheme" "$opt" "$file"
+	expect_exit 0 "$QSHARD" verify "$T/with.qshard"
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/without.qshard" --progress none --force \
+		--scheme "$scheme"
+	rm -rf "$T/uw" "$T/uo"
+	expect_exit 0 "$QSHARD" unpack "$T/with.qshard" -o "$T/uw" --dtype f32
+	expect_exit 0 "$QSHARD" unpack "$T/without.qshard" -o "$T/uo" --dtype f32
+	"$PY" - "$T" "$file" "$metric" "$scheme $opt" <<'PY' || fail "$scheme: $opt has no effect or does not lower the error it targets"
+import sys, os
+import numpy as np
+sys.path.insert(0, os.environ["top_srcdir"] + "/tests/cli")
+import st_read
+t, stats_file, metric, what = sys.argv[1:5]
+def tensors(path):
+    n, h, _ = st_read.read_header(path)
+    return {k: st_read.load(path, k, h, n)[0].astype(np.float64) for k in h}
+src = tensors(t + "/ck/model.safetensors")
+withs = tensors(t + "/uw/model.safetensors")
+without = tensors(t + "/uo/model.safetensors")
+stats = tensors(stats_file)
+ew = eo = 0.0
+changed = 0
+for name, s in stats.items():
+    w = src[name]
+    dw, do = w - withs[name], w - without[name]
+    changed += not np.array_equal(withs[name], without[name])
+    if metric == "hessian":
+        ew += np.einsum("ij,jk,ik->", dw, s, dw)
+        eo += np.einsum("ij,jk,ik->", do, s, do)
+    else:
+        ew += float(((dw * dw) * s[None, :]).sum())
+        eo += float(((do * do) * s[None, :]).sum())
+print(f"{what}: {changed}/{len(stats)} tensors changed; target error {ew:.6g} with, {eo:.6g} without")
+assert changed == len(stats), "the statistics did not change every tensor they cover"
+assert ew < eo, "the statistics did not lower the error they target"
+PY
+}
+compare_stats gptq:bits=3 --hessian "$T/hessian.safetensors" hessian
+compare_stats athena:bits=3 --hessian "$T/hessian.safetensors" hessian
+compare_stats daq:bits=4,format=nf4 --importance "$T/importance.safetensors" importance
+compare_stats claq:bits=3.12 --hessian "$T/hessian.safetensors" hessian
 
 # claq fits each column's code book over all rows, so a tensor is one chunk
 # and the data does not depend on --memory (48M cuts rtn's embed_tokens into

@@ -338,7 +338,7 @@ static void whole_file(const uint8_t *data, size_t size)
 	CHECK(vrc == 0 || vd.msg[0]);
 
 	if (rc == 0 && small) {
-		struct qs_unpack_opts uo = {path, outdir, QS_DTYPE_F32};
+		struct qs_unpack_opts uo = {path, outdir, QS_DTYPE_F32, false};
 		struct qs_diag ud = {{0}};
 		int urc = qs_unpack(&uo, &ud);
 		CHECK(urc <= 0);

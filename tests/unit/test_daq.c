@@ -290,10 +290,12 @@ static void test_simd_match(void **state)
 		lev[i] = (float)(i - 7) / 8;
 	for (int i = 0; i < 31; i++)
 		mid[i] = (float)(i - 15) / 16;
+	size_t tested = 0;
 	for (size_t l = 0; l < 2; l++) {
 		const struct qs_kernels *k = qs_kernels_by_name(names[l]);
 		if (!k || !k->daq_eval)
 			continue;
+		tested++;
 		for (int rep = 0; rep < 200; rep++) {
 			size_t n = 1 + rnd() % 130;
 			for (size_t i = 0; i < n; i++) {
@@ -332,6 +334,9 @@ static void test_simd_match(void **state)
 			assert_memory_equal(c0, c1, n);
 		}
 	}
+	/* nothing to compare on this machine: say so rather than pass */
+	if (!tested)
+		skip();
 }
 
 int main(void)

@@ -139,6 +139,9 @@ static void test_no_metadata_no_tensors(void **state)
 	struct qs_diag diag;
 	assert_int_equal(qs_st_writer_open(path, NULL, 0, NULL, &w, &diag), 0);
 	assert_int_equal(qs_st_writer_close(w, &diag), 0);
+	/* an existing file is never truncated or reused */
+	assert_int_equal(qs_st_writer_open(path, NULL, 0, "", &w, &diag), -EEXIST);
+	unlink(path);
 	/* an empty metadata text means none */
 	assert_int_equal(qs_st_writer_open(path, NULL, 0, "", &w, &diag), 0);
 	assert_int_equal(qs_st_writer_close(w, &diag), 0);

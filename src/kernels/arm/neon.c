@@ -20,14 +20,6 @@
 
 #include "kernels.h"
 
-/* Also in the build flags; repeated here so the file is safe on its own
- * (tests/unit/neon_driver.c compiles neon.c directly). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 /* ----------------------------------------------------------- conversions */
 
 static void neon_bf16_to_f32(const uint16_t *src, float *dst, size_t n)

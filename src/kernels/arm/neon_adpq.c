@@ -29,12 +29,6 @@
 
 #include "kernels.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 #define NA_SEARCH_DEN 32.0f
 #define NA_GMAX 256u
 #define NA_VMAX (NA_GMAX / 4u)

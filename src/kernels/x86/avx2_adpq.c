@@ -26,12 +26,6 @@
 
 #include "kernels.h"
 
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 #define SEARCH_DEN 32.0f
 #define GMAX 256u
 #define VMAX (GMAX / 8u)
