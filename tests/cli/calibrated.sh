@@ -91,25 +91,25 @@ compare_stats daq:bits=4,format=nf4 --importance "$T/importance.safetensors" imp
 compare_stats claq:bits=3.12 --hessian "$T/hessian.safetensors" hessian
 
 # claq fits each column's code book over all rows, so a tensor is one chunk
-# and the data does not depend on --memory (48M cuts rtn's embed_tokens into
-# 3 chunks; 256M and 4G are the figures the issue names)
-for m in 48M 256M 4G; do
+# and the data does not depend on --memory (96M cuts rtn's embed_tokens into
+# 2 chunks; 256M and 4G are the figures the issue names)
+for m in 96M 256M 4G; do
 	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/c$m.qshard" --progress none -T 2 \
 		--memory "$m" --scheme claq:bits=3.12 --hessian "$T/hessian.safetensors"
 done
 # (the header records the options, --memory among them: compare the data)
-for m in 48M 256M 4G; do
+for m in 96M 256M 4G; do
 	expect_exit 0 "$QSHARD" verify "$T/c$m.qshard"
 	expect_exit 0 "$QSHARD" unpack "$T/c$m.qshard" -o "$T/uc$m" --dtype f32
 done
-cmp -s "$T/uc48M/model.safetensors" "$T/uc4G/model.safetensors" ||
-	fail "claq output depends on --memory (48M)"
+cmp -s "$T/uc96M/model.safetensors" "$T/uc4G/model.safetensors" ||
+	fail "claq output depends on --memory (96M)"
 cmp -s "$T/uc256M/model.safetensors" "$T/uc4G/model.safetensors" ||
 	fail "claq output depends on --memory (256M)"
 rm -rf "$T"/uc* "$T"/c*.qshard
 # a window too small for a whole tensor fails before anything is read
 expect_exit 7 "$QSHARD" convert "$T/ck" -o "$T/cm.qshard" --progress none -T 1 \
-	--memory 16M --scheme claq
+	--memory 24M --scheme claq
 expect_err "quantizes all"
 [ ! -e "$T/cm.qshard.partial" ] || fail "a refused window left a .partial"
 
