@@ -18,6 +18,13 @@ for tool in munged mungekey slurmctld slurmd sbatch squeue scancel scontrol sinf
 	command -v "$tool" >/dev/null 2>&1 || skip "$tool not installed (contrib/quickstart.sh installs Slurm)"
 done
 [ "$(id -u)" = 0 ] || skip "slurmd must run as root to launch jobs"
+# the daemons need this host's name to resolve (slurmctld binds to it) and
+# a cgroup file system (slurmd's cgroup plugin); a bare chroot, as make
+# check-fresh builds, has neither
+getent hosts "$(hostname -s)" >/dev/null 2>&1 ||
+	skip "this host's name '$(hostname -s)' does not resolve (slurmctld needs it)"
+grep -q ' /sys/fs/cgroup' /proc/mounts 2>/dev/null ||
+	skip "no cgroup file system under /sys/fs/cgroup (slurmd needs one)"
 need_numpy
 
 D=$T/slurm
