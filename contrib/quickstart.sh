@@ -51,18 +51,6 @@ if [ "${QSHARD_SKIP_DEPS:-0}" != 1 ]; then
 	fi
 fi
 
-# llama.cpp's own libraries (libggml-base, libllama) from npm, for the
-# tests that compare against the real llama.cpp (tests/unit/ggml-check.sh
-# and the export tests skip without them); a failing npm is not fatal
-if [ "${QSHARD_SKIP_NPM:-0}" != 1 ] && command -v npm >/dev/null 2>&1; then
-	if [ "$(id -u)" = 0 ]; then NLC=/opt/node-llama-cpp; else NLC="$HOME/.cache/qshard/node-llama-cpp"; fi
-	if [ ! -f "$NLC/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so" ]; then
-		mkdir -p "$NLC" && npm install --prefix "$NLC" --no-audit --no-fund \
-			node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >/dev/null 2>&1 ||
-			echo "quickstart: npm install of node-llama-cpp failed; the llama.cpp tests will be skipped"
-	fi
-fi
-
 autoreconf -fi >/dev/null
 mkdir -p build
 cd build
