@@ -27,6 +27,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints the diag (or qs_strerror(rc) when empty) and returns the exit
  * code for rc. */
 int cli_fail(int rc, const struct qs_diag *diag);
+
+/* For the long commands (convert, export, merge): SIGINT and SIGTERM set
+ * the returned flag, which the library polls to stop at its next safe
+ * point; a second signal kills at once, as users expect.
+ * cli_default_signals() restores the default handlers. */
+volatile int *cli_stop_on_signals(void);
+void cli_default_signals(void);
 int cli_exit_code(int rc);
 /* "512M", "1.5G", "4096": bytes (powers of 1024); false on bad text. */
 bool cli_parse_size(const char *text, uint64_t *out);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,4 +146,25 @@ bool cli_is_qshard_file(const char *path)
 	close(fd);
 	/* the header is a zstd skippable frame with magic 0x184D2A51 */
 	return n == 4 && m[0] == 0x51 && m[1] == 0x2A && m[2] == 0x4D && m[3] == 0x18;
+}
+
+static volatile int stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	stop_requested = 1;
+	signal(sig, SIG_DFL);
+}
+
+volatile int *cli_stop_on_signals(void)
+{
+	signal(SIGINT, on_stop_signal);
+	signal(SIGTERM, on_stop_signal);
+	return &stop_requested;
+}
+
+void cli_default_signals(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 }

@@ -2,7 +2,6 @@
  * summary.  The conversion itself is qs_convert(). */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +17,6 @@ struct progress_state {
 	double last;       /* seconds of the last line printed */
 	bool line_open;    /* a tty line without its newline */
 };
-
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-	stop_requested = 1;
-	/* a second signal kills at once, as users expect */
-	signal(sig, SIG_DFL);
-}
 
 static void help(FILE *out)
 {
@@ -277,15 +267,12 @@ int cmd_convert(int argc, char **argv)
 		ps.mode = isatty(STDERR_FILENO) ? PROGRESS_TTY : PROGRESS_NONE;
 	o.progress = on_progress;
 	o.progress_user = &ps;
-	o.stop = &stop_requested;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	o.stop = cli_stop_on_signals();
 
 	struct qs_convert_result res;
 	struct qs_diag diag = {{0}};
 	int rc = qs_convert(&o, &res, &diag);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	cli_default_signals();
 	if (ps.line_open)
 		fputc('\n', stderr);
 	if (rc < 0) {

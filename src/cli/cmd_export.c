@@ -1,18 +1,9 @@
 /* cmd_export.c - `qshard export`: a .qshard file as GGUF for llama.cpp. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-	stop_requested = 1;
-	signal(sig, SIG_DFL);
-}
 
 static void help(FILE *out)
 {
@@ -96,14 +87,11 @@ int cmd_export(int argc, char **argv)
 		return QS_EXIT_USAGE;
 	}
 	o.input = argv[optind];
-	o.stop = &stop_requested;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	o.stop = cli_stop_on_signals();
 	struct qs_diag diag = {{0}};
 	struct qs_export_result res;
 	int rc = qs_export(&o, &res, &diag);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	cli_default_signals();
 	if (rc < 0)
 		return cli_fail(rc, &diag);
 	char out[32];

@@ -2,19 +2,10 @@
  * `convert --part K/N` into OUT, byte-identical to a single convert.  The
  * checks and the copy are qs_merge(). */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-	stop_requested = 1;
-	signal(sig, SIG_DFL);
-}
 
 static void help(FILE *out)
 {
@@ -95,14 +86,11 @@ int cmd_merge(int argc, char **argv)
 	}
 	if (plain)
 		o.progress = on_progress;
-	o.stop = &stop_requested;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	o.stop = cli_stop_on_signals();
 	struct qs_merge_result res;
 	struct qs_diag diag = {{0}};
 	int rc = qs_merge(&o, &res, &diag);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	cli_default_signals();
 	if (rc < 0)
 		return cli_fail(rc, &diag);
 	char out[32];
