@@ -250,38 +250,32 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 		pt->nchunks = 0;
 		return 0;
 	}
-	struct qs_chunk_footprint fp;
-	qs_plan_footprint(pt, 1, &fp);
-	if (fp.total > window)
-		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-				   "'%s': tensor '%s' needs --memory of at least %llu MiB "
-				   "for one row (the window for chunks is %llu MiB); raise --memory",
-				   file, pt->src->name,
-				   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
-							 (1 << 20) - 1) >> 20),
-				   (unsigned long long)(window >> 20));
-	uint64_t rows = chunk_target / (pt->row_bytes ? pt->row_bytes : 1);
 	/* block-scaled FP8: chunks hold whole block rows, so each reads its
 	 * own rows of the scale */
 	uint64_t unit = pt->pairing.enc == QS_SRC_FP8_BLOCK ? pt->pairing.block_rows : 1;
 	if (unit > pt->matrix_rows)
 		unit = pt->matrix_rows;
+	struct qs_chunk_footprint fp;
+	qs_plan_footprint(pt, unit, &fp);
+	if (fp.total > window) {
+		char what[64] = "one row";
+		if (unit > 1)
+			snprintf(what, sizeof(what), "one block row of %llu rows",
+				 (unsigned long long)unit);
+		return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+				   "'%s': tensor '%s' needs --memory of at least %llu MiB "
+				   "for %s (the window for chunks is %llu MiB); raise --memory",
+				   file, pt->src->name,
+				   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
+							 (1 << 20) - 1) >> 20),
+				   what, (unsigned long long)(window >> 20));
+	}
+	uint64_t rows = chunk_target / (pt->row_bytes ? pt->row_bytes : 1);
 	if (rows < unit)
 		rows = unit;
 	if (rows > pt->matrix_rows)
 		rows = pt->matrix_rows;
 	rows = rows / unit * unit;
-	if (unit > 1) {
-		qs_plan_footprint(pt, unit, &fp);
-		if (fp.total > window)
-			return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
-					   "'%s': tensor '%s' needs --memory of at least "
-					   "%llu MiB for one block row of %llu rows; raise --memory",
-					   file, pt->src->name,
-					   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
-								 (1 << 20) - 1) >> 20),
-					   (unsigned long long)unit);
-	}
 	/* the footprint grows linearly with rows: shrink to the cap */
 	uint64_t cap = memory / 4;
 	while (rows > unit) {
