@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zstd.h>
 
 /* The rest of the pipeline per source byte (read, decode, zstd level 1,
  * xxh3, write): bench-cost measures about 0.5 core-seconds per GB for a
@@ -25,6 +26,7 @@
 struct sample {
 	const char *text;
 	double ns_per_weight;   /* at cols_sampled */
+	double zstd_ratio;      /* compressed / packed bytes of the sample */
 	double prep_seconds;    /* at cols_sampled; 0 without prepare */
 	uint64_t cols_sampled;
 	bool second_order;
@@ -36,6 +38,16 @@ static double now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The kernels are timed in this thread's CPU time: the estimate is in
+ * core-seconds, and on a shared machine wall time would count the other
+ * processes' turns on the core. */
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -53,7 +65,7 @@ static void fill(float *w, size_t n)
 	}
 }
 
-static void time_scheme(const struct qs_plan_tensor *t, struct sample *s)
+static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample *s)
 {
 	const struct qs_scheme *sc = &t->scheme;
 	const struct qs_scheme_ops *ops = sc->ops;
@@ -68,47 +80,68 @@ static void time_scheme(const struct qs_plan_tensor *t, struct sample *s)
 		rows = t->rows;
 	s->cols_sampled = cols;
 	s->ns_per_weight = 10.0;  /* if the sample cannot run */
+	s->zstd_ratio = 1.0;
+	uint64_t packed = ops->payload_size(sc, rows, cols);
+	size_t zcap = ZSTD_compressBound(packed);
 	float *w = malloc(rows * cols * sizeof(float));
-	uint8_t *out = malloc(ops->payload_size(sc, rows, cols) + 64);
+	float *orig = malloc(rows * cols * sizeof(float));
+	uint8_t *out = malloc(packed + 64), *z = malloc(zcap);
 	void *scratch = malloc(ops->scratch_size(sc, rows, cols) + 64);
 	void *prep = ops->prepare ? calloc(1, ops->prep_size(sc, cols) + 64) : NULL;
-	if (!w || !out || !scratch || (ops->prepare && !prep))
+	if (!w || !orig || !out || !z || !scratch || (ops->prepare && !prep))
 		goto out;
-	fill(w, rows * cols);
+	fill(orig, rows * cols);
+	memcpy(w, orig, rows * cols * sizeof(float));
 	if (ops->prepare) {
 		struct qs_tensor_stats st = {.name = t->src->name, .cols = cols};
 		struct qs_diag d;
-		double t0 = now();
+		double t0 = cpu_now();
 		if (ops->prepare(sc, &st, prep, &d) < 0)
 			goto out;
-		s->prep_seconds = now() - t0;
+		s->prep_seconds = cpu_now() - t0;
 	}
+	/* one untimed run first: it takes the buffers' first-touch page
+	 * faults, which the pipeline's recycled ring does not pay */
+	int rc = prep ? ops->quantize_prep(sc, prep, w, rows, cols, out, scratch)
+		      : ops->quantize(sc, w, rows, cols, out, scratch);
+	if (rc < 0)
+		goto out;
 	unsigned reps = 0;
-	double t0 = now(), el = 0;
+	double t0 = cpu_now(), el = 0;
 	do {
-		int rc = prep ? ops->quantize_prep(sc, prep, w, rows, cols, out, scratch)
-			      : ops->quantize(sc, w, rows, cols, out, scratch);
+		/* schemes may work in place (gptq propagates error into
+		 * w); the copy stands for the pipeline's decode to f32 */
+		memcpy(w, orig, rows * cols * sizeof(float));
+		rc = prep ? ops->quantize_prep(sc, prep, w, rows, cols, out, scratch)
+			  : ops->quantize(sc, w, rows, cols, out, scratch);
 		if (rc < 0)
 			goto out;
 		reps++;
-		el = now() - t0;
+		el = cpu_now() - t0;
 	} while (el < SAMPLE_MIN_SECONDS && reps < 1000);
 	s->ns_per_weight = el * 1e9 / ((double)reps * (double)(rows * cols));
+	size_t zn = ZSTD_compress(z, zcap, out, packed, level);
+	if (!ZSTD_isError(zn) && packed)
+		s->zstd_ratio = (double)zn / (double)packed;
 out:
+	free(z);
 	free(w);
+	free(orig);
 	free(out);
 	free(scratch);
 	free(prep);
 }
 
-int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, struct qs_estimate *est)
+int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
+		     struct qs_estimate *est)
 {
 	memset(est, 0, sizeof(*est));
 	double t_start = now();
 	est->tensor_core_seconds = calloc(plan->ntensors + 1, sizeof(double));
+	est->tensor_zstd_ratio = calloc(plan->ntensors + 1, sizeof(double));
 	struct sample *samples = calloc(plan->ntensors + 1, sizeof(*samples));
 	size_t nsamples = 0;
-	if (!est->tensor_core_seconds || !samples) {
+	if (!est->tensor_core_seconds || !est->tensor_zstd_ratio || !samples) {
 		free(samples);
 		qs_estimate_release(est);
 		return -ENOMEM;
@@ -129,16 +162,18 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, struct qs_est
 		}
 	}
 	for (size_t k = 0; k < nsamples; k++)
-		time_scheme(&plan->tensors[samples[k].widest], &samples[k]);
+		time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
 	for (size_t i = 0; i < plan->ntensors; i++) {
 		const struct qs_plan_tensor *t = &plan->tensors[i];
 		if (t->consumed)
 			continue;
 		double core = (double)t->src->nbytes * PIPELINE_NS_PER_BYTE * 1e-9;
+		est->tensor_zstd_ratio[i] = 1.0;
 		if (!t->raw && t->nchunks) {
 			const struct sample *s = samples;
 			while (strcmp(s->text, t->scheme.text) != 0)
 				s++;
+			est->tensor_zstd_ratio[i] = s->zstd_ratio;
 			double weights = (double)t->rows * (double)t->cols, ns = s->ns_per_weight;
 			double scale = (double)t->cols / (double)s->cols_sampled;
 			if (s->second_order) {
@@ -161,5 +196,6 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, struct qs_est
 void qs_estimate_release(struct qs_estimate *est)
 {
 	free(est->tensor_core_seconds);
+	free(est->tensor_zstd_ratio);
 	memset(est, 0, sizeof(*est));
 }

@@ -12,14 +12,20 @@
 
 struct qs_estimate {
 	double *tensor_core_seconds;  /* per plan tensor: quantize + pipeline */
+	/* per plan tensor: compressed / packed bytes of its scheme's sampled
+	 * output at the run's zstd level (1 for raw tensors: their values
+	 * are not read, and source floats barely compress at level 1) */
+	double *tensor_zstd_ratio;
 	double core_seconds;          /* sum */
 	double wall_seconds;          /* core_seconds over the threads */
 	double sample_seconds;        /* time the sampling itself took */
 };
 
-/* Times every distinct scheme of plan (a few rows of its widest tensor)
- * and estimates each tensor's cost.  0 or -ENOMEM. */
-int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, struct qs_estimate *est);
+/* Times every distinct scheme of plan (a few rows of its widest tensor),
+ * compresses its output at zstd `level`, and estimates each tensor's cost
+ * and compression.  0 or -ENOMEM. */
+int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
+		     struct qs_estimate *est);
 void qs_estimate_release(struct qs_estimate *est);
 
 #endif /* QS_ESTIMATE_H */

@@ -585,3 +585,19 @@ void qs_plan_release(struct qs_plan *plan)
 	free(plan->input_text);
 	memset(plan, 0, sizeof(*plan));
 }
+
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, uint64_t chunks_bytes,
+		    uint64_t baseline, struct qs_plan_memory *m)
+{
+	memset(m, 0, sizeof(*m));
+	/* the ring is mapped lazily (window.c): its pages become resident
+	 * as chunks first reach them, so never more than the chunks take */
+	m->ring = qs_plan_ring_in_use(plan, threads ? threads : 1);
+	if (chunks_bytes < m->ring)
+		m->ring = chunks_bytes;
+	m->state = plan->max_prep;
+	m->zstd = (uint64_t)plan->contexts * plan->cctx_bytes;
+	m->threads = ((uint64_t)(threads ? threads : 1) + 1) * QS_THREAD_RESIDENT;
+	m->baseline = baseline;
+	m->total = m->ring + m->state + m->zstd + m->threads + m->baseline;
+}

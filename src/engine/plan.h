@@ -63,6 +63,10 @@ struct qs_plan {
 	uint64_t chunking_fp;          /* xxh3 of every tensor's rows per chunk */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
 	uint64_t ring;                 /* window left for chunks: window - max_prep */
+	/* One zstd compression context (qs_convert_plan sizes it for
+	 * max_payload at the level) and how many the run creates. */
+	uint64_t cctx_bytes;
+	unsigned contexts;
 	/* Logical tensors the checkpoint holds in two parts (MXFP4 "P" of
 	 * "P_blocks" + "P_scales"); plan_tensor.src points here for them. */
 	struct qs_st_tensor *logical;
@@ -115,6 +119,39 @@ void qs_plan_release(struct qs_plan *plan);
  * fingerprint).  malloc'd;
  * NULL when out of memory. */
 char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts);
+
+/* The part of the ring a run with `threads` workers maps and cycles
+ * through: more chunks in flight than the workers and the read-ahead can
+ * use only cost first-touch page faults and RSS.  Output bytes do not
+ * depend on it. */
+static inline uint64_t qs_plan_ring_in_use(const struct qs_plan *plan, unsigned threads)
+{
+	uint64_t r = plan->max_footprint * (2ull * threads + 4);
+	return r > plan->ring || r == 0 ? plan->ring : r;
+}
+
+/* What a conversion of plan keeps resident at its peak, piece by piece
+ * (convert --plan-only, inspect).  Every figure comes from the sizes the
+ * pipeline allocates by, not from a model of them. */
+struct qs_plan_memory {
+	uint64_t ring;        /* window pages touched: the ring in use, or less when
+			       * all chunks together allocate less (an upper bound
+			       * then: the ring restarts at 0 whenever it empties) */
+	uint64_t state;       /* per-tensor scheme state buffer (max_prep) */
+	uint64_t zstd;        /* contexts x cctx_bytes */
+	uint64_t threads;     /* per-thread stacks and BLAS buffers of the threads */
+	uint64_t baseline;    /* the process before the pipeline (caller's figure) */
+	uint64_t total;
+};
+
+/* Per thread (the reader, each worker): the stack pages a thread touches
+ * and glibc's per-thread malloc arena header. */
+#define QS_THREAD_RESIDENT (256ull << 10)
+
+/* Fills m for a run of plan with `threads` workers; chunks_bytes is the
+ * sum of the footprints of the chunks the run reads (all, or a part's). */
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, uint64_t chunks_bytes,
+		    uint64_t baseline, struct qs_plan_memory *m);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);
