@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zstd.h>
 
 /* The rest of the pipeline per source byte (read, decode, zstd level 1,
@@ -63,6 +65,18 @@ static void fill(float *w, size_t n)
 		double v = ((x >> 11) + 0.5) / 9007199254740992.0;
 		w[i] = (float)(0.02 * (u - 0.5) / (0.2 + v));
 	}
+}
+
+uint64_t qs_resident_bytes(void)
+{
+	unsigned long long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+	if (!f)
+		return 0;
+	int n = fscanf(f, "%llu %llu", &size, &resident);
+	fclose(f);
+	long page = sysconf(_SC_PAGESIZE);
+	return n == 2 && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
 }
 
 static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample *s)
@@ -161,8 +175,22 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 			samples[k].widest_cols = t->cols;
 		}
 	}
-	for (size_t k = 0; k < nsamples; k++)
-		time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
+	/* first-order schemes first: what stays resident after them is code
+	 * and tables; what the second-order ones add on top is BLAS's */
+	uint64_t r0 = qs_resident_bytes(), r1 = r0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < nsamples; k++) {
+			const struct qs_scheme_ops *ops = plan->tensors[samples[k].widest].scheme.ops;
+			bool so = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN);
+			if (so == (pass == 1))
+				time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
+		}
+		if (pass == 0)
+			r1 = qs_resident_bytes();
+	}
+	uint64_t r2 = qs_resident_bytes();
+	est->code_bytes = r1 > r0 ? r1 - r0 : 0;
+	est->blas_bytes_per_thread = r2 > r1 ? r2 - r1 : 0;
 	for (size_t i = 0; i < plan->ntensors; i++) {
 		const struct qs_plan_tensor *t = &plan->tensors[i];
 		if (t->consumed)

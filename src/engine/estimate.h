@@ -19,7 +19,15 @@ struct qs_estimate {
 	double core_seconds;          /* sum */
 	double wall_seconds;          /* core_seconds over the threads */
 	double sample_seconds;        /* time the sampling itself took */
+	/* Resident memory the samples left behind once their buffers were
+	 * freed: the kernels' code pages and tables (once a process) and, for
+	 * second-order schemes, what BLAS/LAPACK keep per calling thread
+	 * (OpenBLAS's packing buffers). */
+	uint64_t code_bytes, blas_bytes_per_thread;
 };
+
+/* Resident bytes of this process now (/proc/self/statm), 0 when unknown. */
+uint64_t qs_resident_bytes(void);
 
 /* Times every distinct scheme of plan (a few rows of its widest tensor),
  * compresses its output at zstd `level`, and estimates each tensor's cost

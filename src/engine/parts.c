@@ -166,21 +166,6 @@ void qs_part_plan_free(struct qs_part_plan *pp)
 	free(pp);
 }
 
-/* Resident bytes of this process now (/proc/self/statm), 0 when unknown:
- * what a conversion starts from once the checkpoint headers are parsed and
- * the plan is built, as they are here. */
-static uint64_t resident_now(void)
-{
-	unsigned long long size = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
-	if (!f)
-		return 0;
-	int n = fscanf(f, "%llu %llu", &size, &resident);
-	fclose(f);
-	long page = sysconf(_SC_PAGESIZE);
-	return n == 2 && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
-}
-
 /* The frame zstd writes for `payload` bytes that compress to `ratio` of
  * their size: the compressed blocks, a 3-byte header per block of at most
  * 128 KiB, and the frame header; never more than ZSTD_compressBound (what
@@ -276,6 +261,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	struct qs_checkpoint *ck = NULL;
 	struct qs_plan plan = {0};
 	struct qs_part_plan *pp = NULL;
+	struct qs_estimate est = {0};
+	uint32_t *chunk_from = NULL, *chunk_end = NULL;
 	unsigned threads, contexts;
 	int level;
 	int rc = qs_checkpoint_open(opts->input, &ck, diag);
@@ -315,14 +302,18 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	pp->contexts = contexts;
 	/* before sampling: the sample's buffers and BLAS are no part of what
 	 * a conversion starts from */
-	uint64_t baseline = resident_now();
-	struct qs_estimate est;
+	uint64_t baseline = qs_resident_bytes();
 	rc = qs_estimate_plan(&plan, threads, level, &est);
 	if (rc < 0) {
 		qs_diag_set(diag, rc, "out of memory");
 		goto out;
 	}
-	uint64_t chunks_bytes = 0;
+	chunk_from = calloc(plan.ntensors + 1, sizeof(*chunk_from));
+	chunk_end = calloc(plan.ntensors + 1, sizeof(*chunk_end));
+	if (!chunk_from || !chunk_end) {
+		rc = qs_diag_set(diag, -ENOMEM, "out of memory");
+		goto out;
+	}
 	for (size_t i = s.tensor_begin; i < s.tensor_end; i++) {
 		const struct qs_plan_tensor *t = &plan.tensors[i];
 		struct qs_part_entry *e = &pp->entries[pp->nentries];
@@ -330,6 +321,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		if (t->consumed)
 			continue;  /* read with its weight, no record of its own */
 		qs_part_tensor_chunks(&s, &plan, i, &cb, &ce, &rf);
+		chunk_from[i] = rf;
+		chunk_end[i] = ce;
 		e->name = strdup(t->src->name);
 		e->scheme = strdup(t->raw ? "raw" : t->scheme.text);
 		pp->nentries++;
@@ -350,9 +343,6 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		for (uint32_t c = rf; c < ce; c++) {
 			uint64_t rows = qs_plan_chunk_rows(t, c);
 			uint64_t bytes = rows * t->row_bytes;
-			struct qs_chunk_footprint cf;
-			qs_plan_footprint(t, rows, &cf);
-			chunks_bytes += cf.total;
 			if (c < cb) {
 				e->hash_bytes += bytes;
 				continue;
@@ -385,7 +375,6 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		pp->output_bytes += e->disk_bytes;
 	}
 	pp->sample_seconds = est.sample_seconds;
-	qs_estimate_release(&est);
 	uint64_t records = 0, rest = 0;
 	rc = metadata_bytes(ck, &plan, pp, &records, &rest);
 	if (rc < 0) {
@@ -394,7 +383,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	}
 	pp->output_bytes += records + rest;
 	struct qs_plan_memory pm;
-	qs_plan_memory(&plan, threads, chunks_bytes, baseline, &pm);
+	qs_plan_memory(&plan, threads, chunk_from, chunk_end, baseline + est.code_bytes,
+		       est.blas_bytes_per_thread, &pm);
 	pp->peak_bytes = pm.total;
 	pp->peak_ring = pm.ring;
 	pp->peak_state = pm.state;
@@ -405,6 +395,9 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	*out = pp;
 	pp = NULL;
 out:
+	free(chunk_from);
+	free(chunk_end);
+	qs_estimate_release(&est);
 	qs_part_plan_free(pp);
 	qs_plan_release(&plan);
 	qs_checkpoint_free(ck);

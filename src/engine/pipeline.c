@@ -271,6 +271,15 @@ static int prepare_tensor(struct pipeline *p, size_t ti)
 	pthread_mutex_unlock(&p->lock);
 	if (stopping)
 		return -ECANCELED;
+	/* Every chunk read so far is written before the tensor's chunks are
+	 * taken: they then start at the beginning of the ring, so the ring
+	 * pages a run touches are the most any such stretch of tensors
+	 * allocates (qs_plan_memory) whatever the timing, and the peak
+	 * memory convert --plan-only predicts is the one the run reaches.
+	 * The cost is only the prepare not overlapping the few tensors
+	 * between two calibration-aware ones (norms, mostly). */
+	if (qs_window_wait_empty(&p->window) < 0)
+		return -ECANCELED;
 	if (!p->prep) {
 		p->prep = malloc(p->a->plan->max_prep);
 		if (!p->prep)

@@ -586,18 +586,36 @@ void qs_plan_release(struct qs_plan *plan)
 	memset(plan, 0, sizeof(*plan));
 }
 
-void qs_plan_memory(const struct qs_plan *plan, unsigned threads, uint64_t chunks_bytes,
-		    uint64_t baseline, struct qs_plan_memory *m)
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
+		    const uint32_t *end, uint64_t baseline, uint64_t blas_per_thread,
+		    struct qs_plan_memory *m)
 {
+	bool blas = false;
 	memset(m, 0, sizeof(*m));
-	/* the ring is mapped lazily (window.c): its pages become resident
-	 * as chunks first reach them, so never more than the chunks take */
-	m->ring = qs_plan_ring_in_use(plan, threads ? threads : 1);
-	if (chunks_bytes < m->ring)
-		m->ring = chunks_bytes;
+	threads = threads ? threads : 1;
+	/* the same placement rule as qs_window_alloc, on the ring the
+	 * pipeline maps (convert.c) */
+	uint64_t size = qs_plan_ring_in_use(plan, threads), head = 0;
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		if (from[i] >= end[i])
+			continue;
+		if (t->prep_total)
+			head = 0;  /* the reader waits for an empty ring */
+		if (!t->raw && (t->scheme.ops->wants & QS_WANT_HESSIAN))
+			blas = true;
+		for (uint32_t c = from[i]; c < end[i]; c++) {
+			struct qs_chunk_footprint fp;
+			qs_plan_footprint(t, qs_plan_chunk_rows(t, c), &fp);
+			uint64_t start = fp.total <= size - head ? head : 0;
+			if (start + fp.total > m->ring)
+				m->ring = start + fp.total;
+			head = (start + fp.total) % size;
+		}
+	}
 	m->state = plan->max_prep;
 	m->zstd = (uint64_t)plan->contexts * plan->cctx_bytes;
-	m->threads = ((uint64_t)(threads ? threads : 1) + 1) * QS_THREAD_RESIDENT;
+	m->threads = ((uint64_t)threads + 1) * (QS_THREAD_RESIDENT + (blas ? blas_per_thread : 0));
 	m->baseline = baseline;
 	m->total = m->ring + m->state + m->zstd + m->threads + m->baseline;
 }

@@ -134,24 +134,30 @@ static inline uint64_t qs_plan_ring_in_use(const struct qs_plan *plan, unsigned 
  * (convert --plan-only, inspect).  Every figure comes from the sizes the
  * pipeline allocates by, not from a model of them. */
 struct qs_plan_memory {
-	uint64_t ring;        /* window pages touched: the ring in use, or less when
-			       * all chunks together allocate less (an upper bound
-			       * then: the ring restarts at 0 whenever it empties) */
+	uint64_t ring;        /* window pages the chunks touch (see qs_plan_memory) */
 	uint64_t state;       /* per-tensor scheme state buffer (max_prep) */
 	uint64_t zstd;        /* contexts x cctx_bytes */
-	uint64_t threads;     /* per-thread stacks and BLAS buffers of the threads */
+	uint64_t threads;     /* the threads' stacks (QS_THREAD_RESIDENT each) and,
+			       * when a second-order scheme runs, the BLAS buffers
+			       * each of them keeps (blas_per_thread, measured) */
 	uint64_t baseline;    /* the process before the pipeline (caller's figure) */
 	uint64_t total;
 };
 
-/* Per thread (the reader, each worker): the stack pages a thread touches
- * and glibc's per-thread malloc arena header. */
+/* Per thread (the reader and each worker): the stack pages it touches. */
 #define QS_THREAD_RESIDENT (256ull << 10)
 
-/* Fills m for a run of plan with `threads` workers; chunks_bytes is the
- * sum of the footprints of the chunks the run reads (all, or a part's). */
-void qs_plan_memory(const struct qs_plan *plan, unsigned threads, uint64_t chunks_bytes,
-		    uint64_t baseline, struct qs_plan_memory *m);
+/* Fills m for a run of plan with `threads` workers (the reader runs
+ * LAPACK in prepare, the workers BLAS in quantize) that reads chunks
+ * [from[i], end[i]) of each tensor i.  The ring is mapped lazily
+ * (window.c): its resident pages are the farthest any chunk reaches.
+ * Where a chunk lands follows from the chunks before it alone (the FIFO
+ * wraps to 0 when a chunk does not fit at the end), as long as the ring
+ * never empties, which a reader ahead of the workers ensures; each
+ * calibration-aware tensor starts on an empty ring (pipeline.c). */
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
+		    const uint32_t *end, uint64_t baseline, uint64_t blas_per_thread,
+		    struct qs_plan_memory *m);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);
