@@ -79,6 +79,20 @@ uint64_t qs_resident_bytes(void)
 	return n == 2 && page > 0 ? (uint64_t)resident * (uint64_t)page : 0;
 }
 
+/* A symmetric, strictly diagonally dominant (so positive definite) matrix
+ * with every entry non-zero: the Cholesky and the error propagation do
+ * all their work, as on a real X^T X. */
+static void synthetic_hessian(float *h, uint64_t cols)
+{
+	for (uint64_t i = 0; i < cols; i++)
+		for (uint64_t j = 0; j <= i; j++) {
+			uint64_t x = (i * 2654435761u) ^ (j * 40503u);
+			float v = i == j ? (float)cols + 1.0f + (float)(i % 5)
+					 : (float)((x % 1000) / 1000.0 - 0.5) * 0.9f;
+			h[i * cols + j] = h[j * cols + i] = v;
+		}
+}
+
 static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample *s)
 {
 	const struct qs_scheme *sc = &t->scheme;
@@ -97,6 +111,7 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 	s->zstd_ratio = 1.0;
 	uint64_t packed = ops->payload_size(sc, rows, cols);
 	size_t zcap = ZSTD_compressBound(packed);
+	float *hes = NULL, *imp = NULL;
 	float *w = malloc(rows * cols * sizeof(float));
 	float *orig = malloc(rows * cols * sizeof(float));
 	uint8_t *out = malloc(packed + 64), *z = malloc(zcap);
@@ -107,8 +122,26 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 	fill(orig, rows * cols);
 	memcpy(w, orig, rows * cols * sizeof(float));
 	if (ops->prepare) {
+		/* statistics where the run will have them (a --hessian or
+		 * --importance file: plan.c sized them), since without them
+		 * gptq takes its H = I shortcut and costs next to nothing */
 		struct qs_tensor_stats st = {.name = t->src->name, .cols = cols};
 		struct qs_diag d;
+		if (t->prep_hessian) {
+			hes = malloc(cols * cols * sizeof(float));
+			if (!hes)
+				goto out;
+			synthetic_hessian(hes, cols);
+			st.hessian = hes;
+		}
+		if (t->prep_importance) {
+			imp = malloc(cols * sizeof(float));
+			if (!imp)
+				goto out;
+			for (uint64_t i = 0; i < cols; i++)
+				imp[i] = 1.0f + (float)(i % 7);
+			st.importance = imp;
+		}
 		double t0 = cpu_now();
 		if (ops->prepare(sc, &st, prep, &d) < 0)
 			goto out;
@@ -141,6 +174,8 @@ out:
 	free(z);
 	free(w);
 	free(orig);
+	free(hes);
+	free(imp);
 	free(out);
 	free(scratch);
 	free(prep);
