@@ -13,16 +13,16 @@
 
 #include "cli.h"
 
-static int print_json(const struct qs_part_plan *pp)
+static json_t *plan_json(const struct qs_part_plan *pp)
 {
 	json_t *root = json_object(), *list = json_array();
 	if (!root || !list)
-		return -1;
+		return NULL;
 	for (size_t i = 0; i < pp->nentries; i++) {
 		const struct qs_part_entry *e = &pp->entries[i];
-		json_t *t = json_pack("{s:s, s:s, s:I, s:I, s:I, s:[I,I], s:I, s:I, s:I, s:I, "
+		json_t *t = json_pack("{s:o, s:s, s:I, s:I, s:I, s:[I,I], s:I, s:I, s:I, s:I, "
 				      "s:I, s:b}",
-				      "name", e->name, "scheme", e->scheme, "rows",
+				      "name", cli_json_string(e->name), "scheme", e->scheme, "rows",
 				      (json_int_t)e->rows, "cols", (json_int_t)e->cols,
 				      "nchunks", (json_int_t)e->nchunks, "chunks",
 				      (json_int_t)e->chunk_begin, (json_int_t)e->chunk_end,
@@ -44,14 +44,14 @@ static int print_json(const struct qs_part_plan *pp)
 					 "est_core_seconds", e->est_core_seconds);
 		if (!t || !more || json_object_update(t, more) != 0 ||
 		    json_array_append_new(list, t) != 0)
-			return -1;
+			return NULL;
 		json_decref(more);
 	}
 	double share = pp->total_cost ? (double)pp->cost / (double)pp->total_cost : 0;
-	json_t *more = json_pack("{s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
+	json_t *more = json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
 				 "s:I}",
 				 "part", (json_int_t)pp->k, "parts", (json_int_t)pp->n, "path",
-				 pp->path, "tensors_total", (json_int_t)pp->tensors_total,
+				 cli_json_string(pp->path), "tensors_total", (json_int_t)pp->tensors_total,
 				 "chunks", (json_int_t)pp->chunks, "chunks_total",
 				 (json_int_t)pp->chunks_total, "source_bytes",
 				 (json_int_t)pp->source_bytes, "hash_bytes",
@@ -73,17 +73,11 @@ static int print_json(const struct qs_part_plan *pp)
 				   pp->est_wall_seconds, "sample_seconds", pp->sample_seconds);
 	if (!more || !totals || json_object_update(root, more) != 0 ||
 	    json_object_update(root, totals) != 0)
-		return -1;
+		return NULL;
 	json_decref(more);
 	json_decref(totals);
 	json_object_set_new(root, "tensors", list);
-	char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
-	json_decref(root);
-	if (!text)
-		return -1;
-	puts(text);
-	free(text);
-	return 0;
+	return root;
 }
 
 static const char *mib(uint64_t bytes, char buf[32])
@@ -92,11 +86,14 @@ static const char *mib(uint64_t bytes, char buf[32])
 	return buf;
 }
 
-static void print_table(const struct qs_part_plan *pp)
+static void print_table(const struct qs_part_plan *pp, const char *title)
 {
 	char src[32], hashed[32], b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
 	size_t split = 0;
-	printf("part %u of %u: '%s'\n", pp->k, pp->n, pp->path);
+	if (title)
+		printf("%s\n", title);
+	else
+		printf("part %u of %u: '%s'\n", pp->k, pp->n, pp->path);
 	printf("%-48s %-28s %-15s %-21s %9s %10s %12s %12s %10s %10s %9s %7s\n", "tensor",
 	       "scheme", "chunks", "rows", "rows/chunk", "source", "memory", "state", "nominal",
 	       "on disk", "core-s", "cost%");
@@ -137,7 +134,7 @@ static void print_table(const struct qs_part_plan *pp)
 	       pp->threads == 1 ? "" : "s", pp->sample_seconds);
 }
 
-int cli_print_plan(const struct qs_convert_opts *opts, bool json)
+int cli_plan(const struct qs_convert_opts *opts, const char *title, json_t **json)
 {
 	struct qs_part_plan *pp;
 	struct qs_diag diag = {{0}};
@@ -146,13 +143,24 @@ int cli_print_plan(const struct qs_convert_opts *opts, bool json)
 		return cli_fail(rc, &diag);
 	int ret = QS_EXIT_OK;
 	if (json) {
-		if (print_json(pp) < 0) {
+		*json = plan_json(pp);
+		if (!*json) {
 			cli_error("out of memory");
 			ret = QS_EXIT_FAILURE;
 		}
 	} else {
-		print_table(pp);
+		print_table(pp, title);
 	}
 	qs_part_plan_free(pp);
 	return ret;
+}
+
+int cli_print_plan(const struct qs_convert_opts *opts, bool json)
+{
+	json_t *j = NULL;
+	int ret = cli_plan(opts, NULL, json ? &j : NULL);
+	if (ret != QS_EXIT_OK || !j)
+		return ret;
+	cli_json_print(stdout, j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	return QS_EXIT_OK;
 }

@@ -4,11 +4,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -29,6 +31,8 @@ struct sample {
 	const char *text;
 	double ns_per_weight;   /* at cols_sampled */
 	double zstd_ratio;      /* compressed / packed bytes of the sample */
+	uint64_t prep_growth;   /* resident bytes prepare left (BLAS/LAPACK buffers) */
+	uint64_t quant_growth;  /* resident bytes a quantizing thread added */
 	double prep_seconds;    /* at cols_sampled; 0 without prepare */
 	uint64_t cols_sampled;
 	bool second_order;
@@ -93,6 +97,76 @@ static void synthetic_hessian(float *h, uint64_t cols)
 		}
 }
 
+/* The sample's buffers come straight from mmap and go straight back, so
+ * that what stays resident afterwards is what the kernels and BLAS kept
+ * (malloc would keep freed pages in its heap and blur the figure). */
+struct sample_buf {
+	void *p;
+	size_t len;
+};
+
+static void *buf_get(struct sample_buf *b, size_t len)
+{
+	b->len = len ? len : 1;
+	b->p = mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->p == MAP_FAILED)
+		b->p = NULL;
+	return b->p;
+}
+
+static void buf_put(struct sample_buf *b)
+{
+	if (b->p)
+		munmap(b->p, b->len);
+	b->p = NULL;
+}
+
+struct quant_run {
+	const struct qs_scheme *sc;
+	void *prep;
+	float *w;
+	const float *orig;
+	uint64_t rows, cols;
+	uint8_t *out;
+	void *scratch;
+	int rc;
+	double ns_per_weight;
+	uint64_t growth;
+};
+
+static void *quant_main(void *arg)
+{
+	struct quant_run *q = arg;
+	const struct qs_scheme_ops *ops = q->sc->ops;
+	size_t n = (size_t)(q->rows * q->cols);
+	uint64_t r0 = qs_resident_bytes();
+	/* one untimed run first: it takes the buffers' first-touch page
+	 * faults, which the pipeline's recycled ring does not pay */
+	int rc = q->prep ? ops->quantize_prep(q->sc, q->prep, q->w, q->rows, q->cols, q->out,
+					      q->scratch)
+			 : ops->quantize(q->sc, q->w, q->rows, q->cols, q->out, q->scratch);
+	unsigned reps = 0;
+	double t0 = cpu_now(), el = 0;
+	while (rc >= 0) {
+		/* schemes may work in place (gptq propagates error into
+		 * w); the copy stands for the pipeline's decode to f32 */
+		memcpy(q->w, q->orig, n * sizeof(float));
+		rc = q->prep ? ops->quantize_prep(q->sc, q->prep, q->w, q->rows, q->cols, q->out,
+						  q->scratch)
+			     : ops->quantize(q->sc, q->w, q->rows, q->cols, q->out, q->scratch);
+		reps++;
+		el = cpu_now() - t0;
+		if (el >= SAMPLE_MIN_SECONDS || reps >= 1000)
+			break;
+	}
+	uint64_t r1 = qs_resident_bytes();
+	q->rc = rc;
+	q->ns_per_weight = el * 1e9 / ((double)reps * (double)n);
+	/* the sample's own buffers were touched before this thread began */
+	q->growth = r1 > r0 ? r1 - r0 : 0;
+	return NULL;
+}
+
 static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample *s)
 {
 	const struct qs_scheme *sc = &t->scheme;
@@ -111,16 +185,23 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 	s->zstd_ratio = 1.0;
 	uint64_t packed = ops->payload_size(sc, rows, cols);
 	size_t zcap = ZSTD_compressBound(packed);
+	/* w, orig, out, z, scratch, prep, hes, imp */
+	struct sample_buf b[8] = {{0}};
 	float *hes = NULL, *imp = NULL;
-	float *w = malloc(rows * cols * sizeof(float));
-	float *orig = malloc(rows * cols * sizeof(float));
-	uint8_t *out = malloc(packed + 64), *z = malloc(zcap);
-	void *scratch = malloc(ops->scratch_size(sc, rows, cols) + 64);
-	void *prep = ops->prepare ? calloc(1, ops->prep_size(sc, cols) + 64) : NULL;
+	float *w = buf_get(&b[0], rows * cols * sizeof(float));
+	float *orig = buf_get(&b[1], rows * cols * sizeof(float));
+	uint8_t *out = buf_get(&b[2], packed + 64), *z = buf_get(&b[3], zcap);
+	void *scratch = buf_get(&b[4], ops->scratch_size(sc, rows, cols) + 64);
+	void *prep = ops->prepare ? buf_get(&b[5], ops->prep_size(sc, cols) + 64) : NULL;
 	if (!w || !orig || !out || !z || !scratch || (ops->prepare && !prep))
 		goto out;
 	fill(orig, rows * cols);
 	memcpy(w, orig, rows * cols * sizeof(float));
+	/* touched now, so the growth measured below is the libraries' */
+	memset(out, 0, b[2].len);
+	memset(scratch, 0, b[4].len);
+	if (prep)
+		memset(prep, 0, b[5].len);
 	if (ops->prepare) {
 		/* statistics where the run will have them (a --hessian or
 		 * --importance file: plan.c sized them), since without them
@@ -128,57 +209,46 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 		struct qs_tensor_stats st = {.name = t->src->name, .cols = cols};
 		struct qs_diag d;
 		if (t->prep_hessian) {
-			hes = malloc(cols * cols * sizeof(float));
+			hes = buf_get(&b[6], cols * cols * sizeof(float));
 			if (!hes)
 				goto out;
 			synthetic_hessian(hes, cols);
 			st.hessian = hes;
 		}
 		if (t->prep_importance) {
-			imp = malloc(cols * sizeof(float));
+			imp = buf_get(&b[7], cols * sizeof(float));
 			if (!imp)
 				goto out;
 			for (uint64_t i = 0; i < cols; i++)
 				imp[i] = 1.0f + (float)(i % 7);
 			st.importance = imp;
 		}
+		uint64_t r0 = qs_resident_bytes();
 		double t0 = cpu_now();
 		if (ops->prepare(sc, &st, prep, &d) < 0)
 			goto out;
 		s->prep_seconds = cpu_now() - t0;
+		uint64_t r1 = qs_resident_bytes();
+		s->prep_growth = r1 > r0 ? r1 - r0 : 0;
 	}
-	/* one untimed run first: it takes the buffers' first-touch page
-	 * faults, which the pipeline's recycled ring does not pay */
-	int rc = prep ? ops->quantize_prep(sc, prep, w, rows, cols, out, scratch)
-		      : ops->quantize(sc, w, rows, cols, out, scratch);
-	if (rc < 0)
+	struct quant_run q = {.sc = sc, .prep = prep, .w = w, .orig = orig, .rows = rows,
+			      .cols = cols, .out = out, .scratch = scratch, .rc = -1};
+	/* in a thread of its own, as in a worker: what BLAS keeps per
+	 * calling thread shows apart from what prepare (the reader's) kept */
+	pthread_t th;
+	if (pthread_create(&th, NULL, quant_main, &q) != 0)
 		goto out;
-	unsigned reps = 0;
-	double t0 = cpu_now(), el = 0;
-	do {
-		/* schemes may work in place (gptq propagates error into
-		 * w); the copy stands for the pipeline's decode to f32 */
-		memcpy(w, orig, rows * cols * sizeof(float));
-		rc = prep ? ops->quantize_prep(sc, prep, w, rows, cols, out, scratch)
-			  : ops->quantize(sc, w, rows, cols, out, scratch);
-		if (rc < 0)
-			goto out;
-		reps++;
-		el = cpu_now() - t0;
-	} while (el < SAMPLE_MIN_SECONDS && reps < 1000);
-	s->ns_per_weight = el * 1e9 / ((double)reps * (double)(rows * cols));
+	pthread_join(th, NULL);
+	if (q.rc < 0)
+		goto out;
+	s->ns_per_weight = q.ns_per_weight;
+	s->quant_growth = q.growth;
 	size_t zn = ZSTD_compress(z, zcap, out, packed, level);
 	if (!ZSTD_isError(zn) && packed)
 		s->zstd_ratio = (double)zn / (double)packed;
 out:
-	free(z);
-	free(w);
-	free(orig);
-	free(hes);
-	free(imp);
-	free(out);
-	free(scratch);
-	free(prep);
+	for (int i = 0; i < 8; i++)
+		buf_put(&b[i]);
 }
 
 int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
@@ -211,21 +281,25 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 		}
 	}
 	/* first-order schemes first: what stays resident after them is code
-	 * and tables; what the second-order ones add on top is BLAS's */
+	 * and tables; the second-order ones report what BLAS kept in the
+	 * preparing thread and in a quantizing one */
 	uint64_t r0 = qs_resident_bytes(), r1 = r0;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 0; k < nsamples; k++) {
 			const struct qs_scheme_ops *ops = plan->tensors[samples[k].widest].scheme.ops;
 			bool so = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN);
-			if (so == (pass == 1))
-				time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
+			if (so != (pass == 1))
+				continue;
+			time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
+			if (samples[k].prep_growth > est->prepare_blas_bytes)
+				est->prepare_blas_bytes = samples[k].prep_growth;
+			if (samples[k].quant_growth > est->worker_blas_bytes)
+				est->worker_blas_bytes = samples[k].quant_growth;
 		}
 		if (pass == 0)
 			r1 = qs_resident_bytes();
 	}
-	uint64_t r2 = qs_resident_bytes();
 	est->code_bytes = r1 > r0 ? r1 - r0 : 0;
-	est->blas_bytes_per_thread = r2 > r1 ? r2 - r1 : 0;
 	for (size_t i = 0; i < plan->ntensors; i++) {
 		const struct qs_plan_tensor *t = &plan->tensors[i];
 		if (t->consumed)

@@ -20,10 +20,12 @@ struct qs_estimate {
 	double wall_seconds;          /* core_seconds over the threads */
 	double sample_seconds;        /* time the sampling itself took */
 	/* Resident memory the samples left behind once their buffers were
-	 * freed: the kernels' code pages and tables (once a process) and, for
-	 * second-order schemes, what BLAS/LAPACK keep per calling thread
-	 * (OpenBLAS's packing buffers). */
-	uint64_t code_bytes, blas_bytes_per_thread;
+	 * unmapped: the kernels' code pages and tables (once a process; from
+	 * the first-order samples), and from the second-order ones what
+	 * BLAS/LAPACK keep per calling thread (OpenBLAS's packing buffers):
+	 * in the thread that ran prepare (the reader's part) and in the
+	 * thread that quantized (each worker's part).  0 without them. */
+	uint64_t code_bytes, prepare_blas_bytes, worker_blas_bytes;
 };
 
 /* Resident bytes of this process now (/proc/self/statm), 0 when unknown. */

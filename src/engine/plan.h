@@ -139,7 +139,8 @@ struct qs_plan_memory {
 	uint64_t zstd;        /* contexts x cctx_bytes */
 	uint64_t threads;     /* the threads' stacks (QS_THREAD_RESIDENT each) and,
 			       * when a second-order scheme runs, the BLAS buffers
-			       * each of them keeps (blas_per_thread, measured) */
+			       * the reader (reader_blas) and each worker
+			       * (worker_blas) keep, measured by estimate.c */
 	uint64_t baseline;    /* the process before the pipeline (caller's figure) */
 	uint64_t total;
 };
@@ -156,8 +157,8 @@ struct qs_plan_memory {
  * never empties, which a reader ahead of the workers ensures; each
  * calibration-aware tensor starts on an empty ring (pipeline.c). */
 void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
-		    const uint32_t *end, uint64_t baseline, uint64_t blas_per_thread,
-		    struct qs_plan_memory *m);
+		    const uint32_t *end, uint64_t baseline, uint64_t reader_blas,
+		    uint64_t worker_blas, struct qs_plan_memory *m);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);

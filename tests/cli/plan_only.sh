@@ -82,4 +82,29 @@ import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])
 assert a["peak"]["ring"] < b["peak"]["ring"], "more --memory, the same ring"
 assert a["peak"]["state"] > 0' "$T/gptq40.plan" "$T/gptq64.plan" || fail "gptq plans"
+
+# inspect on a checkpoint shows the same plan: the same columns and values
+# (but the measured ones: time, the process's resident size)
+expect_exit 0 "$QSHARD" inspect "$T/ck" --json --memory 40M -T 2 --scheme gptq \
+	--hessian "$T/h.safetensors"
+"$PY" - "$T/out" "$T/gptq40.plan" <<'PY' || fail "inspect's plan differs from --plan-only's"
+import json, sys
+got, want = json.load(open(sys.argv[1]))["plan"], json.load(open(sys.argv[2]))
+measured = {"est_core_seconds", "est_wall_seconds", "sample_seconds", "peak_bytes", "peak", "path"}
+for k, v in want.items():
+    if k == "tensors":
+        for a, b in zip(got[k], v):
+            assert {x: y for x, y in a.items() if x != "est_core_seconds"} == \
+                   {x: y for x, y in b.items() if x != "est_core_seconds"}, (a, b)
+    elif k not in measured:
+        assert got[k] == v, (k, got[k], v)
+assert got["peak"]["ring"] == want["peak"]["ring"] and got["peak"]["state"] == want["peak"]["state"]
+PY
+expect_exit 0 "$QSHARD" inspect "$T/ck" --memory 40M
+grep -q '^model.layers.0.mlp.up_proj.weight .*rtn:bits=4,group=128 ' "$T/out" ||
+	fail "inspect: no plan row for up_proj"
+grep -q '^peak memory: .* MiB = ring ' "$T/out" || fail "inspect: no peak memory line"
+grep -q '^estimated time: ' "$T/out" || fail "inspect: no estimated time line"
+expect_exit 2 "$QSHARD" inspect "$T/o/rtn48.qshard" --memory 40M
+expect_err "a qshard file has no plan"
 echo "PASS plan_only"
