@@ -68,6 +68,11 @@ struct pipeline {
 	 * until the writer has written the tensor's last chunk. */
 	uint8_t *prep;
 	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
+	/* per_expert[i]: tensor i stacks MoE experts ([E, rows, cols]) and
+	 * the --hessian file holds one Hessian per expert, so its state is
+	 * prepared anew for each expert (matrix) and released after the
+	 * expert's last chunk, instead of once for the tensor. */
+	bool *per_expert;
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
 	 * share for them holds fewer; a worker borrows one per frame. */
@@ -250,9 +255,10 @@ static void notice(struct pipeline *p, const char *text)
 	pthread_mutex_unlock(&p->notice_lock);
 }
 
-/* Loads the tensor's statistics and runs its scheme's prepare into the
- * prep buffer, once the previous owner's chunks are all written. */
-static int prepare_tensor(struct pipeline *p, size_t ti)
+/* Loads the tensor's statistics (with per_expert, those of matrix
+ * `expert`) and runs its scheme's prepare into the prep buffer, once the
+ * previous owner's chunks are all written. */
+static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
 {
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
 	const char *file = p->a->ckpt->shards[t->src->shard].name;
@@ -305,10 +311,21 @@ static int prepare_tensor(struct pipeline *p, size_t ti)
 	}
 	if (t->prep_hessian) {
 		bool diag_only = false;
-		rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
+		if (p->per_expert[ti])
+			rc = qs_hessian_get_expert(p->a->hessian, t->src->name, expert,
+						   t->rows / t->matrix_rows, t->cols, hes, &diag_only,
+						   d);
+		else
+			rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
 		if (rc < 0)
 			return rc;
-		if (rc == 0) {
+		if (rc == 0 && p->per_expert[ti]) {
+			snprintf(text, sizeof(text),
+				 "'%s': tensor '%s': no Hessian entry for expert %llu, quantizing "
+				 "it as with H = I",
+				 file, t->src->name, (unsigned long long)expert);
+			notice(p, text);
+		} else if (rc == 0) {
 			snprintf(text, sizeof(text),
 				 "'%s': tensor '%s': no Hessian entry, quantizing as with H = I",
 				 file, t->src->name);
@@ -339,8 +356,9 @@ static void *reader_main(void *arg)
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
-		if (t->prep_total && cend > cbegin) {
-			rc = prepare_tensor(p, ti);
+		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
+		if (t->prep_total && cend > cbegin && !p->per_expert[ti]) {
+			rc = prepare_tensor(p, ti, UINT64_MAX);
 			if (rc < 0)
 				break;
 		}
@@ -348,6 +366,12 @@ static void *reader_main(void *arg)
 			if (should_stop(p)) {
 				rc = -ECANCELED;
 				break;
+			}
+			/* each expert's first converted chunk: its own Hessian */
+			if (p->per_expert[ti] && c >= cbegin && (c == cbegin || c % cpm == 0)) {
+				rc = prepare_tensor(p, ti, c / cpm);
+				if (rc < 0)
+					break;
 			}
 			struct job *j = calloc(1, sizeof(*j));
 			if (!j) {
@@ -715,8 +739,17 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			free(j);
 			if (rc < 0)
 				goto out;
+			if (p->per_expert[ti] && ((c + 1) % qs_plan_chunks_per_matrix(t) == 0 ||
+						  c + 1 == cend)) {
+				/* the expert's chunks are written: the next
+				 * expert may prepare */
+				pthread_mutex_lock(&p->lock);
+				p->prep_owner = SIZE_MAX;
+				pthread_cond_broadcast(&p->changed);
+				pthread_mutex_unlock(&p->lock);
+			}
 		}
-		if (t->prep_total && cend > cbegin) {
+		if (t->prep_total && cend > cbegin && !p->per_expert[ti]) {
 			/* every chunk of the tensor is written: the next
 			 * calibration-aware tensor may prepare */
 			pthread_mutex_lock(&p->lock);
@@ -812,9 +845,15 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	unsigned started = 0;
 	bool reader_started = false;
 	p.cctx_free = calloc(ncctx, sizeof(*p.cctx_free));
-	if (!workers || !p.cctx_free) {
+	p.per_expert = calloc(a->plan->ntensors + 1, sizeof(*p.per_expert));
+	if (!workers || !p.cctx_free || !p.per_expert) {
 		rc = -ENOMEM;
 		goto out;
+	}
+	for (size_t i = 0; i < a->plan->ntensors && a->hessian; i++) {
+		const struct qs_plan_tensor *t = &a->plan->tensors[i];
+		p.per_expert[i] = t->prep_hessian && t->src->ndim >= 3 && t->matrix_rows &&
+				  qs_hessian_has_experts(a->hessian, t->src->name);
 	}
 	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
 		ZSTD_CCtx *c = ZSTD_createCCtx();
@@ -858,6 +897,7 @@ out:
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
 	free(p.prep);
+	free(p.per_expert);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
 	pthread_cond_destroy(&p.cctx_returned);
