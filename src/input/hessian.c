@@ -225,6 +225,10 @@ int qs_hessian_get_expert(const struct qs_hessian *h, const char *tensor, uint64
 			  struct qs_diag *diag)
 {
 	*diag_only = false;
+	if (expert >= nexperts)
+		return qs_diag_set(diag, -QS_EUSAGE, "'%s': tensor '%s': no expert %llu of %llu",
+				   h->path, tensor, (unsigned long long)expert,
+				   (unsigned long long)nexperts);
 	int rc = check_cols(h, tensor, cols, diag);
 	if (rc < 0)
 		return rc;
