@@ -280,10 +280,11 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 			samples[k].widest_cols = t->cols;
 		}
 	}
-	/* first-order schemes first: what stays resident after them is code
-	 * and tables; the second-order ones report what BLAS kept in the
-	 * preparing thread and in a quantizing one */
-	uint64_t r0 = qs_resident_bytes(), r1 = r0;
+	/* first-order schemes first: what stays resident after them, beyond
+	 * their quantizing threads, is code and tables; every sample reports
+	 * what its quantizing thread added (stack, kernel code, BLAS
+	 * buffers) and the second-order ones what prepare (LAPACK) kept */
+	uint64_t r0 = qs_resident_bytes(), r1 = r0, in_threads = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 0; k < nsamples; k++) {
 			const struct qs_scheme_ops *ops = plan->tensors[samples[k].widest].scheme.ops;
@@ -291,15 +292,18 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 			if (so != (pass == 1))
 				continue;
 			time_scheme(&plan->tensors[samples[k].widest], level, &samples[k]);
-			if (samples[k].prep_growth > est->prepare_blas_bytes)
-				est->prepare_blas_bytes = samples[k].prep_growth;
-			if (samples[k].quant_growth > est->worker_blas_bytes)
-				est->worker_blas_bytes = samples[k].quant_growth;
+			if (samples[k].prep_growth > est->reader_bytes)
+				est->reader_bytes = samples[k].prep_growth;
+			if (samples[k].quant_growth > est->worker_bytes)
+				est->worker_bytes = samples[k].quant_growth;
+			if (pass == 0)
+				in_threads += samples[k].quant_growth;
 		}
 		if (pass == 0)
 			r1 = qs_resident_bytes();
 	}
-	est->code_bytes = r1 > r0 ? r1 - r0 : 0;
+	/* what the quantizing threads added is counted per worker */
+	est->code_bytes = r1 > r0 + in_threads ? r1 - r0 - in_threads : 0;
 	for (size_t i = 0; i < plan->ntensors; i++) {
 		const struct qs_plan_tensor *t = &plan->tensors[i];
 		if (t->consumed)

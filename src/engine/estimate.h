@@ -20,12 +20,12 @@ struct qs_estimate {
 	double wall_seconds;          /* core_seconds over the threads */
 	double sample_seconds;        /* time the sampling itself took */
 	/* Resident memory the samples left behind once their buffers were
-	 * unmapped: the kernels' code pages and tables (once a process; from
-	 * the first-order samples), and from the second-order ones what
-	 * BLAS/LAPACK keep per calling thread (OpenBLAS's packing buffers):
-	 * in the thread that ran prepare (the reader's part) and in the
-	 * thread that quantized (each worker's part).  0 without them. */
-	uint64_t code_bytes, prepare_blas_bytes, worker_blas_bytes;
+	 * unmapped (each sample quantizes in a thread of its own, as a
+	 * worker does): code_bytes, the kernels' code and tables, once a
+	 * process; worker_bytes, the most a quantizing thread added (its
+	 * stack, BLAS's packing buffers: once per worker); reader_bytes, the
+	 * most prepare added (LAPACK's buffers, in the reader thread). */
+	uint64_t code_bytes, worker_bytes, reader_bytes;
 };
 
 /* Resident bytes of this process now (/proc/self/statm), 0 when unknown. */

@@ -384,7 +384,7 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	pp->output_bytes += records + rest;
 	struct qs_plan_memory pm;
 	qs_plan_memory(&plan, threads, chunk_from, chunk_end, baseline + est.code_bytes,
-		       est.prepare_blas_bytes, est.worker_blas_bytes, &pm);
+		       est.reader_bytes, est.worker_bytes, &pm);
 	pp->peak_bytes = pm.total;
 	pp->peak_ring = pm.ring;
 	pp->peak_state = pm.state;

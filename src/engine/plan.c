@@ -587,8 +587,8 @@ void qs_plan_release(struct qs_plan *plan)
 }
 
 void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
-		    const uint32_t *end, uint64_t baseline, uint64_t reader_blas,
-		    uint64_t worker_blas, struct qs_plan_memory *m)
+		    const uint32_t *end, uint64_t baseline, uint64_t reader_bytes,
+		    uint64_t worker_bytes, struct qs_plan_memory *m)
 {
 	bool blas = false;
 	memset(m, 0, sizeof(*m));
@@ -615,9 +615,8 @@ void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t
 	}
 	m->state = plan->max_prep;
 	m->zstd = (uint64_t)plan->contexts * plan->cctx_bytes;
-	m->threads = ((uint64_t)threads + 1) * QS_THREAD_RESIDENT;
-	if (blas)
-		m->threads += reader_blas + (uint64_t)threads * worker_blas;
+	/* the reader prepares (LAPACK) only for second-order schemes */
+	m->threads = (uint64_t)threads * worker_bytes + (blas ? reader_bytes : 0);
 	m->baseline = baseline;
 	m->total = m->ring + m->state + m->zstd + m->threads + m->baseline;
 }

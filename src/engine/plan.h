@@ -137,16 +137,12 @@ struct qs_plan_memory {
 	uint64_t ring;        /* window pages the chunks touch (see qs_plan_memory) */
 	uint64_t state;       /* per-tensor scheme state buffer (max_prep) */
 	uint64_t zstd;        /* contexts x cctx_bytes */
-	uint64_t threads;     /* the threads' stacks (QS_THREAD_RESIDENT each) and,
-			       * when a second-order scheme runs, the BLAS buffers
-			       * the reader (reader_blas) and each worker
-			       * (worker_blas) keep, measured by estimate.c */
+	uint64_t threads;     /* what the reader (reader_bytes) and each worker
+			       * (worker_bytes) keep of their own: stacks, BLAS
+			       * buffers; measured by estimate.c */
 	uint64_t baseline;    /* the process before the pipeline (caller's figure) */
 	uint64_t total;
 };
-
-/* Per thread (the reader and each worker): the stack pages it touches. */
-#define QS_THREAD_RESIDENT (256ull << 10)
 
 /* Fills m for a run of plan with `threads` workers (the reader runs
  * LAPACK in prepare, the workers BLAS in quantize) that reads chunks
@@ -157,8 +153,8 @@ struct qs_plan_memory {
  * never empties, which a reader ahead of the workers ensures; each
  * calibration-aware tensor starts on an empty ring (pipeline.c). */
 void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
-		    const uint32_t *end, uint64_t baseline, uint64_t reader_blas,
-		    uint64_t worker_blas, struct qs_plan_memory *m);
+		    const uint32_t *end, uint64_t baseline, uint64_t reader_bytes,
+		    uint64_t worker_bytes, struct qs_plan_memory *m);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);
