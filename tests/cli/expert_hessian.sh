@@ -60,6 +60,21 @@ for k, a in stacked.items():
 print("per-expert Hessians: ok for", sorted(stacked))
 PY
 
+# the same bytes from parts that split the stacked tensors between experts,
+# and for any -T
+for k in 1 2 3; do
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/p.qs" --scheme 'experts=gptq:bits=3' \
+		--hessian "$T/stacked.st" --memory 48M -T 2 --part "$k/3"
+done
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/p.qs" --scheme 'experts=gptq:bits=3' \
+	--hessian "$T/stacked.st" --memory 48M -T 2 --part 2/3 --plan-only
+grep -q 'experts.*(split)' "$T/out" || fail "no stacked tensor split between parts"
+expect_exit 0 "$QSHARD" merge "$T/p.qs" "$T"/p.qs.part-*-of-3.qshard
+cmp -s "$T/p.qs" "$T/stacked.qs" || fail "parts with per-expert Hessians differ from one run"
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/t3.qs" --scheme 'experts=gptq:bits=3' \
+	--hessian "$T/stacked.st" --memory 48M -T 3
+cmp -s "$T/t3.qs" "$T/stacked.qs" || fail "per-expert Hessians: -T 3 differs from -T 2"
+
 expect_exit 3 "$QSHARD" convert "$T/ck" -o "$T/bad.qs" --scheme 'experts=gptq' \
 	--hessian "$T/bad.st" --memory 48M
 expect_err "bad.st': tensor 'model.layers.0.mlp.experts."
