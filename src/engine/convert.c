@@ -293,6 +293,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
 		goto out;
+	qs_plan_mark_experts(&plan, hes);
 
 	char creator[64];
 	snprintf(creator, sizeof(creator), "qshard %s", PACKAGE_VERSION);

@@ -319,7 +319,9 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 			double scale = (double)t->cols / (double)s->cols_sampled;
 			if (s->second_order) {
 				ns *= scale;  /* each row costs cols^2 */
-				core += s->prep_seconds * scale * scale * scale;
+				/* a Cholesky per expert with per-expert Hessians */
+				double preps = t->per_expert ? (double)(t->rows / t->matrix_rows) : 1.0;
+				core += preps * s->prep_seconds * scale * scale * scale;
 			} else {
 				core += s->prep_seconds;
 			}

@@ -300,6 +300,16 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	pp->memory = opts->memory ? opts->memory : qs_default_memory();
 	pp->threads = threads;
 	pp->contexts = contexts;
+	/* the Hessian file's header says which stacked experts have one
+	 * Hessian each (prepared per expert: time and ring placement) */
+	if (opts->hessian) {
+		struct qs_hessian *h;
+		rc = qs_hessian_open(opts->hessian, &h, diag);
+		if (rc < 0)
+			goto out;
+		qs_plan_mark_experts(&plan, h);
+		qs_hessian_free(h);
+	}
 	/* before sampling: the sample's buffers and BLAS are no part of what
 	 * a conversion starts from */
 	uint64_t baseline = qs_resident_bytes();

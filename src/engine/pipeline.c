@@ -67,12 +67,10 @@ struct pipeline {
 	 * bytes, owned by one tensor at a time, from the reader's prepare
 	 * until the writer has written the tensor's last chunk. */
 	uint8_t *prep;
-	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
-	/* per_expert[i]: tensor i stacks MoE experts ([E, rows, cols]) and
-	 * the --hessian file holds one Hessian per expert, so its state is
-	 * prepared anew for each expert (matrix) and released after the
-	 * expert's last chunk, instead of once for the tensor. */
-	bool *per_expert;
+	size_t prep_owner;         /* tensor index, or SIZE_MAX when free;
+				    * a per_expert tensor (plan.h) is prepared
+				    * anew for each expert and released after
+				    * the expert's last chunk */
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
 	 * share for them holds fewer; a worker borrows one per frame. */
@@ -311,7 +309,7 @@ static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
 	}
 	if (t->prep_hessian) {
 		bool diag_only = false;
-		if (p->per_expert[ti])
+		if (t->per_expert)
 			rc = qs_hessian_get_expert(p->a->hessian, t->src->name, expert,
 						   t->rows / t->matrix_rows, t->cols, hes, &diag_only,
 						   d);
@@ -319,7 +317,7 @@ static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
 			rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
 		if (rc < 0)
 			return rc;
-		if (rc == 0 && p->per_expert[ti]) {
+		if (rc == 0 && t->per_expert) {
 			snprintf(text, sizeof(text),
 				 "'%s': tensor '%s': no Hessian entry for expert %llu, quantizing "
 				 "it as with H = I",
@@ -357,7 +355,7 @@ static void *reader_main(void *arg)
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
 		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
-		if (t->prep_total && cend > cbegin && !p->per_expert[ti]) {
+		if (t->prep_total && cend > cbegin && !t->per_expert) {
 			rc = prepare_tensor(p, ti, UINT64_MAX);
 			if (rc < 0)
 				break;
@@ -368,7 +366,7 @@ static void *reader_main(void *arg)
 				break;
 			}
 			/* each expert's first converted chunk: its own Hessian */
-			if (p->per_expert[ti] && c >= cbegin && (c == cbegin || c % cpm == 0)) {
+			if (t->per_expert && c >= cbegin && (c == cbegin || c % cpm == 0)) {
 				rc = prepare_tensor(p, ti, c / cpm);
 				if (rc < 0)
 					break;
@@ -739,7 +737,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			free(j);
 			if (rc < 0)
 				goto out;
-			if (p->per_expert[ti] && ((c + 1) % qs_plan_chunks_per_matrix(t) == 0 ||
+			if (t->per_expert && ((c + 1) % qs_plan_chunks_per_matrix(t) == 0 ||
 						  c + 1 == cend)) {
 				/* the expert's chunks are written: the next
 				 * expert may prepare */
@@ -749,7 +747,7 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 				pthread_mutex_unlock(&p->lock);
 			}
 		}
-		if (t->prep_total && cend > cbegin && !p->per_expert[ti]) {
+		if (t->prep_total && cend > cbegin && !t->per_expert) {
 			/* every chunk of the tensor is written: the next
 			 * calibration-aware tensor may prepare */
 			pthread_mutex_lock(&p->lock);
@@ -845,15 +843,9 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	unsigned started = 0;
 	bool reader_started = false;
 	p.cctx_free = calloc(ncctx, sizeof(*p.cctx_free));
-	p.per_expert = calloc(a->plan->ntensors + 1, sizeof(*p.per_expert));
-	if (!workers || !p.cctx_free || !p.per_expert) {
+	if (!workers || !p.cctx_free) {
 		rc = -ENOMEM;
 		goto out;
-	}
-	for (size_t i = 0; i < a->plan->ntensors && a->hessian; i++) {
-		const struct qs_plan_tensor *t = &a->plan->tensors[i];
-		p.per_expert[i] = t->prep_hessian && t->src->ndim >= 3 && t->matrix_rows &&
-				  qs_hessian_has_experts(a->hessian, t->src->name);
 	}
 	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
 		ZSTD_CCtx *c = ZSTD_createCCtx();
@@ -897,7 +889,6 @@ out:
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
 	free(p.prep);
-	free(p.per_expert);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
 	pthread_cond_destroy(&p.cctx_returned);

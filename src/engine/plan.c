@@ -602,10 +602,13 @@ void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t
 			continue;
 		if (t->prep_total)
 			head = 0;  /* the reader waits for an empty ring */
+		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
 		if (!t->raw && (t->scheme.ops->wants & QS_WANT_HESSIAN))
 			blas = true;
 		for (uint32_t c = from[i]; c < end[i]; c++) {
 			struct qs_chunk_footprint fp;
+			if (t->per_expert && c % cpm == 0)
+				head = 0;  /* and so for each expert's */
 			qs_plan_footprint(t, qs_plan_chunk_rows(t, c), &fp);
 			uint64_t start = fp.total <= size - head ? head : 0;
 			if (start + fp.total > m->ring)
@@ -619,4 +622,13 @@ void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t
 	m->threads = (uint64_t)threads * worker_bytes + (blas ? reader_bytes : 0);
 	m->baseline = baseline;
 	m->total = m->ring + m->state + m->zstd + m->threads + m->baseline;
+}
+
+void qs_plan_mark_experts(struct qs_plan *plan, const struct qs_hessian *h)
+{
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		struct qs_plan_tensor *t = &plan->tensors[i];
+		t->per_expert = h && t->prep_hessian && t->src->ndim >= 3 && t->matrix_rows &&
+				qs_hessian_has_experts(h, t->src->name);
+	}
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "calib.h"
 #include "qshard.h"
 #include "safetensors.h"
 #include "scaled_source.h"
@@ -37,6 +38,10 @@ struct qs_plan_tensor {
 	 * importance vector and the Hessian when the scheme wants them and
 	 * a file was given.  All zero for other tensors. */
 	uint64_t prep_state, prep_importance, prep_hessian, prep_total;
+	/* Stacked experts whose --hessian file holds one Hessian per expert
+	 * (qs_plan_mark_experts): the state is prepared anew for each
+	 * matrix, from that expert's Hessian. */
+	bool per_expert;
 };
 
 /* Byte sizes of the buffers one chunk needs; all come from the window. */
@@ -155,6 +160,11 @@ struct qs_plan_memory {
 void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
 		    const uint32_t *end, uint64_t baseline, uint64_t reader_bytes,
 		    uint64_t worker_bytes, struct qs_plan_memory *m);
+
+/* Sets tensor.per_expert from the --hessian file h (NULL: none): the plan
+ * itself reads only the checkpoint, this reads only h's header.  Called
+ * before the pipeline runs and by the plan listing alike. */
+void qs_plan_mark_experts(struct qs_plan *plan, const struct qs_hessian *h);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);

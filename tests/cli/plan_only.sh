@@ -24,15 +24,16 @@ grep -q '^peak memory: ' <("$QSHARD" convert "$T/ck" -o "$T/o/m.qshard" --plan-o
 	fail "--plan-only table has no peak memory line"
 
 # check NAME MEMORY ARGS...: plan, then convert for real, then compare
+CK=$T/ck
 check() {
 	local name=$1 mem=$2
 	shift 2
-	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/o/$name.qshard" --memory "$mem" -T 2 \
+	expect_exit 0 "$QSHARD" convert "$CK" -o "$T/o/$name.qshard" --memory "$mem" -T 2 \
 		"$@" --plan-only --json
 	cp "$T/out" "$T/$name.plan"
 	[ ! -e "$T/o/$name.qshard" ] && [ ! -e "$T/o/$name.qshard.partial" ] ||
 		fail "$name: --plan-only wrote a file"
-	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/o/$name.qshard" --memory "$mem" -T 2 \
+	expect_exit 0 "$QSHARD" convert "$CK" -o "$T/o/$name.qshard" --memory "$mem" -T 2 \
 		"$@" --progress json
 	cp "$T/out" "$T/$name.done"
 	expect_exit 0 "$QSHARD" inspect "$T/o/$name.qshard" --json
@@ -77,6 +78,13 @@ check rtn48 48M
 check rtn96 96M
 check gptq40 40M --scheme gptq --hessian "$T/h.safetensors"
 check gptq64 64M --scheme gptq:bits=3 --hessian "$T/h.safetensors"
+# stacked MoE experts with a Hessian each: prepared expert by expert
+"$MKCKPT" --preset tiny --layers 3 --moe 8 --fused-experts -o "$T/moe" >/dev/null || fail mkckpt
+"$PY" "$top_srcdir/tests/cli/mkexperthessian.py" stacked "$T/moe/model.safetensors" \
+	"$T/moe-h.safetensors" || fail mkexperthessian
+CK=$T/moe
+check moe40 40M --scheme 'experts=gptq' --hessian "$T/moe-h.safetensors"
+CK=$T/ck
 "$PY" -c '
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])
