@@ -181,7 +181,8 @@ static uint64_t frame_estimate(uint64_t payload, double ratio)
  * them): one record per entry, the index repeating them, the header and
  * the trailer. */
 static int metadata_bytes(const struct qs_checkpoint *ck, const struct qs_plan *plan,
-			  struct qs_part_plan *pp, uint64_t *records, uint64_t *rest)
+			  const size_t *tensor_of, struct qs_part_plan *pp, uint64_t *records,
+			  uint64_t *rest)
 {
 	struct qs_record *recs = calloc(pp->nentries + 1, sizeof(*recs));
 	struct qs_chunk_entry *chunks = NULL;
@@ -196,11 +197,14 @@ static int metadata_bytes(const struct qs_checkpoint *ck, const struct qs_plan *
 	uint64_t at = 0;
 	for (size_t i = 0; i < pp->nentries; i++) {
 		const struct qs_part_entry *e = &pp->entries[i];
+		const struct qs_st_tensor *src = plan->tensors[tensor_of[i]].src;
 		struct qs_record *r = &recs[i];
 		r->name = (char *)e->name;
-		r->shard = (char *)"model-00000-of-00000.safetensors";
+		r->shard = ck->shards[src->shard].name;
 		r->scheme = (char *)e->scheme;
-		r->ndim = 2;
+		r->dtype = src->dtype;
+		r->ndim = src->ndim;
+		memcpy(r->shape, src->shape, sizeof(r->shape));
 		r->nchunks = e->chunk_end - e->chunk_begin;
 		r->chunks = chunks + at;
 		at += r->nchunks;
@@ -263,6 +267,7 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	struct qs_part_plan *pp = NULL;
 	struct qs_estimate est = {0};
 	uint32_t *chunk_from = NULL, *chunk_end = NULL;
+	size_t *tensor_of = NULL;  /* entry -> plan tensor */
 	unsigned threads, contexts;
 	int level;
 	int rc = qs_checkpoint_open(opts->input, &ck, diag);
@@ -320,7 +325,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	}
 	chunk_from = calloc(plan.ntensors + 1, sizeof(*chunk_from));
 	chunk_end = calloc(plan.ntensors + 1, sizeof(*chunk_end));
-	if (!chunk_from || !chunk_end) {
+	tensor_of = calloc(plan.ntensors + 1, sizeof(*tensor_of));
+	if (!chunk_from || !chunk_end || !tensor_of) {
 		rc = qs_diag_set(diag, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -333,6 +339,7 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 		qs_part_tensor_chunks(&s, &plan, i, &cb, &ce, &rf);
 		chunk_from[i] = rf;
 		chunk_end[i] = ce;
+		tensor_of[pp->nentries] = i;
 		e->name = strdup(t->src->name);
 		e->scheme = strdup(t->raw ? "raw" : t->scheme.text);
 		pp->nentries++;
@@ -386,7 +393,7 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	}
 	pp->sample_seconds = est.sample_seconds;
 	uint64_t records = 0, rest = 0;
-	rc = metadata_bytes(ck, &plan, pp, &records, &rest);
+	rc = metadata_bytes(ck, &plan, tensor_of, pp, &records, &rest);
 	if (rc < 0) {
 		qs_diag_set(diag, rc, "out of memory");
 		goto out;
@@ -407,6 +414,7 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 out:
 	free(chunk_from);
 	free(chunk_end);
+	free(tensor_of);
 	qs_estimate_release(&est);
 	qs_part_plan_free(pp);
 	qs_plan_release(&plan);
