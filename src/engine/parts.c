@@ -268,6 +268,8 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	struct qs_estimate est = {0};
 	uint32_t *chunk_from = NULL, *chunk_end = NULL;
 	size_t *tensor_of = NULL;  /* entry -> plan tensor */
+	struct qs_hessian *hes = NULL;
+	struct qs_importance *imp = NULL;
 	unsigned threads, contexts;
 	int level;
 	int rc = qs_checkpoint_open(opts->input, &ck, diag);
@@ -307,14 +309,12 @@ int qs_part_plan(const struct qs_convert_opts *opts, struct qs_part_plan **out,
 	pp->contexts = contexts;
 	/* the Hessian file's header says which stacked experts have one
 	 * Hessian each (prepared per expert: time and ring placement) */
-	if (opts->hessian) {
-		struct qs_hessian *h;
-		rc = qs_hessian_open(opts->hessian, &h, diag);
-		if (rc < 0)
-			goto out;
-		qs_plan_mark_experts(&plan, h);
-		qs_hessian_free(h);
-	}
+	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
+		goto out;
+	qs_plan_mark_experts(&plan, hes);
+	/* the statistics files' indexes stay in memory during a run */
+	if (opts->importance && (rc = qs_importance_open(opts->importance, &imp, diag)) < 0)
+		goto out;
 	/* before sampling: the sample's buffers and BLAS are no part of what
 	 * a conversion starts from */
 	uint64_t baseline = qs_resident_bytes();
@@ -415,6 +415,8 @@ out:
 	free(chunk_from);
 	free(chunk_end);
 	free(tensor_of);
+	qs_hessian_free(hes);
+	qs_importance_free(imp);
 	qs_estimate_release(&est);
 	qs_part_plan_free(pp);
 	qs_plan_release(&plan);
