@@ -149,12 +149,11 @@ static uint64_t groups_per_row(const struct qs_scheme *s, uint64_t cols)
 
 static uint64_t outliers_per_row(const struct qs_scheme *s, uint64_t cols)
 {
-	unsigned e4 = P(s)->alpha;
-	return cols / P(s)->group * qs_adpq_k(e4, P(s)->group) + qs_adpq_k(e4, cols % P(s)->group);
+	return qs_adpq_k(P(s)->alpha, cols);
 }
 
 struct sizes {
-	uint64_t ng, nk, meta, idx, codes, total;
+	uint64_t ng, nk, meta, cnt, idx, codes, total;
 };
 
 static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
@@ -174,6 +173,10 @@ static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 		   !qs_add_u64(z->meta, t, &z->meta)) {
 		return false;
 	}
+	/* the unary group counts: ng zeros and nk ones a row */
+	if (!qs_add_u64(z->ng, z->nk, &t) || !qs_mul_u64(rows, t, &nbits))
+		return false;
+	z->cnt = nbits / 8 + (nbits % 8 != 0);
 	if (!qs_mul_u64(rows, z->nk, &t) || !qs_mul_u64(t, log2_group(P(s)->group), &nbits))
 		return false;
 	z->idx = nbits / 8 + (nbits % 8 != 0);
@@ -186,7 +189,8 @@ static bool chunk_sizes(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 		if (!qs_mul_u64(rows, plane, &t) || !qs_mul_u64(t, P(s)->bits, &z->codes))
 			return false;
 	}
-	return qs_add_u64(z->meta, z->idx, &t) && qs_add_u64(t, z->codes, &z->total);
+	return qs_add_u64(z->meta, z->cnt, &t) && qs_add_u64(t, z->idx, &t) &&
+	       qs_add_u64(t, z->codes, &z->total);
 }
 
 static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
@@ -196,9 +200,9 @@ static uint64_t adpq_payload_size(const struct qs_scheme *s, uint64_t rows, uint
 }
 
 /* One row at a time: meta (4G u16), tmp (4G f32), codes (C), mask (C),
- * indices (K), each section 64-byte aligned.  The size is the formula
- * adpq always reported (the memory window is computed from it); the
- * carve's takes fit in it. */
+ * indices (K), counts (G u16), the unary count bits (G + K bytes), each
+ * section 64-byte aligned (the memory window is computed from this size;
+ * the carve's takes fit in it). */
 static uint64_t sect(uint64_t n)
 {
 	return (n + QS_WKSP_ALIGN - 1) / QS_WKSP_ALIGN * QS_WKSP_ALIGN;
@@ -210,11 +214,13 @@ static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint
 	if (!params_ok(s) || cols > UINT64_MAX / 64)
 		return UINT64_MAX;
 	uint64_t ng = groups_per_row(s, cols);
-	return QS_WKSP_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) +
-	       sect(outliers_per_row(s, cols));
+	uint64_t nk = outliers_per_row(s, cols);
+	return QS_WKSP_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) + sect(nk) +
+	       sect(2 * ng) + sect(ng + nk);
 }
 
-static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk)
+static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk,
+				uint8_t **unary)
 {
 	struct qs_wksp w;
 	struct qs_adpq_row r;
@@ -225,7 +231,39 @@ static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk
 	r.codes = qs_wksp_take(&w, cols, QS_WKSP_ALIGN);
 	r.mask = qs_wksp_take(&w, cols, QS_WKSP_ALIGN);
 	r.idx = qs_wksp_take(&w, nk, QS_WKSP_ALIGN);
+	r.counts = qs_wksp_take(&w, 2 * (uint64_t)ng, QS_WKSP_ALIGN);
+	*unary = qs_wksp_take(&w, ng + nk, QS_WKSP_ALIGN);
 	return r;
+}
+
+/* Group counts <-> their unary code: per group, count ones then a zero
+ * (G + K bits a row whatever the split, so every row of the stream has the
+ * same size and a reader can seek to any row). */
+static void counts_to_unary(const uint16_t *counts, size_t ng, uint8_t *u)
+{
+	for (size_t g = 0; g < ng; g++) {
+		memset(u, 1, counts[g]);
+		u += counts[g];
+		*u++ = 0;
+	}
+}
+
+/* -QS_EFORMAT unless the bits hold exactly ng groups of at most `group`
+ * outliers each. */
+static int unary_to_counts(const uint8_t *u, size_t nbits, size_t ng, unsigned group,
+			   uint16_t *counts)
+{
+	size_t g = 0;
+	memset(counts, 0, ng * sizeof(*counts));
+	for (size_t i = 0; i < nbits; i++) {
+		if (u[i] == 0)
+			g++;
+		else if (g >= ng || counts[g] >= group)
+			return -QS_EFORMAT;
+		else
+			counts[g]++;
+	}
+	return g == ng ? 0 : -QS_EFORMAT;
 }
 
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
@@ -256,9 +294,11 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(P(s)->group);
 	bool u8 = P(s)->scales == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c, nk);
+	uint8_t *unary;
+	struct qs_adpq_row t = carve(scratch, ng, c, nk, &unary);
 	uint8_t *meta = out + (u8 ? 8 * R : 0);
-	uint8_t *idx = out + z.meta;
+	uint8_t *cnt = out + z.meta;
+	uint8_t *idx = cnt + z.cnt;
 	uint8_t *codes = idx + z.idx;
 	size_t plane = c / 8 + (c % 8 != 0);
 
@@ -278,6 +318,8 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 					qs_put_le16(d + 2 * g, mj[g]);
 			}
 		}
+		counts_to_unary(t.counts, ng, unary);
+		k->pack_bits(unary, ng + nk, 1, cnt, (uint64_t)r * (ng + nk));
 		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
 		if (P(s)->layout == LAYOUT_TIGHT)
 			k->pack_bits(t.codes, c, P(s)->bits, codes, (uint64_t)r * c * P(s)->bits);
@@ -302,9 +344,11 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
 	unsigned lg = log2_group(P(s)->group);
 	bool u8 = P(s)->scales == SCALES_U8;
-	struct qs_adpq_row t = carve(scratch, ng, c, nk);
+	uint8_t *unary;
+	struct qs_adpq_row t = carve(scratch, ng, c, nk, &unary);
 	const uint8_t *meta = in + (u8 ? 8 * R : 0);
-	const uint8_t *idx = in + z.meta;
+	const uint8_t *cnt = in + z.meta;
+	const uint8_t *idx = cnt + z.cnt;
 	const uint8_t *codes = idx + z.idx;
 	size_t plane = c / 8 + (c % 8 != 0);
 
@@ -322,6 +366,9 @@ static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_
 					mj[g] = qs_get_le16(d + 2 * g);
 			}
 		}
+		k->unpack_bits(cnt, (uint64_t)r * (ng + nk), ng + nk, 1, unary);
+		if (unary_to_counts(unary, ng + nk, ng, P(s)->group, t.counts))
+			return -QS_EFORMAT;
 		k->unpack_bits(idx, (uint64_t)r * nk * lg, nk, lg, t.idx);
 		if (P(s)->layout == LAYOUT_TIGHT)
 			k->unpack_bits(codes, (uint64_t)r * c * P(s)->bits, c, P(s)->bits, t.codes);
