@@ -22,13 +22,20 @@
  * <= 3.45 bpw among those quantizing >= 1.25 GB/s of bf16 a core (AVX2).
  *
  * Outliers.  Adaptive LASSO soft thresholding, w~ = sign(w) max(|w| -
- * lambda/|w|, 0), is zero exactly when |w| <= sqrt(lambda), so a threshold
+ * lambda'/|w|, 0), is zero exactly when |w| <= sqrt(lambda'), so a threshold
  * flags the weights of largest magnitude (the paper's criterion; the centre
- * is 0, which fits weights of zero mean).  lambda is chosen per group so
- * that exactly k = round(alpha * n) of its n weights are flagged
- * (k = floor((alpha*10^4 * n + 5000) / 10^4), halves up; a short last group
- * uses its own n): the k weights of largest |w|, ties going to the lower
- * index, a NaN counting as |w| = 0.
+ * is 0, which fits weights of zero mean).  As in the paper, one lambda' is
+ * set so that a target fraction is separated overall -- here per row: the
+ * row's K = round(alpha * C) weights of largest |w| (K = floor((alpha*10^4
+ * * C + 5000) / 10^4), halves up; ties to the lower index, a NaN counting
+ * as |w| = 0).  Per row rather than per tensor because a row is what a chunk
+ * always holds whole: the output cannot depend on --memory or -T, and no
+ * pass over the whole tensor is needed before the first chunk is written;
+ * and because rows of one tensor differ in scale (log-normal row norms are
+ * common), a tensor-wide threshold would spend the outlier budget on the
+ * loudest rows whole.  A group then holds k of the row's outliers, 0 <= k
+ * <= group, as many as it really has (qs_adpq_select_row() in ref_adpq.c,
+ * shared by every ISA).
  *
  * Per group, qmax = 2^bits - 1, omax = 2^(bits-1) - 1, f32 arithmetic with
  * every operation rounded separately (ref_adpq.c is the exact definition):
@@ -60,23 +67,31 @@
  * Groups whose values do not fit fp16 (so any Inf) fail with -QS_ETOOBIG.
  *
  * Payload of a chunk of R rows x C cols, G = ceil(C / group) groups per
- * row, K = the row's outliers (sum of k over its groups), L = log2(group),
- * all little-endian, every stream row-major:
+ * row, K = round(alpha * C) outliers per row, L = log2(group), all
+ * little-endian, every stream row-major with a fixed size per row (so a
+ * reader can seek to any row):
  *   1. scales=u8: R x 4 fp16 (D, DM, OD, OM of each row), then 4 streams
  *      of R*G bytes: sc, mc, osc, oc;
  *      scales=f16: 4 streams of R*G fp16: step, minf, ostep, omin;
- *   2. R*K outlier indices (position in the group, ascending within a
- *      group) as an L-bit LSB-first bitstream, zero-padded to a byte;
- *   3. layout=tight: R*C codes of `bits` bits, LSB-first bitstream (row r
+ *   2. the group counts in unary, per row and group k one bits then a zero
+ *      (G + K bits a row), one LSB-first bitstream zero-padded to a byte;
+ *      a row whose code does not end its G-th group exactly at its end is
+ *      refused (-QS_EFORMAT);
+ *   3. R*K outlier indices (position in the group, ascending within a
+ *      group, groups in order) as an L-bit LSB-first bitstream,
+ *      zero-padded to a byte;
+ *   4. layout=tight: R*C codes of `bits` bits, LSB-first bitstream (row r
  *      at bit r*C*bits), zero-padded to a byte;
  *      layout=planes: `bits` planes of R*ceil(C/8) bytes, plane p holding
  *      bit p of each code, 8 codes a byte LSB-first, each row starting on a
- *      byte.
- * payload_size = meta + ceil(R*K*L/8) + codes, meta = 8R + 4RG (u8) or 8RG
- * (f16), codes = ceil(R*C*bits/8) (tight) or bits*R*ceil(C/8) (planes).
- * Bits per weight for C a multiple of group: bits + 32/group (u8; 64/group
- * for f16) + k*L/group + 64/C (u8 only); adpq:bits=3 defaults on 2048
- * columns: 3 + 0.25 + 21/128 + 0.031 = 3.445.
+ *      byte.  An outlier's code (its value: sign-magnitude on the group's
+ *      outlier grid) sits at its position in the same stream.
+ * payload_size = meta + ceil(R*(G+K)/8) + ceil(R*K*L/8) + codes, meta = 8R
+ * + 4RG (u8) or 8RG (f16), codes = ceil(R*C*bits/8) (tight) or
+ * bits*R*ceil(C/8) (planes).  Bits per weight for C a multiple of group:
+ * bits + 32/group (u8; 64/group for f16) + 1/group + alpha*(L + 1) + 64/C
+ * (u8 only); adpq:bits=3 defaults on 2048 columns: 3 + 0.25 + 0.008 + 0.16
+ * + 0.031 = 3.449.
  */
 #include <stdio.h>
 #include <string.h>

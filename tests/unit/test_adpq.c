@@ -369,6 +369,62 @@ static void test_variable_outliers(void **state)
 	free(p);
 }
 
+/* The threshold is the quantile definition: sqrt(lambda') = the K-th
+ * largest |w| of the row, K = round(alpha * C); the outliers are exactly
+ * the first K of the row sorted by |w| descending, then by index (checked
+ * against qsort on heavy-tailed rows with ties and a short last group). */
+struct mag_pos {
+	float a;
+	size_t i;
+};
+
+static int by_mag_desc(const void *x, const void *y)
+{
+	const struct mag_pos *a = x, *b = y;
+	if (a->a != b->a)
+		return a->a > b->a ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+static void test_threshold_is_quantile(void **state)
+{
+	(void)state;
+	enum { N = 1000 };
+	static const unsigned alphas[] = {1, 37, 200, 512, 2500};
+	static const unsigned groups[] = {64, 128, 256};
+	float w[N];
+	struct mag_pos m[N];
+	for (size_t a = 0; a < 5; a++)
+		for (size_t g = 0; g < 3; g++) {
+			for (size_t i = 0; i < N; i++) {
+				w[i] = heavy();
+				/* ties: quantize some magnitudes coarsely */
+				if (i % 7 == 0)
+					w[i] = roundf(w[i] * 8.0f) / 8.0f;
+				m[i].a = fabsf(w[i]);
+				m[i].i = i;
+			}
+			qsort(m, N, sizeof(m[0]), by_mag_desc);
+			struct krow k;
+			krow_run(&k, w, N, 3, groups[g], alphas[a], 0, QS_ADPQ_FOLD);
+			size_t K = qs_adpq_k(alphas[a], N);
+			uint8_t want[N] = {0}, got[N] = {0};
+			for (size_t j = 0; j < K; j++)
+				want[m[j].i] = 1;
+			const uint8_t *idx = k.r.idx;
+			size_t total = 0;
+			for (size_t gi = 0, i = 0; i < N; gi++, i += groups[g]) {
+				for (unsigned o = 0; o < k.r.counts[gi]; o++)
+					got[i + idx[o]] = 1;
+				idx += k.r.counts[gi];
+				total += k.r.counts[gi];
+			}
+			assert_int_equal(total, K);
+			assert_memory_equal(got, want, N);
+			krow_free(&k);
+		}
+}
+
 /* payload_size as documented in adpq.c */
 static uint64_t expect_size(unsigned bits, unsigned group, unsigned a, bool f16, bool tight,
 			    uint64_t R, uint64_t C)
@@ -553,6 +609,7 @@ int main(void)
 		cmocka_unit_test(test_bounds_every_bits_group),
 		cmocka_unit_test(test_edge_groups),
 		cmocka_unit_test(test_variable_outliers),
+		cmocka_unit_test(test_threshold_is_quantile),
 		cmocka_unit_test(test_payload_canary_roundtrip),
 		cmocka_unit_test(test_planes),
 		cmocka_unit_test(test_overflow_and_corrupt),
