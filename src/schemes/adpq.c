@@ -93,11 +93,16 @@
  * (u8 only); adpq:bits=3 defaults on 2048 columns: 3 + 0.25 + 0.008 + 0.16
  * + 0.031 = 3.449.
  */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "adpq_scalar.h"
 #include "kernels.h"
 #include "scheme.h"
+#include "second_order.h"
 #include "util.h"
 #include "wksp.h"
 
@@ -223,15 +228,30 @@ static uint64_t sect(uint64_t n)
 	return (n + QS_WKSP_ALIGN - 1) / QS_WKSP_ALIGN * QS_WKSP_ALIGN;
 }
 
-static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+static uint64_t row_scratch_size(const struct qs_scheme *s, uint64_t cols)
 {
-	(void)rows;
-	if (!params_ok(s) || cols > UINT64_MAX / 64)
-		return UINT64_MAX;
 	uint64_t ng = groups_per_row(s, cols);
 	uint64_t nk = outliers_per_row(s, cols);
 	return QS_WKSP_ALIGN + sect(8 * ng) + sect(16 * ng) + 2 * sect(cols) + sect(nk) +
 	       sect(2 * ng) + sect(ng + nk);
+}
+
+static uint64_t hes_scratch_size(uint64_t rows, uint64_t cols, uint64_t ng);
+static bool use_hessian(const struct qs_scheme *s);
+
+/* With a Hessian the chunk's working copy, grids, flags, codes and one
+ * block of errors follow the row's buffers. */
+static uint64_t adpq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
+{
+	if (!params_ok(s) || cols > UINT64_MAX / 64)
+		return UINT64_MAX;
+	uint64_t base = row_scratch_size(s, cols), h;
+	if (!use_hessian(s))
+		return base;
+	h = hes_scratch_size(rows, cols, groups_per_row(s, cols));
+	if (h == UINT64_MAX || h > UINT64_MAX - base - QS_WKSP_ALIGN)
+		return UINT64_MAX;
+	return base + QS_WKSP_ALIGN + h;
 }
 
 static struct qs_adpq_row carve(void *scratch, size_t ng, size_t cols, size_t nk,
@@ -294,8 +314,150 @@ static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols,
 	return 0;
 }
 
-static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
-			 uint64_t cols, uint8_t *out, void *scratch)
+/* ---- with --hessian: AdpQ's separation first, then GPTQ's compensation ----
+ *
+ * The follow-up use of AdpQ as the first step of a calibration method: the
+ * outliers and both grids of every group are fixed by the calibration-free
+ * pass above on the original weights (GPTQ's "static groups": the row's u8
+ * super-scales need every group's range before any code is chosen), then
+ * the codes are chosen column by column as GPTQ does (Frantar et al.,
+ * arXiv:2210.17323): with H^-1 = U^T U (U upper triangular, from the
+ * shared engine's preparation, second_order.c: dead columns, dampening
+ * 0.01 of the mean diagonal, LAPACK), column j's value x is rounded on its
+ * grid (the inlier grid, or the group's sign-magnitude outlier grid for an
+ * outlier), e = (x - q) / U[j,j], and every later column of the row gets
+ * w[k] -= e * U[j,k].  The updates are batched (GPTQ's lazy batch update):
+ * within a block of SO_BLOCK columns row by row in plain C, then the
+ * block's errors reach the later columns as one cblas_sgemm, W[:, after]
+ * -= E U[block, after].  An outlier is compensated like any other weight:
+ * its own grid is fine (it spans only the outliers' magnitudes), and the
+ * error of every weight, outlier or not, is pushed onto the weights not yet
+ * rounded.  The payload is exactly adpq's (same counts, indices and grids;
+ * only the codes differ), so adpq's dequantize reads it.  Rows share H, so
+ * a chunk is as good as the tensor.  As for gptq, the sgemm is OpenBLAS's:
+ * reproducible on one machine for any -T or --memory, possibly not across
+ * CPU types. */
+#define SO_BLOCK 128u
+#define SO_DAMP_E4 100u /* gptq's default dampening */
+
+static bool use_hessian(const struct qs_scheme *s)
+{
+	return (s->stats & QS_WANT_HESSIAN) != 0;
+}
+
+struct hes_scratch {
+	float *w;       /* R x C working copy; compensated as the pass goes */
+	float *grid;    /* R x G x 4: minf, step, omin, ostep as dequantize rebuilds them */
+	uint8_t *omask; /* R x C: 1 for an outlier */
+	uint8_t *codes; /* R x C stored codes */
+	float *e;       /* R x SO_BLOCK errors of the current block */
+};
+
+static uint64_t hes_scratch_size(uint64_t rows, uint64_t cols, uint64_t ng)
+{
+	uint64_t rc, t;
+	if (!qs_mul_u64(rows, cols, &rc) || rc > UINT64_MAX / 64 || ng > UINT64_MAX / 64 ||
+	    !qs_mul_u64(rows, 16 * ng, &t))
+		return UINT64_MAX;
+	return sect(4 * rc) + sect(t) + 2 * sect(rc) + sect(4 * rows * SO_BLOCK);
+}
+
+static struct hes_scratch hes_carve(void *base, size_t R, size_t c, size_t ng)
+{
+	struct qs_wksp w;
+	struct hes_scratch h;
+	qs_wksp_init(&w, base);
+	h.w = qs_wksp_take(&w, 4 * (uint64_t)R * c, QS_WKSP_ALIGN);
+	h.grid = qs_wksp_take(&w, 16 * (uint64_t)R * ng, QS_WKSP_ALIGN);
+	h.omask = qs_wksp_take(&w, (uint64_t)R * c, QS_WKSP_ALIGN);
+	h.codes = qs_wksp_take(&w, (uint64_t)R * c, QS_WKSP_ALIGN);
+	h.e = qs_wksp_take(&w, 4 * (uint64_t)R * SO_BLOCK, QS_WKSP_ALIGN);
+	return h;
+}
+
+/* Keeps row r's grids and outlier flags from its calibration-free pass. */
+static void hes_keep_row(struct hes_scratch *h, const struct qs_adpq_row *t,
+			 const struct qs_adpq_params *p, const float *w, size_t r, size_t c,
+			 size_t ng)
+{
+	float sup[4];
+	qs_adpq_supers(t, sup);
+	float *gr = h->grid + 4 * r * ng;
+	for (size_t g = 0; g < ng; g++) {
+		struct qs_adpq_grid q = qs_adpq_grid_of(t, sup, ng, g, p->flags);
+		gr[4 * g] = q.minf;
+		gr[4 * g + 1] = q.step;
+		gr[4 * g + 2] = q.omin;
+		gr[4 * g + 3] = q.ostep;
+	}
+	uint8_t *om = h->omask + r * c;
+	memset(om, 0, c);
+	const uint8_t *idx = t->idx;
+	for (size_t g = 0; g < ng; g++) {
+		for (unsigned o = 0; o < t->counts[g]; o++)
+			om[g * p->group + idx[o]] = 1;
+		idx += t->counts[g];
+	}
+	memcpy(h->w + r * c, w, c * sizeof(float));
+}
+
+/* Columns [a, b) of row r: codes on the fixed grids, errors to h->e, the
+ * in-block updates. */
+static void hes_block_row(struct hes_scratch *h, const struct qs_adpq_params *p,
+			  const float *u, size_t r, size_t c, size_t ng, size_t a, size_t b)
+{
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	const bool fold = (p->flags & QS_ADPQ_FOLD) != 0;
+	float *wr = h->w + r * c, *er = h->e + r * SO_BLOCK;
+	const float *gr = h->grid + 4 * r * ng;
+	const uint8_t *om = h->omask + r * c;
+	uint8_t *cr = h->codes + r * c;
+	for (size_t j = a; j < b; j++) {
+		size_t g = j / p->group;
+		struct qs_adpq_grid q = {gr[4 * g], gr[4 * g + 1], gr[4 * g + 2], gr[4 * g + 3]};
+		float x = wr[j], v;
+		if (om[j]) {
+			uint8_t co = qs_adpq_outlier_code(x, &q, qs_adpq_inv(q.ostep), omaxf, p->bits);
+			float t = (float)(co & omax) * q.ostep;
+			float mag = q.omin + t;
+			v = (co >> (p->bits - 1)) & 1u ? -mag : mag;
+			cr[j] = co;
+		} else {
+			float inv = qs_adpq_inv(q.step);
+			unsigned ci = qs_round_code((x - q.minf) * inv, qmaxf);
+			float t = (float)ci * q.step;
+			v = q.minf + t;
+			cr[j] = (uint8_t)(fold ? qs_adpq_fold(ci, qs_adpq_zero_code(&q, inv, qmaxf), qmax)
+					       : ci);
+		}
+		float e = (x - v) / u[j * c + j];
+		e = fabsf(e) <= FLT_MAX ? e : 0.0f;  /* a NaN or Inf weight pushes nothing */
+		er[j - a] = e;
+		const float *uj = u + j * c;
+		for (size_t k = j + 1; k < b; k++)
+			wr[k] -= e * uj[k];
+	}
+}
+
+static void hes_pass(struct hes_scratch *h, const struct qs_adpq_params *p, const float *u,
+		     size_t R, size_t c, size_t ng)
+{
+	for (size_t a = 0; a < c; a += SO_BLOCK) {
+		size_t b = c - a < SO_BLOCK ? c : a + SO_BLOCK;
+		for (size_t r = 0; r < R; r++)
+			hes_block_row(h, p, u, r, c, ng, a, b);
+		if (b < c)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)R,
+				    (blasint)(c - b), (blasint)(b - a), -1.0f, h->e, SO_BLOCK,
+				    u + a * c + b, (blasint)c, 1.0f, h->w + b, (blasint)c);
+	}
+}
+
+/* u: the factor of H^-1 (cols x cols), or NULL for the calibration-free
+ * scheme. */
+static int quantize_with(const struct qs_scheme *s, const float *u, const float *w,
+			 uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
 	struct sizes z;
 	int rc = check_chunk(s, rows, cols, &z);
@@ -303,6 +465,8 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 		return rc;
 	if (rows == 0 || cols == 0)
 		return 0;
+	if (u && (cols > INT32_MAX || rows > INT32_MAX))
+		return -QS_ETOOBIG;
 
 	const struct qs_kernels *k = qs_kernels_get();
 	struct qs_adpq_params p = params_of(s);
@@ -311,6 +475,9 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 	bool u8 = P(s)->scales == SCALES_U8;
 	uint8_t *unary;
 	struct qs_adpq_row t = carve(scratch, ng, c, nk, &unary);
+	struct hes_scratch h;
+	if (u)
+		h = hes_carve((uint8_t *)scratch + row_scratch_size(s, cols), R, c, ng);
 	uint8_t *meta = out + (u8 ? 8 * R : 0);
 	uint8_t *cnt = out + z.meta;
 	uint8_t *idx = cnt + z.cnt;
@@ -336,12 +503,93 @@ static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t row
 		counts_to_unary(t.counts, ng, unary);
 		k->pack_bits(unary, ng + nk, 1, cnt, (uint64_t)r * (ng + nk));
 		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
+		if (u) {
+			hes_keep_row(&h, &t, &p, w + r * c, r, c, ng);
+			continue;
+		}
 		if (P(s)->layout == LAYOUT_TIGHT)
 			k->pack_bits(t.codes, c, P(s)->bits, codes, (uint64_t)r * c * P(s)->bits);
 		else
 			k->pack_planes(t.codes, c, P(s)->bits, codes + r * plane, R * plane);
 	}
+	if (!u)
+		return 0;
+	hes_pass(&h, &p, u, R, c, ng);
+	for (size_t r = 0; r < R; r++) {
+		if (P(s)->layout == LAYOUT_TIGHT)
+			k->pack_bits(h.codes + r * c, c, P(s)->bits, codes,
+				     (uint64_t)r * c * P(s)->bits);
+		else
+			k->pack_planes(h.codes + r * c, c, P(s)->bits, codes + r * plane, R * plane);
+	}
 	return 0;
+}
+
+static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
+			 uint64_t cols, uint8_t *out, void *scratch)
+{
+	return quantize_with(s, NULL, w, rows, cols, out, scratch);
+}
+
+/* Per-tensor state: a header, then (with --hessian) the shared engine's. */
+struct adpq_prep {
+	uint32_t magic;
+	uint32_t have_factor;
+	uint64_t cols;
+};
+#define ADPQ_PREP_MAGIC 0x51504441u
+#define PREP_HDR sect(sizeof(struct adpq_prep))
+
+static uint64_t adpq_prep_size(const struct qs_scheme *s, uint64_t cols)
+{
+	uint64_t so;
+	if (!use_hessian(s))
+		return QS_WKSP_ALIGN + PREP_HDR;
+	so = qs_so_prep_size(cols);
+	if (so == UINT64_MAX || so > UINT64_MAX - 2 * QS_WKSP_ALIGN - PREP_HDR)
+		return UINT64_MAX;
+	return QS_WKSP_ALIGN + PREP_HDR + so;
+}
+
+static struct adpq_prep *prep_hdr(const void *prep)
+{
+	uintptr_t a = ((uintptr_t)prep + QS_WKSP_ALIGN - 1) & ~(uintptr_t)(QS_WKSP_ALIGN - 1);
+	return (struct adpq_prep *)a;
+}
+
+static int adpq_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *st, void *prep,
+			struct qs_diag *diag)
+{
+	struct adpq_prep *hd = prep_hdr(prep);
+	memset(hd, 0, sizeof(*hd));
+	hd->magic = ADPQ_PREP_MAGIC;
+	hd->cols = st->cols;
+	if (!st->hessian || !use_hessian(s))
+		return 0;
+	struct qs_so_cfg cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.bits = 4;  /* only the factorization is used: any legal grid */
+	cfg.group = 128;
+	cfg.damp_e4 = SO_DAMP_E4;
+	int rc = qs_so_prepare(&cfg, st, (uint8_t *)hd + PREP_HDR, s->text, diag);
+	if (rc < 0)
+		return rc;
+	hd->have_factor = qs_so_prep_factor((uint8_t *)hd + PREP_HDR, st->cols) != NULL;
+	return 0;
+}
+
+static int adpq_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
+			      uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
+{
+	const float *u = NULL;
+	if (prep) {
+		const struct adpq_prep *hd = prep_hdr(prep);
+		if (hd->magic != ADPQ_PREP_MAGIC || hd->cols != cols)
+			return -QS_EUSAGE;
+		if (hd->have_factor && use_hessian(s))
+			u = qs_so_prep_factor((const uint8_t *)hd + PREP_HDR, cols);
+	}
+	return quantize_with(s, u, w, rows, cols, out, scratch);
 }
 
 static int adpq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
@@ -402,4 +650,8 @@ const struct qs_scheme_ops qs_scheme_adpq = {
 	.scratch_size = adpq_scratch_size,
 	.quantize = adpq_quantize,
 	.dequantize = adpq_dequantize,
+	.wants = QS_WANT_HESSIAN,
+	.prep_size = adpq_prep_size,
+	.prepare = adpq_prepare,
+	.quantize_prep = adpq_quantize_prep,
 };
