@@ -82,9 +82,9 @@ static void expect_err(const char *spec, const char *msg)
 static void test_parse_errors(void **state)
 {
 	(void)state;
-	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
-	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
-	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
+	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
+	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
+	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
 	expect_err("RTN", "unknown scheme 'RTN'");
 	expect_err("rtn:bits=5", "rtn: bits must be one of 2, 3, 4, 8 (got 5)");
 	expect_err("rtn:bits=1", "(got 1)");
@@ -325,7 +325,9 @@ static void bold_word(const char *line, char *word, size_t len)
 	word[0] = '\0';
 	if (!p)
 		return;
-	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+	/* '-' for scheme names such as gptq-clip */
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_' ||
+	       p[n] == '-')
 		n++;
 	if (n == 0 || n >= len || (p[n] && p[n] != '\n'))
 		return;
