@@ -57,29 +57,69 @@ static inline uint32_t mag_key(float w)
 	return u > 0x7f800000u ? 0 : u;
 }
 
-/* The K-th largest key of the row (1 <= K <= n) by a most-significant-
- * digit radix select, 8 bits a pass: always 4 passes over w[n] whatever
- * the data (a quickselect has an adversarial quadratic case, and a crafted
- * checkpoint must not stall a conversion) and no scratch.  *eq gets how
- * many of the keys equal to the result belong to the K largest. */
+/* The K-th largest key of the row (1 <= K <= n).  One histogram pass on
+ * the top 11 bits of the key (exponent and 3 mantissa bits: 8 bins an
+ * octave, so a bell-shaped row spreads over many bins) finds the bin that
+ * holds it; its few keys are then sorted (insertion, at most
+ * CAND_MAX of them), or, when the bin is crowded (constant rows), a
+ * most-significant-digit radix select over the remaining 20 bits finishes
+ * (passes over w, no scratch).  Either way a fixed number of passes
+ * whatever the data: no adversarial quadratic case, which a crafted
+ * checkpoint could otherwise use to stall a conversion.  *eq gets how many
+ * of the keys equal to the result belong to the K largest. */
+#define TOP_SHIFT 20
+#define TOP_BINS 2048u
+#define CAND_MAX 256u
+
 static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
 {
-	uint32_t prefix = 0, known = 0;
+	uint32_t hist[TOP_BINS] = {0};
+	for (size_t i = 0; i < n; i++)
+		hist[mag_key(w[i]) >> TOP_SHIFT]++;
 	size_t rank = K;
-	for (int shift = 24; shift >= 0; shift -= 8) {
-		size_t hist[256] = {0};
+	unsigned bin = TOP_BINS - 1;
+	while (rank > hist[bin]) {
+		rank -= hist[bin];
+		bin--;
+	}
+	if (hist[bin] <= CAND_MAX) {
+		uint32_t cand[CAND_MAX] = {0};
+		size_t nc = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t v = mag_key(w[i]);
+			if (v >> TOP_SHIFT != bin)
+				continue;
+			size_t j = nc++;
+			while (j > 0 && cand[j - 1] < v) {  /* descending */
+				cand[j] = cand[j - 1];
+				j--;
+			}
+			cand[j] = v;
+		}
+		uint32_t t = cand[rank - 1];
+		size_t e = 0;
+		for (size_t j = 0; j < rank; j++)
+			e += cand[j] == t;
+		*eq = e;
+		return t;
+	}
+	/* radix select on bits 19..12, 11..4, 3..0 among the bin's keys */
+	static const unsigned shift[3] = {12, 4, 0}, width[3] = {8, 8, 4};
+	uint32_t prefix = (uint32_t)bin << TOP_SHIFT, known = ~0u << TOP_SHIFT;
+	for (unsigned d = 0; d < 3; d++) {
+		uint32_t h[256] = {0}, m = (1u << width[d]) - 1u;
 		for (size_t i = 0; i < n; i++) {
 			uint32_t v = mag_key(w[i]);
 			if ((v & known) == prefix)
-				hist[(v >> shift) & 255u]++;
+				h[(v >> shift[d]) & m]++;
 		}
-		unsigned d = 255;
-		while (rank > hist[d]) {
-			rank -= hist[d];
-			d--;
+		uint32_t dg = m;
+		while (rank > h[dg]) {
+			rank -= h[dg];
+			dg--;
 		}
-		prefix |= (uint32_t)d << shift;
-		known |= 255u << shift;
+		prefix |= dg << shift[d];
+		known |= m << shift[d];
 	}
 	*eq = rank;
 	return prefix;
