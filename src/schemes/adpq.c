@@ -122,9 +122,9 @@ struct adpq_params {
 static const struct qs_param adpq_param_table[] = {
 	QS_PARAM_ONE_OF(struct adpq_params, bits, 3, "code width", 2, 3, 4),
 	QS_PARAM_ONE_OF(struct adpq_params, group, 128, "weights per group", 64, 128, 256),
-	QS_PARAM_DECIMAL(struct adpq_params, alpha, 200, 0, 2500, 4, false,
-			 "fraction of each group quantized as outliers"),
-	QS_PARAM_RANGE(struct adpq_params, search, 0, 0, SEARCH_MAX,
+	QS_PARAM_DECIMAL(struct adpq_params, alpha, 175, 0, 2500, 4, false,
+			 "fraction of each row quantized as outliers"),
+	QS_PARAM_RANGE(struct adpq_params, search, 8, 0, SEARCH_MAX,
 		       "clipped inlier ranges tried besides the full one"),
 	QS_PARAM_NAME(struct adpq_params, scales, SCALES_U8, "group meta encoding", "u8", "f16"),
 	QS_PARAM_NAME(struct adpq_params, layout, LAYOUT_PLANES, "code layout", "planes",

@@ -164,7 +164,7 @@ static void test_parse(void **state)
 	(void)state;
 	struct qs_scheme s = make("adpq");
 	assert_string_equal(s.text,
-			    "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes");
+			    "adpq:bits=3,group=128,alpha=0.0175,search=8,scales=u8,layout=planes");
 	s = make("adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
 	assert_string_equal(s.text,
 			    "adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
@@ -172,7 +172,7 @@ static void test_parse(void **state)
 	assert_int_equal(qs_scheme_param(&s, "alpha", &alpha), 0);
 	assert_int_equal(alpha, 2500);  /* stored in units of 1e-4 */
 	assert_int_equal(qs_scheme_param(&s, "beta", &alpha), -1);
-	s = make("adpq:alpha=0");
+	s = make("adpq:alpha=0,search=0");
 	assert_string_equal(s.text,
 			    "adpq:bits=3,group=128,alpha=0,search=0,scales=u8,layout=planes");
 	s = make("adpq:alpha=0.0125,bits=2,group=256,search=16");
@@ -542,7 +542,7 @@ static void test_payload_canary_roundtrip(void **state)
 					char spec[128];
 					bool f16 = v & 1, tight = v & 2;
 					snprintf(spec, sizeof(spec),
-						 "adpq:bits=%u,group=%u,alpha=0.03,scales=%s,layout=%s",
+						 "adpq:bits=%u,group=%u,alpha=0.03,search=8,scales=%s,layout=%s",
 						 bits[b], groups[g], f16 ? "f16" : "u8",
 						 tight ? "tight" : "planes");
 					struct qs_scheme s = make(spec);
@@ -569,7 +569,7 @@ static void test_payload_canary_roundtrip(void **state)
 					/* the ops agree with the row kernel */
 					for (uint64_t r = 0; r < R; r++) {
 						struct krow k;
-						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 0,
+						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 8,
 							 (f16 ? QS_ADPQ_SCALES_F16 : 0) |
 								 (tight ? 0 : QS_ADPQ_FOLD));
 						assert_memory_equal(k.out, d + r * C, C * sizeof(float));
