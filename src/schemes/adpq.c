@@ -7,19 +7,23 @@
  * Parameters (canonical text "adpq:bits=B,group=G,alpha=A,search=S,
  * scales=u8|f16,layout=planes|tight"):
  *   bits   2, 3, 4 (default 3);       group  64, 128, 256 (default 128);
- *   alpha  outlier fraction, a decimal in [0, 0.25] with at most 4
- *          fractional digits (default 0.02);
+ *   alpha  outlier fraction of each row, a decimal in [0, 0.25] with at
+ *          most 4 fractional digits (default 0.0175);
  *   search clipped inlier ranges tried besides the full one, 0..16
- *          (default 0: each costs one more error pass over the weights,
- *          about +0.4 dB for the first four at 3 bits but a third of
- *          the AVX2 throughput each, and the default has to keep up
- *          with a 2.5 GB/s disk on 2 cores);
+ *          (default 8: each costs one more error pass over the group);
  *   scales u8: 8-bit group scales/mins under fp16 row super-scales
  *          (default), or f16: fp16 group scales/mins;
  *   layout planes: codes as bit planes, inlier codes folded around the zero
  *          code (default), or tight: one LSB-first bitstream of raw codes.
- * The defaults are the best contrib/bench/bench-kernels measured at
- * <= 3.45 bpw among those quantizing >= 1.25 GB/s of bf16 a core (AVX2).
+ * The defaults were chosen on weights qshard did not generate
+ * (contrib/bench/bench-quality: a Llama trained on real text and
+ * synth_ckpt.py's numpy checkpoint), not on mkckpt's: at bits=3 they give
+ * 3.450 bpw on the numpy checkpoint's 1024/2816 columns (ggml q3_K: 3.438)
+ * and 15.83 dB weight SQNR against q3_K's 14.52; search=8 is worth +1.3
+ * dB there and +1.4 dB on the Llama over search=0 (search=16 adds nothing)
+ * for about 1.7 times the kernel time; alpha 0.0175 vs 0.02 keeps q3_K's
+ * size.  For q4_K's size at bits=4 use alpha=0.025 (4.512 bpw, 22.36 dB
+ * vs 20.89).  The figures are in README.md ("Quality benchmark").
  *
  * Outliers.  Adaptive LASSO soft thresholding, w~ = sign(w) max(|w| -
  * lambda'/|w|, 0), is zero exactly when |w| <= sqrt(lambda'), so a threshold
@@ -90,8 +94,8 @@
  * + 4RG (u8) or 8RG (f16), codes = ceil(R*C*bits/8) (tight) or
  * bits*R*ceil(C/8) (planes).  Bits per weight for C a multiple of group:
  * bits + 32/group (u8; 64/group for f16) + 1/group + alpha*(L + 1) + 64/C
- * (u8 only); adpq:bits=3 defaults on 2048 columns: 3 + 0.25 + 0.008 + 0.16
- * + 0.031 = 3.449.
+ * (u8 only); adpq:bits=3 defaults on 2048 columns: 3 + 0.25 + 0.008 + 0.14
+ * + 0.031 = 3.429.
  */
 #include <cblas.h>
 #include <float.h>
