@@ -20,6 +20,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "decode_scalar.h"
 #include "kernels.h"
 #include "reader.h"
 #include "scaled_source.h"
@@ -425,32 +426,21 @@ static void *reader_main(void *arg)
 
 /* ------------------------------------------------------------ workers */
 
-static void to_f32(const struct qs_kernels *k, enum qs_dtype dt, const uint8_t *in,
-		   float *out, size_t n)
+/* The kernels' name for a source dtype (bf16, f16, else f32: the plan
+ * sends no other dtype here). */
+static unsigned src_kind(enum qs_dtype dt)
 {
-	switch (dt) {
-	case QS_DTYPE_BF16:
-		k->bf16_to_f32((const uint16_t *)in, out, n);
-		break;
-	case QS_DTYPE_F16:
-		k->f16_to_f32((const uint16_t *)in, out, n);
-		break;
-	default:
-		memcpy(out, in, n * sizeof(float));
-		break;
-	}
+	return dt == QS_DTYPE_BF16 ? QS_SRC_KIND_BF16
+	       : dt == QS_DTYPE_F16 ? QS_SRC_KIND_F16
+				    : QS_SRC_KIND_F32;
 }
 
-/* With --allow-nonfinite: NaN becomes 0 and +-Inf the largest finite
- * value of the group's range encoding, so the scheme sees finite input. */
-static void sanitize(float *w, size_t n)
+/* Decodes to f32 and returns the NaN/Inf count, in one pass (issue 16:
+ * a separate count pass walked the chunk from memory again). */
+static size_t to_f32(const struct qs_kernels *k, enum qs_dtype dt, const uint8_t *in,
+		     float *out, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (isnan(w[i]))
-			w[i] = 0.0f;
-		else if (isinf(w[i]))
-			w[i] = w[i] > 0 ? 65504.0f : -65504.0f;
-	}
+	return k->decode_checked(src_kind(dt), in, out, n);
 }
 
 static ZSTD_CCtx *borrow_cctx(struct pipeline *p)
@@ -485,14 +475,37 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 	} else {
 		size_t n = (size_t)(j->rows * t->cols);
 		float *w = (float *)j->work;
-		if (t->companion)
-			qs_scaled_dequant_rows(&t->pairing, t->src->dtype, t->companion->dtype,
-					    j->input, j->aux_data, qs_plan_chunk_begin(t, j->chunk),
-					    j->rows, t->cols, w);
-		else
-			to_f32(p->k, t->src->dtype, j->input, w, n);
-		size_t bad = p->k->count_nonfinite(w, n);
-		if (bad && !p->a->opts->allow_nonfinite) {
+		bool allow = p->a->opts->allow_nonfinite;
+		size_t bad = 0;
+		int rc = 0;
+		if (!t->companion && !t->prep_total && t->scheme.ops->quantize_src) {
+			/* one pass: decode, check and quantize a group at a
+			 * time (the work buffer stays untouched) */
+			rc = t->scheme.ops->quantize_src(&t->scheme, src_kind(t->src->dtype),
+							 j->input, j->rows, t->cols, allow,
+							 j->payload, j->scratch, &bad);
+		} else {
+			if (t->companion) {
+				qs_scaled_dequant_rows(&t->pairing, t->src->dtype,
+						    t->companion->dtype, j->input, j->aux_data,
+						    qs_plan_chunk_begin(t, j->chunk), j->rows,
+						    t->cols, w);
+				bad = p->k->count_nonfinite(w, n);
+			} else {
+				bad = to_f32(p->k, t->src->dtype, j->input, w, n);
+			}
+			if (bad && allow)
+				qs_sanitize_scalar(w, n);
+			if (!bad || allow)
+				rc = t->prep_total
+					     ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w,
+									    j->rows, t->cols,
+									    j->payload, j->scratch)
+					     : t->scheme.ops->quantize(&t->scheme, w, j->rows,
+								       t->cols, j->payload,
+								       j->scratch);
+		}
+		if (bad && !allow) {
 			uint64_t r0 = qs_plan_chunk_begin(t, j->chunk);
 			j->rc = qs_diag_set(&j->diag, -QS_ENONFINITE,
 					    "'%s': tensor '%s' holds %zu NaN/Inf values in rows "
@@ -501,13 +514,6 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 					    (unsigned long long)(r0 + j->rows - 1));
 			return;
 		}
-		if (bad)
-			sanitize(w, n);
-		int rc = t->prep_total
-				 ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w, j->rows,
-								t->cols, j->payload, j->scratch)
-				 : t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols,
-							   j->payload, j->scratch);
 		if (rc < 0) {
 			j->rc = qs_diag_set(&j->diag, rc,
 					    "'%s': tensor '%s': %s: values out of the range the "

@@ -69,6 +69,18 @@ struct qs_scheme_ops {
 		       void *prep, struct qs_diag *diag);
 	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+
+	/* ---- optional: quantize straight from the source (rtn) ----
+	 * The same payload as quantize() on the decoded chunk, from
+	 * rows*cols source elements of enum qs_src_kind `kind` (kernels.h),
+	 * decoded a group at a time so the chunk is read once.  The NaN/Inf
+	 * count is added to *nonfinite (over the whole chunk, even when a
+	 * group overflows); with sanitize they are replaced first, as
+	 * --allow-nonfinite asks.  The pipeline uses it for tensors with no
+	 * companion and no preparation. */
+	int (*quantize_src)(const struct qs_scheme *s, unsigned kind, const void *src,
+			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
+			    size_t *nonfinite);
 };
 
 #define QS_SCHEME_TEXT_MAX 128
