@@ -126,7 +126,7 @@ static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows
  * rows, each through the kernels' fused decode + group quantization. */
 static int rtn_quantize_src(const struct qs_scheme *s, unsigned kind, const void *src,
 			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
-			    size_t *nonfinite)
+			    size_t *nonfinite, const struct qs_row_hook *hook)
 {
 	int rc = check_chunk(s, rows, cols);
 	if (rc)
@@ -146,6 +146,8 @@ static int rtn_quantize_src(const struct qs_scheme *s, unsigned kind, const void
 	size_t overflowed = 0;
 
 	for (size_t r = 0; r < rows; r++) {
+		if (hook)
+			hook->before_row(hook->user, r);
 		overflowed += k->rtn_quantize_src(kind, (const uint8_t *)src + r * c * esz, c, group,
 						  bits, sanitize, t.a, t.b, t.codes, nonfinite);
 		/* without sanitize, keep counting NaN/Inf: that error, with
