@@ -600,7 +600,8 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 			} else {
 				/* row blocks: checksum, then decode from cache */
 				size_t esz = t->src->dtype == QS_DTYPE_F32 ? 4 : 2;
-				uint64_t step = QS_SRC_FEED_BLOCK / t->row_bytes + 1;
+				uint64_t rb = t->row_bytes ? t->row_bytes : 1;
+				uint64_t step = QS_SRC_FEED_BLOCK / rb + 1;
 				for (uint64_t r = 0; r < j->rows; r += step) {
 					uint64_t nr = j->rows - r < step ? j->rows - r : step;
 					src_feed_row(&feed, r);
