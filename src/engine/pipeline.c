@@ -184,7 +184,7 @@ static void src_slot_reset(struct pipeline *p, size_t ti)
 static void carve(struct job *j, const struct qs_plan_tensor *t)
 {
 	struct qs_chunk_footprint fp;
-	qs_plan_footprint(t, j->rows, &fp);
+	qs_plan_chunk_buffers(t, j->rows, &fp);
 	uint8_t *at = j->span.ptr;
 	j->req.buf = at;
 	at += fp.input;
@@ -420,7 +420,7 @@ static void *reader_main(void *arg)
 			j->hash_only = c < cbegin;
 			j->rows = qs_plan_chunk_rows(t, c);
 			struct qs_chunk_footprint fp;
-			qs_plan_footprint(t, j->rows, &fp);
+			qs_plan_chunk_buffers(t, j->rows, &fp);
 			/* Wait for memory only when no read is in flight;
 			 * otherwise finish reads first to keep workers fed. */
 			for (;;) {
@@ -612,7 +612,7 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 			.row_bytes = t->row_bytes,
 		};
 		struct qs_row_hook hook = {src_feed_row, &feed};
-		if (!t->companion && !t->prep_total && t->scheme.ops->quantize_src) {
+		if (qs_plan_one_pass(t)) {
 			/* one pass: decode, check and quantize a group at a
 			 * time (the work buffer stays untouched), the source
 			 * checksum fed a row block ahead */
