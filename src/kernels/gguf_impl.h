@@ -5,16 +5,20 @@
  * Bit-identical output across ISAs is by construction: the algorithm is
  * written once against an 8-lane vector type `v8` that the including file
  * defines (scalar struct, __m256, a pair of float32x4), with only
- * element-wise IEEE operations (add, sub, mul, min, max, round to nearest
- * even) and horizontal reductions in one fixed tree,
+ * element-wise IEEE operations (add, sub, mul, fused multiply-add, min,
+ * max, round to nearest even) and horizontal reductions in one fixed tree,
  *     hsum(v) = ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)),
  * and the same for min and max.  Scalar parts (per sub-block decisions, in
  * double where they solve the small least-squares problems) are the same C
- * in every unit.  No unit may contract a*b+c into an FMA (the build passes
- * -ffp-contract=off to the SIMD units; ref_gguf.c sets it by pragma).
+ * in every unit.  No unit may contract a*b+c into an FMA on its own (the
+ * build passes -ffp-contract=off to the SIMD units; ref_gguf.c sets it by
+ * pragma): the fused operations are the explicit v8_fma calls, which every
+ * unit maps onto an exactly rounded fused multiply-add (fmaf, VFMADD,
+ * FMLA), so they too give the same bits everywhere.
  *
  * The includer provides, before including this file:
  *   v8  v8_load(const float *p), v8_set1(float), v8_add, v8_sub, v8_mul,
+ *       v8_fma(a, b, c) = a * b + c rounded once,
  *       v8_min(a, b) = a < b ? a : b, v8_max(a, b) = a > b ? a : b (the
  *       x86 minps/maxps rule, also for NaN and signed zeros),
  *       v8_round (nearest, ties to even), v8_abs, v8_ordered (NaN -> +0),
@@ -127,7 +131,7 @@ static inline void gg_grp_load(struct gg_grp *g, const float *x, const float *w,
 		g->w[i] = wv;
 		g->sw = v8_add(g->sw, wv);
 		g->sx = v8_add(g->sx, wx);
-		g->sxx = v8_add(g->sxx, v8_mul(wx, xv));
+		g->sxx = v8_fma(wx, xv, g->sxx);
 		g->mn = i ? v8_min(g->mn, xv) : xv;
 		g->mx = i ? v8_max(g->mx, xv) : xv;
 	}
@@ -138,41 +142,54 @@ struct gg_sums {
 	v8 err;           /* sum w (x - y)^2 where computed */
 };
 
-/* Asymmetric codes q = clamp(round(x * inv - (b * inv + shift)), 0, qmax). */
+/* Asymmetric codes q = clamp(round(x * inv - (b * inv + shift)), 0, qmax)
+ * (x * inv - c0 fused). */
 static inline void gg_acodes(const struct gg_grp *g, v8 b, v8 inv, v8 shift, v8 qmax, v8 *q,
 			     struct gg_sums *s)
 {
 	/* two partial sums per quantity (even and odd positions, added at
-	 * the end) so the additions are not one dependent chain; without
-	 * importance the weights are 1 and their products exact, so that
-	 * loop only skips them (same result); q may be NULL */
-	v8 z = v8_set1(0.0f), a[2] = {z, z}, c[2] = {z, z}, e[2] = {z, z};
-	v8 c0 = v8_add(v8_mul(b, inv), shift);
+	 * the end) so the additions are not one dependent chain, kept in
+	 * named locals (an array indexed by i & 1 goes through memory);
+	 * without importance the weights are 1 and their products exact, so
+	 * that loop only skips them (same result); q may be NULL; n is even */
+	v8 z = v8_set1(0.0f), a0 = z, a1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
+	v8 nc0 = v8_sub(z, v8_add(v8_mul(b, inv), shift));
+	const v8 *x = g->x, *w = g->w;
+#define GG_ACODE(i) v8_min(v8_max(v8_round(v8_fma(x[i], inv, nc0)), z), qmax)
 	if (g->unit) {
-		for (unsigned i = 0; i < g->n; i++) {
-			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
-			t = v8_min(v8_max(t, z), qmax);
-			if (q)
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_ACODE(i), u = GG_ACODE(i + 1);
+			if (q) {
 				q[i] = t;
-			a[i & 1] = v8_add(a[i & 1], t);
-			c[i & 1] = v8_add(c[i & 1], v8_mul(t, t));
-			e[i & 1] = v8_add(e[i & 1], v8_mul(t, g->x[i]));
+				q[i + 1] = u;
+			}
+			a0 = v8_add(a0, t);
+			c0 = v8_fma(t, t, c0);
+			e0 = v8_fma(t, x[i], e0);
+			a1 = v8_add(a1, u);
+			c1 = v8_fma(u, u, c1);
+			e1 = v8_fma(u, x[i + 1], e1);
 		}
 	} else {
-		for (unsigned i = 0; i < g->n; i++) {
-			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
-			t = v8_min(v8_max(t, z), qmax);
-			if (q)
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_ACODE(i), u = GG_ACODE(i + 1);
+			if (q) {
 				q[i] = t;
-			v8 wq = v8_mul(g->w[i], t);
-			a[i & 1] = v8_add(a[i & 1], wq);
-			c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
-			e[i & 1] = v8_add(e[i & 1], v8_mul(wq, g->x[i]));
+				q[i + 1] = u;
+			}
+			v8 wt = v8_mul(w[i], t), wu = v8_mul(w[i + 1], u);
+			a0 = v8_add(a0, wt);
+			c0 = v8_fma(wt, t, c0);
+			e0 = v8_fma(wt, x[i], e0);
+			a1 = v8_add(a1, wu);
+			c1 = v8_fma(wu, u, c1);
+			e1 = v8_fma(wu, x[i + 1], e1);
 		}
 	}
-	s->sq = v8_add(a[0], a[1]);
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(e[0], e[1]);
+#undef GG_ACODE
+	s->sq = v8_add(a0, a1);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(e0, e1);
 }
 
 /* Weighted least squares of y = A q + B to the codes (B <= 0 when
@@ -271,14 +288,17 @@ static v8 gg_sfit(const struct gg_grp *g, int nmax, unsigned ncand)
 		} else {
 			inv = v8_div(v8_set1(1.0f), sc);
 		}
-		v8 a[2] = {z, z}, c[2] = {z, z};
-		for (unsigned i = 0; i < g->n; i++) {
+		v8 a0 = z, a1 = z, c0 = z, c1 = z;
+		for (unsigned i = 0; i < g->n; i += 2) {
 			v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
-			v8 wl = v8_mul(g->w[i], t);
-			a[i & 1] = v8_add(a[i & 1], v8_mul(wl, g->x[i]));
-			c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
+			v8 u = v8_min(v8_max(v8_round(v8_mul(g->x[i + 1], inv)), vlo), vhi);
+			v8 wt = v8_mul(g->w[i], t), wu = v8_mul(g->w[i + 1], u);
+			a0 = v8_fma(wt, g->x[i], a0);
+			c0 = v8_fma(wt, t, c0);
+			a1 = v8_fma(wu, g->x[i + 1], a1);
+			c1 = v8_fma(wu, u, c1);
 		}
-		v8 sxl = v8_add(a[0], a[1]), sll = v8_add(c[0], c[1]);
+		v8 sxl = v8_add(a0, a1), sll = v8_add(c0, c1);
 		v8 score = v8_div(v8_mul(sxl, sxl), sll);
 		m8 better = m8_and(v8_gt(sll, z), v8_gt(score, best));
 		best = v8_sel(better, score, best);
@@ -295,20 +315,41 @@ static inline void gg_kcodes(const struct gg_grp *g, v8 S, v8 M, float qmax, v8 
 {
 	v8 z = v8_set1(0.0f), vq = v8_set1(qmax), two = v8_set1(2.0f);
 	m8 live = v8_gt(S, z);
-	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 a[2] = {z, z}, c[2] = {z, z}, d[2] = {z, z};
-	for (unsigned i = 0; i < g->n; i++) {
-		v8 t = v8_round(v8_mul(v8_add(g->x[i], M), inv));
-		t = v8_min(v8_max(t, z), vq);
-		q[i] = t;
-		v8 wq = g->unit ? t : v8_mul(g->w[i], t);
-		a[i & 1] = v8_add(a[i & 1], wq);
-		c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
-		d[i & 1] = v8_add(d[i & 1], v8_mul(wq, g->x[i]));
+	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z), minv = v8_mul(M, inv);
+	v8 a0 = z, a1 = z, c0 = z, c1 = z, d0 = z, d1 = z;
+	const v8 *x = g->x, *w = g->w;
+	/* (x + M) / S as x * inv + M * inv, fused */
+#define GG_KCODE(i) v8_min(v8_max(v8_round(v8_fma(x[i], inv, minv)), z), vq)
+	if (g->unit) {
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_KCODE(i), u = GG_KCODE(i + 1);
+			q[i] = t;
+			q[i + 1] = u;
+			a0 = v8_add(a0, t);
+			c0 = v8_fma(t, t, c0);
+			d0 = v8_fma(t, x[i], d0);
+			a1 = v8_add(a1, u);
+			c1 = v8_fma(u, u, c1);
+			d1 = v8_fma(u, x[i + 1], d1);
+		}
+	} else {
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_KCODE(i), u = GG_KCODE(i + 1);
+			q[i] = t;
+			q[i + 1] = u;
+			v8 wt = v8_mul(w[i], t), wu = v8_mul(w[i + 1], u);
+			a0 = v8_add(a0, wt);
+			c0 = v8_fma(wt, t, c0);
+			d0 = v8_fma(wt, x[i], d0);
+			a1 = v8_add(a1, wu);
+			c1 = v8_fma(wu, u, c1);
+			d1 = v8_fma(wu, x[i + 1], d1);
+		}
 	}
-	s->sq = v8_add(a[0], a[1]);
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(d[0], d[1]);
+#undef GG_KCODE
+	s->sq = v8_add(a0, a1);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(d0, d1);
 	/* sum w (x - S q + M)^2 = sxx - 2 S sxq + 2 M sx + S^2 sqq - 2 S M sq + M^2 sw */
 	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(two, S), s->sxq));
 	e = v8_add(e, v8_mul(v8_mul(two, M), g->sx));
@@ -325,17 +366,22 @@ static inline void gg_scodes(const struct gg_grp *g, v8 S, int nmax, v8 *q, stru
 	v8 z = v8_set1(0.0f), vlo = v8_set1((float)-nmax), vhi = v8_set1((float)(nmax - 1));
 	m8 live = v8_gt(v8_abs(S), z);
 	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 c[2] = {z, z}, d[2] = {z, z};
-	for (unsigned i = 0; i < g->n; i++) {
-		v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
+	v8 c0 = z, c1 = z, d0 = z, d1 = z;
+	const v8 *x = g->x;
+	for (unsigned i = 0; i < g->n; i += 2) {
+		v8 t = v8_min(v8_max(v8_round(v8_mul(x[i], inv)), vlo), vhi);
+		v8 u = v8_min(v8_max(v8_round(v8_mul(x[i + 1], inv)), vlo), vhi);
 		q[i] = t;
-		v8 wl = g->unit ? t : v8_mul(g->w[i], t);
-		c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
-		d[i & 1] = v8_add(d[i & 1], v8_mul(wl, g->x[i]));
+		q[i + 1] = u;
+		v8 wt = g->unit ? t : v8_mul(g->w[i], t), wu = g->unit ? u : v8_mul(g->w[i + 1], u);
+		c0 = v8_fma(wt, t, c0);
+		d0 = v8_fma(wt, x[i], d0);
+		c1 = v8_fma(wu, u, c1);
+		d1 = v8_fma(wu, x[i + 1], d1);
 	}
 	s->sq = z;
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(d[0], d[1]);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(d0, d1);
 	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(v8_set1(2.0f), S), s->sxq));
 	s->err = v8_add(e, v8_mul(v8_mul(S, S), s->sqq));
 }
