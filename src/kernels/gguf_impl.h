@@ -117,24 +117,38 @@ static inline void gg_grp_load(struct gg_grp *g, const float *x, const float *w,
 	v8 z = v8_set1(0.0f), one = v8_set1(1.0f);
 	g->n = n;
 	g->unit = !w;
-	g->sw = g->sx = g->sxx = z;
 	for (unsigned i0 = 0; i0 < n; i0 += 8) {
 		v8_load_t8(x + i0, n, g->x + i0);
 		if (w)
 			v8_load_t8(w + i0, n, g->w + i0);
 	}
-	for (unsigned i = 0; i < n; i++) {
-		v8 xv = v8_ordered(g->x[i]);
-		v8 wv = w ? g->w[i] : one;
-		v8 wx = v8_mul(wv, xv);
-		g->x[i] = xv;
-		g->w[i] = wv;
-		g->sw = v8_add(g->sw, wv);
-		g->sx = v8_add(g->sx, wx);
-		g->sxx = v8_fma(wx, xv, g->sxx);
-		g->mn = i ? v8_min(g->mn, xv) : xv;
-		g->mx = i ? v8_max(g->mx, xv) : xv;
+	/* even and odd positions summed apart (two shorter dependent
+	 * chains), n even */
+	v8 sw0 = z, sw1 = z, sx0 = z, sx1 = z, sxx0 = z, sxx1 = z;
+	v8 mn = v8_ordered(g->x[0]), mx = mn;
+#define GG_LOAD_STEP(i, SW, SX, SXX)                       \
+	do {                                               \
+		v8 xv = v8_ordered(g->x[i]);               \
+		v8 wv = w ? g->w[i] : one;                 \
+		v8 wx = v8_mul(wv, xv);                    \
+		g->x[i] = xv;                              \
+		g->w[i] = wv;                              \
+		SW = v8_add(SW, wv);                       \
+		SX = v8_add(SX, wx);                       \
+		SXX = v8_fma(wx, xv, SXX);                 \
+		mn = v8_min(mn, xv);                       \
+		mx = v8_max(mx, xv);                       \
+	} while (0)
+	for (unsigned i = 0; i < n; i += 2) {
+		GG_LOAD_STEP(i, sw0, sx0, sxx0);
+		GG_LOAD_STEP(i + 1, sw1, sx1, sxx1);
 	}
+#undef GG_LOAD_STEP
+	g->sw = v8_add(sw0, sw1);
+	g->sx = v8_add(sx0, sx1);
+	g->sxx = v8_add(sxx0, sxx1);
+	g->mn = mn;
+	g->mx = mx;
 }
 
 struct gg_sums {
@@ -401,6 +415,39 @@ static inline void gg_store_codes(const v8 *q, unsigned n, float offset, uint8_t
 	}
 }
 
+/* Eight bytes as a little-endian 64-bit word, on any host. */
+static inline uint64_t gg_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (unsigned k = 0; k < 8; k++)
+		v |= (uint64_t)p[k] << (8 * k);
+	return v;
+}
+
+/* q4_K's and q5_K's codes straight from the lanes (sub-block j in lane j,
+ * position l in q[l]) into the block's qs[] (and q5_K's qh[]), the layout
+ * gguf_pack.c describes: qs[32 jj + l] holds sub-block 2jj's code at l in
+ * its low nibble and 2jj+1's in its high one; bit k of qh[l] is bit 4 of
+ * sub-block k's code at l.  With b = lane j's byte at bit 8j, b | b >> 4
+ * puts each pair in the even bytes; multiplying the 0/1 bytes by
+ * 0x0102040810204080 gathers bit 8k into bit 56 + k (the partial products
+ * land on distinct bits, so nothing carries). */
+static inline void gg_pack_k4(const v8 *q, int q5, uint8_t *qs, uint8_t *qh)
+{
+	for (unsigned l = 0; l < 32; l++) {
+		uint8_t cb[8];
+		v8_store_u8(cb, q[l]);
+		uint64_t w = gg_le64(cb);
+		uint64_t lo = w & 0x0f0f0f0f0f0f0f0full;
+		lo |= lo >> 4;
+		for (unsigned jj = 0; jj < 4; jj++)
+			qs[32 * jj + l] = (uint8_t)(lo >> (16 * jj));
+		if (q5)
+			qh[l] = (uint8_t)((((w >> 4) & 0x0101010101010101ull) *
+					   0x0102040810204080ull) >> 56);
+	}
+}
+
 static inline v8 gg_clamp(v8 v, float lo, float hi)
 {
 	return v8_min(v8_max(v, v8_set1(lo)), v8_set1(hi));
@@ -410,10 +457,12 @@ static inline v8 gg_clamp(v8 v, float lo, float hi)
 
 /* q2_K (sub 16, qmax 3, scales 0..15), q4_K and q5_K (sub 32, qmax 15 or
  * 31, scales 0..63): integer scales sc[] and mins mn[] under fp16 d and
- * dmin, and the codes c[256].  Returns 1 when d or dmin overflows fp16. */
+ * dmin, and the codes: q2_K's into c[256], q4_K's and q5_K's packed into
+ * the block's qs[] (and qh[] for q5_K: qh not NULL) by gg_pack_k4.
+ * Returns 1 when d or dmin overflows fp16. */
 static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, float smax,
 		     const struct gg_cand *cand, unsigned ncand, uint8_t *sc, uint8_t *mn,
-		     uint16_t *d16, uint16_t *m16, uint8_t *c)
+		     uint16_t *d16, uint16_t *m16, uint8_t *c, uint8_t *qs, uint8_t *qh)
 {
 	unsigned ng = QS_GGUF_QK_K / (8 * sub);
 	struct gg_grp g[2];
@@ -475,7 +524,10 @@ static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, f
 			sc[gi * 8 + j] = (uint8_t)(int)ts[j];
 			mn[gi * 8 + j] = (uint8_t)(int)tm[j];
 		}
-		gg_store_codes(q1, sub, 0.0f, c + gi * 8 * sub);
+		if (sub == 32)
+			gg_pack_k4(q1, qh != NULL, qs, qh);
+		else
+			gg_store_codes(q1, sub, 0.0f, c + gi * 8 * sub);
 	}
 	return 0;
 }
@@ -557,20 +609,23 @@ static int gg_block_k(unsigned type, const float *x, const float *w, uint8_t *ou
 	uint8_t sc[16], mn[16];
 	uint16_t d16, m16;
 	if (type == QS_GGUF_Q2_K) {
-		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, gg_cand_mid, 4, sc, mn, &d16, &m16, c))
+		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, gg_cand_mid, 4, sc, mn, &d16, &m16, c, NULL,
+			      NULL))
 			return 1;
 		for (unsigned j = 0; j < 16; j++)
 			out[j] = (uint8_t)(sc[j] | (mn[j] << 4));
 		gg_put16(out + 80, d16);
 		gg_put16(out + 82, m16);
 	} else {
+		/* q4_K: qs[128] at 16; q5_K: qh[32] at 16, qs[128] at 48 */
 		int q5 = type == QS_GGUF_Q5_K;
 		if (gg_k_asym(x, w, 32, q5 ? 31.0f : 15.0f, 63.0f, gg_cand_low, 4, sc, mn, &d16,
-			      &m16, c))
+			      &m16, NULL, out + (q5 ? 48 : 16), q5 ? out + 16 : NULL))
 			return 1;
 		gg_put16(out, d16);
 		gg_put16(out + 2, m16);
 		qs_gguf_pack_k4_scales(sc, mn, out + 4);
+		return 0;
 	}
 	qs_gguf_pack_codes(type, c, out);
 	return 0;
