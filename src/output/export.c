@@ -156,6 +156,19 @@ static void notice(struct ctx *c, const char *tensor, const char *fmt, const cha
 	c->o->notice(tensor, msg, c->o->notice_user);
 }
 
+/* Quantizes t into type through the gguf scheme gguf:type=T (its payload
+ * is exactly the ggml blocks); -1 when this build has no such scheme. */
+static int set_scheme_target(struct out_tensor *t, const struct qs_ggml_type *type)
+{
+	char spec[64];
+	struct qs_diag ignore;
+	snprintf(spec, sizeof(spec), "gguf:type=%s", type->name);
+	if (qs_scheme_parse(spec, &t->target, &ignore) < 0)
+		return -1;
+	t->via_scheme = true;
+	return 0;
+}
+
 /* Chooses the output type and conversion of one tensor. */
 static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tensor *t)
 {
@@ -228,12 +241,18 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 			t->target = c->type_scheme;
 			notice(c, r->name, "requantized from %s to %s", r->scheme, c->type->name);
 		} else {
-			/* rows that are no whole number of blocks: what llama-quantize
-			 * falls back to for them */
-			t->g.type = qs_ggml_type_by_id(QS_GGML_F16);
+			/* rows that are no whole number of blocks: the type
+			 * llama-quantize falls back to for them */
+			const struct qs_ggml_type *fb = qs_ggml_fallback(c->type, t->cols);
+			if (!fb->from_f32 && set_scheme_target(t, fb) < 0)
+				fb = qs_ggml_type_by_id(QS_GGML_F16);
+			t->g.type = fb;
 			t->how = HOW_REQUANT;
-			notice(c, r->name, "dequantized from %s to f16 (rows are not whole %s blocks)",
-			       r->scheme, c->type->name);
+			char why[160];
+			snprintf(why, sizeof(why), "%s (rows of %llu are not whole %s blocks)",
+				 fb->name, (unsigned long long)t->cols, c->type->name);
+			notice(c, r->name, "requantized from %s to %s, llama-quantize's fallback",
+			       r->scheme, why);
 		}
 	}
 	t->row_bytes = qs_ggml_row_bytes(t->g.type, t->cols);

@@ -60,6 +60,10 @@ const struct qs_ggml_type *qs_ggml_type_by_id(uint32_t id);
 /* Bytes of one row of cols weights; 0 when cols is not a multiple of the
  * block or the size overflows. */
 uint64_t qs_ggml_row_bytes(const struct qs_ggml_type *t, uint64_t cols);
+/* The type llama-quantize writes a row of cols weights in when t's block
+ * does not divide it (t itself when it does): a 32-block type for the
+ * K types, else f16. */
+const struct qs_ggml_type *qs_ggml_fallback(const struct qs_ggml_type *t, uint64_t cols);
 /* The i-th known type (f32, f16, bf16, q8_0, then the other block types),
  * NULL past the last. */
 const struct qs_ggml_type *qs_ggml_type_at(size_t i);
