@@ -170,6 +170,8 @@ struct qs_gguf_arch {
 	uint32_t rope_orig_ctx;
 	float rope_low_freq, rope_high_freq;  /* llama3 */
 	bool tied;                 /* tie_word_embeddings */
+	/* mixture of experts (MixtralForCausalLM); 0: a dense MLP */
+	uint32_t n_expert, n_expert_used;
 };
 
 /* Parses config.json text into a (strings point into a static table or
@@ -183,6 +185,14 @@ int qs_gguf_arch_parse(const char *fname, const char *config_json, struct qs_ggu
  * q/k row permutation (0: none). */
 int qs_gguf_tensor_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
 			int *layer, uint32_t *perm_heads);
+/* The stacked GGUF tensor one expert's Hugging Face tensor belongs to:
+ * Mixtral's model.layers.N.block_sparse_moe.experts.E.w1/w2/w3.weight go
+ * to blk.N.ffn_gate_exps/ffn_down_exps/ffn_up_exps.weight (llama.cpp's
+ * LLM_TENSOR_FFN_*_EXPS, ne = {cols, rows, n_expert}: expert E's matrix
+ * is the E-th slice).  0 and *layer, *expert set when hf is one; -1
+ * otherwise. */
+int qs_gguf_expert_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
+			int *layer, uint32_t *expert);
 /* The architecture's metadata keys. */
 void qs_gguf_arch_kv(const struct qs_gguf_arch *a, uint32_t vocab_rows, struct qs_gguf_kv *kv);
 /* llama3 rope scaling: head_dim / 2 frequency factors (rope_freqs.weight). */
