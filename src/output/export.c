@@ -536,12 +536,19 @@ static int build_vocab(struct ctx *c, uint64_t vocab_rows, struct qs_gguf_kv *kv
 		return 0;
 	}
 	const struct qs_side_file *tj = qs_header_file(&c->qf->header, "tokenizer.json");
+	const struct qs_side_file *tm = qs_header_file(&c->qf->header, "tokenizer.model");
+	const struct qs_side_file *tc = qs_header_file(&c->qf->header, "tokenizer_config.json");
+	/* a SentencePiece model says exactly what its tokenizer.json (when
+	 * there is one) derives from it */
+	if (tm && (!tj || qs_gguf_tokenizer_json_is_spm((const char *)tj->data, tj->len)))
+		return qs_gguf_vocab_from_spm(c->fname, tm->data, tm->len,
+					      tc ? (const char *)tc->data : NULL, vocab_rows, kv,
+					      c->diag);
 	if (!tj)
 		return qs_diag_set(c->diag, -QS_EUSAGE,
-				   "'%s': holds no tokenizer.json (converted by an older qshard or "
-				   "from a folder without one); give --vocab-from FILE.gguf or "
-				   "--no-vocab", c->fname);
-	const struct qs_side_file *tc = qs_header_file(&c->qf->header, "tokenizer_config.json");
+				   "'%s': holds no tokenizer.json or tokenizer.model (converted by "
+				   "an older qshard or from a folder without one); give "
+				   "--vocab-from FILE.gguf or --no-vocab", c->fname);
 	return qs_gguf_vocab_from_hf(c->fname, (const char *)tj->data, tj->len,
 				     tc ? (const char *)tc->data : NULL, c->qf->header.config_json,
 				     o->pre, vocab_rows, kv, c->diag);

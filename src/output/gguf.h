@@ -103,6 +103,7 @@ void qs_gguf_kv_str_array(struct qs_gguf_kv *kv, const char *key, const char *co
 			  size_t n);
 void qs_gguf_kv_i32_array(struct qs_gguf_kv *kv, const char *key, const int32_t *v,
 			  size_t n);
+void qs_gguf_kv_f32_array(struct qs_gguf_kv *kv, const char *key, const float *v, size_t n);
 /* Appends an already encoded key/value pair (from another GGUF). */
 void qs_gguf_kv_raw(struct qs_gguf_kv *kv, const uint8_t *bytes, size_t len);
 
@@ -206,6 +207,27 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
 			  const char *tokenizer_config, const char *config_json,
 			  const char *pre, uint64_t n_rows, struct qs_gguf_kv *kv,
 			  struct qs_diag *diag);
+/* Tokenizer keys from a SentencePiece tokenizer.model (Llama 1/2, Mistral
+ * 7B v0.1): tokenizer.ggml.model "llama", tokens, scores, token_type from
+ * its pieces, the special ids from its trainer spec (tokenizer_config.json's
+ * bos/eos/unk/pad tokens win where named), add_space_prefix from its
+ * normalizer, add_bos/add_eos and the chat template from
+ * tokenizer_config.json.  The model is untrusted: a truncated or garbled
+ * protobuf is an error naming fname and tokenizer.model. */
+int qs_gguf_vocab_from_spm(const char *fname, const uint8_t *model, size_t len,
+			   const char *tokenizer_config, uint64_t n_rows, struct qs_gguf_kv *kv,
+			   struct qs_diag *diag);
+/* Whether tokenizer.json describes a SentencePiece-derived tokenizer
+ * (a Unigram model, or BPE with byte_fallback) that tokenizer.model
+ * describes exactly. */
+bool qs_gguf_tokenizer_json_is_spm(const char *tokenizer_json, size_t len);
+/* add_bos_token, add_eos_token and the chat template of
+ * tokenizer_config.json (NULL: none), as GGUF keys. */
+void qs_gguf_vocab_config_keys(const char *tokenizer_config, struct qs_gguf_kv *kv);
+/* tokenizer_config.json's "<kind>_token" ("bos": "<s>" or {"content":
+ * "<s>"}) into buf: 0, or -1 when not named (or longer than len - 1). */
+int qs_gguf_config_token(const char *tokenizer_config, const char *kind, char *buf,
+			 size_t len);
 /* "default, llama-bpe, ..." */
 void qs_gguf_pre_names(char *buf, size_t len);
 bool qs_gguf_pre_known(const char *name);
