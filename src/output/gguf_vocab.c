@@ -273,14 +273,16 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
 	if (!mtype || strcmp(mtype, "BPE") != 0) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': tokenizer.json model type '%s' is not supported (byte-level "
-				 "BPE only); use --vocab-from FILE.gguf or --no-vocab",
+				 "BPE, or SentencePiece from a tokenizer.model, which the file "
+				 "lacks); use --vocab-from FILE.gguf or --no-vocab",
 				 fname, mtype ? mtype : "(none)");
 		goto out;
 	}
 	if (json_is_true(json_object_get(model, "byte_fallback"))) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': tokenizer.json is a SentencePiece-style BPE (byte_fallback), "
-				 "not byte-level; use --vocab-from FILE.gguf or --no-vocab", fname);
+				 "not byte-level, and the file holds no tokenizer.model to read "
+				 "instead; use --vocab-from FILE.gguf or --no-vocab", fname);
 		goto out;
 	}
 	if (!pre) {

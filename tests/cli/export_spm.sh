@@ -55,6 +55,11 @@ printf '{"version": "1.0", "model": {"type": "Unigram", "unk_id": 0, "vocab": [[
 expect_exit 0 "$QSHARD" convert "$T/uni" -o "$T/uni.qshard"
 expect_exit 0 "$QSHARD" export "$T/uni.qshard" -o "$T/uni.gguf"
 [ "$($G kvfull "$T/uni.gguf" tokenizer.ggml.model)" = '"llama"' ] || fail "Unigram tokenizer.json did not defer to tokenizer.model"
+# without the tokenizer.model, that tokenizer.json is refused saying so
+rm "$T/uni/tokenizer.model"
+expect_exit 0 "$QSHARD" convert "$T/uni" -o "$T/uni2.qshard"
+expect_exit 3 "$QSHARD" export "$T/uni2.qshard" -o "$T/uni2.gguf"
+expect_err "tokenizer.json model type 'Unigram' is not supported (byte-level BPE, or SentencePiece from a tokenizer.model, which the file lacks)"
 # a byte-level BPE tokenizer.json next to a tokenizer.model stays gpt2
 mk bpe 1000
 expect_exit 0 "$QSHARD" convert "$T/bpe" -o "$T/bpe.qshard"
