@@ -542,6 +542,7 @@ static int build_vocab(struct ctx *c, uint64_t vocab_rows, struct qs_gguf_kv *kv
 	 * there is one) derives from it */
 	if (tm && (!tj || qs_gguf_tokenizer_json_is_spm((const char *)tj->data, tj->len)))
 		return qs_gguf_vocab_from_spm(c->fname, tm->data, tm->len,
+					      tj ? (const char *)tj->data : NULL, tj ? tj->len : 0,
 					      tc ? (const char *)tc->data : NULL, vocab_rows, kv,
 					      c->diag);
 	if (!tj)

@@ -212,11 +212,12 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
  * its pieces, the special ids from its trainer spec (tokenizer_config.json's
  * bos/eos/unk/pad tokens win where named), add_space_prefix from its
  * normalizer, add_bos/add_eos and the chat template from
- * tokenizer_config.json.  The model is untrusted: a truncated or garbled
+ * tokenizer_config.json; tokenizer.json (NULL: none) adds tokens past the
+ * pieces.  The model is untrusted: a truncated or garbled
  * protobuf is an error naming fname and tokenizer.model. */
 int qs_gguf_vocab_from_spm(const char *fname, const uint8_t *model, size_t len,
-			   const char *tokenizer_config, uint64_t n_rows, struct qs_gguf_kv *kv,
-			   struct qs_diag *diag);
+			   const char *tokenizer_json, size_t tj_len, const char *tokenizer_config,
+			   uint64_t n_rows, struct qs_gguf_kv *kv, struct qs_diag *diag);
 /* Whether tokenizer.json describes a SentencePiece-derived tokenizer
  * (a Unigram model, or BPE with byte_fallback) that tokenizer.model
  * describes exactly. */

@@ -24,8 +24,15 @@
  * proto and are refused).  The file is untrusted: every length is checked
  * against what is left, and a truncated or garbled model is an error
  * naming the file and the byte where it went wrong.
+ *
+ * A tokenizer.json next to it (a Hugging Face fast tokenizer derived from
+ * the model) may add tokens past the pieces, such as a <pad> at 32000:
+ * those become tokens of their own (control when special, else
+ * user-defined), as convert_hf_to_gguf.py takes added tokens; one that
+ * gives a piece's id another text is an error.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +41,7 @@
 #include "gguf.h"
 #include "util.h"
 
-enum { SPM_NORMAL = 1, SPM_BYTE = 6, TT_UNUSED = 5 };
+enum { SPM_NORMAL = 1, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5 };
 
 /* A view of the bytes left of one message. */
 struct pb {
@@ -214,9 +221,51 @@ static int64_t named(const struct spm *m, const char *tokenizer_config, const ch
 	return -1;
 }
 
+/* tokenizer.json's added_tokens past the pieces (see the top). */
+static int added_tokens(struct spm *m, const char *tokenizer_json, size_t len, uint64_t n_rows)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(tokenizer_json, len, 0, &jerr);
+	json_t *list = json_object_get(root, "added_tokens");
+	size_t i;
+	json_t *at;
+	int rc = 0;
+	json_array_foreach(list, i, at) {
+		json_t *idv = json_object_get(at, "id");
+		const char *content = json_string_value(json_object_get(at, "content"));
+		json_int_t id = json_is_integer(idv) ? json_integer_value(idv) : -1;
+		if (!content || id < 0 || (uint64_t)id >= n_rows) {
+			rc = qs_diag_set(m->diag, -QS_EFORMAT,
+					 "'%s': tokenizer.json: added token %zu has no content or an "
+					 "id outside the model's %llu embedding rows", m->fname, i,
+					 (unsigned long long)n_rows);
+			break;
+		}
+		if ((uint64_t)id < m->n) {
+			if (strcmp(m->tokens[id], content) != 0) {
+				rc = qs_diag_set(m->diag, -QS_EFORMAT,
+						 "'%s': tokenizer.json: added token '%.80s' has id %lld, "
+						 "which tokenizer.model's piece '%.80s' holds",
+						 m->fname, content, (long long)id, m->tokens[id]);
+				break;
+			}
+			continue;
+		}
+		free(m->tokens[id]);
+		if (!(m->tokens[id] = strdup(content))) {
+			rc = qs_diag_set(m->diag, -ENOMEM, "out of memory");
+			break;
+		}
+		m->scores[id] = 0;
+		m->types[id] = json_is_true(json_object_get(at, "special")) ? TT_CONTROL : TT_USER;
+	}
+	json_decref(root);
+	return rc;
+}
+
 int qs_gguf_vocab_from_spm(const char *fname, const uint8_t *model, size_t len,
-			   const char *tokenizer_config, uint64_t n_rows, struct qs_gguf_kv *kv,
-			   struct qs_diag *diag)
+			   const char *tokenizer_json, size_t tj_len, const char *tokenizer_config,
+			   uint64_t n_rows, struct qs_gguf_kv *kv, struct qs_diag *diag)
 {
 	struct spm m = {.fname = fname, .diag = diag, .cap = n_rows, .unk = 0, .bos = 1,
 			.eos = 2, .pad = -1, .add_prefix = true};
@@ -294,6 +343,8 @@ int qs_gguf_vocab_from_spm(const char *fname, const uint8_t *model, size_t len,
 		m.scores[k] = -1000.0f;
 		m.types[k] = TT_UNUSED;
 	}
+	if (tokenizer_json && (rc = added_tokens(&m, tokenizer_json, tj_len, n_rows)) < 0)
+		goto out;
 	qs_gguf_kv_str(kv, "tokenizer.ggml.model", "llama");
 	qs_gguf_kv_str(kv, "tokenizer.ggml.pre", "default");
 	qs_gguf_kv_str_array(kv, "tokenizer.ggml.tokens", (const char *const *)m.tokens, n_rows);

@@ -65,9 +65,10 @@ mk bpe 1000
 expect_exit 0 "$QSHARD" convert "$T/bpe" -o "$T/bpe.qshard"
 expect_exit 0 "$QSHARD" export "$T/bpe.qshard" -o "$T/bpe.gguf"
 [ "$($G kvfull "$T/bpe.gguf" tokenizer.ggml.model)" = '"gpt2"' ] || fail "byte-level BPE tokenizer.json lost to tokenizer.model"
-# embedding rows beyond the pieces: [PADn] placeholders of type unused
+# embedding rows beyond the pieces: [PADn] placeholders of type unused,
+# except the tokens a SentencePiece-derived tokenizer.json adds there
 mk pad 1024
-rm "$T/pad/tokenizer.json"
+printf '{"version": "1.0", "added_tokens": [{"id": 1, "content": "<s>", "special": true}, {"id": 1000, "content": "<pad>", "special": true}], "model": {"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}}' >"$T/pad/tokenizer.json"
 expect_exit 0 "$QSHARD" convert "$T/pad" -o "$T/pad.qshard" --scheme rtn:bits=4,group=32
 expect_exit 0 "$QSHARD" export "$T/pad.qshard" -o "$T/pad.gguf"
 "$PY" - "$top_srcdir/tests/cli" "$T/pad.gguf" <<'PYEOF' || fail "padding"
@@ -76,7 +77,8 @@ sys.path.insert(0, sys.argv[1])
 import gguf_read as g
 _, _, kv, _, _ = g.parse(sys.argv[2])
 t, ty = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
-assert len(t) == 1024 and t[1000] == "[PAD1000]" and ty[1023] == 5, (len(t), t[1000], ty[1023])
+assert len(t) == 1024 and t[1001] == "[PAD1001]" and ty[1023] == 5, (len(t), t[1001], ty[1023])
+assert t[1000] == "<pad>" and ty[1000] == 3, (t[1000], ty[1000])
 PYEOF
 
 # hostile: more pieces than embedding rows; truncated; garbled

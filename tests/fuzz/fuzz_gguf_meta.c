@@ -33,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct qs_gguf_kv kv = {0};
 	if (data[0] == 2) {
 		/* model, tokens, scores, token_type, add_space_prefix at least */
-		if (qs_gguf_vocab_from_spm("fuzz.qshard", data + 1, size - 1, NULL, 512, &kv, &d) == 0)
+		if (qs_gguf_vocab_from_spm("fuzz.qshard", data + 1, size - 1, NULL, 0, NULL, 512, &kv,
+					   &d) == 0)
 			CHECK(kv.count >= 5 || kv.oom);
 	} else if (data[0] % 2 == 0) {
 		static const char *const pre[] = {"tokenizer.", NULL};

@@ -408,7 +408,7 @@ static void test_spm(void **state)
 
 	struct qs_gguf_kv kv = {0};
 	struct qs_diag d;
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 6, &kv, &d), 0);
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, NULL, 6, &kv, &d), 0);
 	const uint8_t *v = kv_find(&kv, "tokenizer.ggml.model");
 	assert_non_null(v);
 	assert_int_equal(qs_get_le32(v), QS_GGUF_STRING);
@@ -432,21 +432,39 @@ static void test_spm(void **state)
 
 	/* tokenizer_config.json names the special tokens by text */
 	memset(&kv, 0, sizeof(kv));
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n,
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0,
 						"{\"eos_token\": {\"content\": \"<s>\"}}", 6, &kv, &d), 0);
 	assert_int_equal(qs_get_le32(kv_find(&kv, "tokenizer.ggml.eos_token_id") + 4), 1);
 	qs_gguf_kv_release(&kv);
 	memset(&kv, 0, sizeof(kv));
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, "{\"bos_token\": \"<B>\"}",
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, "{\"bos_token\": \"<B>\"}",
 						6, &kv, &d), -QS_EFORMAT);
 	assert_non_null(strstr(d.msg, "bos_token is not a piece of tokenizer.model"));
+	qs_gguf_kv_release(&kv);
+
+	/* tokenizer.json's added tokens past the pieces; one that renames a
+	 * piece is an error */
+	static const char added[] = "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\"},"
+				    "{\"id\": 5, \"content\": \"<pad>\", \"special\": true}]}";
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, added, strlen(added), NULL, 6,
+						&kv, &d), 0);
+	v = kv_find(&kv, "tokenizer.ggml.token_type");
+	assert_int_equal((int32_t)qs_get_le32(v + 16 + 4 * 5), 3);  /* control, not [PAD5] */
+	assert_null(kv_find(&kv, "[PAD5]"));
+	qs_gguf_kv_release(&kv);
+	static const char renames[] = "{\"added_tokens\": [{\"id\": 1, \"content\": \"<bos>\"}]}";
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, renames, strlen(renames), NULL,
+						6, &kv, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "which tokenizer.model's piece '<s>' holds"));
 	qs_gguf_kv_release(&kv);
 
 	/* every truncation: a clean error naming the file, never a crash; a
 	 * cut between top-level fields is still a (shorter) model */
 	for (size_t n = 0; n < m.n; n++) {
 		memset(&kv, 0, sizeof(kv));
-		int rc = qs_gguf_vocab_from_spm("m.qshard", m.b, n, NULL, 6, &kv, &d);
+		int rc = qs_gguf_vocab_from_spm("m.qshard", m.b, n, NULL, 0, NULL, 6, &kv, &d);
 		if (rc < 0) {
 			assert_int_equal(rc, -QS_EFORMAT);
 			assert_non_null(strstr(d.msg, "'m.qshard': tokenizer.model"));
@@ -456,26 +474,26 @@ static void test_spm(void **state)
 	/* fewer rows than pieces; a group wire type; an eleven-byte varint;
 	 * a NUL in a piece; a type outside 1..6 */
 	memset(&kv, 0, sizeof(kv));
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 4, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, NULL, 4, &kv, &d),
 			 -QS_EFORMAT);
 	assert_non_null(strstr(d.msg, "more pieces than the model's 4 embedding rows"));
 	static const uint8_t group[] = {0x0b, 0x0c}, longv[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
 								0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", group, sizeof(group), NULL, 6, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", group, sizeof(group), NULL, 0, NULL, 6, &kv, &d),
 			 -QS_EFORMAT);
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", longv, sizeof(longv), NULL, 6, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", longv, sizeof(longv), NULL, 0, NULL, 6, &kv, &d),
 			 -QS_EFORMAT);
 	struct enc nul = {.n = 0}, pp = {.n = 0};
 	e_bytes(&pp, 1, "a\0b", 3);
 	e_bytes(&nul, 1, pp.b, pp.n);
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", nul.b, nul.n, NULL, 6, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", nul.b, nul.n, NULL, 0, NULL, 6, &kv, &d),
 			 -QS_EFORMAT);
 	assert_non_null(strstr(d.msg, "holds a NUL"));
 	struct enc ty = {.n = 0};
 	e_piece(&ty, "x", 0, 7);
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", ty.b, ty.n, NULL, 6, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", ty.b, ty.n, NULL, 0, NULL, 6, &kv, &d),
 			 -QS_EFORMAT);
-	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", (const uint8_t *)"", 0, NULL, 6, &kv, &d),
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", (const uint8_t *)"", 0, NULL, 0, NULL, 6, &kv, &d),
 			 -QS_EFORMAT);
 	assert_non_null(strstr(d.msg, "holds no pieces"));
 	qs_gguf_kv_release(&kv);
