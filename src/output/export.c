@@ -329,9 +329,9 @@ static int plan_raw_requant(struct ctx *c, struct out_tensor *t)
 	return 0;
 }
 
-/* Plans each expert of a stack; experts that would be written in
- * different types are all requantized to --type (a GGUF tensor has one
- * type), raw ones of different dtypes are refused. */
+/* Plans each expert of a stack; when they would be written in different
+ * types (a GGUF tensor has one), a second pass quantizes every one of them,
+ * raw ones included, to --type (or its fallback for the row). */
 static int plan_stack(struct ctx *c, struct out_tensor *t)
 {
 	t->experts = calloc(t->nexperts, sizeof(*t->experts));
