@@ -304,7 +304,7 @@ static void test_plan_memory_is_the_windows_placement(void **state)
 	for (size_t i = 0; i < NT; i++)
 		for (uint32_t c = 0; c < plan.tensors[i].nchunks; c++) {
 			struct qs_chunk_footprint fp;
-			qs_plan_footprint(&plan.tensors[i], qs_plan_chunk_rows(&plan.tensors[i], c),
+			qs_plan_chunk_buffers(&plan.tensors[i], qs_plan_chunk_rows(&plan.tensors[i], c),
 					  &fp);
 			/* free the oldest until it fits, never the last one left */
 			while (qs_window_alloc(&w, fp.total, false, &live[head % 4096]) == -EAGAIN) {
