@@ -7,6 +7,12 @@
  * its source bytes to the tensor's checksum and frees its memory.  Since
  * memory is taken and returned in the same order, the window is a FIFO ring
  * and the output bytes depend on nothing but the plan.
+ *
+ * A calibration-aware tensor's scheme state (tensor_prep.h) lives in the
+ * window's state area: the reader takes it before the tensor's first read
+ * and queues a preparation job ahead of the chunks; a worker computes it
+ * and the worker that quantizes the last chunk releases it, so neither the
+ * reader nor the next tensor waits for the writer.
  */
 #include "pipeline.h"
 
@@ -18,11 +24,13 @@
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx, ZSTD_estimateCCtxSize_usingCParams */
 #include <zstd.h>
 
 #include "kernels.h"
 #include "reader.h"
 #include "scaled_source.h"
+#include "tensor_prep.h"
 #include "util.h"
 #include "window.h"
 
@@ -46,6 +54,9 @@ struct job {
 	/* a chunk before a part's piece of a split tensor: read only so the
 	 * tensor's source checksum covers every row (parts.h) */
 	bool hash_only;
+	/* the tensor's preparation (tensor_prep.h): on the workers' queue
+	 * only, never the writer's */
+	bool prepare;
 	enum job_state state;
 	int rc;
 	struct qs_diag diag;
@@ -63,11 +74,11 @@ struct pipeline {
 	struct job *work_head, *work_tail;
 	bool reader_done;
 	bool stopping;             /* error or shutdown: everybody leaves */
-	/* Per-tensor scheme state (plan.h): one buffer of plan->max_prep
-	 * bytes, owned by one tensor at a time, from the reader's prepare
-	 * until the writer has written the tensor's last chunk. */
-	uint8_t *prep;
-	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
+	/* Per-tensor scheme state (plan.h's prep_total bytes of the window's
+	 * state area), and each tensor's preparation job, by tensor index */
+	struct qs_tensor_prep *preps;
+	struct job *prep_jobs;
+	struct qs_prep_sync sync;
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
 	 * share for them holds fewer; a worker borrows one per frame. */
@@ -250,36 +261,21 @@ static void notice(struct pipeline *p, const char *text)
 	pthread_mutex_unlock(&p->notice_lock);
 }
 
-/* Loads the tensor's statistics and runs its scheme's prepare into the
- * prep buffer, once the previous owner's chunks are all written. */
-static int prepare_tensor(struct pipeline *p, size_t ti)
+/* What a preparation computes: the tensor's statistics and its scheme's
+ * prepare, into the state memory buf (qs_prep_fn). */
+struct prep_arg {
+	struct pipeline *p;
+	size_t tensor;
+};
+
+static int prepare_state(void *arg, uint8_t *buf, struct qs_diag *d)
 {
-	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
+	struct pipeline *p = ((struct prep_arg *)arg)->p;
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[((struct prep_arg *)arg)->tensor];
 	const char *file = p->a->ckpt->shards[t->src->shard].name;
-	struct qs_diag *d = &p->reader_diag;
-	/* the previous owner's reads must reach the workers before waiting
-	 * for them to be written: only this thread reaps */
-	while (qs_reader_inflight(p->reader) > 0) {
-		int r = reap_one(p, true);
-		if (r < 0)
-			return r;
-	}
-	pthread_mutex_lock(&p->lock);
-	while (p->prep_owner != SIZE_MAX && !p->stopping)
-		pthread_cond_wait(&p->changed, &p->lock);
-	bool stopping = p->stopping;
-	pthread_mutex_unlock(&p->lock);
-	if (stopping)
-		return -ECANCELED;
-	if (!p->prep) {
-		p->prep = malloc(p->a->plan->max_prep);
-		if (!p->prep)
-			return qs_diag_set(d, -ENOMEM, "cannot allocate %llu MiB of scheme state",
-					   (unsigned long long)(p->a->plan->max_prep >> 20));
-	}
 	struct qs_tensor_stats st = {.name = t->src->name, .cols = t->cols};
-	float *imp = (float *)(p->prep + t->prep_state);
-	float *hes = (float *)(p->prep + t->prep_state + t->prep_importance);
+	float *imp = (float *)(buf + t->prep_state);
+	float *hes = (float *)(buf + t->prep_state + t->prep_importance);
 	char text[1024];
 	int rc;
 	if (t->prep_importance) {
@@ -308,15 +304,40 @@ static int prepare_tensor(struct pipeline *p, size_t ti)
 		st.hessian = rc ? hes : NULL;
 		st.hessian_diag_only = diag_only;
 	}
-	rc = t->scheme.ops->prepare(&t->scheme, &st, p->prep, d);
-	if (rc < 0) {
-		if (!d->msg[0])
-			qs_diag_set(d, rc, "'%s': tensor '%s': %s: preparation failed", file,
-				    t->src->name, t->scheme.text);
-		return rc;
+	rc = t->scheme.ops->prepare(&t->scheme, &st, buf, d);
+	if (rc < 0 && !d->msg[0])
+		qs_diag_set(d, rc, "'%s': tensor '%s': %s: preparation failed", file,
+			    t->src->name, t->scheme.text);
+	return rc;
+}
+
+/* Takes tensor ti's state memory (waiting, as for chunk memory, only when
+ * no read is in flight) and queues its preparation for the workers. */
+static int start_prepare(struct pipeline *p, size_t ti, uint32_t nchunks)
+{
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
+	int rc;
+	for (;;) {
+		bool idle = qs_reader_inflight(p->reader) == 0;
+		rc = qs_tensor_prep_start(&p->preps[ti], &p->sync, t->prep_total, nchunks, idle);
+		if (rc != -EAGAIN)
+			break;
+		rc = reap_one(p, true);
+		if (rc < 0)
+			return rc;
 	}
+	if (rc < 0)
+		return rc;
+	struct job *j = &p->prep_jobs[ti];
+	j->tensor = ti;
+	j->prepare = true;
 	pthread_mutex_lock(&p->lock);
-	p->prep_owner = ti;
+	if (p->work_tail)
+		p->work_tail->next_work = j;
+	else
+		p->work_head = j;
+	p->work_tail = j;
+	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -331,7 +352,7 @@ static void *reader_main(void *arg)
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
 		if (t->prep_total && cend > cbegin) {
-			rc = prepare_tensor(p, ti);
+			rc = start_prepare(p, ti, cend - cbegin);
 			if (rc < 0)
 				break;
 		}
@@ -471,6 +492,48 @@ static void return_cctx(struct pipeline *p, ZSTD_CCtx *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Quantizes the chunk's weights w into its payload: 0, a scheme's
+ * negative code, or 1 when the tensor's preparation failed (j->rc and
+ * j->diag set). */
+static int quantize_chunk(struct pipeline *p, struct job *j, const struct qs_plan_tensor *t,
+			  const float *w)
+{
+	if (!t->prep_total)
+		return t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
+					       j->scratch);
+	struct prep_arg arg = {p, j->tensor};
+	const uint8_t *state = NULL;
+	int rc = qs_tensor_prep_get(&p->preps[j->tensor], &p->sync, prepare_state, &arg, &state,
+				    &j->diag);
+	if (rc < 0) {
+		j->rc = rc;
+		rc = 1;
+	} else {
+		rc = t->scheme.ops->quantize_prep(&t->scheme, state, w, j->rows, t->cols,
+						  j->payload, j->scratch);
+	}
+	return rc;
+}
+
+/* A chunk of a calibration-aware tensor is past quantizing (done or
+ * failed): the last one gives the tensor's state back to the window. */
+static void chunk_quantized(struct pipeline *p, const struct job *j)
+{
+	if (p->a->plan->tensors[j->tensor].prep_total && !j->hash_only)
+		qs_tensor_prep_chunk_done(&p->preps[j->tensor], &p->sync);
+}
+
+/* Runs a tensor's preparation job: computes the state unless a chunk's
+ * worker already has; its failure reaches the writer through the chunks. */
+static void run_prepare(struct pipeline *p, struct job *j)
+{
+	struct prep_arg arg = {p, j->tensor};
+	const uint8_t *state;
+	struct qs_diag ignore;
+	(void)qs_tensor_prep_get(&p->preps[j->tensor], &p->sync, prepare_state, &arg, &state,
+				 &ignore);
+}
+
 static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *st)
 {
 	double t0 = thread_cpu_seconds(), t1;
@@ -499,15 +562,15 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 					    "%llu-%llu (add --allow-nonfinite --resume to quantize it anyway)",
 					    fname, t->src->name, bad, (unsigned long long)r0,
 					    (unsigned long long)(r0 + j->rows - 1));
+			chunk_quantized(p, j);
 			return;
 		}
 		if (bad)
 			sanitize(w, n);
-		int rc = t->prep_total
-				 ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w, j->rows,
-								t->cols, j->payload, j->scratch)
-				 : t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols,
-							   j->payload, j->scratch);
+		int rc = quantize_chunk(p, j, t, w);
+		chunk_quantized(p, j);
+		if (rc == 1)
+			return;  /* the preparation failed: j->rc and j->diag say why */
 		if (rc < 0) {
 			j->rc = qs_diag_set(&j->diag, rc,
 					    "'%s': tensor '%s': %s: values out of the range the "
@@ -558,6 +621,10 @@ static void *worker_main(void *arg)
 			p->work_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
+		if (j->prepare) {
+			run_prepare(p, j);
+			continue;  /* not the writer's: nothing to mark done */
+		}
 		process(p, j, &mine);
 
 		pthread_mutex_lock(&p->lock);
@@ -707,14 +774,6 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			if (rc < 0)
 				goto out;
 		}
-		if (t->prep_total && cend > cbegin) {
-			/* every chunk of the tensor is written: the next
-			 * calibration-aware tensor may prepare */
-			pthread_mutex_lock(&p->lock);
-			p->prep_owner = SIZE_MAX;
-			pthread_cond_broadcast(&p->changed);
-			pthread_mutex_unlock(&p->lock);
-		}
 		const struct qs_st_tensor *s = t->src;
 		struct qs_record rec = {0};
 		rec.name = s->name;
@@ -766,6 +825,48 @@ static void free_jobs(struct pipeline *p)
 	p->order_head = p->order_tail = NULL;
 }
 
+/* ZSTD_compress2 picks its parameters from the level and each frame's size,
+ * from one row of zstd's table per size tier (up to 16 KiB, 128 KiB,
+ * 256 KiB, beyond) and then shrinks the window and tables to the size.
+ * Within a tier a larger frame never needs less, so the largest need at
+ * each tier's top (capped at the largest frame) bounds every frame's; a
+ * static context of this size never runs out (zstd would fail the frame
+ * with "Allocation error" rather than grow). */
+uint64_t qs_pipeline_cctx_bytes(int level, uint64_t max_payload)
+{
+	static const uint64_t tier_tops[] = {16u << 10, 128u << 10, 256u << 10, UINT64_MAX};
+	uint64_t top = max_payload ? max_payload : 1, need = 0;
+	for (size_t i = 0; i < sizeof(tier_tops) / sizeof(tier_tops[0]); i++) {
+		uint64_t src = tier_tops[i] < top ? tier_tops[i] : top;
+		size_t n = ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(level, src, 0));
+		if (n > need)
+			need = n;
+	}
+	return need;
+}
+
+uint64_t qs_pipeline_cctx_stride(int level, uint64_t max_payload)
+{
+	uint64_t a = QS_WINDOW_STATE_ALIGN;
+	return (qs_pipeline_cctx_bytes(level, max_payload) + a - 1) / a * a;
+}
+
+/* Carves the compression contexts from the window's fixed area. */
+static int make_contexts(struct pipeline *p, unsigned n, uint64_t bytes)
+{
+	for (; p->ncctx_free < n; p->ncctx_free++) {
+		void *ws = qs_window_carve(&p->window, bytes, QS_WINDOW_STATE_ALIGN);
+		ZSTD_CCtx *c = ws ? ZSTD_initStaticCCtx(ws, (size_t)bytes) : NULL;
+		if (!c)
+			return -ENOMEM;
+		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, p->a->level);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+		p->cctx_free[p->ncctx_free] = c;
+	}
+	return 0;
+}
+
 int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *stats,
 		    struct qs_diag *diag)
 {
@@ -774,10 +875,19 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	p.a = a;
 	p.k = qs_kernels_get();
 	memset(stats, 0, sizeof(*stats));
-	int rc = qs_window_init(&p.window, a->window_bytes);
+	unsigned nworkers = a->threads ? a->threads : 1;
+	unsigned ncctx = a->contexts && a->contexts < nworkers ? a->contexts : nworkers;
+	/* one mapping for the chunks, the largest tensor state and the
+	 * contexts: --memory's shares of them (plan.h) */
+	uint64_t cctx_stride = qs_pipeline_cctx_stride(a->level, a->plan->max_payload);
+	uint64_t state_bytes = a->plan->max_prep;
+	int rc = qs_window_init(&p.window, a->window_bytes, state_bytes, ncctx * cctx_stride);
 	if (rc < 0)
 		return qs_diag_set(diag, rc, "cannot map a memory window of %llu MiB: %s",
-				   (unsigned long long)(a->window_bytes >> 20), strerror(-rc));
+				   (unsigned long long)(qs_window_mapping_size(
+								a->window_bytes, state_bytes,
+								ncctx * cctx_stride) >> 20),
+				   strerror(-rc));
 	char io_notice[256];
 	rc = qs_reader_open(a->ckpt, a->opts->io, 8, &p.reader,
 			    &stats->io_used, io_notice, sizeof(io_notice), diag);
@@ -795,28 +905,26 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	pthread_cond_init(&p.changed, NULL);
 	pthread_mutex_init(&p.notice_lock, NULL);
 	pthread_cond_init(&p.cctx_returned, NULL);
-	p.prep_owner = SIZE_MAX;
+	p.sync = (struct qs_prep_sync){.lock = &p.lock, .changed = &p.changed,
+				       .window = &p.window};
 
-	unsigned nworkers = a->threads ? a->threads : 1;
-	unsigned ncctx = a->contexts && a->contexts < nworkers ? a->contexts : nworkers;
 	pthread_t reader, *workers = calloc(nworkers, sizeof(*workers));
 	unsigned started = 0;
 	bool reader_started = false;
 	p.cctx_free = calloc(ncctx, sizeof(*p.cctx_free));
-	if (!workers || !p.cctx_free) {
+	if (state_bytes) {
+		p.preps = calloc(a->plan->ntensors, sizeof(*p.preps));
+		p.prep_jobs = calloc(a->plan->ntensors, sizeof(*p.prep_jobs));
+	}
+	if (!workers || !p.cctx_free || (state_bytes && (!p.preps || !p.prep_jobs))) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
-		ZSTD_CCtx *c = ZSTD_createCCtx();
-		if (!c) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, a->level);
-		ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
-		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
-		p.cctx_free[p.ncctx_free] = c;
+	rc = make_contexts(&p, ncctx, cctx_stride);
+	if (rc < 0) {
+		qs_diag_set(diag, rc, "cannot set up %u zstd contexts of %llu KiB at --level %d",
+			    ncctx, (unsigned long long)(cctx_stride >> 10), a->level);
+		goto out;
 	}
 	if (pthread_create(&reader, NULL, reader_main, &p) != 0) {
 		rc = qs_diag_set(diag, -EAGAIN, "cannot start the reader thread");
@@ -838,9 +946,7 @@ out:
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
 	free(workers);
-	/* every worker has returned its context */
-	for (unsigned i = 0; i < p.ncctx_free; i++)
-		ZSTD_freeCCtx(p.cctx_free[i]);
+	/* the contexts live in the window: nothing to free but the list */
 	free(p.cctx_free);
 	stats->bytes_read = p.bytes_read;
 	stats->stages = p.stages;
@@ -848,7 +954,8 @@ out:
 	free_jobs(&p);
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
-	free(p.prep);
+	free(p.preps);
+	free(p.prep_jobs);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
 	pthread_cond_destroy(&p.cctx_returned);
