@@ -181,6 +181,16 @@ static uint8_t *aligned_data(struct qs_read_req *q, enum qs_dtype dt)
 	return q->data;
 }
 
+/* Appends j to the workers' FIFO.  Caller holds the lock. */
+static void queue_work(struct pipeline *p, struct job *j)
+{
+	if (p->work_tail)
+		p->work_tail->next_work = j;
+	else
+		p->work_head = j;
+	p->work_tail = j;
+}
+
 /* Hands a job to the workers once all its reads are done. */
 static void read_done(struct pipeline *p, struct qs_read_req *q)
 {
@@ -218,11 +228,7 @@ static void read_done(struct pipeline *p, struct qs_read_req *q)
 		j->state = JOB_DONE;
 	} else {
 		j->state = JOB_QUEUED;
-		if (p->work_tail)
-			p->work_tail->next_work = j;
-		else
-			p->work_head = j;
-		p->work_tail = j;
+		queue_work(p, j);
 	}
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
@@ -332,11 +338,7 @@ static int start_prepare(struct pipeline *p, size_t ti, uint32_t nchunks)
 	j->tensor = ti;
 	j->prepare = true;
 	pthread_mutex_lock(&p->lock);
-	if (p->work_tail)
-		p->work_tail->next_work = j;
-	else
-		p->work_head = j;
-	p->work_tail = j;
+	queue_work(p, j);
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
 	return 0;

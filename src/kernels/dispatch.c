@@ -14,13 +14,6 @@
 
 #include "kernels.h"
 
-#if defined(QS_HAVE_AVX2)
-extern const struct qs_kernels qs_kernels_avx2;
-#endif
-#if defined(QS_HAVE_NEON)
-extern const struct qs_kernels qs_kernels_neon;
-#endif
-
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 

@@ -377,15 +377,6 @@ static void test_pack_consecutive(void **state)
 
 /* ------------------------------------------------------------ dispatch */
 
-/* The tables the build holds, whether or not this CPU can run them (a
- * table is data: checking it runs none of its kernels). */
-#if defined(QS_HAVE_AVX2)
-extern const struct qs_kernels qs_kernels_avx2;
-#endif
-#if defined(QS_HAVE_NEON)
-extern const struct qs_kernels qs_kernels_neon;
-#endif
-
 static void check_complete(const char *what, const struct qs_kernels *k)
 {
 	const size_t nw = sizeof(*k) / sizeof(void *);
