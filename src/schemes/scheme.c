@@ -19,6 +19,7 @@
 	X(gptq)       \
 	X(athena)     \
 	X(gguf)       \
+	X(rtn_sym)    \
 	/* a new scheme: one line above this one */
 
 #define QS_SCHEME_DECLARE(name) extern const struct qs_scheme_ops qs_scheme_##name;
