@@ -114,28 +114,46 @@ static int quantize_group(const float *w, size_t n, unsigned bits, uint16_t *sca
 	return 0;
 }
 
-static int rtn_sym_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
-			    uint64_t cols, uint8_t *out, void *scratch)
+/* A chunk's sizes and its row of codes (scratch), once check_chunk passed. */
+struct chunk {
+	size_t c, g, ng;
+	unsigned bits;
+	uint8_t *codes;
+};
+
+static int open_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols, void *scratch,
+		      struct chunk *ch)
 {
 	int rc = check_chunk(s, rows, cols);
 	if (rc)
 		return rc;
-	const struct qs_kernels *k = qs_kernels_get();
-	const size_t c = (size_t)cols, g = P(s)->group, ng = (size_t)groups(s, cols);
-	const unsigned bits = P(s)->bits;
 	struct qs_wksp ws;
 	qs_wksp_init(&ws, scratch);
-	uint8_t *codes = qs_wksp_take(&ws, c, 1);
+	*ch = (struct chunk){.c = (size_t)cols, .g = P(s)->group, .ng = (size_t)groups(s, cols),
+			     .bits = P(s)->bits, .codes = qs_wksp_take(&ws, cols, 1)};
+	return 0;
+}
+
+static int rtn_sym_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
+			    uint64_t cols, uint8_t *out, void *scratch)
+{
+	struct chunk ch;
+	int rc = open_chunk(s, rows, cols, scratch, &ch);
+	if (rc)
+		return rc;
+	const struct qs_kernels *k = qs_kernels_get();
 	for (size_t r = 0; r < rows; r++) {
-		for (size_t j = 0; j < ng; j++) {
+		for (size_t j = 0; j < ch.ng; j++) {
 			uint16_t h;
-			size_t n = c - j * g < g ? c - j * g : g;
-			rc = quantize_group(w + r * c + j * g, n, bits, &h, codes + j * g);
+			size_t n = ch.c - j * ch.g < ch.g ? ch.c - j * ch.g : ch.g;
+			rc = quantize_group(w + r * ch.c + j * ch.g, n, ch.bits, &h,
+					    ch.codes + j * ch.g);
 			if (rc)
 				return rc;
-			qs_put_le16(out + 2 * (r * ng + j), h);
+			qs_put_le16(out + 2 * (r * ch.ng + j), h);
 		}
-		k->pack_bits(codes, c, bits, out + 2 * (size_t)rows * ng, (uint64_t)r * c * bits);
+		k->pack_bits(ch.codes, ch.c, ch.bits, out + 2 * (size_t)rows * ch.ng,
+			     (uint64_t)r * ch.c * ch.bits);
 	}
 	return 0;
 }
@@ -143,21 +161,18 @@ static int rtn_sym_quantize(const struct qs_scheme *s, const float *w, uint64_t 
 static int rtn_sym_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
 			      uint64_t cols, float *out, void *scratch)
 {
-	int rc = check_chunk(s, rows, cols);
+	struct chunk ch;
+	int rc = open_chunk(s, rows, cols, scratch, &ch);
 	if (rc)
 		return rc;
 	const struct qs_kernels *k = qs_kernels_get();
-	const size_t c = (size_t)cols, g = P(s)->group, ng = (size_t)groups(s, cols);
-	const unsigned bits = P(s)->bits;
-	const int zero = 1 << (bits - 1);
-	struct qs_wksp ws;
-	qs_wksp_init(&ws, scratch);
-	uint8_t *codes = qs_wksp_take(&ws, c, 1);
+	const int zero = 1 << (ch.bits - 1);
 	for (size_t r = 0; r < rows; r++) {
-		k->unpack_bits(in + 2 * (size_t)rows * ng, (uint64_t)r * c * bits, c, bits, codes);
-		for (size_t i = 0; i < c; i++) {
-			float sc = qs_f16_to_f32(qs_get_le16(in + 2 * (r * ng + i / g)));
-			out[r * c + i] = (float)((int)codes[i] - zero) * sc;
+		k->unpack_bits(in + 2 * (size_t)rows * ch.ng, (uint64_t)r * ch.c * ch.bits, ch.c,
+			       ch.bits, ch.codes);
+		for (size_t i = 0; i < ch.c; i++) {
+			float sc = qs_f16_to_f32(qs_get_le16(in + 2 * (r * ch.ng + i / ch.g)));
+			out[r * ch.c + i] = (float)((int)ch.codes[i] - zero) * sc;
 		}
 	}
 	return 0;
