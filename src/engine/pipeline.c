@@ -57,9 +57,21 @@ struct job {
 	/* the tensor's preparation (tensor_prep.h): on the workers' queue
 	 * only, never the writer's */
 	bool prepare;
+	struct prep_slot *slot;  /* the tensor's (expert's) state, or NULL */
 	enum job_state state;
 	int rc;
 	struct qs_diag diag;
+};
+
+/* One preparation: a tensor's state (with per_expert, one expert's), the
+ * job that computes it and what it computes (prepare_state). */
+struct prep_slot {
+	struct qs_tensor_prep tp;
+	struct job job;
+	struct pipeline *p;
+	size_t tensor;
+	uint64_t expert;          /* UINT64_MAX unless per_expert */
+	struct prep_slot *next;   /* every slot of the run, freed at its end */
 };
 
 struct pipeline {
@@ -76,8 +88,7 @@ struct pipeline {
 	bool stopping;             /* error or shutdown: everybody leaves */
 	/* Per-tensor scheme state (plan.h's prep_total bytes of the window's
 	 * state area), and each tensor's preparation job, by tensor index */
-	struct qs_tensor_prep *preps;
-	struct job *prep_jobs;
+	struct prep_slot *slots;
 	struct qs_prep_sync sync;
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
@@ -269,15 +280,12 @@ static void notice(struct pipeline *p, const char *text)
 
 /* What a preparation computes: the tensor's statistics and its scheme's
  * prepare, into the state memory buf (qs_prep_fn). */
-struct prep_arg {
-	struct pipeline *p;
-	size_t tensor;
-};
-
 static int prepare_state(void *arg, uint8_t *buf, struct qs_diag *d)
 {
-	struct pipeline *p = ((struct prep_arg *)arg)->p;
-	const struct qs_plan_tensor *t = &p->a->plan->tensors[((struct prep_arg *)arg)->tensor];
+	struct prep_slot *slot = arg;
+	struct pipeline *p = slot->p;
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[slot->tensor];
+	uint64_t expert = slot->expert;
 	const char *file = p->a->ckpt->shards[t->src->shard].name;
 	struct qs_tensor_stats st = {.name = t->src->name, .cols = t->cols};
 	float *imp = (float *)(buf + t->prep_state);
@@ -298,10 +306,21 @@ static int prepare_state(void *arg, uint8_t *buf, struct qs_diag *d)
 	}
 	if (t->prep_hessian) {
 		bool diag_only = false;
-		rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
+		if (t->per_expert)
+			rc = qs_hessian_get_expert(p->a->hessian, t->src->name, expert,
+						   t->rows / t->matrix_rows, t->cols, hes, &diag_only,
+						   d);
+		else
+			rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
 		if (rc < 0)
 			return rc;
-		if (rc == 0) {
+		if (rc == 0 && t->per_expert) {
+			snprintf(text, sizeof(text),
+				 "'%s': tensor '%s': no Hessian entry for expert %llu, quantizing "
+				 "it as with H = I",
+				 file, t->src->name, (unsigned long long)expert);
+			notice(p, text);
+		} else if (rc == 0) {
 			snprintf(text, sizeof(text),
 				 "'%s': tensor '%s': no Hessian entry, quantizing as with H = I",
 				 file, t->src->name);
@@ -317,15 +336,41 @@ static int prepare_state(void *arg, uint8_t *buf, struct qs_diag *d)
 	return rc;
 }
 
-/* Takes tensor ti's state memory (waiting, as for chunk memory, only when
- * no read is in flight) and queues its preparation for the workers. */
-static int start_prepare(struct pipeline *p, size_t ti, uint32_t nchunks)
+/* Takes the state memory of tensor ti (with per_expert, of matrix
+ * `expert`; its nchunks converted chunks) and queues its preparation for
+ * the workers; *out is the slot its chunk jobs point at. */
+static int start_prepare(struct pipeline *p, size_t ti, uint64_t expert, uint32_t nchunks,
+			 struct prep_slot **out)
 {
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
 	int rc;
+	/* Every chunk read so far is written before the tensor's chunks are
+	 * taken: they then start at the beginning of the ring, so the ring
+	 * pages a run touches are the most any such stretch of tensors
+	 * allocates (qs_plan_memory) whatever the timing, and the peak
+	 * memory convert --plan-only predicts is the one the run reaches
+	 * (issue 17).  The reads must reach the workers first: only this
+	 * thread reaps. */
+	while (qs_reader_inflight(p->reader) > 0) {
+		rc = reap_one(p, true);
+		if (rc < 0)
+			return rc;
+	}
+	if (qs_window_wait_empty(&p->window) < 0)
+		return -ECANCELED;
+	struct prep_slot *slot = calloc(1, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	slot->p = p;
+	slot->tensor = ti;
+	slot->expert = expert;
+	pthread_mutex_lock(&p->lock);
+	slot->next = p->slots;
+	p->slots = slot;
+	pthread_mutex_unlock(&p->lock);
 	for (;;) {
 		bool idle = qs_reader_inflight(p->reader) == 0;
-		rc = qs_tensor_prep_start(&p->preps[ti], &p->sync, t->prep_total, nchunks, idle);
+		rc = qs_tensor_prep_start(&slot->tp, &p->sync, t->prep_total, nchunks, idle);
 		if (rc != -EAGAIN)
 			break;
 		rc = reap_one(p, true);
@@ -334,13 +379,14 @@ static int start_prepare(struct pipeline *p, size_t ti, uint32_t nchunks)
 	}
 	if (rc < 0)
 		return rc;
-	struct job *j = &p->prep_jobs[ti];
-	j->tensor = ti;
-	j->prepare = true;
+	slot->job.tensor = ti;
+	slot->job.prepare = true;
+	slot->job.slot = slot;
 	pthread_mutex_lock(&p->lock);
-	queue_work(p, j);
+	queue_work(p, &slot->job);
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
+	*out = slot;
 	return 0;
 }
 
@@ -353,8 +399,10 @@ static void *reader_main(void *arg)
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
-		if (t->prep_total && cend > cbegin) {
-			rc = start_prepare(p, ti, cend - cbegin);
+		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
+		struct prep_slot *slot = NULL;
+		if (t->prep_total && cend > cbegin && !t->per_expert) {
+			rc = start_prepare(p, ti, UINT64_MAX, cend - cbegin, &slot);
 			if (rc < 0)
 				break;
 		}
@@ -362,6 +410,15 @@ static void *reader_main(void *arg)
 			if (should_stop(p)) {
 				rc = -ECANCELED;
 				break;
+			}
+			/* each expert's first converted chunk: its own Hessian */
+			if (t->prep_total && t->per_expert && c >= cbegin &&
+			    (c == cbegin || c % cpm == 0)) {
+				uint64_t last = (c / cpm + 1) * cpm;
+				uint32_t n = (uint32_t)((last < cend ? last : cend) - c);
+				rc = start_prepare(p, ti, c / cpm, n, &slot);
+				if (rc < 0)
+					break;
 			}
 			struct job *j = calloc(1, sizeof(*j));
 			if (!j) {
@@ -371,6 +428,7 @@ static void *reader_main(void *arg)
 			j->tensor = ti;
 			j->chunk = c;
 			j->hash_only = c < cbegin;
+			j->slot = j->hash_only ? NULL : slot;
 			j->rows = qs_plan_chunk_rows(t, c);
 			struct qs_chunk_footprint fp;
 			qs_plan_footprint(t, j->rows, &fp);
@@ -503,9 +561,8 @@ static int quantize_chunk(struct pipeline *p, struct job *j, const struct qs_pla
 	if (!t->prep_total)
 		return t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
 					       j->scratch);
-	struct prep_arg arg = {p, j->tensor};
 	const uint8_t *state = NULL;
-	int rc = qs_tensor_prep_get(&p->preps[j->tensor], &p->sync, prepare_state, &arg, &state,
+	int rc = qs_tensor_prep_get(&j->slot->tp, &p->sync, prepare_state, j->slot, &state,
 				    &j->diag);
 	if (rc < 0) {
 		j->rc = rc;
@@ -521,19 +578,17 @@ static int quantize_chunk(struct pipeline *p, struct job *j, const struct qs_pla
  * failed): the last one gives the tensor's state back to the window. */
 static void chunk_quantized(struct pipeline *p, const struct job *j)
 {
-	if (p->a->plan->tensors[j->tensor].prep_total && !j->hash_only)
-		qs_tensor_prep_chunk_done(&p->preps[j->tensor], &p->sync);
+	if (j->slot)
+		qs_tensor_prep_chunk_done(&j->slot->tp, &p->sync);
 }
 
 /* Runs a tensor's preparation job: computes the state unless a chunk's
  * worker already has; its failure reaches the writer through the chunks. */
 static void run_prepare(struct pipeline *p, struct job *j)
 {
-	struct prep_arg arg = {p, j->tensor};
 	const uint8_t *state;
 	struct qs_diag ignore;
-	(void)qs_tensor_prep_get(&p->preps[j->tensor], &p->sync, prepare_state, &arg, &state,
-				 &ignore);
+	(void)qs_tensor_prep_get(&j->slot->tp, &p->sync, prepare_state, j->slot, &state, &ignore);
 }
 
 static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *st)
@@ -914,11 +969,7 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	unsigned started = 0;
 	bool reader_started = false;
 	p.cctx_free = calloc(ncctx, sizeof(*p.cctx_free));
-	if (state_bytes) {
-		p.preps = calloc(a->plan->ntensors, sizeof(*p.preps));
-		p.prep_jobs = calloc(a->plan->ntensors, sizeof(*p.prep_jobs));
-	}
-	if (!workers || !p.cctx_free || (state_bytes && (!p.preps || !p.prep_jobs))) {
+	if (!workers || !p.cctx_free) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -956,8 +1007,11 @@ out:
 	free_jobs(&p);
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
-	free(p.preps);
-	free(p.prep_jobs);
+	while (p.slots) {
+		struct prep_slot *next = p.slots->next;
+		free(p.slots);
+		p.slots = next;
+	}
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
 	pthread_cond_destroy(&p.cctx_returned);

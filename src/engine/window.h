@@ -93,5 +93,8 @@ void qs_window_state_free(struct qs_window *w, struct qs_window_span *span);
  * threads start. */
 void *qs_window_carve(struct qs_window *w, uint64_t bytes, size_t align);
 void qs_window_close(struct qs_window *w);
+/* Blocks until every allocation is freed (the next one then starts at the
+ * beginning of the ring); -ECANCELED once the window is closed. */
+int qs_window_wait_empty(struct qs_window *w);
 
 #endif /* QS_WINDOW_H */

@@ -22,7 +22,6 @@
 /* adpq row parameters and buffers (adpq.c). */
 #define QS_ADPQ_SCALES_F16 1u  /* fp16 group meta instead of u8 under row super-scales */
 #define QS_ADPQ_FOLD 2u        /* inlier codes folded around the group's zero code */
-#define QS_ADPQ_MAX_K 64u      /* outliers in a group: alpha <= 0.25, group <= 256 */
 
 struct qs_adpq_params {
 	unsigned bits;       /* 2, 3 or 4 */
@@ -41,6 +40,7 @@ struct qs_adpq_row {
 	uint16_t *meta;
 	uint8_t *codes;      /* n stored codes */
 	uint8_t *idx;        /* the row's outlier in-group indices, ascending per group */
+	uint16_t *counts;    /* outliers of each group (ngroups; they sum to the row's K) */
 	float *tmp;          /* quantize scratch: 4 x ngroups */
 	uint8_t *mask;       /* quantize scratch: n */
 };
@@ -201,8 +201,14 @@ void qs_avx2_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nbloc
 size_t qs_neon_gguf_quantize_row(unsigned type, const float *x, const float *imp, size_t nblocks,
 				 uint8_t *dst);
 void qs_neon_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nblocks, float *y);
-/* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
-unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
+/* Outliers in a row of n weights: round(alpha_e4 * n / 10^4), halves up. */
+size_t qs_adpq_k(unsigned alpha_e4, size_t n);
+/* AdpQ's separation of one row (ref_adpq.c): the row's K = qs_adpq_k()
+ * weights of largest |w| (ties to the lower index, NaN as 0), as per-group
+ * counts in r->counts and in-group indices in r->idx.  Every variant calls
+ * this one function, so the outlier set is the same on every ISA. */
+void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			struct qs_adpq_row *r);
 
 /* Scalar conversions, shared by every variant for tails. */
 float qs_bf16_to_f32(uint16_t h);

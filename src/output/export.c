@@ -115,6 +115,7 @@ static bool q4_1_exact(const struct qs_scheme *s, uint64_t cols)
 	if (qs_scheme_param(s, "bits", &bits) < 0 || qs_scheme_param(s, "group", &group) < 0)
 		return false;
 	bool rtn_payload = strcmp(n, "rtn") == 0 || strcmp(n, "athena") == 0 ||
+			   strcmp(n, "gptq-clip") == 0 ||
 			   (strcmp(n, "gptq") == 0 && qs_scheme_param(s, "alpha", &alpha) == 0 &&
 			    alpha == 0);
 	return rtn_payload && bits == 4 && group == 32 && cols % 32 == 0;

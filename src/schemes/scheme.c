@@ -17,6 +17,7 @@
 	X(daq)        \
 	X(claq)       \
 	X(gptq)       \
+	X(gptq_clip)  \
 	X(athena)     \
 	X(gguf)       \
 	X(rtn_sym)    \

@@ -127,6 +127,7 @@ extern const struct qs_scheme_ops qs_scheme_rtn;
 extern const struct qs_scheme_ops qs_scheme_adpq;
 extern const struct qs_scheme_ops qs_scheme_gptq;
 extern const struct qs_scheme_ops qs_scheme_athena;
+extern const struct qs_scheme_ops qs_scheme_gptq_clip;
 extern const struct qs_scheme_ops qs_scheme_daq;
 extern const struct qs_scheme_ops qs_scheme_claq;
 extern const struct qs_scheme_ops qs_scheme_gguf;

@@ -102,13 +102,14 @@ int main(void)
 	static uint16_t meta[4 * N];
 	static float tmp[4 * N];
 	static uint8_t mask[N], idx[N];
+	static uint16_t counts[N];
 	for (unsigned bits = 2; bits <= 4; bits++)
 		for (unsigned group = 64; group <= 256; group *= 2) {
 			struct qs_adpq_params p = {.bits = bits, .group = group,
 						   .alpha_e4 = bits * 50, .search = bits * 2,
 						   .flags = bits == 3 ? QS_ADPQ_SCALES_F16 : 0};
 			struct qs_adpq_row r = {.meta = meta, .codes = codes, .idx = idx,
-						.tmp = tmp, .mask = mask};
+						.tmp = tmp, .mask = mask, .counts = counts};
 			memset(meta, 0, sizeof(meta));
 			memset(idx, 0, sizeof(idx));
 			size_t k = R->adpq_quantize_row(w, N, &p, &r);
@@ -117,6 +118,7 @@ int main(void)
 			put(&d, meta, 4 * (N / group) * sizeof(uint16_t));
 			put(&d, codes, N);
 			put(&d, idx, k < N ? k : N);
+			put(&d, counts, (N / group) * sizeof(uint16_t));
 			R->adpq_dequantize_row(&r, N, &p, back);
 			put(&d, back, sizeof(back));
 		}

@@ -87,7 +87,8 @@ static void test_parse_errors(void **state)
 	for (size_t i = 0; qs_scheme_registry[i]; i++)
 		snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
 			 qs_scheme_registry[i]->name);
-	assert_true(strncmp(known, "rtn, adpq, daq, claq, gptq, athena, gguf", 40) == 0);
+	static const char seeds[] = "rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf";
+	assert_true(strncmp(known, seeds, strlen(seeds)) == 0);
 	snprintf(want, sizeof(want), "unknown scheme 'foo' (known: %s)", known);
 	expect_err("foo", want);
 	expect_err("foo:bits=4", want);
@@ -176,13 +177,13 @@ static void test_canonical_defaults(void **state)
 	(void)state;
 	static const char *const want[][2] = {
 		{"rtn", "rtn:bits=4,group=128"},
-		{"adpq", "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes"},
+		{"adpq", "adpq:bits=3,group=128,alpha=0.0175,search=8,scales=u8,layout=planes"},
 		{"daq", "daq:bits=4,format=nf4,group=64,iters=5"},
 		{"claq", "claq:bits=3.1,reserve=0.005,iters=16"},
 		{"gptq", "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0"},
 		{"athena", "athena:bits=3,group=128,damp=0.01,search=8"},
 		{"adpq:alpha=0.0250,layout=tight",
-		 "adpq:bits=3,group=128,alpha=0.025,search=0,scales=u8,layout=tight"},
+		 "adpq:bits=3,group=128,alpha=0.025,search=8,scales=u8,layout=tight"},
 		{"claq:bits=4,reserve=0.05", "claq:bits=4.0,reserve=0.05,iters=16"},
 		{"gptq:damp=1,alpha=0.1", "gptq:bits=4,group=128,damp=1,actorder=1,alpha=0.1"},
 	};
@@ -333,7 +334,9 @@ static void bold_word(const char *line, char *word, size_t len)
 	word[0] = '\0';
 	if (!p)
 		return;
-	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+	/* '-' for scheme names such as gptq-clip */
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_' ||
+	       p[n] == '-')
 		n++;
 	if (n == 0 || n >= len || (p[n] && p[n] != '\n'))
 		return;
