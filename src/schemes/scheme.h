@@ -69,6 +69,11 @@ struct qs_scheme_ops {
 		       void *prep, struct qs_diag *diag);
 	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+	/* The scheme needs every row of a matrix in one chunk (claq's code
+	 * books are fitted per column over all rows): the plan gives such a
+	 * tensor one chunk per matrix, whatever --memory, or fails before
+	 * reading, naming the memory the matrix needs. */
+	bool whole_tensor;
 };
 
 #define QS_SCHEME_TEXT_MAX 128
