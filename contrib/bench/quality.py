@@ -58,8 +58,9 @@ adpq-3           adpq:bits=3                      -
 adpq-4           adpq:bits=4                      -
 daq-4            daq                              -
 daq-4+imp        daq                              imp
-claq-3.1         claq:bits=3.1                    -
-claq-3.1+imp     claq:bits=3.1                    imp
+daq-4+hes        daq                              hes
+claq-3.12        claq:bits=3.12                   -
+claq-3.12+hes    claq:bits=3.12                   hes
 gptq-3           gptq:bits=3                      hes
 gptq-4           gptq:bits=4                      hes
 athena-3         athena:bits=3                    hes

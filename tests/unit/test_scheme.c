@@ -169,7 +169,7 @@ static void test_canonical_defaults(void **state)
 	static const char *const want[][2] = {
 		{"rtn", "rtn:bits=4,group=128"},
 		{"adpq", "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes"},
-		{"daq", "daq:bits=4,format=nf4,group=64,iters=5"},
+		{"daq", "daq:bits=4,format=nf4,group=128,iters=100"},
 		{"claq", "claq:bits=3.12,reshi=0.014,reslo=0.004,iters=16,actorder=1,damp=0.01"},
 		{"gptq", "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0"},
 		{"athena", "athena:bits=3,group=128,damp=0.01,search=8"},
