@@ -278,7 +278,7 @@ def main():
                 ppl, kl = lev.score(q) if lev else (float("nan"), float("nan"))
                 row = "| %s | %s | %s | %.3f | %.3f | %.2f | %.2f | %s | %s | %.1f |" % (
                     label, scheme, calib, bpw, disk, wsq, osq,
-                    "%.4f" % ppl if lev else "-", "%.5f" % kl if lev else "-", secs)
+                    "%.4f" % ppl if lev else "-", "%.3g" % kl if lev else "-", secs)
                 report.append(row)
                 log(ck["kind"], row)
     finally:

@@ -42,9 +42,9 @@ PY
 # The statistics reach each scheme and do what they are for: with them the
 # weights come out different, and the error they target is lower than
 # without them, summed over every tensor that has statistics:
-#   --hessian (gptq, athena):   tr((W-Wq) H (W-Wq)^T) = ||(W-Wq) X^T||^2 / n
-#   --importance (daq, claq):   sum_j imp_j * sum_i (W-Wq)_ij^2
-# (daq and claq also run without importance: the comparison needs both.)
+#   --hessian (gptq, athena, claq, daq):  tr((W-Wq) H (W-Wq)^T) = ||(W-Wq) X^T||^2 / n
+#   --importance (daq):                   sum_j imp_j * sum_i (W-Wq)_ij^2
+# (each scheme also runs without them: the comparison needs both.)
 compare_stats() {  # SCHEME OPTION FILE METRIC
 	local scheme=$1 opt=$2 file=$3 metric=$4
 	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/with.qshard" --progress none --force \
@@ -88,6 +88,7 @@ PY
 compare_stats gptq:bits=3 --hessian "$T/hessian.safetensors" hessian
 compare_stats athena:bits=3 --hessian "$T/hessian.safetensors" hessian
 compare_stats daq:bits=4,format=nf4 --importance "$T/importance.safetensors" importance
+compare_stats daq:bits=4,format=nf4,iters=20 --hessian "$T/hessian.safetensors" hessian
 compare_stats claq:bits=3.12 --hessian "$T/hessian.safetensors" hessian
 
 # claq fits its code books over whole matrices: every claq tensor is one
