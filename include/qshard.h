@@ -230,6 +230,21 @@ struct qs_part_entry {
 	uint64_t hash_bytes;          /* bytes before row_begin read only for the checksum */
 	uint64_t cost;                /* work units (see qs_part_plan) */
 	bool second_order;            /* cost counts rows x cols^2 */
+	/* What the pipeline will do with it (sizes as the pipeline
+	 * allocates them; "of this part" for the sizes on disk): */
+	uint64_t rows_per_chunk;      /* every chunk of a matrix but its last has this many */
+	uint64_t chunk_bytes;         /* window bytes one such chunk takes: source, f32
+				       * weights, payload, compressed bound, scratch */
+	uint64_t scratch_bytes;       /* of chunk_bytes: the scheme's scratch */
+	uint64_t state_bytes;         /* per-tensor scheme state outside the ring
+				       * (second-order: Cholesky factor and work
+				       * space, Hessian, importance); 0 for most */
+	uint64_t hessian_bytes;       /* of state_bytes: the Hessian read from --hessian */
+	uint64_t importance_bytes;    /* of state_bytes: the --importance vector */
+	uint64_t memory_bytes;        /* chunk_bytes + state_bytes: the least it needs */
+	uint64_t nominal_bytes;       /* packed payload (bits x elements, metadata included) */
+	uint64_t disk_bytes;          /* expected frames + record on disk */
+	double est_core_seconds;      /* estimated core-seconds (sampled kernels) */
 };
 
 struct qs_part_plan {
@@ -245,8 +260,19 @@ struct qs_part_plan {
 	 * error propagation).  Fixed constants, so the slicing never depends
 	 * on the machine. */
 	uint64_t cost, total_cost;
-	double est_core_seconds;      /* cost at QS_PART_UNITS_PER_SECOND */
+	double est_core_seconds;      /* the entries' est_core_seconds summed */
 	uint64_t memory;              /* the window the plan was cut for */
+	/* Totals of this part's run on this machine: */
+	unsigned threads, contexts;   /* workers; zstd contexts they share */
+	uint64_t nominal_bytes;       /* entries' nominal_bytes summed */
+	uint64_t output_bytes;        /* expected file: header, frames, records, index, trailer */
+	/* Expected peak RSS and its parts: the window pages chunks touch, the
+	 * per-tensor state buffer, the zstd contexts, the threads, and the
+	 * process as it stood after planning (binary, libraries, headers). */
+	uint64_t peak_bytes;
+	uint64_t peak_ring, peak_state, peak_zstd, peak_threads, peak_baseline;
+	double est_wall_seconds;      /* est_core_seconds over the threads */
+	double sample_seconds;        /* time the kernel sampling took */
 };
 
 /* Builds the plan of opts (opts->part_k/part_n; 0/0 means 1/1) from the

@@ -114,6 +114,10 @@ struct plan {
 	unsigned moe;		/* experts per layer, 0: dense MLP */
 	int fused;		/* experts stacked in 3-D tensors */
 	int mxfp4;		/* stacked experts as MXFP4 _blocks/_scales (gpt-oss) */
+	/* --sparse: headers only, the data section a hole of the right size,
+	 * so a 70b checkpoint for plans (which read headers alone) costs a
+	 * few MB of disk and a second to write; its weights read as zeros */
+	int sparse;
 	struct tensor *t;
 	size_t nt;
 	unsigned nshards;
@@ -1086,14 +1090,20 @@ static void write_shard(const char *dir, const struct plan *pl,
 	o->len = 8 + padded;
 	free(hdr);
 
+	uint64_t data_end = 0;
 	for (size_t i = 0; i < pl->nt; i++) {
 		if (pl->t[i].shard != shard)
 			continue;
-		if (write_tensor_data(o, &pl->t[i], pl->seed, g, row, block) < 0)
+		if (pl->t[i].offset + pl->t[i].bytes > data_end)
+			data_end = pl->t[i].offset + pl->t[i].bytes;
+		if (!pl->sparse &&
+		    write_tensor_data(o, &pl->t[i], pl->seed, g, row, block) < 0)
 			die_io(path, o->err);
 	}
 	if (out_flush(o) < 0)
 		die_io(path, o->err);
+	if (pl->sparse && ftruncate(o->fd, (off_t)(8 + padded + data_end)) != 0)
+		die_io(path, errno);
 	/* close() can be where NFS or a quota reports the failed write. */
 	if (close(o->fd) != 0)
 		die_io(path, errno);
@@ -1344,7 +1354,7 @@ static void usage(FILE *f)
 		"[--dtype bf16|f16|f32|fp8]\n"
 		"              [--moe E [--fused-experts [--mxfp4]]]\n"
 		"              [--shard-size SIZE] [--seed S] "
-		"[--tie-embeddings] [--vocab N] -o DIR\n"
+		"[--tie-embeddings] [--vocab N] [--sparse] -o DIR\n"
 		"\n"
 		"Write a synthetic Llama-family checkpoint (config.json, "
 		"safetensors shards\n"
@@ -1370,6 +1380,8 @@ static void usage(FILE *f)
 		"  --tie-embeddings  share embed_tokens with the output layer "
 		"(no lm_head)\n"
 		"  --vocab N         override the preset's vocabulary size\n"
+		"  --sparse          headers only: the data is a hole of the right size\n"
+		"                    (reads as zeros; for plans and header benchmarks)\n"
 		"  -o, --output DIR  output directory, created if missing\n"
 		"  -h, --help        show this help\n");
 }
@@ -1479,6 +1491,7 @@ int main(int argc, char **argv)
 		{ "moe", required_argument, NULL, 'm' },
 		{ "fused-experts", no_argument, NULL, 'F' },
 		{ "mxfp4", no_argument, NULL, 'X' },
+		{ "sparse", no_argument, NULL, 'Z' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1554,6 +1567,9 @@ int main(int argc, char **argv)
 			break;
 		case 'X':
 			pl.mxfp4 = 1;
+			break;
+		case 'Z':
+			pl.sparse = 1;
 			break;
 		case 'o':
 			if (!*optarg)

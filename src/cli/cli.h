@@ -63,6 +63,10 @@ int cmd_merge(int argc, char **argv);
 /* convert --plan-only (plan_print.c): prints the plan of opts (the slice of
  * --part K/N) as a table or JSON; returns the exit code. */
 int cli_print_plan(const struct qs_convert_opts *opts, bool json);
+/* The same plan: printed as a table headed by title (NULL: the "part K of
+ * N" line), or, with json non-NULL, built into *json (owned by the
+ * caller).  Returns the exit code; on failure the error is printed. */
+int cli_plan(const struct qs_convert_opts *opts, const char *title, json_t **json);
 int cmd_cat(int argc, char **argv);
 
 #endif /* QS_CLI_H */

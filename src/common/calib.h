@@ -33,5 +33,17 @@ void qs_hessian_free(struct qs_hessian *h);
  * *diag_only.  1 found, 0 missing, negative on error (as above). */
 int qs_hessian_get(const struct qs_hessian *h, const char *tensor, uint64_t cols, float *dst,
 		   bool *diag_only, struct qs_diag *diag);
+/* Stacked MoE experts ([E, rows, cols] tensors): true when the file holds
+ * a Hessian per expert for tensor, either stacked under its name
+ * (f32[E, cols, cols], or f32[E, cols] for diagonals) or one per expert
+ * under the per-expert Hugging Face name ("mlp.experts.gate_proj.weight"
+ * -> "mlp.experts.E.gate_proj.weight"). */
+bool qs_hessian_has_experts(const struct qs_hessian *h, const char *tensor);
+/* Expert `expert` (of nexperts) of tensor, as qs_hessian_get: 1 found,
+ * 0 missing (no per-expert entry for it), negative on error (a stacked
+ * entry of another shape: the message names the file and the tensor). */
+int qs_hessian_get_expert(const struct qs_hessian *h, const char *tensor, uint64_t expert,
+			  uint64_t nexperts, uint64_t cols, float *dst, bool *diag_only,
+			  struct qs_diag *diag);
 
 #endif /* QS_CALIB_H */

@@ -214,6 +214,8 @@ int qs_convert_plan(const struct qs_checkpoint *ck, const struct qs_convert_opts
 	}
 	if (contexts > threads)
 		contexts = threads;
+	plan->cctx_bytes = cctx_bytes;
+	plan->contexts = (unsigned)contexts;
 	*threads_out = threads;
 	*level_out = level;
 	*contexts_out = (unsigned)contexts;
@@ -291,6 +293,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 		goto out;
 	if (opts->hessian && (rc = qs_hessian_open(opts->hessian, &hes, diag)) < 0)
 		goto out;
+	qs_plan_mark_experts(&plan, hes);
 
 	char creator[64];
 	snprintf(creator, sizeof(creator), "qshard %s", PACKAGE_VERSION);
@@ -335,9 +338,7 @@ int qs_convert(const struct qs_convert_opts *opts, struct qs_convert_result *res
 	/* More chunks in flight than the workers and the read-ahead can use
 	 * only cost first-touch page faults and RSS: the ring cycles through
 	 * all of its memory.  Output bytes do not depend on this. */
-	uint64_t ring_in_use = plan.max_footprint * (2ull * threads + 4);
-	if (ring_in_use > plan.ring || ring_in_use == 0)
-		ring_in_use = plan.ring;
+	uint64_t ring_in_use = qs_plan_ring_in_use(&plan, threads);
 
 	struct qs_pipeline_args args = {
 		.ckpt = ck,

@@ -25,7 +25,6 @@
  * for the per-tensor Cholesky work, which the model does not count apart.
  * Only the balance depends on it, never the bytes. */
 #define QS_PART_SECOND_ORDER_WEIGHT 64u
-#define QS_PART_UNITS_PER_SECOND 1e12
 
 struct qs_part_slice {
 	unsigned k, n;

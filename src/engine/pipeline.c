@@ -67,7 +67,10 @@ struct pipeline {
 	 * bytes, owned by one tensor at a time, from the reader's prepare
 	 * until the writer has written the tensor's last chunk. */
 	uint8_t *prep;
-	size_t prep_owner;         /* tensor index, or SIZE_MAX when free */
+	size_t prep_owner;         /* tensor index, or SIZE_MAX when free;
+				    * a per_expert tensor (plan.h) is prepared
+				    * anew for each expert and released after
+				    * the expert's last chunk */
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
 	 * share for them holds fewer; a worker borrows one per frame. */
@@ -250,9 +253,10 @@ static void notice(struct pipeline *p, const char *text)
 	pthread_mutex_unlock(&p->notice_lock);
 }
 
-/* Loads the tensor's statistics and runs its scheme's prepare into the
- * prep buffer, once the previous owner's chunks are all written. */
-static int prepare_tensor(struct pipeline *p, size_t ti)
+/* Loads the tensor's statistics (with per_expert, those of matrix
+ * `expert`) and runs its scheme's prepare into the prep buffer, once the
+ * previous owner's chunks are all written. */
+static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
 {
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
 	const char *file = p->a->ckpt->shards[t->src->shard].name;
@@ -270,6 +274,15 @@ static int prepare_tensor(struct pipeline *p, size_t ti)
 	bool stopping = p->stopping;
 	pthread_mutex_unlock(&p->lock);
 	if (stopping)
+		return -ECANCELED;
+	/* Every chunk read so far is written before the tensor's chunks are
+	 * taken: they then start at the beginning of the ring, so the ring
+	 * pages a run touches are the most any such stretch of tensors
+	 * allocates (qs_plan_memory) whatever the timing, and the peak
+	 * memory convert --plan-only predicts is the one the run reaches.
+	 * The cost is only the prepare not overlapping the few tensors
+	 * between two calibration-aware ones (norms, mostly). */
+	if (qs_window_wait_empty(&p->window) < 0)
 		return -ECANCELED;
 	if (!p->prep) {
 		p->prep = malloc(p->a->plan->max_prep);
@@ -296,10 +309,21 @@ static int prepare_tensor(struct pipeline *p, size_t ti)
 	}
 	if (t->prep_hessian) {
 		bool diag_only = false;
-		rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
+		if (t->per_expert)
+			rc = qs_hessian_get_expert(p->a->hessian, t->src->name, expert,
+						   t->rows / t->matrix_rows, t->cols, hes, &diag_only,
+						   d);
+		else
+			rc = qs_hessian_get(p->a->hessian, t->src->name, t->cols, hes, &diag_only, d);
 		if (rc < 0)
 			return rc;
-		if (rc == 0) {
+		if (rc == 0 && t->per_expert) {
+			snprintf(text, sizeof(text),
+				 "'%s': tensor '%s': no Hessian entry for expert %llu, quantizing "
+				 "it as with H = I",
+				 file, t->src->name, (unsigned long long)expert);
+			notice(p, text);
+		} else if (rc == 0) {
 			snprintf(text, sizeof(text),
 				 "'%s': tensor '%s': no Hessian entry, quantizing as with H = I",
 				 file, t->src->name);
@@ -330,8 +354,9 @@ static void *reader_main(void *arg)
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
-		if (t->prep_total && cend > cbegin) {
-			rc = prepare_tensor(p, ti);
+		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
+		if (t->prep_total && cend > cbegin && !t->per_expert) {
+			rc = prepare_tensor(p, ti, UINT64_MAX);
 			if (rc < 0)
 				break;
 		}
@@ -339,6 +364,12 @@ static void *reader_main(void *arg)
 			if (should_stop(p)) {
 				rc = -ECANCELED;
 				break;
+			}
+			/* each expert's first converted chunk: its own Hessian */
+			if (t->per_expert && c >= cbegin && (c == cbegin || c % cpm == 0)) {
+				rc = prepare_tensor(p, ti, c / cpm);
+				if (rc < 0)
+					break;
 			}
 			struct job *j = calloc(1, sizeof(*j));
 			if (!j) {
@@ -706,8 +737,17 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			free(j);
 			if (rc < 0)
 				goto out;
+			if (t->per_expert && ((c + 1) % qs_plan_chunks_per_matrix(t) == 0 ||
+						  c + 1 == cend)) {
+				/* the expert's chunks are written: the next
+				 * expert may prepare */
+				pthread_mutex_lock(&p->lock);
+				p->prep_owner = SIZE_MAX;
+				pthread_cond_broadcast(&p->changed);
+				pthread_mutex_unlock(&p->lock);
+			}
 		}
-		if (t->prep_total && cend > cbegin) {
+		if (t->prep_total && cend > cbegin && !t->per_expert) {
 			/* every chunk of the tensor is written: the next
 			 * calibration-aware tensor may prepare */
 			pthread_mutex_lock(&p->lock);

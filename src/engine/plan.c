@@ -602,3 +602,50 @@ void qs_plan_release(struct qs_plan *plan)
 	free(plan->input_text);
 	memset(plan, 0, sizeof(*plan));
 }
+
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
+		    const uint32_t *end, uint64_t baseline, uint64_t reader_bytes,
+		    uint64_t worker_bytes, struct qs_plan_memory *m)
+{
+	bool blas = false;
+	memset(m, 0, sizeof(*m));
+	threads = threads ? threads : 1;
+	/* the same placement rule as qs_window_alloc, on the ring the
+	 * pipeline maps (convert.c) */
+	uint64_t size = qs_plan_ring_in_use(plan, threads), head = 0;
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		const struct qs_plan_tensor *t = &plan->tensors[i];
+		if (from[i] >= end[i])
+			continue;
+		if (t->prep_total)
+			head = 0;  /* the reader waits for an empty ring */
+		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
+		if (!t->raw && (t->scheme.ops->wants & QS_WANT_HESSIAN))
+			blas = true;
+		for (uint32_t c = from[i]; c < end[i]; c++) {
+			struct qs_chunk_footprint fp;
+			if (t->per_expert && c % cpm == 0)
+				head = 0;  /* and so for each expert's */
+			qs_plan_footprint(t, qs_plan_chunk_rows(t, c), &fp);
+			uint64_t start = fp.total <= size - head ? head : 0;
+			if (start + fp.total > m->ring)
+				m->ring = start + fp.total;
+			head = (start + fp.total) % size;
+		}
+	}
+	m->state = plan->max_prep;
+	m->zstd = (uint64_t)plan->contexts * plan->cctx_bytes;
+	/* the reader prepares (LAPACK) only for second-order schemes */
+	m->threads = (uint64_t)threads * worker_bytes + (blas ? reader_bytes : 0);
+	m->baseline = baseline;
+	m->total = m->ring + m->state + m->zstd + m->threads + m->baseline;
+}
+
+void qs_plan_mark_experts(struct qs_plan *plan, const struct qs_hessian *h)
+{
+	for (size_t i = 0; i < plan->ntensors; i++) {
+		struct qs_plan_tensor *t = &plan->tensors[i];
+		t->per_expert = h && t->prep_hessian && t->src->ndim >= 3 && t->matrix_rows &&
+				qs_hessian_has_experts(h, t->src->name);
+	}
+}

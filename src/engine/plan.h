@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "calib.h"
 #include "qshard.h"
 #include "safetensors.h"
 #include "scaled_source.h"
@@ -37,6 +38,10 @@ struct qs_plan_tensor {
 	 * importance vector and the Hessian when the scheme wants them and
 	 * a file was given.  All zero for other tensors. */
 	uint64_t prep_state, prep_importance, prep_hessian, prep_total;
+	/* Stacked experts whose --hessian file holds one Hessian per expert
+	 * (qs_plan_mark_experts): the state is prepared anew for each
+	 * matrix, from that expert's Hessian. */
+	bool per_expert;
 };
 
 /* Byte sizes of the buffers one chunk needs; all come from the window. */
@@ -63,6 +68,10 @@ struct qs_plan {
 	uint64_t chunking_fp;          /* xxh3 of every tensor's rows per chunk */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
 	uint64_t ring;                 /* window left for chunks: window - max_prep */
+	/* One zstd compression context (qs_convert_plan sizes it for
+	 * max_payload at the level) and how many the run creates. */
+	uint64_t cctx_bytes;
+	unsigned contexts;
 	/* Logical tensors the checkpoint holds in two parts (MXFP4 "P" of
 	 * "P_blocks" + "P_scales"); plan_tensor.src points here for them. */
 	struct qs_st_tensor *logical;
@@ -115,6 +124,47 @@ void qs_plan_release(struct qs_plan *plan);
  * fingerprint).  malloc'd;
  * NULL when out of memory. */
 char *qs_input_extras(const struct qs_checkpoint *ckpt, const struct qs_convert_opts *opts);
+
+/* The part of the ring a run with `threads` workers maps and cycles
+ * through: more chunks in flight than the workers and the read-ahead can
+ * use only cost first-touch page faults and RSS.  Output bytes do not
+ * depend on it. */
+static inline uint64_t qs_plan_ring_in_use(const struct qs_plan *plan, unsigned threads)
+{
+	uint64_t r = plan->max_footprint * (2ull * threads + 4);
+	return r > plan->ring || r == 0 ? plan->ring : r;
+}
+
+/* What a conversion of plan keeps resident at its peak, piece by piece
+ * (convert --plan-only, inspect).  Every figure comes from the sizes the
+ * pipeline allocates by, not from a model of them. */
+struct qs_plan_memory {
+	uint64_t ring;        /* window pages the chunks touch (see qs_plan_memory) */
+	uint64_t state;       /* per-tensor scheme state buffer (max_prep) */
+	uint64_t zstd;        /* contexts x cctx_bytes */
+	uint64_t threads;     /* what the reader (reader_bytes) and each worker
+			       * (worker_bytes) keep of their own: stacks, BLAS
+			       * buffers; measured by estimate.c */
+	uint64_t baseline;    /* the process before the pipeline (caller's figure) */
+	uint64_t total;
+};
+
+/* Fills m for a run of plan with `threads` workers (the reader runs
+ * LAPACK in prepare, the workers BLAS in quantize) that reads chunks
+ * [from[i], end[i]) of each tensor i.  The ring is mapped lazily
+ * (window.c): its resident pages are the farthest any chunk reaches.
+ * Where a chunk lands follows from the chunks before it alone (the FIFO
+ * wraps to 0 when a chunk does not fit at the end), as long as the ring
+ * never empties, which a reader ahead of the workers ensures; each
+ * calibration-aware tensor starts on an empty ring (pipeline.c). */
+void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t *from,
+		    const uint32_t *end, uint64_t baseline, uint64_t reader_bytes,
+		    uint64_t worker_bytes, struct qs_plan_memory *m);
+
+/* Sets tensor.per_expert from the --hessian file h (NULL: none): the plan
+ * itself reads only the checkpoint, this reads only h's header.  Called
+ * before the pipeline runs and by the plan listing alike. */
+void qs_plan_mark_experts(struct qs_plan *plan, const struct qs_hessian *h);
 
 /* A MoE router tensor, kept at source precision by default. */
 bool qs_is_moe_router(const char *name);

@@ -83,3 +83,13 @@ void qs_window_close(struct qs_window *w)
 	pthread_cond_broadcast(&w->freed);
 	pthread_mutex_unlock(&w->lock);
 }
+
+int qs_window_wait_empty(struct qs_window *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->used && !w->closed)
+		pthread_cond_wait(&w->freed, &w->lock);
+	int rc = w->closed ? -ECANCELED : 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}

@@ -43,5 +43,8 @@ int qs_window_alloc(struct qs_window *w, uint64_t len, bool wait,
 /* Frees the oldest live allocation (FIFO order is the caller's duty). */
 void qs_window_free(struct qs_window *w, const struct qs_window_span *span);
 void qs_window_close(struct qs_window *w);
+/* Blocks until every allocation is freed (the next one then starts at the
+ * beginning of the ring); -ECANCELED once the window is closed. */
+int qs_window_wait_empty(struct qs_window *w);
 
 #endif /* QS_WINDOW_H */

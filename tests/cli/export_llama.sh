@@ -40,7 +40,8 @@ within() {
 }
 
 $EVAL eval "$T/q41.gguf" $TOKENS "$T/q41.json" 2>"$T/err" || fail "llama.cpp on Q4_1: $(cat "$T/err")"
-# measured here: max difference 0.42, KL 8e-3 (the weights are identical:
+# measured here: max difference 0.42, KL 8e-3 on mkckpt's outlier-heavy weights
+# (on the trained Llama of bench-export-fidelity: 0.016 / 9.4e-6; the weights are identical:
 # export_gguf.sh checks Q4_1 dequantizes to the f32 export exactly)
 within "$T/q41.json" 1.0 0.02 "Q4_1 vs f32"
 

@@ -45,4 +45,36 @@ expect_exit 0 "$QSHARD" convert "$T/ck" -o "$bad" --progress json
 	"$T/out" || fail "non-UTF-8 path: invalid JSON"
 expect_exit 0 "$QSHARD" inspect "$bad" --json
 "$PY" -c 'import json, sys; json.load(open(sys.argv[1]))' "$T/out" || fail "inspect: invalid JSON"
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$bad" --plan-only --json
+"$PY" -c 'import json, sys; d = json.loads(open(sys.argv[1]).read()); assert "\ufffd" in d["path"], d["path"]' \
+	"$T/out" || fail "--plan-only, non-UTF-8 path: invalid JSON"
+# --plan-only --json: valid for the same path, the path round-trips, and
+# it carries the plan's columns and totals (qshard-convert(1))
+expect_exit 0 "$QSHARD" convert "$T/ck" -o "$out" --plan-only --json
+"$PY" - "$out" "$T/out" <<'PY' || fail "--plan-only --json: invalid JSON or fields missing"
+import json, sys
+path, out = sys.argv[1:3]
+lines = open(out, encoding="ascii").read().splitlines()
+assert len(lines) == 1, lines
+p = json.loads(lines[0])
+assert p["path"] == path, (p["path"], path)
+for k in ("part", "parts", "tensors_total", "chunks", "chunks_total", "source_bytes", "hash_bytes",
+          "cost", "total_cost", "share", "memory", "threads", "contexts", "nominal_bytes",
+          "output_bytes", "peak_bytes", "est_core_seconds", "est_wall_seconds", "sample_seconds"):
+    assert k in p, k
+assert set(p["peak"]) == {"ring", "state", "zstd", "threads", "baseline"}, p["peak"]
+assert len(p["tensors"]) == 12
+for t in p["tensors"]:
+    for k in ("name", "scheme", "rows", "cols", "nchunks", "chunks", "row_begin", "row_end",
+              "source_bytes", "hash_bytes", "cost", "second_order", "rows_per_chunk",
+              "chunk_bytes", "scratch_bytes", "state_bytes", "hessian_bytes",
+              "importance_bytes", "memory_bytes", "nominal_bytes", "disk_bytes",
+              "est_core_seconds"):
+        assert k in t, (t["name"], k)
+PY
+# inspect on a checkpoint under such a path: the plan too
+cp -r "$T/ck" "$dir/ck	\"x\""
+expect_exit 0 "$QSHARD" inspect "$dir/ck	\"x\"" --json
+"$PY" -c 'import json, sys; d = json.load(open(sys.argv[2])); assert d["path"] == sys.argv[1]; assert d["plan"]["path"] == sys.argv[1] + ".qshard"; assert len(d["plan"]["tensors"]) == 12' \
+	"$dir/ck	\"x\"" "$T/out" || fail "inspect CHECKPOINT --json: invalid JSON or no plan"
 echo "PASS json_output"

@@ -288,6 +288,20 @@ if run 0 --layers 2 -o "$T/l2" && run 0 --layers 3 --shard-size 3M -o "$T/l3"; t
 fi
 rm -rf "$T/l2" "$T/l3"
 
+# --sparse: the same headers and file sizes, the data a hole (plans read
+# headers only, so a 70b checkpoint costs no 140 GB)
+if run 0 --sparse -o "$T/sp"; then
+	full=$(wc -c <"$T/a/model.safetensors")
+	sparse=$(wc -c <"$T/sp/model.safetensors")
+	[ "$full" -eq "$sparse" ] || fail "--sparse: $sparse bytes, the full file has $full"
+	hlen=$(od -An -tu8 -N8 "$T/a/model.safetensors" | tr -d ' ')
+	cmp -s -n $((hlen + 8)) "$T/a/model.safetensors" "$T/sp/model.safetensors" ||
+		fail "--sparse: header differs from the full checkpoint's"
+	used=$(du -k "$T/sp/model.safetensors" | cut -f1)
+	[ "$used" -lt 1024 ] || fail "--sparse: $used KiB on disk, expected a hole"
+fi
+rm -rf "$T/sp"
+
 # --- dtypes and statistics (numpy) ------------------------------------------
 if "$PY" -c 'import numpy' 2>/dev/null; then
 	if run 0 --dtype f32 -o "$T/f32" && run 0 --dtype f16 -o "$T/f16"; then

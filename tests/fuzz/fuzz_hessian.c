@@ -119,6 +119,18 @@ static void ask(const struct qs_hessian *h, size_t c)
 			}
 		}
 	}
+	/* stacked MoE experts: per-expert entries, stacked or by name */
+	for (uint64_t e = 0; e < 3; e++) {
+		static const char stacked[] = "model.layers.0.mlp.experts.up_proj.weight";
+		struct qs_diag d = {{0}};
+		bool diag_only = true;
+		(void)qs_hessian_has_experts(h, stacked);
+		int rc = qs_hessian_get_expert(h, stacked, e, 2, cols, dst, &diag_only, &d);
+		CHECK(rc == 0 || rc == 1 || rc < 0);
+		CHECK(guard_ok(dst + sq));
+		CHECK(rc == 1 || !diag_only);
+		CHECK(rc >= 0 || d.msg[0]);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,6 @@
 /* test_hessian.c - the --hessian reader: full and diagonal entries under
- * their three key forms, missing entries, wrong dtype or shape. */
+ * their three key forms, missing entries, wrong dtype or shape; per-expert
+ * Hessians of stacked MoE tensors, stacked or under per-expert names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,10 +113,63 @@ static void test_open_errors(void **state)
 	qs_hessian_free(NULL);
 }
 
+static void test_experts(void **state)
+{
+	(void)state;
+	const char *json =
+		"{\"m.experts.up.weight\":{\"dtype\":\"F32\",\"shape\":[2,2,2],\"data_offsets\":[0,32]},"
+		"\"n.experts.0.up.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[32,48]},"
+		"\"n.experts.1.up.weight.hessian_diag\":{\"dtype\":\"F32\",\"shape\":[2],"
+		"\"data_offsets\":[48,56]},"
+		"\"q.experts.up.weight.hessian_diag\":{\"dtype\":\"F32\",\"shape\":[3,2],"
+		"\"data_offsets\":[56,80]}}";
+	size_t jl = strlen(json), total = 8 + jl + 80;
+	uint8_t *buf = calloc(1, total);
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)((uint64_t)jl >> (8 * i));
+	memcpy(buf + 8, json, jl);
+	for (int i = 0; i < 20; i++)
+		put_f32(buf + 8 + jl + 4 * i, (float)(i + 1));
+	const char *ep = test_path("experts.safetensors");
+	test_write_file(ep, buf, total);
+	free(buf);
+
+	struct qs_hessian *h;
+	struct qs_diag d = { 0 };
+	float m[4];
+	bool dg;
+	assert_int_equal(qs_hessian_open(ep, &h, &d), 0);
+	assert_true(qs_hessian_has_experts(h, "m.experts.up.weight"));
+	assert_true(qs_hessian_has_experts(h, "n.experts.up.weight"));
+	assert_true(qs_hessian_has_experts(h, "q.experts.up.weight"));
+	assert_false(qs_hessian_has_experts(h, "r.experts.up.weight"));
+	assert_false(qs_hessian_has_experts(h, "m.up.weight"));
+	/* stacked: expert 1 is the second matrix */
+	assert_int_equal(qs_hessian_get_expert(h, "m.experts.up.weight", 1, 2, 2, m, &dg, &d), 1);
+	assert_false(dg);
+	assert_true(m[0] == 5.0f && m[1] == 6.0f && m[2] == 7.0f && m[3] == 8.0f);
+	/* stacked for another expert count: an error naming file and tensor */
+	assert_int_equal(qs_hessian_get_expert(h, "m.experts.up.weight", 0, 3, 2, m, &dg, &d),
+			 -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "experts.safetensors"));
+	assert_non_null(strstr(d.msg, "m.experts.up.weight"));
+	/* per-expert names: full, diagonal, missing */
+	assert_int_equal(qs_hessian_get_expert(h, "n.experts.up.weight", 0, 3, 2, m, &dg, &d), 1);
+	assert_true(!dg && m[0] == 9.0f && m[3] == 12.0f);
+	assert_int_equal(qs_hessian_get_expert(h, "n.experts.up.weight", 1, 3, 2, m, &dg, &d), 1);
+	assert_true(dg && m[0] == 13.0f && m[1] == 0.0f && m[2] == 0.0f && m[3] == 14.0f);
+	assert_int_equal(qs_hessian_get_expert(h, "n.experts.up.weight", 2, 3, 2, m, &dg, &d), 0);
+	/* stacked diagonals: expert 2's row */
+	assert_int_equal(qs_hessian_get_expert(h, "q.experts.up.weight", 2, 3, 2, m, &dg, &d), 1);
+	assert_true(dg && m[0] == 19.0f && m[1] == 0.0f && m[3] == 20.0f);
+	qs_hessian_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_entries),
+		cmocka_unit_test(test_experts),
 		cmocka_unit_test(test_open_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

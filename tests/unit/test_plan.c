@@ -271,6 +271,63 @@ static void test_window_fifo_ring(void **state)
 	qs_window_release(&w);
 }
 
+/* qs_plan_memory's ring figure is where the real window places the
+ * chunks: replay every chunk's footprint through qs_window_alloc on a ring
+ * of the size the pipeline maps, freeing the oldest only when a chunk must
+ * wait (a reader ahead of the workers keeps it from emptying), and compare
+ * the farthest byte reached. */
+static void test_plan_memory_is_the_windows_placement(void **state)
+{
+	(void)state;
+	struct qs_plan plan;
+	struct qs_diag d;
+	assert_int_equal(build(&plan, NULL, 0, NULL, 0, 4 << 20, &d), 0);
+	unsigned threads = 2;
+	uint32_t from[NT], end[NT];
+	for (size_t i = 0; i < NT; i++) {
+		from[i] = 0;
+		end[i] = plan.tensors[i].nchunks;
+	}
+	struct qs_plan_memory m;
+	qs_plan_memory(&plan, threads, from, end, 1000, 0, 7, &m);
+	uint64_t size = qs_plan_ring_in_use(&plan, threads);
+	assert_true(m.ring > 0 && m.ring <= size);
+	assert_int_equal(m.baseline, 1000);
+	assert_int_equal(m.threads, 2 * 7);  /* no second-order scheme: no reader part */
+	assert_int_equal(m.total, m.ring + m.state + m.zstd + m.threads + m.baseline);
+
+	struct qs_window w;
+	assert_int_equal(qs_window_init(&w, size), 0);
+	struct qs_window_span live[4096];
+	size_t head = 0, tail = 0;
+	uint64_t reach = 0, allocated = 0;
+	for (size_t i = 0; i < NT; i++)
+		for (uint32_t c = 0; c < plan.tensors[i].nchunks; c++) {
+			struct qs_chunk_footprint fp;
+			qs_plan_footprint(&plan.tensors[i], qs_plan_chunk_rows(&plan.tensors[i], c),
+					  &fp);
+			/* free the oldest until it fits, never the last one left */
+			while (qs_window_alloc(&w, fp.total, false, &live[head % 4096]) == -EAGAIN) {
+				assert_true(head - tail > 1);
+				qs_window_free(&w, &live[tail++ % 4096]);
+			}
+			allocated += fp.total;
+			uint64_t at = (uint64_t)(live[head % 4096].ptr - w.base) + fp.total;
+			if (at > reach)
+				reach = at;
+			head++;
+		}
+	assert_int_equal(reach, m.ring);
+	assert_true(allocated > size);  /* the ring wrapped: placement mattered */
+	while (tail < head)
+		qs_window_free(&w, &live[tail++ % 4096]);
+	assert_int_equal(qs_window_wait_empty(&w), 0);
+	qs_window_close(&w);
+	assert_int_equal(qs_window_wait_empty(&w), -ECANCELED);
+	qs_window_release(&w);
+	qs_plan_release(&plan);
+}
+
 int main(void)
 {
 	fix_sizes();
@@ -283,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_experts_and_fp8_chunks),
 		cmocka_unit_test(test_fingerprints),
 		cmocka_unit_test(test_window_fifo_ring),
+		cmocka_unit_test(test_plan_memory_is_the_windows_placement),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
