@@ -55,7 +55,14 @@ ggml-q4_K        ggml:q4_K                        -
 ggml-q3_K+imat   ggml:q3_K                        imp
 ggml-q4_K+imat   ggml:q4_K                        imp
 adpq-3           adpq:bits=3                      -
-adpq-4           adpq:bits=4                      -
+adpq-3-s0        adpq:bits=3,search=0             -
+adpq-3-a.02      adpq:bits=3,alpha=0.02           -
+adpq-3-g256f16   adpq:bits=3,group=256,scales=f16,alpha=0.02 -
+adpq-3+hes       adpq:bits=3                      hes
+adpq-4           adpq:bits=4,alpha=0.025          -
+adpq-4-a.0175    adpq:bits=4                      -
+adpq-4-g256f16   adpq:bits=4,group=256,scales=f16,alpha=0.028 -
+adpq-4+hes       adpq:bits=4,alpha=0.025          hes
 daq-4            daq                              -
 daq-4+imp        daq                              imp
 daq-4+hes        daq                              hes
@@ -63,7 +70,7 @@ claq-3.12        claq:bits=3.12                   -
 claq-3.12+hes    claq:bits=3.12                   hes
 gptq-3           gptq:bits=3                      hes
 gptq-4           gptq:bits=4                      hes
-athena-3         athena:bits=3                    hes
+gptq-clip-3      gptq-clip:bits=3                 hes
 """
 
 # the settings train_llama.py is run with; part of the cache key.  120

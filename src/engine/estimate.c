@@ -171,7 +171,10 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 {
 	const struct qs_scheme *sc = &t->scheme;
 	const struct qs_scheme_ops *ops = sc->ops;
-	s->second_order = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN);
+	/* rows x cols^2 only where a Hessian will be loaded: adpq (and gptq
+	 * without one) can take --hessian but is a one-pass scheme without */
+	s->second_order = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN) &&
+			  (sc->stats & QS_WANT_HESSIAN);
 	uint64_t cols = t->cols;
 	if (s->second_order && cols > SECOND_ORDER_COLS)
 		cols = SECOND_ORDER_COLS;

@@ -1,8 +1,8 @@
 /* adpq_scalar.h - the scalar parts of adpq's row kernels (ref_adpq.c is
  * the definition), written once for ref_adpq.c and the SIMD variants
  * (x86/avx2_adpq.c, arm/neon_adpq.c): the folding of codes, a group's grid
- * from its stored meta, the outlier codes and values, a k-th largest
- * selection, and the three-phase skeleton of quantize_row into which a
+ * from its stored meta, the outlier codes and values,
+ * and the three-phase skeleton of quantize_row into which a
  * variant plugs its vector range pass and code loop.
  */
 #ifndef QS_ADPQ_SCALAR_H
@@ -118,42 +118,13 @@ static inline size_t qs_adpq_put_outliers(float *wg, const uint8_t *c, size_t le
 	return bad;
 }
 
-/* The k-th largest of a[n] (1 <= k <= n), reordering a: quickselect with a
- * three-way partition (larger | equal | smaller), so every round either
- * ends or drops the nonempty equal part. */
-static inline uint32_t qs_kth_largest(uint32_t *a, size_t n, size_t k)
-{
-	size_t lo = 0, hi = n, want = k - 1;
-	for (;;) {
-		uint32_t x = a[lo + (hi - lo) / 2];
-		size_t lt = lo, i = lo, gt = hi;
-		while (i < gt) {
-			uint32_t t = a[i];
-			if (t > x) {
-				a[i++] = a[lt];
-				a[lt++] = t;
-			} else if (t < x) {
-				a[i] = a[--gt];
-				a[gt] = t;
-			} else {
-				i++;
-			}
-		}
-		if (want < lt)
-			hi = lt;
-		else if (want < gt)
-			return x;
-		else
-			lo = gt;
-	}
-}
-
 /* Phase 1 of one group for a SIMD variant: wg holds whole blocks of 32
- * (past len: +0.0); the k outliers' in-group indices go to idx[k] (and, for
- * variants that keep one, their bits to om, one a weight, at r->mask +
- * i/8), the inlier range to lo/hi, the outliers' |w| range to omn/omx. */
+ * (past len: +0.0); its k outliers' in-group indices are idx[k] (chosen by
+ * qs_adpq_select_row for the row; variants that keep one store their bits
+ * to om, one a weight, at r->mask + i/8); the inlier range goes to lo/hi,
+ * the outliers' |w| range to omn/omx. */
 typedef void (*qs_adpq_ranges_fn)(const float *wg, size_t len, unsigned k,
-				  const struct qs_adpq_params *p, uint8_t *om, uint8_t *idx,
+				  const struct qs_adpq_params *p, uint8_t *om, const uint8_t *idx,
 				  float *lo, float *hi, float *omn, float *omx);
 /* Phase 3 of one group: the inlier codes of wg[len] on grid q (folded
  * around z, m = min(z, qmax - z), when fold), into c[len]. */
@@ -181,11 +152,13 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
 	float buf[QS_ADPQ_GMAX] __attribute__((aligned(32)));
 
-	/* 1: outliers and ranges (a short last group padded with zeros) */
-	uint8_t *idx = r->idx;
+	/* 1: the row's outliers, then each group's ranges (a short last
+	 * group padded with zeros) */
+	qs_adpq_select_row(w, n, p, r);
+	const uint8_t *idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		unsigned k = r->counts[g];
 		const float *wg = w + i;
 		if (len < G) {
 			memset(buf, 0, sizeof(buf));
@@ -217,7 +190,7 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 		uint8_t *c = r->codes + i;
 		const float *wg = w + i;
 		codes(wg, len, &q, inv, z, m, fold, qmaxf, c);
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		unsigned k = r->counts[g];
 		for (unsigned o = 0; o < k; o++)
 			c[idx[o]] = qs_adpq_outlier_code(wg[idx[o]], &q, oinv, omaxf, p->bits);
 		idx += k;

@@ -22,7 +22,6 @@
 /* adpq row parameters and buffers (adpq.c). */
 #define QS_ADPQ_SCALES_F16 1u  /* fp16 group meta instead of u8 under row super-scales */
 #define QS_ADPQ_FOLD 2u        /* inlier codes folded around the group's zero code */
-#define QS_ADPQ_MAX_K 64u      /* outliers in a group: alpha <= 0.25, group <= 256 */
 
 struct qs_adpq_params {
 	unsigned bits;       /* 2, 3 or 4 */
@@ -41,12 +40,18 @@ struct qs_adpq_row {
 	uint16_t *meta;
 	uint8_t *codes;      /* n stored codes */
 	uint8_t *idx;        /* the row's outlier in-group indices, ascending per group */
+	uint16_t *counts;    /* outliers of each group (ngroups; they sum to the row's K) */
 	float *tmp;          /* quantize scratch: 4 x ngroups */
 	uint8_t *mask;       /* quantize scratch: n */
 };
 
+/* Source element encodings the decode-and-check kernels read. */
+enum qs_src_kind { QS_SRC_KIND_BF16 = 0, QS_SRC_KIND_F16 = 1, QS_SRC_KIND_F32 = 2 };
+/* Largest group rtn_quantize_src decodes into its L1 buffer. */
+#define QS_RTN_SRC_MAX_GROUP 1024u
+
 struct qs_kernels {
-	const char *name;  /* "ref", "avx2", "neon" */
+	const char *name;  /* "ref", "avx2", "avx512", "neon" */
 
 	/* Source dtype to f32 (bf16 and f16 widen exactly; denormals, Inf and
 	 * NaN are kept). */
@@ -58,6 +63,12 @@ struct qs_kernels {
 
 	/* Number of NaN/Inf values in x[n]. */
 	size_t (*count_nonfinite)(const float *x, size_t n);
+	/* One pass over n source elements of enum qs_src_kind `kind`
+	 * (little-endian, any alignment): dst = their f32 values (as
+	 * bf16_to_f32 / f16_to_f32 / a copy) and the return value = how many
+	 * are NaN/Inf.  Schemes get their f32 input from this, a group or a
+	 * chunk at a time; decode_scalar.h is the definition. */
+	size_t (*decode_checked)(unsigned kind, const void *src, float *dst, size_t n);
 
 	/* rtn group quantization: for each group of `group` weights of w[n]
 	 * (the last may be shorter), computes the fp16 scale and min (see
@@ -67,6 +78,17 @@ struct qs_kernels {
 	size_t (*rtn_quantize_row)(const float *w, size_t n, unsigned group,
 				   unsigned bits, uint16_t *scale, uint16_t *min,
 				   uint8_t *codes);
+	/* rtn_quantize_row straight from n source elements of `kind`: each
+	 * group is decoded (decode_checked) into a buffer in L1 and quantized
+	 * there, so the chunk is read once and no f32 copy of it exists.  The
+	 * NaN/Inf found are added to *nonfinite; with sanitize they are
+	 * replaced first (qs_sanitize_scalar, what --allow-nonfinite asks),
+	 * without it the group is quantized as it is (the caller discards a
+	 * chunk that holds any).  Same results as decode_checked +
+	 * rtn_quantize_row; group <= QS_RTN_SRC_MAX_GROUP. */
+	size_t (*rtn_quantize_src)(unsigned kind, const void *src, size_t n, unsigned group,
+				   unsigned bits, int sanitize, uint16_t *scale, uint16_t *min,
+				   uint8_t *codes, size_t *nonfinite);
 	/* rtn dequantization of one row from codes and fp16 scale/min. */
 	void (*rtn_dequantize_row)(const uint8_t *codes, size_t n, unsigned group,
 				   const uint16_t *scale, const uint16_t *min,
@@ -131,7 +153,7 @@ struct qs_kernels {
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
 const struct qs_kernels *qs_kernels_get(void);
-/* A specific level ("ref", "avx2", "neon"), or NULL when not built or not
+/* A specific level ("ref", "avx2", "avx512", "neon"), or NULL when not built or not
  * supported by this CPU; tests use it to compare variants. */
 const struct qs_kernels *qs_kernels_by_name(const char *name);
 
@@ -193,8 +215,14 @@ void qs_avx2_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nbloc
 size_t qs_neon_gguf_quantize_row(unsigned type, const float *x, const float *imp, size_t nblocks,
 				 uint8_t *dst);
 void qs_neon_gguf_dequantize_row(unsigned type, const uint8_t *src, size_t nblocks, float *y);
-/* Outliers in a group of n weights: round(alpha_e4 * n / 10^4), halves up. */
-unsigned qs_adpq_k(unsigned alpha_e4, size_t n);
+/* Outliers in a row of n weights: round(alpha_e4 * n / 10^4), halves up. */
+size_t qs_adpq_k(unsigned alpha_e4, size_t n);
+/* AdpQ's separation of one row (ref_adpq.c): the row's K = qs_adpq_k()
+ * weights of largest |w| (ties to the lower index, NaN as 0), as per-group
+ * counts in r->counts and in-group indices in r->idx.  Every variant calls
+ * this one function, so the outlier set is the same on every ISA. */
+void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			struct qs_adpq_row *r);
 
 /* Scalar conversions, shared by every variant for tails. */
 float qs_bf16_to_f32(uint16_t h);

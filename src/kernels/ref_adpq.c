@@ -15,10 +15,10 @@
  * reductions may run in any order (NaNs are skipped, zeros compared equal
  * and their sign never reaches the output).
  *
- * The outlier set is defined by its result, not by the algorithm: the k
- * weights of largest |w| (compared as the integer bit patterns of |w|; a NaN
- * counts as 0), ties going to the lower index.  Any selection method that
- * yields the same set is conforming.
+ * The outlier set is defined by its result, not by the algorithm: the
+ * row's K weights of largest |w| (compared as the integer bit patterns of
+ * |w|; a NaN counts as 0), ties going to the lower index.  Every variant
+ * calls qs_adpq_select_row() for it.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -33,9 +33,10 @@
  * range around its midpoint. */
 #define SEARCH_DEN 32.0f
 
-unsigned qs_adpq_k(unsigned alpha_e4, size_t n)
+size_t qs_adpq_k(unsigned alpha_e4, size_t n)
 {
-	return (unsigned)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
+	/* alpha_e4 <= 2500 and n < 2^50 (any chunk a row can be): no overflow */
+	return (size_t)(((uint64_t)alpha_e4 * n + 5000u) / 10000u);
 }
 
 static inline uint16_t f16_down(float x)
@@ -56,42 +57,111 @@ static inline uint32_t mag_key(float w)
 	return u > 0x7f800000u ? 0 : u;
 }
 
-/* Marks the k largest-|w| weights of w[n] in mask[n] (ties to the lower
- * index) and writes their indices, ascending, to idx[k].  An insertion
- * list over the group: O(n) compares plus O(k) per insertion, which the
- * running k-th key makes rare on bell-shaped data. */
-static void select_outliers(const float *w, size_t n, unsigned k, uint8_t *mask,
-			    uint8_t *idx)
-{
-	uint32_t key[QS_ADPQ_MAX_K];
-	uint16_t pos[QS_ADPQ_MAX_K];
-	unsigned cnt = 0;
+/* The K-th largest key of the row (1 <= K <= n).  One histogram pass on
+ * the top 11 bits of the key (exponent and 3 mantissa bits: 8 bins an
+ * octave, so a bell-shaped row spreads over many bins) finds the bin that
+ * holds it; its few keys are then sorted (insertion, at most
+ * CAND_MAX of them), or, when the bin is crowded (constant rows), a
+ * most-significant-digit radix select over the remaining 20 bits finishes
+ * (passes over w, no scratch).  Either way a fixed number of passes
+ * whatever the data: no adversarial quadratic case, which a crafted
+ * checkpoint could otherwise use to stall a conversion.  *eq gets how many
+ * of the keys equal to the result belong to the K largest. */
+#define TOP_SHIFT 20
+#define TOP_BINS 2048u
+#define CAND_MAX 256u
 
-	memset(mask, 0, n);
-	if (k == 0)
+static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
+{
+	uint32_t hist[TOP_BINS] = {0};
+	for (size_t i = 0; i < n; i++)
+		hist[mag_key(w[i]) >> TOP_SHIFT]++;
+	size_t rank = K;
+	unsigned bin = TOP_BINS - 1;
+	while (rank > hist[bin]) {
+		rank -= hist[bin];
+		bin--;
+	}
+	if (hist[bin] <= CAND_MAX) {
+		uint32_t cand[CAND_MAX] = {0};
+		size_t nc = 0;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t v = mag_key(w[i]);
+			if (v >> TOP_SHIFT != bin)
+				continue;
+			size_t j = nc++;
+			while (j > 0 && cand[j - 1] < v) {  /* descending */
+				cand[j] = cand[j - 1];
+				j--;
+			}
+			cand[j] = v;
+		}
+		uint32_t t = cand[rank - 1];
+		size_t e = 0;
+		for (size_t j = 0; j < rank; j++)
+			e += cand[j] == t;
+		*eq = e;
+		return t;
+	}
+	/* radix select on bits 19..12, 11..4, 3..0 among the bin's keys */
+	static const unsigned shift[3] = {12, 4, 0}, width[3] = {8, 8, 4};
+	uint32_t prefix = (uint32_t)bin << TOP_SHIFT, known = ~0u << TOP_SHIFT;
+	for (unsigned d = 0; d < 3; d++) {
+		uint32_t h[256] = {0}, m = (1u << width[d]) - 1u;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t v = mag_key(w[i]);
+			if ((v & known) == prefix)
+				h[(v >> shift[d]) & m]++;
+		}
+		uint32_t dg = m;
+		while (rank > h[dg]) {
+			rank -= h[dg];
+			dg--;
+		}
+		prefix |= dg << shift[d];
+		known |= m << shift[d];
+	}
+	*eq = rank;
+	return prefix;
+}
+
+/* AdpQ's soft threshold w~ = sign(w) max(|w| - lambda'/|w|, 0) is zero
+ * exactly when |w| <= sqrt(lambda'), so one lambda' separates the weights
+ * above a magnitude.  lambda' is set per row so that the row's K =
+ * round(alpha*n) largest are separated: sqrt(lambda') = t, the K-th largest
+ * |w| (of the weights equal to t, the lower indices first, so exactly K).
+ * Groups then carry as many outliers as they really hold: none in a quiet
+ * group, many where a hot channel or salient weights sit. */
+void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			struct qs_adpq_row *r)
+{
+	const size_t G = p->group, ng = G ? n / G + (n % G != 0) : 0;
+	size_t K = qs_adpq_k(p->alpha_e4, n), eq;
+	memset(r->counts, 0, ng * sizeof(*r->counts));
+	if (K == 0 || n == 0 || G == 0)
 		return;
+	if (K > n)
+		K = n;
+	uint32_t t = kth_largest_key(w, n, K, &eq);
+	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = mag_key(w[i]);
-		if (cnt == k) {
-			if (v <= key[k - 1])
-				continue;
-			cnt--;
-		}
-		unsigned j = cnt;
-		while (j > 0 && key[j - 1] < v) {
-			key[j] = key[j - 1];
-			pos[j] = pos[j - 1];
-			j--;
-		}
-		key[j] = v;
-		pos[j] = (uint16_t)i;
-		cnt++;
+		bool take = v > t || (v == t && eq > 0);
+		if (!take)
+			continue;
+		if (v == t)
+			eq--;
+		r->idx[o++] = (uint8_t)(i % G);
+		r->counts[i / G]++;
 	}
-	for (unsigned j = 0; j < cnt; j++)
-		mask[pos[j]] = 1;
-	for (size_t i = 0, o = 0; i < n; i++)
-		if (mask[i])
-			idx[o++] = (uint8_t)i;
+}
+
+/* The 0/1 outlier mask of one group from its in-group indices. */
+static void mask_of(const uint8_t *idx, unsigned k, size_t n, uint8_t *mask)
+{
+	memset(mask, 0, n);
+	for (unsigned o = 0; o < k; o++)
+		mask[idx[o]] = 1;
 }
 
 /* Min and max over the weights with mask[i] == want (of |w| when absval),
@@ -330,12 +400,13 @@ size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_p
 	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
 	size_t overflowed;
 
-	/* 1: outliers and the two ranges of every group */
-	uint8_t *idx = r->idx;
+	/* 1: the row's outliers, then the two ranges of every group */
+	qs_adpq_select_row(w, n, p, r);
+	const uint8_t *idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
-		select_outliers(w + i, len, k, r->mask + i, idx);
+		unsigned k = r->counts[g];
+		mask_of(idx, k, len, r->mask + i);
 		idx += k;
 		masked_range(w + i, r->mask + i, len, 1, 1, &omn[g], &omx[g]);
 		inlier_range(w + i, r->mask + i, len, p, &lo[g], &hi[g]);
@@ -401,7 +472,7 @@ size_t qs_ref_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 				wg[j] = q.minf + t;
 			}
 		}
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		unsigned k = r->counts[g];
 		bad += qs_adpq_put_outliers(wg, c, len, idx, k, &q, p->bits);
 		idx += k;
 	}

@@ -1,21 +1,29 @@
-/* athena.c - Athena (Wang, He, Yang, "Athena: Efficient Block-Wise
- * Post-Training Quantization for Large Language Models Using Second-Order
- * Matrix Derivative Information", arXiv:2405.17470), a practical reading
- * on the rtn grid, sharing the second-order engine (second_order.c) with gptq.
+/* athena.c - the scheme `gptq-clip` (and its deprecated alias `athena`):
+ * GPTQ's second-order engine (second_order.c) with block = group and a
+ * per-block clipping search judged on the second-order loss, on the rtn
+ * grid.
  *
- * Parameters (canonical text "athena:bits=B,group=G,damp=D,search=S"):
+ * Why the name.  The scheme was called after Athena (Wang, He, Yang,
+ * "Athena: Efficient Block-Wise Post-Training Quantization for Large
+ * Language Models Using Second-Order Matrix Derivative Information",
+ * arXiv:2405.17470), but it is not that paper's algorithm: the paper groups
+ * parameters by columns or rows into blocks, quantizes them block after
+ * block guided by the Hessian of the layer-wise loss, updates the remaining
+ * parameters and the Hessian information after each block -- and it
+ * quantizes each block with k-means code books and refines the result with
+ * a low-rank decomposition of the residual.  qshard has the first part
+ * (which is GPTQ's lazy-batch structure with blocks = groups), not the code
+ * books nor the low-rank residual, and its grid is rtn's uniform one with a
+ * clipping search.  So it is named for what it is, gptq-clip; `athena`
+ * stays accepted, with the same output and its own name in the file
+ * (files written as athena keep reading), and is documented as a
+ * deprecated alias (qshard-convert(1)).
+ *
+ * Parameters (canonical text "gptq-clip:bits=B,group=G,damp=D,search=S"):
  *   bits 2, 3, 4, 8 (default 3); group 32, 64, 128, 256 (default 128);
  *   damp   as gptq (default 0.01);
  *   search clipped grids tried per block besides the full range, 0..16
  *          (default 8).
- *
- * What the paper describes: parameters are grouped by columns into blocks;
- * blocks are quantized one after the other, each guided by second-order
- * (Hessian) information of the layer-wise loss, and after each block the
- * remaining parameters and the Hessian information are updated, so later
- * blocks are quantized against the curvature of the problem that is left;
- * the grid of each block is optimized iteratively rather than fixed by a
- * uniform rule.
  *
  * What is implemented:
  *   - blocks are the quantization groups (block = group columns, natural
@@ -38,11 +46,12 @@
  *     after] -= E U[block, after]): the parameter update, batched with
  *     gptq's recursive blocking (second_order.c), so
  *     it is a few large cblas_sgemm calls rather than one per block.
- * Not implemented: the paper's k-means code books and low-rank residual
- * refinements; the payload stays rtn's layout so any rtn reader works.
+ * Not implemented: Athena's k-means code books and low-rank residual
+ * refinements (see above); the payload stays rtn's layout so any rtn reader
+ * works.
  *
  * How it differs from gptq: gptq fixes each group's grid by min-max of the
- * compensated weights, then only chooses codes; athena additionally
+ * compensated weights, then only chooses codes; gptq-clip additionally
  * chooses the grid by the second-order loss of the whole block, so it is
  * never worse on that loss than gptq with the same blocks (the full range
  * is the first candidate).  No actorder and no outlier table.  Without a
@@ -159,6 +168,20 @@ int qs_so_athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
 		memcpy(err, cs->berr, n * sizeof(float));
 	return 0;
 }
+const struct qs_scheme_ops qs_scheme_gptq_clip = {
+	.name = "gptq-clip",
+	.params = athena_param_table,
+	.payload_size = qs_so_op_payload_size,
+	.scratch_size = qs_so_op_scratch_size,
+	.quantize = qs_so_op_quantize,
+	.dequantize = qs_so_op_dequantize,
+	.wants = QS_WANT_HESSIAN,
+	.prep_size = qs_so_op_prep_size,
+	.prepare = qs_so_op_prepare,
+	.quantize_prep = qs_so_op_quantize_prep,
+};
+
+/* The deprecated alias: the same operations under the old name. */
 const struct qs_scheme_ops qs_scheme_athena = {
 	.name = "athena",
 	.params = athena_param_table,

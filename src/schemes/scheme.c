@@ -15,6 +15,7 @@ const struct qs_scheme_ops *const qs_scheme_registry[] = {
 	&qs_scheme_daq,
 	&qs_scheme_claq,
 	&qs_scheme_gptq,
+	&qs_scheme_gptq_clip,
 	&qs_scheme_athena,
 	&qs_scheme_gguf,
 	NULL,

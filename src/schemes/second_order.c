@@ -67,7 +67,7 @@ void qs_so_cfg_of(const struct qs_scheme *s, struct qs_so_cfg *cfg)
 	cfg->bits = p->bits;
 	cfg->group = p->group;
 	cfg->damp_e4 = p->damp;
-	cfg->athena = s->ops == &qs_scheme_athena;
+	cfg->athena = s->ops == &qs_scheme_athena || s->ops == &qs_scheme_gptq_clip;
 	if (cfg->athena) {
 		cfg->search = p->search;
 	} else {

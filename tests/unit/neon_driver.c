@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gguf_blocks.h"
+#include "decode_src_check.h"
 #include "kernels.h"
 
 extern const struct qs_kernels qs_kernels_neon;
@@ -282,15 +283,13 @@ static float avalue(int d, size_t i)
 
 static size_t adpq_total_k(const struct qs_adpq_params *p, size_t n)
 {
-	size_t k = 0;
-	for (size_t i = 0; i < n; i += p->group)
-		k += qs_adpq_k(p->alpha_e4, n - i < p->group ? n - i : p->group);
-	return k;
+	size_t k = qs_adpq_k(p->alpha_e4, n);
+	return k < n ? k : n;
 }
 
 struct arow {
 	struct qs_adpq_row r;
-	uint16_t *meta;
+	uint16_t *meta, *counts;
 	float *tmp;
 	uint8_t *codes, *mask, *idx;
 };
@@ -303,6 +302,8 @@ static void arow_alloc(struct arow *x, size_t n, size_t ng)
 	x->codes = xmalloc(n);
 	x->mask = xmalloc(n);
 	x->idx = xmalloc(n);
+	x->counts = xmalloc(ng * sizeof(uint16_t));
+	x->r.counts = x->counts;
 	memset(x->meta, 0, 4 * ng * sizeof(uint16_t));
 	memset(x->idx, 0, n);
 	x->r.meta = x->meta;
@@ -319,6 +320,7 @@ static void arow_free(struct arow *x)
 	free(x->codes);
 	free(x->mask);
 	free(x->idx);
+	free(x->counts);
 }
 
 static unsigned adpq_rows;
@@ -342,6 +344,8 @@ static void adpq_case(const float *src, size_t n, const struct qs_adpq_params *p
 	same(a.meta, b.meta, 4 * ng * sizeof(uint16_t), "adpq meta", n, pv, fv);
 	same(a.codes, b.codes, n, "adpq codes", n, pv, fv);
 	same(a.idx, b.idx, adpq_total_k(p, n), "adpq idx", n, pv, fv);
+	same(a.counts, b.counts, (n / p->group + (n % p->group != 0)) * sizeof(uint16_t),
+	     "adpq counts", n, pv, fv);
 	adpq_rows++;
 
 	float *da = xmalloc(n * sizeof(float) + 4), *db = xmalloc(n * sizeof(float) + 4);
@@ -494,8 +498,19 @@ static void check_table_complete(void)
 	}
 }
 
+static void check_decode_src(void)
+{
+	char what[160] = "";
+	int bad = decode_src_check(R, N, what, sizeof(what));
+	if (bad) {
+		failures += bad;
+		fprintf(stderr, "neon differs from ref: %d mismatches, first: %s\n", bad, what);
+	}
+}
+
 int main(void)
 {
+	check_decode_src();
 	check_gguf();
 	check_table_complete();
 	check_conversions();

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_blocks.h"
 #include "kernels.h"
 
 static const struct qs_kernels *const R = &qs_kernels_ref;
@@ -102,13 +103,14 @@ int main(void)
 	static uint16_t meta[4 * N];
 	static float tmp[4 * N];
 	static uint8_t mask[N], idx[N];
+	static uint16_t counts[N];
 	for (unsigned bits = 2; bits <= 4; bits++)
 		for (unsigned group = 64; group <= 256; group *= 2) {
 			struct qs_adpq_params p = {.bits = bits, .group = group,
 						   .alpha_e4 = bits * 50, .search = bits * 2,
 						   .flags = bits == 3 ? QS_ADPQ_SCALES_F16 : 0};
 			struct qs_adpq_row r = {.meta = meta, .codes = codes, .idx = idx,
-						.tmp = tmp, .mask = mask};
+						.tmp = tmp, .mask = mask, .counts = counts};
 			memset(meta, 0, sizeof(meta));
 			memset(idx, 0, sizeof(idx));
 			size_t k = R->adpq_quantize_row(w, N, &p, &r);
@@ -117,6 +119,7 @@ int main(void)
 			put(&d, meta, 4 * (N / group) * sizeof(uint16_t));
 			put(&d, codes, N);
 			put(&d, idx, k < N ? k : N);
+			put(&d, counts, (N / group) * sizeof(uint16_t));
 			R->adpq_dequantize_row(&r, N, &p, back);
 			put(&d, back, sizeof(back));
 		}
@@ -147,5 +150,20 @@ int main(void)
 		put(&d, codes2 + g, 128);
 	}
 	show("daq", &d);
+
+	/* gguf: every ggml block type, plain and importance-weighted (the
+	 * search uses fused multiply-adds: fmaf must round as FMLA does) */
+	d.h = 0xcbf29ce484222325ull;
+	static uint8_t blocks[N * 2];
+	for (unsigned t = 0; t < QS_GGUF_NTYPES; t++)
+		for (int wi = 0; wi < 2; wi++) {
+			size_t nb = N / qs_gguf_block_weights(t);
+			size_t bad = R->gguf_quantize_row(t, w, wi ? imp : NULL, nb, blocks);
+			put(&d, &bad, sizeof(bad));
+			put(&d, blocks, nb * qs_gguf_block_bytes(t));
+			R->gguf_dequantize_row(t, blocks, nb, back);
+			put(&d, back, sizeof(back));
+		}
+	show("gguf", &d);
 	return 0;
 }

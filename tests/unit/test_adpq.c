@@ -77,6 +77,7 @@ static void krow_run(struct krow *k, const float *w, size_t n, unsigned bits,
 	k->r.codes = calloc(n, 1);
 	k->r.mask = calloc(n, 1);
 	k->r.idx = calloc(n + 1, 1);
+	k->r.counts = calloc(k->ng, sizeof(uint16_t));
 	k->out = calloc(n, sizeof(float));
 	assert_int_equal(qs_ref_adpq_quantize_row(w, n, &k->p, &k->r), 0);
 	assert_int_equal(qs_ref_adpq_dequantize_row(&k->r, n, &k->p, k->out), 0);
@@ -89,6 +90,7 @@ static void krow_free(struct krow *k)
 	free(k->r.codes);
 	free(k->r.mask);
 	free(k->r.idx);
+	free(k->r.counts);
 	free(k->out);
 }
 
@@ -111,35 +113,48 @@ static struct steps group_steps(const struct krow *k, size_t g)
 }
 
 /* Without range search every weight dequantizes within half a step of its
- * own grid (inliers: step, outliers: ostep), up to f32 rounding. */
+ * own grid (inliers: step, outliers: ostep), up to f32 rounding; the row's
+ * outliers are its K = round(alpha*n) largest |w|, wherever they sit. */
 static void check_bounds(const struct krow *k, const float *w, size_t n)
 {
 	const uint8_t *idx = k->r.idx;
+	uint8_t *out = calloc(n, 1);
+	size_t total = 0;
 	for (size_t g = 0, i = 0; i < n; g++, i += k->p.group) {
 		size_t len = n - i < k->p.group ? n - i : k->p.group;
-		unsigned kk = qs_adpq_k(k->p.alpha_e4, len);
+		unsigned kk = k->r.counts[g];
 		struct steps st = group_steps(k, g);
-		uint8_t out[256] = {0};
+		assert_true(kk <= len);
 		for (unsigned o = 0; o < kk; o++) {
 			assert_true(idx[o] < len);
 			if (o)
 				assert_true(idx[o] > idx[o - 1]);
-			out[idx[o]] = 1;
+			out[i + idx[o]] = 1;
 		}
 		for (size_t j = 0; j < len; j++) {
-			float s = out[j] ? st.ostep : st.step;
+			float s = out[i + j] ? st.ostep : st.step;
 			float tol = 0.5f * s * 1.0001f + 1e-6f * fabsf(w[i + j]) + 1e-30f;
 			if (!(fabsf(k->out[i + j] - w[i + j]) <= tol))
-				fail_msg("g %zu j %zu out %d: %g vs %g (step %g)", g, j, out[j],
+				fail_msg("g %zu j %zu out %d: %g vs %g (step %g)", g, j, out[i + j],
 					 (double)k->out[i + j], (double)w[i + j], (double)s);
 		}
-		/* outliers are the kk largest |w| */
-		for (size_t j = 0; j < len; j++)
-			for (size_t l = 0; l < len; l++)
-				if (out[j] && !out[l])
-					assert_true(fabsf(w[i + j]) >= fabsf(w[i + l]));
 		idx += kk;
+		total += kk;
 	}
+	size_t K = qs_adpq_k(k->p.alpha_e4, n);
+	assert_int_equal(total, K < n ? K : n);
+	/* outliers are the K largest |w| of the row */
+	float omin = INFINITY, imax = 0.0f;
+	for (size_t j = 0; j < n; j++) {
+		float a = fabsf(w[j]);
+		if (out[j])
+			omin = a < omin ? a : omin;
+		else
+			imax = a > imax ? a : imax;
+	}
+	if (total && total < n)
+		assert_true(omin >= imax);
+	free(out);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -149,7 +164,7 @@ static void test_parse(void **state)
 	(void)state;
 	struct qs_scheme s = make("adpq");
 	assert_string_equal(s.text,
-			    "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes");
+			    "adpq:bits=3,group=128,alpha=0.0175,search=8,scales=u8,layout=planes");
 	s = make("adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
 	assert_string_equal(s.text,
 			    "adpq:bits=4,group=64,alpha=0.25,search=0,scales=f16,layout=tight");
@@ -157,7 +172,7 @@ static void test_parse(void **state)
 	assert_int_equal(qs_scheme_param(&s, "alpha", &alpha), 0);
 	assert_int_equal(alpha, 2500);  /* stored in units of 1e-4 */
 	assert_int_equal(qs_scheme_param(&s, "beta", &alpha), -1);
-	s = make("adpq:alpha=0");
+	s = make("adpq:alpha=0,search=0");
 	assert_string_equal(s.text,
 			    "adpq:bits=3,group=128,alpha=0,search=0,scales=u8,layout=planes");
 	s = make("adpq:alpha=0.0125,bits=2,group=256,search=16");
@@ -254,15 +269,18 @@ static void test_edge_groups(void **state)
 		assert_true(k.out[i] == 0.0f);
 	krow_free(&k);
 
-	/* all equal, positive and negative groups; the tied outliers are the
-	 * first k indices */
+	/* all equal, positive and negative groups; the row's K = 10 tied
+	 * outliers are the first 10 of the larger magnitude, all in group 2 */
 	for (int i = 0; i < 200; i++)
 		w[i] = i < 128 ? 0.375f : -1.5f;
 	krow_run(&k, w, 200, 3, 64, 500, 0, QS_ADPQ_FOLD);
 	check_bounds(&k, w, 200);
-	assert_int_equal(k.r.idx[0], 0);
-	assert_int_equal(k.r.idx[1], 1);
-	assert_int_equal(k.r.idx[2], 2);
+	assert_int_equal(k.r.counts[0], 0);
+	assert_int_equal(k.r.counts[1], 0);
+	assert_int_equal(k.r.counts[2], 10);
+	assert_int_equal(k.r.counts[3], 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(k.r.idx[i], i);
 	for (int i = 0; i < 200; i++)
 		assert_true(fabsf(k.out[i] - w[i]) <= 0.01f * fabsf(w[i]));
 	krow_free(&k);
@@ -301,16 +319,215 @@ static void test_edge_groups(void **state)
 	krow_free(&k);
 }
 
+static uint64_t expect_size(unsigned bits, unsigned group, unsigned a, bool f16, bool tight,
+			    uint64_t R, uint64_t C);
+
+/* The paper's threshold is one lambda' for the row, so groups carry the
+ * outliers they hold: a quiet group none, a group with 9 salient weights
+ * all 9 (the old per-group rule gave each group round(alpha*128)). */
+static void test_variable_outliers(void **state)
+{
+	(void)state;
+	float w[256];
+	for (int i = 0; i < 256; i++)
+		w[i] = 0.01f * (float)((i * 5) % 7 - 3);
+	for (int j = 0; j < 9; j++)
+		w[130 + 5 * j] = (j % 2 ? -1.0f : 1.0f) * (1.0f + 0.125f * (float)j);
+	struct krow k;
+	/* K = round(0.0352 * 256) = round(9.01) = 9 */
+	krow_run(&k, w, 256, 3, 128, 352, 0, QS_ADPQ_FOLD);
+	assert_int_equal(k.r.counts[0], 0);
+	assert_int_equal(k.r.counts[1], 9);
+	for (int j = 0; j < 9; j++)
+		assert_int_equal(k.r.idx[j], 2 + 5 * j);
+	check_bounds(&k, w, 256);
+	/* both groups keep a fine inlier grid (0.06 over 7 steps) */
+	assert_true(group_steps(&k, 0).step < 0.06f / 7 * 1.05f);
+	assert_true(group_steps(&k, 1).step < 0.06f / 7 * 1.05f);
+	krow_free(&k);
+
+	/* and through the scheme's payload (unary counts, indices, codes) */
+	struct qs_scheme s = make("adpq:bits=3,group=128,alpha=0.0352");
+	uint64_t ps = s.ops->payload_size(&s, 1, 256);
+	assert_int_equal(ps, expect_size(3, 128, 352, false, false, 1, 256));
+	uint8_t *p = malloc(ps);
+	void *scr = malloc(s.ops->scratch_size(&s, 1, 256));
+	float d[256];
+	assert_int_equal(s.ops->quantize(&s, w, 1, 256, p, scr), 0);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 256, d, scr), 0);
+	/* inliers within half of 0.06/7, outliers within half of 1.0/3 */
+	for (int i = 0; i < 256; i++)
+		assert_true(fabsf(d[i] - w[i]) < (fabsf(w[i]) > 0.5f ? 0.17f : 0.0045f));
+	/* unary counts after the 8 + 4*2 meta bytes: 9 ones after one zero */
+	uint8_t u[11];
+	qs_kernels_ref.unpack_bits(p + 16, 0, 11, 1, u);
+	assert_int_equal(u[0], 0);
+	for (int i = 1; i < 10; i++)
+		assert_int_equal(u[i], 1);
+	assert_int_equal(u[10], 0);
+	free(scr);
+	free(p);
+}
+
+/* The threshold is the quantile definition: sqrt(lambda') = the K-th
+ * largest |w| of the row, K = round(alpha * C); the outliers are exactly
+ * the first K of the row sorted by |w| descending, then by index (checked
+ * against qsort on heavy-tailed rows with ties and a short last group). */
+struct mag_pos {
+	float a;
+	size_t i;
+};
+
+static int by_mag_desc(const void *x, const void *y)
+{
+	const struct mag_pos *a = x, *b = y;
+	if (a->a != b->a)
+		return a->a > b->a ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+static void test_threshold_is_quantile(void **state)
+{
+	(void)state;
+	enum { N = 1000 };
+	static const unsigned alphas[] = {1, 37, 200, 512, 2500};
+	static const unsigned groups[] = {64, 128, 256};
+	float w[N];
+	struct mag_pos m[N];
+	for (size_t a = 0; a < 5; a++)
+		for (size_t g = 0; g < 3; g++) {
+			for (size_t i = 0; i < N; i++) {
+				w[i] = heavy();
+				/* ties: quantize some magnitudes coarsely */
+				if (i % 7 == 0)
+					w[i] = roundf(w[i] * 8.0f) / 8.0f;
+				m[i].a = fabsf(w[i]);
+				m[i].i = i;
+			}
+			qsort(m, N, sizeof(m[0]), by_mag_desc);
+			struct krow k;
+			krow_run(&k, w, N, 3, groups[g], alphas[a], 0, QS_ADPQ_FOLD);
+			size_t K = qs_adpq_k(alphas[a], N);
+			uint8_t want[N] = {0}, got[N] = {0};
+			for (size_t j = 0; j < K; j++)
+				want[m[j].i] = 1;
+			const uint8_t *idx = k.r.idx;
+			size_t total = 0;
+			for (size_t gi = 0, i = 0; i < N; gi++, i += groups[g]) {
+				for (unsigned o = 0; o < k.r.counts[gi]; o++)
+					got[i + idx[o]] = 1;
+				idx += k.r.counts[gi];
+				total += k.r.counts[gi];
+			}
+			assert_int_equal(total, K);
+			assert_memory_equal(got, want, N);
+			krow_free(&k);
+		}
+}
+
+/* Output error |(W - Q) X^T|^2 = sum over rows of e H e^T (e = w - q). */
+static double output_err(const float *w, const float *q, const float *h, size_t R, size_t C)
+{
+	double tot = 0.0;
+	double *e = malloc(C * sizeof(double));
+	for (size_t r = 0; r < R; r++) {
+		for (size_t j = 0; j < C; j++)
+			e[j] = (double)w[r * C + j] - (double)q[r * C + j];
+		for (size_t i = 0; i < C; i++) {
+			double a = 0.0;
+			for (size_t j = 0; j < C; j++)
+				a += (double)h[i * C + j] * e[j];
+			tot += e[i] * a;
+		}
+	}
+	free(e);
+	return tot;
+}
+
+/* adpq with --hessian: quantize_prep with a Hessian (s.stats as the plan
+ * sets it) or without.  Returns the dequantized weights. */
+static float *adpq_run(const char *spec, const float *w, size_t R, size_t C, const float *h,
+		       uint8_t **payload, uint64_t *psize)
+{
+	struct qs_scheme s = make(spec);
+	s.stats = h ? QS_WANT_HESSIAN : 0;
+	uint64_t ps = s.ops->payload_size(&s, R, C);
+	uint8_t *p = malloc(ps);
+	void *scr = malloc(s.ops->scratch_size(&s, R, C));
+	void *prep = malloc(s.ops->prep_size(&s, C));
+	float *d = malloc(R * C * sizeof(float));
+	struct qs_tensor_stats st = {.name = "m.w", .cols = C, .hessian = h};
+	struct qs_diag dg;
+	assert_int_equal(s.ops->prepare(&s, &st, prep, &dg), 0);
+	assert_int_equal(s.ops->quantize_prep(&s, prep, w, R, C, p, scr), 0);
+	/* the payload is plain adpq: the scheme's dequantize reads it */
+	assert_int_equal(s.ops->dequantize(&s, p, R, C, d, scr), 0);
+	free(scr);
+	free(prep);
+	*payload = p;
+	*psize = ps;
+	return d;
+}
+
+/* AdpQ's separation, then GPTQ's compensation: on correlated calibration
+ * activations the output error is well below the calibration-free
+ * scheme's, with the same outliers, grids and size; without a Hessian
+ * quantize_prep is the plain scheme byte for byte. */
+static void test_hessian_compensation(void **state)
+{
+	(void)state;
+	enum { R = 48, C = 320, N = 640 };
+	float *w = malloc(R * C * sizeof(float)), *x = malloc((size_t)N * C * sizeof(float));
+	float *h = calloc((size_t)C * C, sizeof(float));
+	for (size_t i = 0; i < (size_t)R * C; i++)
+		w[i] = heavy();
+	/* activations with a shared component and hot channels */
+	for (size_t n = 0; n < N; n++) {
+		double common = 2.0 * unif() - 1.0;
+		for (size_t j = 0; j < C; j++) {
+			double v = 0.6 * common + (2.0 * unif() - 1.0) * (j % 37 == 0 ? 4.0 : 1.0);
+			x[n * C + j] = (float)v;
+		}
+	}
+	for (size_t n = 0; n < N; n++)
+		for (size_t i = 0; i < C; i++)
+			for (size_t j = 0; j < C; j++)
+				h[i * C + j] += x[n * C + i] * x[n * C + j];
+	static const char *const specs[] = {"adpq:bits=3", "adpq:bits=4,group=64,alpha=0.01",
+					    "adpq:bits=2,layout=tight,scales=f16"};
+	for (size_t k = 0; k < 3; k++) {
+		uint8_t *p0, *p1, *p2;
+		uint64_t s0, s1, s2;
+		float *d0 = adpq_run(specs[k], w, R, C, NULL, &p0, &s0);
+		float *d1 = adpq_run(specs[k], w, R, C, h, &p1, &s1);
+		assert_int_equal(s0, s1);
+		double e0 = output_err(w, d0, h, R, C), e1 = output_err(w, d1, h, R, C);
+		printf("%s: output error %.4g plain, %.4g with H (%.2f dB)\n", specs[k], e0, e1,
+		       10.0 * log10(e0 / e1));
+		assert_true(e1 < 0.8 * e0);
+		/* plain quantize gives the same bytes as quantize_prep without H */
+		struct qs_scheme s = make(specs[k]);
+		p2 = malloc(s0);
+		void *scr = malloc(s.ops->scratch_size(&s, R, C));
+		assert_int_equal(s.ops->quantize(&s, w, R, C, p2, scr), 0);
+		s2 = s0;
+		assert_memory_equal(p0, p2, s2);
+		free(scr);
+		free(p0), free(p1), free(p2), free(d0), free(d1);
+	}
+	free(w), free(x), free(h);
+}
+
 /* payload_size as documented in adpq.c */
 static uint64_t expect_size(unsigned bits, unsigned group, unsigned a, bool f16, bool tight,
 			    uint64_t R, uint64_t C)
 {
 	uint64_t G = (C + group - 1) / group;
-	uint64_t K = C / group * qs_adpq_k(a, group) + qs_adpq_k(a, C % group);
+	uint64_t K = qs_adpq_k(a, C);
 	unsigned L = group == 64 ? 6 : group == 128 ? 7 : 8;
 	uint64_t meta = f16 ? 8 * R * G : 8 * R + 4 * R * G;
 	uint64_t codes = tight ? (R * C * bits + 7) / 8 : bits * R * ((C + 7) / 8);
-	return meta + (R * K * L + 7) / 8 + codes;
+	return meta + (R * (G + K) + 7) / 8 + (R * K * L + 7) / 8 + codes;
 }
 
 static void test_payload_canary_roundtrip(void **state)
@@ -325,7 +542,7 @@ static void test_payload_canary_roundtrip(void **state)
 					char spec[128];
 					bool f16 = v & 1, tight = v & 2;
 					snprintf(spec, sizeof(spec),
-						 "adpq:bits=%u,group=%u,alpha=0.03,scales=%s,layout=%s",
+						 "adpq:bits=%u,group=%u,alpha=0.03,search=8,scales=%s,layout=%s",
 						 bits[b], groups[g], f16 ? "f16" : "u8",
 						 tight ? "tight" : "planes");
 					struct qs_scheme s = make(spec);
@@ -352,7 +569,7 @@ static void test_payload_canary_roundtrip(void **state)
 					/* the ops agree with the row kernel */
 					for (uint64_t r = 0; r < R; r++) {
 						struct krow k;
-						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 0,
+						krow_run(&k, w + r * C, C, bits[b], groups[g], 300, 8,
 							 (f16 ? QS_ADPQ_SCALES_F16 : 0) |
 								 (tight ? 0 : QS_ADPQ_FOLD));
 						assert_memory_equal(k.out, d + r * C, C * sizeof(float));
@@ -414,11 +631,27 @@ static void test_overflow_and_corrupt(void **state)
 	assert_int_equal(s16.ops->quantize(&s16, w, 1, 74, p, scr), 0);
 	w[7] = 0.5f;
 	assert_int_equal(s.ops->quantize(&s, w, 1, 74, p, scr), 0);
-	/* k = 3 + 1 (10 * 0.05 = 0.5 rounds up); point the last index of the
-	 * 10-weight group past its end */
+	/* K = round(3.7) = 4 in 2 groups: unary counts (6 bits, 1 byte) then
+	 * 4 six-bit indices.  Counts {3, 1} with the last index past the end
+	 * of the 10-weight group: refused */
 	uint64_t meta = 8 + 4 * 2;
-	qs_kernels_ref.pack_bits((const uint8_t[]){63}, 1, 6, p + meta, 18);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), 0);
+	qs_kernels_ref.pack_bits((const uint8_t[]){1, 1, 1, 0, 1, 0}, 6, 1, p + meta, 0);
+	qs_kernels_ref.pack_bits((const uint8_t[]){0, 1, 2, 9}, 4, 6, p + meta + 1, 0);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), 0);
+	qs_kernels_ref.pack_bits((const uint8_t[]){63}, 1, 6, p + meta + 1, 18);
 	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), -QS_EFORMAT);
+	/* counts that do not describe 2 groups: a third zero, or a one after
+	 * the last group */
+	qs_kernels_ref.pack_bits((const uint8_t[]){0, 1, 2, 9}, 4, 6, p + meta + 1, 0);
+	qs_kernels_ref.pack_bits((const uint8_t[]){1, 1, 0, 1, 0, 0}, 6, 1, p + meta, 0);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), -QS_EFORMAT);
+	qs_kernels_ref.pack_bits((const uint8_t[]){1, 1, 1, 0, 0, 1}, 6, 1, p + meta, 0);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), -QS_EFORMAT);
+	/* all 4 outliers in the short group: a valid payload (the unary code
+	 * of 6 bits cannot describe more than K = 4 outliers in all) */
+	qs_kernels_ref.pack_bits((const uint8_t[]){0, 1, 1, 1, 1, 0}, 6, 1, p + meta, 0);
+	assert_int_equal(s.ops->dequantize(&s, p, 1, 74, d, scr), 0);
 }
 
 static double sqnr(const char *spec, const float *w, size_t R, size_t C)
@@ -468,6 +701,9 @@ int main(void)
 		cmocka_unit_test(test_hand_checked),
 		cmocka_unit_test(test_bounds_every_bits_group),
 		cmocka_unit_test(test_edge_groups),
+		cmocka_unit_test(test_variable_outliers),
+		cmocka_unit_test(test_threshold_is_quantile),
+		cmocka_unit_test(test_hessian_compensation),
 		cmocka_unit_test(test_payload_canary_roundtrip),
 		cmocka_unit_test(test_planes),
 		cmocka_unit_test(test_overflow_and_corrupt),

@@ -88,6 +88,7 @@ struct row {
 	uint16_t *meta;
 	float *tmp;
 	uint8_t *codes, *mask, *idx;
+	uint16_t *counts;
 };
 
 static void row_alloc(struct row *x, size_t n, size_t ng)
@@ -98,7 +99,8 @@ static void row_alloc(struct row *x, size_t n, size_t ng)
 	x->codes = calloc(n, 1);
 	x->mask = calloc(n, 1);
 	x->idx = calloc(n, 1);
-	assert_true(x->meta && x->tmp && x->codes && x->mask && x->idx);
+	x->counts = calloc(ng, sizeof(uint16_t));
+	x->r.counts = x->counts;
 	x->r.meta = x->meta;
 	x->r.tmp = x->tmp;
 	x->r.codes = x->codes;
@@ -113,14 +115,13 @@ static void row_free(struct row *x)
 	free(x->codes);
 	free(x->mask);
 	free(x->idx);
+	free(x->counts);
 }
 
 static size_t total_k(const struct qs_adpq_params *p, size_t n)
 {
-	size_t k = 0;
-	for (size_t i = 0; i < n; i += p->group)
-		k += qs_adpq_k(p->alpha_e4, n - i < p->group ? n - i : p->group);
-	return k;
+	size_t k = qs_adpq_k(p->alpha_e4, n);
+	return k < n ? k : n;
 }
 
 static unsigned compared;
@@ -146,6 +147,7 @@ static void compare_row(const struct qs_kernels *k, const float *src, size_t n,
 	size_t nk = total_k(p, n);
 	if (nk)
 		assert_memory_equal(a.idx, b.idx, nk);
+	assert_memory_equal(a.counts, b.counts, ng * sizeof(uint16_t));
 	compared++;
 
 	/* the dequantized rows agree too */

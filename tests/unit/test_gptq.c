@@ -504,6 +504,37 @@ static void test_parse(void **state)
 	assert_int_equal(s.ops->prep_size(&s, 1ull << 40), UINT64_MAX);
 }
 
+/* gptq-clip is the scheme's name for what it is; athena is its deprecated
+ * alias: the same bytes, each with its own canonical text. */
+static void test_gptq_clip_alias(void **state)
+{
+	(void)state;
+	rng_state = 7;
+	float *h = make_h(COLS, TOK, NULL, 0), *w = make_w(ROWS, COLS);
+	struct qs_scheme g = make("gptq-clip"), a = make("athena");
+	assert_string_equal(g.text, "gptq-clip:bits=3,group=128,damp=0.01,search=8");
+	assert_string_equal(a.text, "athena:bits=3,group=128,damp=0.01,search=8");
+	g = make("gptq-clip:bits=3,group=64,search=4");
+	a = make("athena:bits=3,group=64,search=4");
+	int rc;
+	struct run rg = quant(&g, w, ROWS, COLS, h, true, &rc);
+	assert_int_equal(rc, 0);
+	struct run ra = quant(&a, w, ROWS, COLS, h, true, &rc);
+	assert_int_equal(rc, 0);
+	assert_int_equal(rg.psize, ra.psize);
+	assert_memory_equal(rg.payload, ra.payload, rg.psize);
+	/* and it is the second-order search, not rtn */
+	struct qs_scheme r = make("rtn:bits=3,group=64");
+	struct run rr = quant(&r, w, ROWS, COLS, NULL, false, &rc);
+	assert_int_equal(rc, 0);
+	assert_true(out_err(w, rg.deq, h, ROWS, COLS) < 0.8 * out_err(w, rr.deq, h, ROWS, COLS));
+	run_free(&rg);
+	run_free(&ra);
+	run_free(&rr);
+	free(h);
+	free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -516,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_outliers),
 		cmocka_unit_test(test_chunks_threads),
 		cmocka_unit_test(test_athena_no_hessian),
+		cmocka_unit_test(test_gptq_clip_alias),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,9 +82,9 @@ static void expect_err(const char *spec, const char *msg)
 static void test_parse_errors(void **state)
 {
 	(void)state;
-	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
-	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
-	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, athena, gguf)");
+	expect_err("foo", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
+	expect_err("foo:bits=4", "unknown scheme 'foo' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
+	expect_err("", "unknown scheme '' (known: rtn, adpq, daq, claq, gptq, gptq-clip, athena, gguf)");
 	expect_err("RTN", "unknown scheme 'RTN'");
 	expect_err("rtn:bits=5", "rtn: bits must be one of 2, 3, 4, 8 (got 5)");
 	expect_err("rtn:bits=1", "(got 1)");
@@ -168,13 +168,13 @@ static void test_canonical_defaults(void **state)
 	(void)state;
 	static const char *const want[][2] = {
 		{"rtn", "rtn:bits=4,group=128"},
-		{"adpq", "adpq:bits=3,group=128,alpha=0.02,search=0,scales=u8,layout=planes"},
+		{"adpq", "adpq:bits=3,group=128,alpha=0.0175,search=8,scales=u8,layout=planes"},
 		{"daq", "daq:bits=4,format=nf4,group=128,iters=100"},
 		{"claq", "claq:bits=3.12,reshi=0.014,reslo=0.004,iters=16,actorder=1,damp=0.01"},
 		{"gptq", "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0"},
 		{"athena", "athena:bits=3,group=128,damp=0.01,search=8"},
 		{"adpq:alpha=0.0250,layout=tight",
-		 "adpq:bits=3,group=128,alpha=0.025,search=0,scales=u8,layout=tight"},
+		 "adpq:bits=3,group=128,alpha=0.025,search=8,scales=u8,layout=tight"},
 		{"claq:bits=4,reslo=0.05", "claq:bits=4.00,reshi=0.014,reslo=0.05,iters=16,actorder=1,damp=0.01"},
 		{"gptq:damp=1,alpha=0.1", "gptq:bits=4,group=128,damp=1,actorder=1,alpha=0.1"},
 	};
@@ -325,7 +325,9 @@ static void bold_word(const char *line, char *word, size_t len)
 	word[0] = '\0';
 	if (!p)
 		return;
-	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+	/* '-' for scheme names such as gptq-clip */
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_' ||
+	       p[n] == '-')
 		n++;
 	if (n == 0 || n >= len || (p[n] && p[n] != '\n'))
 		return;

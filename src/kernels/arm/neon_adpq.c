@@ -12,9 +12,8 @@
  * ref's header says.  The per-group grids (phase 2) are ref's code,
  * qs_ref_adpq_grids().
  *
- * Outliers: as in avx2_adpq.c, the k-th largest key t (|w| bits, NaN as 0)
- * from per-lane top-k lists for k <= 8 or a quickselect above, then all keys
- * > t plus the lowest-index keys == t.
+ * Outliers: the row's set comes from qs_adpq_select_row() (ref_adpq.c),
+ * shared by every variant; here it only becomes bit masks.
  *
  * A group shorter than the scheme's group (a row's last) is copied into a
  * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
@@ -43,46 +42,6 @@ static inline float32x4_t na_clamp(float32x4_t q, float32x4_t qv)
 	return vbslq_f32(vcltq_f32(q, qv), q, qv);
 }
 
-/* 4-bit mask of the true lanes of a compare. */
-static inline unsigned na_bits4(uint32x4_t c)
-{
-	static const uint32_t w[4] = {1, 2, 4, 8};
-	return vaddvq_u32(vandq_u32(c, vld1q_u32(w)));
-}
-
-/* The k-th largest of the keys (k <= 8, a constant once inlined): each
- * lane keeps its k largest, sorted, by a compare-exchange chain; then k
- * times the largest lane head is taken and that lane's list shifted up.
- * 0 marks an empty slot (no key is below it, so it never changes the
- * answer: there are at least k keys). */
-static inline __attribute__((always_inline)) uint32_t na_kth_lanes(const uint32x4_t *key,
-								   size_t nv, unsigned k)
-{
-	static const uint32_t iota_v[4] = {0, 1, 2, 3};
-	const uint32x4_t none = vdupq_n_u32(0), iota = vld1q_u32(iota_v);
-	uint32x4_t top[8];
-	for (unsigned j = 0; j < k; j++)
-		top[j] = none;
-	for (size_t v = 0; v < nv; v++) {
-		uint32x4_t x = key[v];
-		for (unsigned j = 0; j < k; j++) {
-			uint32x4_t h = vmaxq_u32(top[j], x);
-			x = vminq_u32(top[j], x);
-			top[j] = h;
-		}
-	}
-	for (unsigned it = 0;; it++) {
-		uint32_t m = vmaxvq_u32(top[0]);
-		if (it + 1 == k)
-			return m;
-		unsigned lanes = na_bits4(vceqq_u32(top[0], vdupq_n_u32(m)));
-		uint32x4_t sel = vceqq_u32(iota, vdupq_n_u32((uint32_t)__builtin_ctz(lanes)));
-		for (unsigned j = 0; j + 1 < k; j++)
-			top[j] = vbslq_u32(sel, top[j + 1], top[j]);
-		top[k - 1] = vbslq_u32(sel, none, top[k - 1]);
-	}
-}
-
 /* (q - c)^2 of 4 weights, q = (w - lo)*inv, c its clamped nearest code
  * (FRINTN: ties to even, as ref's 2^23 trick on 0..qmax). */
 static inline float32x4_t na_sq_err(float32x4_t w, float32x4_t lv, float32x4_t iv,
@@ -100,62 +59,15 @@ static inline float32x4_t na_sq_err(float32x4_t w, float32x4_t lv, float32x4_t i
  * which the compare-selects skip as ref's ternaries do and an ordered mask
  * zeroes in the error sums. */
 static void na_group_ranges(const float *wg, size_t len, unsigned k,
-			    const struct qs_adpq_params *p, uint8_t *idx, float *lo_out,
+			    const struct qs_adpq_params *p, const uint8_t *idx, float *lo_out,
 			    float *hi_out, float *omn_out, float *omx_out)
 {
 	const size_t nv = (len + 3) / 4, nv8 = (nv + 7) / 8 * 8;
 	uint64_t word[NA_GMAX / 64] = {0};
 
-	if (k > 0) {
-		const uint32x4_t absm = vdupq_n_u32(0x7fffffffu);
-		const uint32x4_t nanlim = vdupq_n_u32(0x7f800000u);
-		uint32x4_t key[NA_VMAX];
-		for (size_t v = 0; v < nv8; v++) {
-			uint32x4_t x = vandq_u32(vld1q_u32((const uint32_t *)(const void *)(wg + 4 * v)),
-						 absm);
-			key[v] = vbicq_u32(x, vcgtq_u32(x, nanlim));
-		}
-		uint32_t t;
-		if (k <= 8) {
-			switch (k) {
-#define NA_TOPK(K)                                 \
-	case K:                                    \
-		t = na_kth_lanes(key, nv, K);      \
-		break
-				NA_TOPK(1); NA_TOPK(2); NA_TOPK(3); NA_TOPK(4);
-				NA_TOPK(5); NA_TOPK(6); NA_TOPK(7); default: NA_TOPK(8);
-#undef NA_TOPK
-			}
-		} else {
-			uint32_t a[NA_GMAX];
-			for (size_t v = 0; v < nv; v++)
-				vst1q_u32(a + 4 * v, key[v]);
-			t = qs_kth_largest(a, len, k);
-		}
-		const uint32x4_t tv = vdupq_n_u32(t);
-		uint64_t eqw[NA_GMAX / 64] = {0};
-		for (size_t v = 0; v < nv; v++) {
-			word[v / 16] |= (uint64_t)na_bits4(vcgtq_u32(key[v], tv)) << (4 * (v % 16));
-			eqw[v / 16] |= (uint64_t)na_bits4(vceqq_u32(key[v], tv)) << (4 * (v % 16));
-		}
-		/* pads (key 0) may equal t; they are not weights */
-		if (len % 64)
-			eqw[len / 64] &= (1ull << (len % 64)) - 1;
-		unsigned cgt = 0;
-		for (size_t i = 0; i < NA_GMAX / 64; i++)
-			cgt += (unsigned)__builtin_popcountll(word[i]);
-		unsigned need = k - cgt;
-		for (size_t i = 0; i < NA_GMAX / 64 && need; i++)
-			for (uint64_t e = eqw[i]; need && e; need--) {
-				uint64_t b = e & (0 - e);
-				word[i] |= b;
-				e ^= b;
-			}
-		unsigned o = 0;
-		for (size_t i = 0; i < NA_GMAX / 64; i++)
-			for (uint64_t b = word[i]; b; b &= b - 1)
-				idx[o++] = (uint8_t)(64 * i + (unsigned)__builtin_ctzll(b));
-	}
+	/* the outliers qs_adpq_select_row() chose, as bits */
+	for (unsigned o = 0; o < k; o++)
+		word[idx[o] / 64] |= 1ull << (idx[o] % 64);
 
 	/* |w| range of the outliers, NaNs skipped as in ref */
 	float fomn = INFINITY, fomx = -INFINITY;
@@ -294,7 +206,7 @@ static void na_group_codes(const float *wg, size_t len, const struct qs_adpq_gri
 
 /* Phase 1 in the skeleton's shape (NEON keeps no outlier bit mask). */
 static void na_ranges(const float *wg, size_t len, unsigned k, const struct qs_adpq_params *p,
-		      uint8_t *om, uint8_t *idx, float *lo, float *hi, float *omn, float *omx)
+		      uint8_t *om, const uint8_t *idx, float *lo, float *hi, float *omn, float *omx)
 {
 	(void)om;
 	na_group_ranges(wg, len, k, p, idx, lo, hi, omn, omx);
@@ -354,7 +266,7 @@ size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
 			float t = (float)tab[c[j] & qmax] * q.step;
 			wg[j] = q.minf + t;
 		}
-		unsigned k = qs_adpq_k(p->alpha_e4, len);
+		unsigned k = r->counts[g];
 		bad += qs_adpq_put_outliers(wg, c, len, idx, k, &q, p->bits);
 		idx += k;
 	}

@@ -12,11 +12,8 @@
  * as ref's 2^23 trick does.  The per-group grids (phase 2) are ref's code,
  * qs_ref_adpq_grids().
  *
- * Outliers: ref defines the set by its result (the k largest |w| bit
- * patterns, NaN as 0, ties to the lower index).  Here the k-th largest key
- * t is found from per-lane top-k lists (the union of each lane's k largest
- * holds the group's k largest), or by a quickselect for k > 8; then the
- * outliers are all keys > t plus the lowest-index keys == t.
+ * Outliers: the row's set comes from qs_adpq_select_row() (ref_adpq.c),
+ * shared by every variant; here it only becomes bit masks.
  *
  * A group shorter than the scheme's group (a row's last) is copied into a
  * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
@@ -56,46 +53,6 @@ static inline float hmax(__m256 a)
 	return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
-static inline int32_t hmax_epi32(__m256i a)
-{
-	__m128i s = _mm_max_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-	s = _mm_max_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-	s = _mm_max_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-	return _mm_cvtsi128_si32(s);
-}
-
-/* The k-th largest of the keys (k <= 8, a constant once inlined): each
- * lane keeps its k largest, sorted, by a compare-exchange chain; then k
- * times the largest lane head is taken and that lane's list shifted up. */
-static inline __attribute__((always_inline)) uint32_t kth_lanes(const __m256i *key,
-								size_t nv, unsigned k)
-{
-	const __m256i none = _mm256_set1_epi32(-1);
-	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-	__m256i top[8];
-	for (unsigned j = 0; j < k; j++)
-		top[j] = none;
-	for (size_t v = 0; v < nv; v++) {
-		__m256i x = key[v];
-		for (unsigned j = 0; j < k; j++) {
-			__m256i h = _mm256_max_epi32(top[j], x);
-			x = _mm256_min_epi32(top[j], x);
-			top[j] = h;
-		}
-	}
-	for (unsigned it = 0;; it++) {
-		int32_t m = hmax_epi32(top[0]);
-		if (it + 1 == k)
-			return (uint32_t)m;
-		unsigned lanes = (unsigned)_mm256_movemask_ps(
-			_mm256_castsi256_ps(_mm256_cmpeq_epi32(top[0], _mm256_set1_epi32(m))));
-		__m256i sel = _mm256_cmpeq_epi32(iota, _mm256_set1_epi32(__builtin_ctz(lanes)));
-		for (unsigned j = 0; j + 1 < k; j++)
-			top[j] = _mm256_blendv_epi8(top[j], top[j + 1], sel);
-		top[k - 1] = _mm256_blendv_epi8(top[k - 1], none, sel);
-	}
-}
-
 /* (q - c)^2 of 8 weights, q = (w - lo)*inv, c its clamped nearest code. */
 static inline __m256 sq_err(__m256 w, __m256 lv, __m256 iv, __m256 qv)
 {
@@ -107,81 +64,20 @@ static inline __m256 sq_err(__m256 w, __m256 lv, __m256 iv, __m256 qv)
 }
 
 /* Phase 1 of one group (wg: whole blocks of 32 readable, elements past len
- * +0.0): outlier bits per 8 weights in om[], their indices in idx[k], and
- * the ranges.  The range passes and the search run on a copy whose
+ * +0.0): the bits of its k outliers (in-group indices idx[k]) per 8 weights
+ * in om[], and the ranges.  The range passes and the search run on a copy whose
  * outliers, NaNs and pads are all NaN, which MINPS/MAXPS skip as ref's
  * ternaries do and an ordered-compare mask zeroes in the error sums. */
 static void group_ranges(const float *wg, size_t len, unsigned k,
-			 const struct qs_adpq_params *p, uint8_t *om, uint8_t *idx,
+			 const struct qs_adpq_params *p, uint8_t *om, const uint8_t *idx,
 			 float *lo_out, float *hi_out, float *omn_out, float *omx_out)
 {
 	const size_t nv = (len + 7) / 8, nv4 = (nv + 3) / 4 * 4;
-	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
-	const __m256i nanlim = _mm256_set1_epi32(0x7f800000);
 	uint64_t word[GMAX / 64] = {0};
 
-	if (k > 0) {
-		__m256i key[VMAX];
-		for (size_t v = 0; v < nv4; v++) {
-			__m256i x = _mm256_and_si256(
-				_mm256_loadu_si256((const __m256i *)(wg + 8 * v)), absm);
-			key[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(x, nanlim), x);
-		}
-		uint32_t t;
-		if (k <= 8) {
-			switch (k) {
-#define TOPK(K)                                  \
-	case K:                                  \
-		t = kth_lanes(key, nv, K);       \
-		break
-				TOPK(1); TOPK(2); TOPK(3); TOPK(4);
-				TOPK(5); TOPK(6); TOPK(7); default: TOPK(8);
-#undef TOPK
-			}
-		} else {
-			uint32_t a[GMAX];
-			for (size_t v = 0; v < nv; v++)
-				_mm256_storeu_si256((__m256i *)(a + 8 * v), key[v]);
-			t = qs_kth_largest(a, len, k);
-		}
-		const __m256i tv = _mm256_set1_epi32((int32_t)t);
-		uint64_t eqw[GMAX / 64] = {0};
-		const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-		for (size_t v = 0; v < nv4; v += 4) {
-			/* 4 x 8 compare lanes to 32 bytes to one 32-bit mask */
-			__m256i g = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
-				_mm256_packs_epi32(_mm256_cmpgt_epi32(key[v], tv),
-						   _mm256_cmpgt_epi32(key[v + 1], tv)),
-				_mm256_packs_epi32(_mm256_cmpgt_epi32(key[v + 2], tv),
-						   _mm256_cmpgt_epi32(key[v + 3], tv))), perm);
-			__m256i e = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(
-				_mm256_packs_epi32(_mm256_cmpeq_epi32(key[v], tv),
-						   _mm256_cmpeq_epi32(key[v + 1], tv)),
-				_mm256_packs_epi32(_mm256_cmpeq_epi32(key[v + 2], tv),
-						   _mm256_cmpeq_epi32(key[v + 3], tv))), perm);
-			word[v / 8] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(g) << (8 * (v % 8));
-			eqw[v / 8] |= (uint64_t)(uint32_t)_mm256_movemask_epi8(e) << (8 * (v % 8));
-		}
-		/* pads (key 0) may equal t; they are not weights */
-		if (len % 64)
-			eqw[len / 64] &= (1ull << (len % 64)) - 1;
-		for (size_t i = len / 64 + (len % 64 != 0); i < GMAX / 64; i++)
-			eqw[i] = 0;
-		unsigned cgt = 0;
-		for (size_t i = 0; i < GMAX / 64; i++)
-			cgt += (unsigned)__builtin_popcountll(word[i]);
-		unsigned need = k - cgt;
-		for (size_t i = 0; i < GMAX / 64 && need; i++)
-			for (uint64_t e = eqw[i]; need && e; need--) {
-				uint64_t b = e & (0 - e);
-				word[i] |= b;
-				e ^= b;
-			}
-		unsigned o = 0;
-		for (size_t i = 0; i < GMAX / 64; i++)
-			for (uint64_t b = word[i]; b; b &= b - 1)
-				idx[o++] = (uint8_t)(64 * i + (unsigned)__builtin_ctzll(b));
-	}
+	/* the outliers qs_adpq_select_row() chose, as bits */
+	for (unsigned o = 0; o < k; o++)
+		word[idx[o] / 64] |= 1ull << (idx[o] % 64);
 	memcpy(om, word, nv);  /* little-endian: byte v = vector v's 8 bits */
 
 	/* |w| range of the outliers, NaNs skipped as in ref */
