@@ -168,29 +168,7 @@ int qs_so_athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
 		memcpy(err, cs->berr, n * sizeof(float));
 	return 0;
 }
-const struct qs_scheme_ops qs_scheme_gptq_clip = {
-	.name = "gptq-clip",
-	.params = athena_param_table,
-	.payload_size = qs_so_op_payload_size,
-	.scratch_size = qs_so_op_scratch_size,
-	.quantize = qs_so_op_quantize,
-	.dequantize = qs_so_op_dequantize,
-	.wants = QS_WANT_HESSIAN,
-	.prep_size = qs_so_op_prep_size,
-	.prepare = qs_so_op_prepare,
-	.quantize_prep = qs_so_op_quantize_prep,
-};
+const struct qs_scheme_ops qs_scheme_gptq_clip = QS_SECOND_ORDER_OPS("gptq-clip", athena_param_table);
 
 /* The deprecated alias: the same operations under the old name. */
-const struct qs_scheme_ops qs_scheme_athena = {
-	.name = "athena",
-	.params = athena_param_table,
-	.payload_size = qs_so_op_payload_size,
-	.scratch_size = qs_so_op_scratch_size,
-	.quantize = qs_so_op_quantize,
-	.dequantize = qs_so_op_dequantize,
-	.wants = QS_WANT_HESSIAN,
-	.prep_size = qs_so_op_prep_size,
-	.prepare = qs_so_op_prepare,
-	.quantize_prep = qs_so_op_quantize_prep,
-};
+const struct qs_scheme_ops qs_scheme_athena = QS_SECOND_ORDER_OPS("athena", athena_param_table);

@@ -262,15 +262,4 @@ int qs_so_gptq_leaf(const struct qs_so_run *x, size_t a, size_t b)
 	}
 	return 0;
 }
-const struct qs_scheme_ops qs_scheme_gptq = {
-	.name = "gptq",
-	.params = gptq_param_table,
-	.payload_size = qs_so_op_payload_size,
-	.scratch_size = qs_so_op_scratch_size,
-	.quantize = qs_so_op_quantize,
-	.dequantize = qs_so_op_dequantize,
-	.wants = QS_WANT_HESSIAN,
-	.prep_size = qs_so_op_prep_size,
-	.prepare = qs_so_op_prepare,
-	.quantize_prep = qs_so_op_quantize_prep,
-};
+const struct qs_scheme_ops qs_scheme_gptq = QS_SECOND_ORDER_OPS("gptq", gptq_param_table);

@@ -62,6 +62,23 @@ int qs_so_op_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *st
 		     struct qs_diag *diag);
 int qs_so_op_quantize_prep(const struct qs_scheme *s, const void *prep, const float *w,
 			   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+
+/* The ops table of a scheme that is the shared engine with its own
+ * parameter table (gptq, gptq-clip and its alias athena): one definition,
+ * so the engine's entry points are listed once. */
+#define QS_SECOND_ORDER_OPS(scheme_name, param_table)                \
+	{                                                            \
+		.name = (scheme_name),                               \
+		.params = (param_table),                             \
+		.payload_size = qs_so_op_payload_size,               \
+		.scratch_size = qs_so_op_scratch_size,               \
+		.quantize = qs_so_op_quantize,                       \
+		.dequantize = qs_so_op_dequantize,                   \
+		.wants = QS_WANT_HESSIAN,                            \
+		.prep_size = qs_so_op_prep_size,                     \
+		.prepare = qs_so_op_prepare,                         \
+		.quantize_prep = qs_so_op_quantize_prep,             \
+	}
 /* scheme names the scheme in messages. */
 int qs_so_prepare(const struct qs_so_cfg *cfg, const struct qs_tensor_stats *stats,
 		  void *prep, const char *scheme, struct qs_diag *diag);
