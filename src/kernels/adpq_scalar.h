@@ -19,6 +19,39 @@
 
 #define QS_ADPQ_GMAX 256u  /* the largest group */
 
+/* The selection key of a weight: the bit pattern of |w| (ordered as |w|
+ * is), a NaN counting as 0. */
+static inline uint32_t qs_adpq_key(float w)
+{
+	uint32_t u;
+	memcpy(&u, &w, sizeof(u));
+	u &= 0x7fffffffu;
+	return u > 0x7f800000u ? 0 : u;
+}
+
+/* Histogram bins of the selection: a key's top 11 bits. */
+#define QS_ADPQ_KEY_SHIFT 20
+#define QS_ADPQ_KEY_BINS 2048u
+
+/* The two row passes of qs_adpq_select_row_with() a variant may vectorize.
+ * blockmax_hist adds to hist[max >> QS_ADPQ_KEY_SHIFT] the largest key of
+ * each block of the row's disjoint blocks: in every whole 64 weights
+ * w[i..i+63] (i a multiple of 64), the 8 blocks {i+j, i+j+8, ..., i+j+56}
+ * (j = 0..7: one vertical max over 8 vectors of 8), then every weight past
+ * the last whole 64 alone.  collect writes the indices of the weights whose
+ * key is >= lo to out[], ascending, and returns their number, or cap + 1
+ * (and may stop) when there are more than cap. */
+typedef void (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t *hist);
+typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
+				     size_t cap);
+
+/* qs_adpq_select_row (kernels.h) with a variant's two passes (ref_adpq.c). */
+void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_params *p,
+			     struct qs_adpq_row *r, qs_adpq_blockmax_hist_fn blockmax_hist,
+			     qs_adpq_collect_fn collect);
+typedef void (*qs_adpq_select_fn)(const float *w, size_t n, const struct qs_adpq_params *p,
+				  struct qs_adpq_row *r);
+
 /* Folding: inlier codes stored by distance from the zero code z (the code
  * nearest 0.0): z, z+1, z-1, z+2, z-2, ... and, once the shorter side is
  * used up, the rest of the longer side in order.  Bell-shaped groups then
@@ -138,6 +171,7 @@ typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_ad
 static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
 							 const struct qs_adpq_params *p,
 							 struct qs_adpq_row *r,
+							 qs_adpq_select_fn select,
 							 qs_adpq_ranges_fn ranges,
 							 qs_adpq_codes_fn codes)
 {
@@ -154,7 +188,7 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 
 	/* 1: the row's outliers, then each group's ranges (a short last
 	 * group padded with zeros) */
-	qs_adpq_select_row(w, n, p, r);
+	select(w, n, p, r);
 	const uint8_t *idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;

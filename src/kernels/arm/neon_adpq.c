@@ -215,7 +215,7 @@ static void na_ranges(const float *wg, size_t len, unsigned k, const struct qs_a
 size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r)
 {
-	return qs_adpq_quantize_row_with(w, n, p, r, na_ranges, na_group_codes);
+	return qs_adpq_quantize_row_with(w, n, p, r, qs_adpq_select_row, na_ranges, na_group_codes);
 }
 
 size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,

@@ -12,8 +12,12 @@
  * as ref's 2^23 trick does.  The per-group grids (phase 2) are ref's code,
  * qs_ref_adpq_grids().
  *
- * Outliers: the row's set comes from qs_adpq_select_row() (ref_adpq.c),
- * shared by every variant; here it only becomes bit masks.
+ * Outliers: the row's set comes from qs_adpq_select_row_with() (ref_adpq.c),
+ * shared by every variant, with its two passes over the row (the block
+ * maxima and the compare-and-compact) vectorized here; the keys are the
+ * integer bit patterns of |w|, so the lanes compute exactly ref's values
+ * (signed 32-bit compares suffice: a key is at most 0x7f800000).  Then the
+ * set only becomes bit masks.
  *
  * A group shorter than the scheme's group (a row's last) is copied into a
  * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
@@ -212,10 +216,72 @@ static void group_codes(const float *wg, size_t len, const struct qs_adpq_grid *
 	}
 }
 
+/* ref's key of 8 weights: |w| as bits, a NaN as 0. */
+static inline __m256i keys8(const float *w)
+{
+	__m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)w),
+				     _mm256_set1_epi32(0x7fffffff));
+	__m256i nan = _mm256_cmpgt_epi32(u, _mm256_set1_epi32(0x7f800000));
+	return _mm256_andnot_si256(nan, u);
+}
+
+/* adpq_scalar.h's block maxima: the 8 blocks of 64 weights are the lanes of
+ * a vertical max over 8 vectors. */
+static void blockmax_hist(const float *w, size_t n, uint32_t *hist)
+{
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		__m256i m = keys8(w + i);
+		for (unsigned s = 8; s < 64; s += 8)
+			m = _mm256_max_epi32(m, keys8(w + i + s));
+		uint32_t b[8];
+		_mm256_storeu_si256((__m256i *)b, _mm256_srli_epi32(m, QS_ADPQ_KEY_SHIFT));
+		for (unsigned j = 0; j < 8; j++)
+			hist[b[j]]++;
+	}
+	for (; i < n; i++)
+		hist[qs_adpq_key(w[i]) >> QS_ADPQ_KEY_SHIFT]++;
+}
+
+/* adpq_scalar.h's collect: a compare and a movemask per 32 weights (almost
+ * always 0), the few hits taken in index order. */
+static size_t collect(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
+{
+	const __m256i lv = _mm256_set1_epi32((int)lo - 1);  /* key >= lo: key > lo - 1 */
+	size_t c = 0, i = 0;
+	for (; i + 32 <= n; i += 32) {
+		uint32_t m = 0;
+		for (unsigned j = 0; j < 4; j++) {
+			__m256i gt = _mm256_cmpgt_epi32(keys8(w + i + 8 * j), lv);
+			m |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(gt)) << (8 * j);
+		}
+		while (m) {
+			if (c == cap)
+				return cap + 1;
+			out[c++] = (uint32_t)(i + (unsigned)__builtin_ctz(m));
+			m &= m - 1;
+		}
+	}
+	for (; i < n; i++) {
+		if (qs_adpq_key(w[i]) < lo)
+			continue;
+		if (c == cap)
+			return cap + 1;
+		out[c++] = (uint32_t)i;
+	}
+	return c;
+}
+
+static void select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+		       struct qs_adpq_row *r)
+{
+	qs_adpq_select_row_with(w, n, p, r, blockmax_hist, collect);
+}
+
 size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r)
 {
-	return qs_adpq_quantize_row_with(w, n, p, r, group_ranges, group_codes);
+	return qs_adpq_quantize_row_with(w, n, p, r, select_row, group_ranges, group_codes);
 }
 
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
