@@ -38,10 +38,10 @@ static inline uint32_t qs_adpq_key(float w)
  * each block of the row's disjoint blocks: in every whole 64 weights
  * w[i..i+63] (i a multiple of 64), the 8 blocks {i+j, i+j+8, ..., i+j+56}
  * (j = 0..7: one vertical max over 8 vectors of 8), then every weight past
- * the last whole 64 alone.  collect writes the indices of the weights whose
+ * the last whole 64 alone, and returns the largest key.  collect writes the indices of the weights whose
  * key is >= lo to out[], ascending, and returns their number, or cap + 1
  * (and may stop) when there are more than cap. */
-typedef void (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t *hist);
+typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t *hist);
 typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
 				     size_t cap);
 

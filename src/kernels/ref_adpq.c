@@ -77,11 +77,16 @@ static inline uint32_t key_of(const float *w, const uint32_t *sel, size_t i)
 static uint32_t kth_largest_key(const float *w, const uint32_t *sel, size_t n, size_t K,
 				size_t *eq)
 {
-	uint32_t hist[TOP_BINS] = {0};
-	for (size_t i = 0; i < n; i++)
-		hist[key_of(w, sel, i) >> TOP_SHIFT]++;
+	uint32_t hist[TOP_BINS] = {0}, top = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = key_of(w, sel, i);
+		hist[v >> TOP_SHIFT]++;
+		top = v > top ? v : top;
+	}
+	/* from the largest key's bin down (the ~1000 empty bins above a
+	 * weight row's largest would cost more than the candidates) */
 	size_t rank = K;
-	unsigned bin = TOP_BINS - 1;
+	unsigned bin = top >> TOP_SHIFT;
 	while (rank > hist[bin]) {
 		rank -= hist[bin];
 		bin--;
@@ -131,9 +136,10 @@ static uint32_t kth_largest_key(const float *w, const uint32_t *sel, size_t n, s
 
 /* The scalar definitions of the two selection passes a SIMD variant may
  * replace (adpq_scalar.h says what they must compute). */
-static void blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
+static uint32_t blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
 {
 	size_t i = 0;
+	uint32_t top = 0;
 	for (; i + 64 <= n; i += 64)
 		for (unsigned j = 0; j < 8; j++) {
 			uint32_t m = 0;
@@ -142,9 +148,14 @@ static void blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
 				m = v > m ? v : m;
 			}
 			hist[m >> TOP_SHIFT]++;
+			top = m > top ? m : top;
 		}
-	for (; i < n; i++)
-		hist[mag_key(w[i]) >> TOP_SHIFT]++;
+	for (; i < n; i++) {
+		uint32_t v = mag_key(w[i]);
+		hist[v >> TOP_SHIFT]++;
+		top = v > top ? v : top;
+	}
+	return top;
 }
 
 static size_t collect_scalar(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
@@ -215,9 +226,9 @@ void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_para
 	size_t nc = SIZE_MAX;
 	if (K <= nb && K <= CAND_CAP && n <= UINT32_MAX) {
 		uint32_t hist[TOP_BINS] = {0};
-		blockmax_hist(w, n, hist);
+		uint32_t top = blockmax_hist(w, n, hist);
 		size_t rank = K;
-		unsigned bin = TOP_BINS - 1;
+		unsigned bin = top >> TOP_SHIFT;
 		while (rank > hist[bin]) {  /* ends: the nb >= K maxima are counted */
 			rank -= hist[bin];
 			bin--;

@@ -227,20 +227,30 @@ static inline __m256i keys8(const float *w)
 
 /* adpq_scalar.h's block maxima: the 8 blocks of 64 weights are the lanes of
  * a vertical max over 8 vectors. */
-static void blockmax_hist(const float *w, size_t n, uint32_t *hist)
+static uint32_t blockmax_hist(const float *w, size_t n, uint32_t *hist)
 {
 	size_t i = 0;
+	__m256i top = _mm256_setzero_si256();
 	for (; i + 64 <= n; i += 64) {
 		__m256i m = keys8(w + i);
 		for (unsigned s = 8; s < 64; s += 8)
 			m = _mm256_max_epi32(m, keys8(w + i + s));
+		top = _mm256_max_epi32(top, m);
 		uint32_t b[8];
 		_mm256_storeu_si256((__m256i *)b, _mm256_srli_epi32(m, QS_ADPQ_KEY_SHIFT));
 		for (unsigned j = 0; j < 8; j++)
 			hist[b[j]]++;
 	}
-	for (; i < n; i++)
-		hist[qs_adpq_key(w[i]) >> QS_ADPQ_KEY_SHIFT]++;
+	uint32_t t[8], mx = 0;
+	_mm256_storeu_si256((__m256i *)t, top);
+	for (unsigned j = 0; j < 8; j++)
+		mx = t[j] > mx ? t[j] : mx;
+	for (; i < n; i++) {
+		uint32_t v = qs_adpq_key(w[i]);
+		hist[v >> QS_ADPQ_KEY_SHIFT]++;
+		mx = v > mx ? v : mx;
+	}
+	return mx;
 }
 
 /* adpq_scalar.h's collect: a compare and a movemask per 32 weights (almost
