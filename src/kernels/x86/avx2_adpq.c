@@ -14,10 +14,9 @@
  *
  * Outliers: the row's set comes from qs_adpq_select_row_with() (ref_adpq.c),
  * shared by every variant, with its two passes over the row (the block
- * maxima and the compare-and-compact) vectorized here; the keys are the
- * integer bit patterns of |w|, so the lanes compute exactly ref's values
- * (signed 32-bit compares suffice: a key is at most 0x7f800000).  Then the
- * set only becomes bit masks.
+ * maxima and the compare-and-compact) vectorized here (see abs8() for why
+ * float compares give ref's key order).  Then the set only becomes bit
+ * masks.
  *
  * A group shorter than the scheme's group (a row's last) is copied into a
  * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
@@ -216,33 +215,37 @@ static void group_codes(const float *wg, size_t len, const struct qs_adpq_grid *
 	}
 }
 
-/* ref's key of 8 weights: |w| as bits, a NaN as 0. */
-static inline __m256i keys8(const float *w)
+/* The two selection passes compare |w| as floats, not as integer keys:
+ * for non-NaN values the float order of |w| is the key order (|w| >= 0,
+ * denormals compared exactly under the default MXCSR), and a NaN, whose
+ * key is 0, is left out by the compares themselves: MAXPS returns its
+ * second operand when either is NaN, and an ordered >= is false.  Fewer
+ * operations than the key's mask-and-compare. */
+static inline __m256 abs8(const float *w)
 {
-	__m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)w),
-				     _mm256_set1_epi32(0x7fffffff));
-	__m256i nan = _mm256_cmpgt_epi32(u, _mm256_set1_epi32(0x7f800000));
-	return _mm256_andnot_si256(nan, u);
+	return _mm256_and_ps(_mm256_loadu_ps(w), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
 }
 
 /* adpq_scalar.h's block maxima: the 8 blocks of 64 weights are the lanes of
- * a vertical max over 8 vectors. */
+ * a vertical max over 8 vectors (the running max second, so never NaN: a
+ * block of NaNs has key 0, as the +0.0 start). */
 static uint32_t blockmax_hist(const float *w, size_t n, uint32_t *hist)
 {
 	size_t i = 0;
-	__m256i top = _mm256_setzero_si256();
+	__m256 top = _mm256_setzero_ps();
 	for (; i + 64 <= n; i += 64) {
-		__m256i m = keys8(w + i);
+		__m256 m = _mm256_max_ps(abs8(w + i), _mm256_setzero_ps());
 		for (unsigned s = 8; s < 64; s += 8)
-			m = _mm256_max_epi32(m, keys8(w + i + s));
-		top = _mm256_max_epi32(top, m);
+			m = _mm256_max_ps(abs8(w + i + s), m);
+		top = _mm256_max_ps(m, top);
 		uint32_t b[8];
-		_mm256_storeu_si256((__m256i *)b, _mm256_srli_epi32(m, QS_ADPQ_KEY_SHIFT));
+		_mm256_storeu_si256((__m256i *)b,
+				    _mm256_srli_epi32(_mm256_castps_si256(m), QS_ADPQ_KEY_SHIFT));
 		for (unsigned j = 0; j < 8; j++)
 			hist[b[j]]++;
 	}
 	uint32_t t[8], mx = 0;
-	_mm256_storeu_si256((__m256i *)t, top);
+	_mm256_storeu_si256((__m256i *)t, _mm256_castps_si256(top));
 	for (unsigned j = 0; j < 8; j++)
 		mx = t[j] > mx ? t[j] : mx;
 	for (; i < n; i++) {
@@ -253,18 +256,27 @@ static uint32_t blockmax_hist(const float *w, size_t n, uint32_t *hist)
 	return mx;
 }
 
-/* adpq_scalar.h's collect: a compare and a movemask per 32 weights (almost
- * always 0), the few hits taken in index order. */
+/* adpq_scalar.h's collect: four compares or-ed and tested per 32 weights
+ * (almost always none), the few hits taken in index order.  lo = 0 takes
+ * every weight, NaNs included: the scalar loop. */
 static size_t collect(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
 {
-	const __m256i lv = _mm256_set1_epi32((int)lo - 1);  /* key >= lo: key > lo - 1 */
 	size_t c = 0, i = 0;
-	for (; i + 32 <= n; i += 32) {
-		uint32_t m = 0;
-		for (unsigned j = 0; j < 4; j++) {
-			__m256i gt = _mm256_cmpgt_epi32(keys8(w + i + 8 * j), lv);
-			m |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(gt)) << (8 * j);
-		}
+	float lf;
+	memcpy(&lf, &lo, sizeof(lf));
+	const __m256 lv = _mm256_set1_ps(lf);
+	for (; lo > 0 && i + 32 <= n; i += 32) {
+		__m256 g0 = _mm256_cmp_ps(abs8(w + i), lv, _CMP_GE_OQ);
+		__m256 g1 = _mm256_cmp_ps(abs8(w + i + 8), lv, _CMP_GE_OQ);
+		__m256 g2 = _mm256_cmp_ps(abs8(w + i + 16), lv, _CMP_GE_OQ);
+		__m256 g3 = _mm256_cmp_ps(abs8(w + i + 24), lv, _CMP_GE_OQ);
+		__m256 any = _mm256_or_ps(_mm256_or_ps(g0, g1), _mm256_or_ps(g2, g3));
+		if (_mm256_testz_ps(any, any))
+			continue;
+		uint32_t m = (uint32_t)_mm256_movemask_ps(g0) |
+			     (uint32_t)_mm256_movemask_ps(g1) << 8 |
+			     (uint32_t)_mm256_movemask_ps(g2) << 16 |
+			     (uint32_t)_mm256_movemask_ps(g3) << 24;
 		while (m) {
 			if (c == cap)
 				return cap + 1;
