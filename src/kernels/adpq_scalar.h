@@ -18,6 +18,7 @@
 #include "rtn_scalar.h"
 
 #define QS_ADPQ_GMAX 256u  /* the largest group */
+#define QS_ADPQ_SEARCH_MAX 16u  /* the most candidates a variant keeps (the scheme's limit) */
 
 /* The selection key of a weight: the bit pattern of |w| (ordered as |w|
  * is), a NaN counting as 0. */
@@ -167,7 +168,8 @@ typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_ad
 
 /* kernels.h adpq_quantize_row for a variant's two vector phases; phase 2
  * (the grids) is ref's.  Groups the vector code does not handle (above
- * QS_ADPQ_GMAX, not a multiple of 32) go to ref whole. */
+ * QS_ADPQ_GMAX, not a multiple of 32) and searches beyond
+ * QS_ADPQ_SEARCH_MAX go to ref whole. */
 static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
 							 const struct qs_adpq_params *p,
 							 struct qs_adpq_row *r,
@@ -178,7 +180,8 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 	const size_t G = p->group;
 	if (n == 0)
 		return 0;
-	if (G == 0 || G > QS_ADPQ_GMAX || G % 32 || p->bits < 2 || p->bits > 4)
+	if (G == 0 || G > QS_ADPQ_GMAX || G % 32 || p->bits < 2 || p->bits > 4 ||
+	    p->search > QS_ADPQ_SEARCH_MAX)
 		return qs_ref_adpq_quantize_row(w, n, p, r);
 	const size_t ng = n / G + (n % G != 0);
 	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;

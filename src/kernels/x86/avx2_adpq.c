@@ -129,40 +129,58 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	__m256 vm[VMAX];
 	for (size_t v = 0; v < nv4; v++)
 		vm[v] = _mm256_cmp_ps(x[v], x[v], _CMP_ORD_Q);
-	float best = 0.0f, h = 0.0f, mid = 0.0f;
-	for (unsigned i = 0; i <= p->search; i++) {
-		float lo = fmn, hi = fmx, st = step;
-		if (i > 0) {
-			float f = (SEARCH_DEN - (float)i) / SEARCH_DEN;
-			float fh = f * h;
-			lo = mid - fh;
-			hi = mid + fh;
-			st = (hi - lo) / qmaxf;
-			if (!(st > 0.0f))
-				break;
-		}
-		const __m256 lv = _mm256_set1_ps(lo), iv = _mm256_set1_ps(1.0f / st);
+	/* the candidates first (ref's sequence, up to the first empty
+	 * range), then their errors two at a time: one pass over the group
+	 * loads each vector once for both and keeps two independent
+	 * chains in flight; each candidate's sum is still its own four
+	 * accumulators in ref's order */
+	float clo[QS_ADPQ_SEARCH_MAX + 1], chi[QS_ADPQ_SEARCH_MAX + 1];
+	float cst[QS_ADPQ_SEARCH_MAX + 1], ce[QS_ADPQ_SEARCH_MAX + 1];
+	unsigned nc = 1;
+	const float h = (fmx - fmn) * 0.5f, mid = fmn + h;
+	clo[0] = fmn;
+	chi[0] = fmx;
+	cst[0] = step;
+	for (unsigned i = 1; i <= p->search; i++, nc++) {
+		float f = (SEARCH_DEN - (float)i) / SEARCH_DEN;
+		float fh = f * h;
+		clo[i] = mid - fh;
+		chi[i] = mid + fh;
+		cst[i] = (chi[i] - clo[i]) / qmaxf;
+		if (!(cst[i] > 0.0f))
+			break;
+	}
+	for (unsigned i = 0; i < nc; i += 2) {
+		/* an odd last candidate is paired with itself */
+		unsigned j = i + 1 < nc ? i + 1 : i;
+		const __m256 lv = _mm256_set1_ps(clo[i]), iv = _mm256_set1_ps(1.0f / cst[i]);
+		const __m256 lw = _mm256_set1_ps(clo[j]), iw = _mm256_set1_ps(1.0f / cst[j]);
 		__m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-#define ERR(v) _mm256_and_ps(sq_err(x[v], lv, iv, qv), vm[v])
+		__m256 b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+#define ERR(v, l, iv_) _mm256_and_ps(sq_err(x[v], l, iv_, qv), vm[v])
 		for (size_t v = 0; v < nv4; v += 4) {
-			a0 = _mm256_add_ps(a0, ERR(v));
-			a1 = _mm256_add_ps(a1, ERR(v + 1));
-			a2 = _mm256_add_ps(a2, ERR(v + 2));
-			a3 = _mm256_add_ps(a3, ERR(v + 3));
+			a0 = _mm256_add_ps(a0, ERR(v, lv, iv));
+			b0 = _mm256_add_ps(b0, ERR(v, lw, iw));
+			a1 = _mm256_add_ps(a1, ERR(v + 1, lv, iv));
+			b1 = _mm256_add_ps(b1, ERR(v + 1, lw, iw));
+			a2 = _mm256_add_ps(a2, ERR(v + 2, lv, iv));
+			b2 = _mm256_add_ps(b2, ERR(v + 2, lw, iw));
+			a3 = _mm256_add_ps(a3, ERR(v + 3, lv, iv));
+			b3 = _mm256_add_ps(b3, ERR(v + 3, lw, iw));
 		}
 #undef ERR
-		__m256 sum = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-		float e = fold_sum(sum) * (st * st);
-		if (i == 0) {
-			best = e;
-			h = (fmx - fmn) * 0.5f;
-			mid = fmn + h;
-		} else if (e < best) {
-			best = e;
-			*lo_out = lo;
-			*hi_out = hi;
-		}
+		__m256 sa = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+		__m256 sb = _mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3));
+		ce[i] = fold_sum(sa) * (cst[i] * cst[i]);
+		ce[j] = fold_sum(sb) * (cst[j] * cst[j]);
 	}
+	float best = ce[0];
+	for (unsigned i = 1; i < nc; i++)
+		if (ce[i] < best) {
+			best = ce[i];
+			*lo_out = clo[i];
+			*hi_out = chi[i];
+		}
 }
 
 /* 32 stored inlier codes of the grid (minf, inv) from w[32] (outliers are
