@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 liburing-dev libzstd-dev libxxhash-dev libopenblas-dev libcmocka-dev libjansson-dev \
-python3 python3-numpy python3-regex python3-torch valgrind clang libclang-rt-14-dev \
+python3 python3-numpy python3-regex python3-sentencepiece python3-torch valgrind clang libclang-rt-14-dev \
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debootstrap git \
 slurmctld slurmd slurm-client munge"
 

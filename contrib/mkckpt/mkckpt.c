@@ -114,6 +114,7 @@ struct plan {
 	unsigned moe;		/* experts per layer, 0: dense MLP */
 	int fused;		/* experts stacked in 3-D tensors */
 	int mxfp4;		/* stacked experts as MXFP4 _blocks/_scales (gpt-oss) */
+	int mixtral;		/* Mixtral naming: block_sparse_moe.experts.E.w1/w2/w3 */
 	/* --sparse: headers only, the data section a hole of the right size,
 	 * so a 70b checkpoint for plans (which read headers alone) costs a
 	 * few MB of disk and a second to write; its weights read as zeros */
@@ -181,6 +182,23 @@ static void add_experts(struct plan *pl, unsigned l, enum kind kind, const char 
 	uint64_t rows = kind == K_DOWN ? h : einter, cols = kind == K_DOWN ? einter : h;
 	char name[64];
 
+	if (pl->mixtral) {
+		/* MixtralForCausalLM: w1 the gate, w2 the down, w3 the up
+		 * projection of each expert, after the router */
+		const char *w = kind == K_GATE ? "w1" : kind == K_DOWN ? "w2" : "w3";
+
+		if (kind == K_GATE) {
+			snprintf(name, sizeof(name), "model.layers.%u.block_sparse_moe.gate.weight", l);
+			add_tensor(pl, name, K_ROUTER, (int)l, pl->moe, h, 2);
+		}
+		for (unsigned e = 0; e < pl->moe; e++) {
+			/* layers and experts below 65536 keep the name within 64 bytes */
+			snprintf(name, sizeof(name), "model.layers.%hu.block_sparse_moe.experts.%hu.%s.weight",
+				 (unsigned short)l, (unsigned short)e, w);
+			add_tensor(pl, name, kind, (int)l, rows, cols, 2);
+		}
+		return;
+	}
 	if (kind == K_GATE) {
 		snprintf(name, sizeof(name), "model.layers.%u.mlp.gate.weight", l);
 		add_tensor(pl, name, K_ROUTER, (int)l, pl->moe, h, 2);
@@ -1167,7 +1185,19 @@ static void write_config(const char *dir, const struct plan *pl)
 
 	if (!c)
 		die_oom();
-	if (pl->moe) {
+	if (pl->mixtral) {
+		/* MixtralForCausalLM: intermediate_size is each expert's */
+		json_t *arch = json_pack("[s]", "MixtralForCausalLM");
+
+		if (!arch)
+			die_oom();
+		CHECK_JSON(json_object_set_new(c, "architectures", arch));
+		CHECK_JSON(json_object_set_new(c, "model_type", json_string("mixtral")));
+		CHECK_JSON(json_object_set_new(c, "num_local_experts", json_integer(pl->moe)));
+		CHECK_JSON(json_object_set_new(c, "num_experts_per_tok", json_integer(2)));
+		CHECK_JSON(json_object_set_new(c, "intermediate_size",
+					       json_integer((json_int_t)((p->inter / 4 + 63) / 64 * 64))));
+	} else if (pl->moe) {
 		/* DeepSeek-V3 / Qwen-MoE spellings */
 		CHECK_JSON(json_object_set_new(c, "n_routed_experts", json_integer(pl->moe)));
 		CHECK_JSON(json_object_set_new(c, "num_experts_per_tok", json_integer(2)));
@@ -1352,7 +1382,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: mkckpt [--preset tiny|1b|8b|70b] [--layers N] "
 		"[--dtype bf16|f16|f32|fp8]\n"
-		"              [--moe E [--fused-experts [--mxfp4]]]\n"
+		"              [--moe E [--fused-experts [--mxfp4] | --mixtral]]\n"
+		"              [--inter N]\n"
 		"              [--shard-size SIZE] [--seed S] "
 		"[--tie-embeddings] [--vocab N] [--sparse] -o DIR\n"
 		"\n"
@@ -1372,6 +1403,10 @@ static void usage(FILE *f)
 		"  --fused-experts   stack the experts in 3-D tensors [E, rows, cols]\n"
 		"  --mxfp4           stacked experts as gpt-oss MXFP4: P_blocks U8\n"
 		"                    [E, rows, cols/32, 16] and P_scales U8 (E8M0)\n"
+		"  --mixtral         MixtralForCausalLM: experts as\n"
+		"                    block_sparse_moe.experts.N.w1/w2/w3.weight, router\n"
+		"                    block_sparse_moe.gate.weight\n"
+		"  --inter N         override the preset's intermediate (MLP) size\n"
 		"  --shard-size SIZE max bytes per shard, K/M/G suffixes are "
 		"powers of 1024;\n"
 		"                    0 (default): one file for tiny, 5GB "
@@ -1491,6 +1526,8 @@ int main(int argc, char **argv)
 		{ "moe", required_argument, NULL, 'm' },
 		{ "fused-experts", no_argument, NULL, 'F' },
 		{ "mxfp4", no_argument, NULL, 'X' },
+		{ "mixtral", no_argument, NULL, 'M' },
+		{ "inter", required_argument, NULL, 'I' },
 		{ "sparse", no_argument, NULL, 'Z' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1498,7 +1535,7 @@ int main(int argc, char **argv)
 	};
 	struct plan pl = { .p = &presets[0], .dt = DT_BF16, .seed = 1 };
 	const char *dir = NULL, *layers_arg = NULL;
-	uint64_t shard_size = 0, maxcols = 0, vocab = 0;
+	uint64_t shard_size = 0, maxcols = 0, vocab = 0, inter = 0;
 	struct preset custom;
 	int tie = 0, opt;
 	struct out o = { .fd = -1 };
@@ -1568,6 +1605,15 @@ int main(int argc, char **argv)
 		case 'X':
 			pl.mxfp4 = 1;
 			break;
+		case 'M':
+			pl.mixtral = 1;
+			break;
+		case 'I':
+			/* rows that are no whole number of 256- or 32-blocks, for
+			 * the GGUF export's type fallbacks */
+			if (parse_u64(optarg, &inter, NULL) < 0 || inter < 1 || inter > 1000000)
+				die_usage("invalid intermediate size '%s' (1..1000000)", optarg);
+			break;
 		case 'Z':
 			pl.sparse = 1;
 			break;
@@ -1596,15 +1642,20 @@ int main(int argc, char **argv)
 		die_usage("missing output directory (-o DIR)");
 	if (pl.fused && !pl.moe)
 		die_usage("--fused-experts needs --moe E");
+	if (pl.mixtral && (!pl.moe || pl.fused))
+		die_usage("--mixtral needs --moe E and no --fused-experts");
 	if (pl.mxfp4 && !pl.fused)
 		die_usage("--mxfp4 needs --moe E --fused-experts");
 	if (pl.fused && pl.dt == DT_FP8)
 		die_usage("--fused-experts and --dtype fp8 do not combine (FP8 MoE "
 			  "checkpoints store experts one by one)");
 
-	if (vocab) {
+	if (vocab || inter) {
 		custom = *pl.p;
-		custom.vocab = (unsigned)vocab;
+		if (vocab)
+			custom.vocab = (unsigned)vocab;
+		if (inter)
+			custom.inter = (unsigned)inter;
 		pl.p = &custom;
 	}
 	pl.layers = pl.p->layers;

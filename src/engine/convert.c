@@ -1,6 +1,7 @@
 /* convert.c - qs_convert: open and validate the checkpoint, plan, create or
  * resume the output, run the pipeline, finish (index, trailer, rename). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,14 @@ static void fill_result(const char *output, struct qs_convert_result *res)
 		res->bpw_on_disk = (double)stored * 8 / (double)weights;
 	}
 	qs_qfile_free(qf);
+	/* the trailer, index and header just read (and their read-ahead)
+	 * are the only output pages the run brought into the page cache
+	 * (the writer drops its own, outbuf.h): drop them too */
+	int fd = open(output, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		close(fd);
+	}
 }
 
 int qs_convert_plan(const struct qs_checkpoint *ck, const struct qs_convert_opts *opts,

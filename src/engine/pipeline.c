@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "decode_scalar.h"
 #include "kernels.h"
 #include "reader.h"
 #include "scaled_source.h"
@@ -46,10 +48,34 @@ struct job {
 	/* a chunk before a part's piece of a split tensor: read only so the
 	 * tensor's source checksum covers every row (parts.h) */
 	bool hash_only;
+	/* its worker fed the whole chunk to the tensor's source checksum
+	 * (struct src_slot); otherwise the writer does */
+	bool src_hashed;
 	enum job_state state;
 	int rc;
 	struct qs_diag diag;
 };
+
+/* The source checksum of a tensor (an XXH3 stream over its bytes in row
+ * order), fed by whoever is at its front: the worker of chunk `front` while
+ * that chunk is in flight, a row block at a time just before quantizing it
+ * (the bytes are then read from memory once, issue 16), or the writer for
+ * a chunk whose worker finished before the chunks ahead of it were hashed.
+ * front = tensor << 32 | chunk is stored (release) after the last update
+ * of a chunk, so whoever loads it (acquire) may continue the stream.
+ * Tensor ti uses slot ti % QS_SRC_SLOTS: qs_pipeline_run starts the
+ * first QS_SRC_SLOTS tensors' slots, and the writer, at tensor ti, hands
+ * the slot of tensor ti - 1 (digested) to tensor ti + QS_SRC_SLOTS - 1. */
+#define QS_SRC_SLOTS 8
+struct src_slot {
+	XXH3_state_t *st;
+	_Atomic uint64_t front;
+};
+
+static uint64_t src_key(size_t ti, uint32_t c)
+{
+	return (uint64_t)ti << 32 | c;
+}
 
 struct pipeline {
 	const struct qs_pipeline_args *a;
@@ -81,6 +107,7 @@ struct pipeline {
 	struct qs_diag reader_diag;
 	uint64_t bytes_read;
 	struct qs_stage_seconds stages;  /* under lock; each thread adds its own at exit */
+	struct src_slot src[QS_SRC_SLOTS];
 	double reader_wait;              /* the reader thread's (only it reaps and submits) */
 };
 
@@ -140,12 +167,24 @@ static void tensor_chunks(const struct qs_pipeline_args *a, size_t ti, uint32_t 
 	*end = a->plan->tensors[ti].nchunks;
 }
 
+/* Starts tensor ti's source checksum in its slot (a no-op past the end). */
+static void src_slot_reset(struct pipeline *p, size_t ti)
+{
+	if (ti >= tensors_end(p->a))
+		return;
+	uint32_t cbegin, cend, cread;
+	tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
+	struct src_slot *sl = &p->src[ti % QS_SRC_SLOTS];
+	XXH3_64bits_reset(sl->st);
+	atomic_store_explicit(&sl->front, src_key(ti, cread), memory_order_release);
+}
+
 /* ------------------------------------------------------------ reader */
 
 static void carve(struct job *j, const struct qs_plan_tensor *t)
 {
 	struct qs_chunk_footprint fp;
-	qs_plan_footprint(t, j->rows, &fp);
+	qs_plan_chunk_buffers(t, j->rows, &fp);
 	uint8_t *at = j->span.ptr;
 	j->req.buf = at;
 	at += fp.input;
@@ -381,7 +420,7 @@ static void *reader_main(void *arg)
 			j->hash_only = c < cbegin;
 			j->rows = qs_plan_chunk_rows(t, c);
 			struct qs_chunk_footprint fp;
-			qs_plan_footprint(t, j->rows, &fp);
+			qs_plan_chunk_buffers(t, j->rows, &fp);
 			/* Wait for memory only when no read is in flight;
 			 * otherwise finish reads first to keep workers fed. */
 			for (;;) {
@@ -456,31 +495,76 @@ static void *reader_main(void *arg)
 
 /* ------------------------------------------------------------ workers */
 
-static void to_f32(const struct qs_kernels *k, enum qs_dtype dt, const uint8_t *in,
-		   float *out, size_t n)
+/* The kernels' name for a source dtype (bf16, f16, else f32: the plan
+ * sends no other dtype here). */
+static unsigned src_kind(enum qs_dtype dt)
 {
-	switch (dt) {
-	case QS_DTYPE_BF16:
-		k->bf16_to_f32((const uint16_t *)in, out, n);
-		break;
-	case QS_DTYPE_F16:
-		k->f16_to_f32((const uint16_t *)in, out, n);
-		break;
-	default:
-		memcpy(out, in, n * sizeof(float));
-		break;
-	}
+	return dt == QS_DTYPE_BF16 ? QS_SRC_KIND_BF16
+	       : dt == QS_DTYPE_F16 ? QS_SRC_KIND_F16
+				    : QS_SRC_KIND_F32;
 }
 
-/* With --allow-nonfinite: NaN becomes 0 and +-Inf the largest finite
- * value of the group's range encoding, so the scheme sees finite input. */
-static void sanitize(float *w, size_t n)
+/* Decodes to f32 and returns the NaN/Inf count, in one pass (issue 16:
+ * a separate count pass walked the chunk from memory again). */
+static size_t to_f32(const struct qs_kernels *k, enum qs_dtype dt, const uint8_t *in,
+		     float *out, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (isnan(w[i]))
-			w[i] = 0.0f;
-		else if (isinf(w[i]))
-			w[i] = w[i] > 0 ? 65504.0f : -65504.0f;
+	return k->decode_checked(src_kind(dt), in, out, n);
+}
+
+/* A worker's share of its chunk's source checksum (struct src_slot). */
+struct src_feed {
+	struct src_slot *slot;
+	uint64_t key;          /* this chunk's front */
+	const uint8_t *base;   /* the chunk's source bytes */
+	uint64_t total, row_bytes;
+	uint64_t done;         /* bytes fed so far */
+	bool owned;            /* front reached: this worker feeds the stream */
+	double seconds;        /* thread CPU spent hashing */
+};
+
+/* Row blocks of this size are hashed just ahead of being quantized: they
+ * stay in L2 for the quantizer. */
+#define QS_SRC_FEED_BLOCK (256u << 10)
+
+/* Feeds the stream up to byte upto (catching up from 0 the first time the
+ * front reaches this chunk). */
+static void src_feed_to(struct src_feed *f, uint64_t upto)
+{
+	if (!f->owned) {
+		if (atomic_load_explicit(&f->slot->front, memory_order_acquire) != f->key)
+			return;
+		f->owned = true;
+	}
+	if (upto > f->total)
+		upto = f->total;
+	if (upto <= f->done)
+		return;
+	double t0 = thread_cpu_seconds();
+	XXH3_64bits_update(f->slot->st, f->base + f->done, upto - f->done);
+	f->done = upto;
+	f->seconds += thread_cpu_seconds() - t0;
+}
+
+/* qs_row_hook: before row r, the block from row r on, if not fed yet. */
+static void src_feed_row(void *user, uint64_t r)
+{
+	struct src_feed *f = user;
+	uint64_t at = r * f->row_bytes;
+	if (at >= f->done)
+		src_feed_to(f, at + (QS_SRC_FEED_BLOCK > f->row_bytes ? QS_SRC_FEED_BLOCK
+								     : f->row_bytes));
+}
+
+/* After the chunk: feed what is left if at the front (the stream is this
+ * worker's only then), and pass the front on. */
+static void src_feed_finish(struct src_feed *f, struct job *j, uint32_t next_chunk)
+{
+	src_feed_to(f, f->total);
+	if (f->owned && f->done == f->total) {
+		j->src_hashed = true;
+		atomic_store_explicit(&f->slot->front, (f->key & ~(uint64_t)UINT32_MAX) | next_chunk,
+				      memory_order_release);
 	}
 }
 
@@ -508,6 +592,7 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 	const struct qs_plan_tensor *t = &p->a->plan->tensors[j->tensor];
 	const char *fname = p->a->ckpt->shards[t->src->shard].name;
 	const uint8_t *payload;
+	double feed_seconds = 0;
 	if (j->hash_only)
 		return;
 	if (t->raw) {
@@ -516,14 +601,60 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 	} else {
 		size_t n = (size_t)(j->rows * t->cols);
 		float *w = (float *)j->work;
-		if (t->companion)
-			qs_scaled_dequant_rows(&t->pairing, t->src->dtype, t->companion->dtype,
-					    j->input, j->aux_data, qs_plan_chunk_begin(t, j->chunk),
-					    j->rows, t->cols, w);
-		else
-			to_f32(p->k, t->src->dtype, j->input, w, n);
-		size_t bad = p->k->count_nonfinite(w, n);
-		if (bad && !p->a->opts->allow_nonfinite) {
+		bool allow = p->a->opts->allow_nonfinite;
+		size_t bad = 0;
+		int rc = 0;
+		struct src_feed feed = {
+			.slot = &p->src[j->tensor % QS_SRC_SLOTS],
+			.key = src_key(j->tensor, j->chunk),
+			.base = j->input,
+			.total = j->req.len,
+			.row_bytes = t->row_bytes,
+		};
+		struct qs_row_hook hook = {src_feed_row, &feed};
+		if (qs_plan_one_pass(t)) {
+			/* one pass: decode, check and quantize a group at a
+			 * time (the work buffer stays untouched), the source
+			 * checksum fed a row block ahead */
+			rc = t->scheme.ops->quantize_src(&t->scheme, src_kind(t->src->dtype),
+							 j->input, j->rows, t->cols, allow,
+							 j->payload, j->scratch, &bad, &hook);
+			src_feed_finish(&feed, j, j->chunk + 1);
+			feed_seconds = feed.seconds;
+		} else {
+			if (t->companion) {
+				qs_scaled_dequant_rows(&t->pairing, t->src->dtype,
+						    t->companion->dtype, j->input, j->aux_data,
+						    qs_plan_chunk_begin(t, j->chunk), j->rows,
+						    t->cols, w);
+				bad = p->k->count_nonfinite(w, n);
+			} else {
+				/* row blocks: checksum, then decode from cache */
+				size_t esz = t->src->dtype == QS_DTYPE_F32 ? 4 : 2;
+				uint64_t rb = t->row_bytes ? t->row_bytes : 1;
+				uint64_t step = QS_SRC_FEED_BLOCK / rb + 1;
+				for (uint64_t r = 0; r < j->rows; r += step) {
+					uint64_t nr = j->rows - r < step ? j->rows - r : step;
+					src_feed_row(&feed, r);
+					bad += to_f32(p->k, t->src->dtype,
+						      j->input + r * t->cols * esz, w + r * t->cols,
+						      (size_t)(nr * t->cols));
+				}
+				src_feed_finish(&feed, j, j->chunk + 1);
+			}
+			feed_seconds = feed.seconds;
+			if (bad && allow)
+				qs_sanitize_scalar(w, n);
+			if (!bad || allow)
+				rc = t->prep_total
+					     ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w,
+									    j->rows, t->cols,
+									    j->payload, j->scratch)
+					     : t->scheme.ops->quantize(&t->scheme, w, j->rows,
+								       t->cols, j->payload,
+								       j->scratch);
+		}
+		if (bad && !allow) {
 			uint64_t r0 = qs_plan_chunk_begin(t, j->chunk);
 			j->rc = qs_diag_set(&j->diag, -QS_ENONFINITE,
 					    "'%s': tensor '%s' holds %zu NaN/Inf values in rows "
@@ -532,13 +663,6 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 					    (unsigned long long)(r0 + j->rows - 1));
 			return;
 		}
-		if (bad)
-			sanitize(w, n);
-		int rc = t->prep_total
-				 ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w, j->rows,
-								t->cols, j->payload, j->scratch)
-				 : t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols,
-							   j->payload, j->scratch);
 		if (rc < 0) {
 			j->rc = qs_diag_set(&j->diag, rc,
 					    "'%s': tensor '%s': %s: values out of the range the "
@@ -550,7 +674,8 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 		j->payload_size = t->scheme.ops->payload_size(&t->scheme, j->rows, t->cols);
 	}
 	t1 = thread_cpu_seconds();
-	st->quantize += t1 - t0;
+	st->quantize += t1 - t0 - feed_seconds;
+	st->hash += feed_seconds;
 	ZSTD_CCtx *cctx = borrow_cctx(p);
 	if (!cctx) {
 		j->rc = -QS_EINTERRUPTED;  /* stopping: the writer reports why */
@@ -663,17 +788,20 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 	const struct qs_plan *plan = p->a->plan;
 	double t0 = now_seconds();
 	int rc = 0;
-	XXH3_state_t *hash = XXH3_createState(), *aux_hash = XXH3_createState();
+	XXH3_state_t *aux_hash = XXH3_createState();
 	struct qs_stage_seconds mine = {0};
 	struct qs_chunk_entry *chunks = NULL;
 	size_t cap = 0;
-	if (!hash || !aux_hash) {
-		XXH3_freeState(hash);
-		XXH3_freeState(aux_hash);
+	if (!aux_hash)
 		return -ENOMEM;
-	}
 	for (size_t ti = p->a->first_tensor; ti < tensors_end(p->a); ti++) {
 		const struct qs_plan_tensor *t = &plan->tensors[ti];
+		/* tensor ti - 1 is digested: its slot goes to the tensor
+		 * QS_SRC_SLOTS - 1 ahead of this one */
+		if (ti > p->a->first_tensor)
+			src_slot_reset(p, ti + QS_SRC_SLOTS - 1);
+		struct src_slot *sl = &p->src[ti % QS_SRC_SLOTS];
+		XXH3_state_t *hash = sl->st;
 		if (t->consumed)
 			continue;  /* read and recorded with its weight */
 		uint32_t cbegin, cend, cread;
@@ -687,7 +815,6 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			chunks = n;
 			cap = t->nchunks;
 		}
-		XXH3_64bits_reset(hash);
 		XXH3_64bits_reset(aux_hash);
 		for (uint32_t c = cread; c < cend; c++) {
 			struct job *j = next_done(p);
@@ -710,6 +837,8 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			}
 			if (j->hash_only) {
 				XXH3_64bits_update(hash, j->input, j->req.len);
+				atomic_store_explicit(&sl->front, src_key(ti, c + 1),
+						      memory_order_release);
 				hash_companion(aux_hash, t, j, c);
 				qs_window_free(&p->window, &j->span);
 				free(j);
@@ -721,7 +850,12 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			mine.write += now_seconds() - w0;
 			if (rc == 0) {
 				double h0 = thread_cpu_seconds();
-				XXH3_64bits_update(hash, j->input, j->req.len);
+				if (!j->src_hashed) {
+					/* its worker never reached the front */
+					XXH3_64bits_update(hash, j->input, j->req.len);
+					atomic_store_explicit(&sl->front, src_key(ti, c + 1),
+							      memory_order_release);
+				}
 				hash_companion(aux_hash, t, j, c);
 				chunks[c - cbegin] = (struct qs_chunk_entry){
 					.frame_offset = off,
@@ -790,7 +924,6 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 out:
 	add_stages(p, &mine);
 	free(chunks);
-	XXH3_freeState(hash);
 	XXH3_freeState(aux_hash);
 	return rc;
 }
@@ -847,6 +980,16 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 		rc = -ENOMEM;
 		goto out;
 	}
+	for (unsigned i = 0; i < QS_SRC_SLOTS; i++) {
+		p.src[i].st = XXH3_createState();
+		atomic_init(&p.src[i].front, UINT64_MAX);
+		if (!p.src[i].st) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < QS_SRC_SLOTS; i++)
+		src_slot_reset(&p, a->first_tensor + i);
 	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
 		ZSTD_CCtx *c = ZSTD_createCCtx();
 		if (!c) {
@@ -882,6 +1025,8 @@ out:
 	for (unsigned i = 0; i < p.ncctx_free; i++)
 		ZSTD_freeCCtx(p.cctx_free[i]);
 	free(p.cctx_free);
+	for (unsigned i = 0; i < QS_SRC_SLOTS; i++)
+		XXH3_freeState(p.src[i].st);
 	stats->bytes_read = p.bytes_read;
 	stats->stages = p.stages;
 	stats->peak_window = p.window.peak;

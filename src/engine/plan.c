@@ -87,6 +87,23 @@ void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 	fp->total = fp->input + fp->aux + fp->work + fp->payload + fp->compressed + fp->scratch;
 }
 
+bool qs_plan_one_pass(const struct qs_plan_tensor *t)
+{
+	return !t->raw && !t->companion && !t->prep_total && t->scheme.ops->quantize_src;
+}
+
+void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,
+			   struct qs_chunk_footprint *fp)
+{
+	qs_plan_footprint(t, rows, fp);
+	if (qs_plan_one_pass(t)) {
+		/* the one-pass kernel decodes a group at a time on its own
+		 * stack: no f32 copy of the chunk is ever made */
+		fp->total -= fp->work;
+		fp->work = 0;
+	}
+}
+
 void qs_plan_chunk_aux(const struct qs_plan_tensor *t, uint32_t c, uint64_t *offset,
 		       uint64_t *len)
 {
@@ -609,7 +626,7 @@ void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t
 			struct qs_chunk_footprint fp;
 			if (t->per_expert && c % cpm == 0)
 				head = 0;  /* and so for each expert's */
-			qs_plan_footprint(t, qs_plan_chunk_rows(t, c), &fp);
+			qs_plan_chunk_buffers(t, qs_plan_chunk_rows(t, c), &fp);
 			uint64_t start = fp.total <= size - head ? head : 0;
 			if (start + fp.total > m->ring)
 				m->ring = start + fp.total;

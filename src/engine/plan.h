@@ -172,6 +172,15 @@ bool qs_is_moe_router(const char *name);
 /* The footprint of a chunk of `rows` rows of t. */
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		       struct qs_chunk_footprint *fp);
+/* Whether tensor t is quantized straight from its source bytes (the
+ * scheme's quantize_src: no companion scale, no per-tensor state). */
+bool qs_plan_one_pass(const struct qs_plan_tensor *t);
+/* The buffers the pipeline allocates for a chunk of t: the footprint
+ * without the f32 work buffer when t is one-pass.  The chunking is still
+ * cut by qs_plan_footprint, so it (and the output) does not depend on
+ * which kernel path a tensor takes. */
+void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,
+			   struct qs_chunk_footprint *fp);
 
 /* Chunks per matrix (plan_tensor.matrix_rows). */
 static inline uint64_t qs_plan_chunks_per_matrix(const struct qs_plan_tensor *t)

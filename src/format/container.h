@@ -175,7 +175,10 @@ int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 		      bool sync_each, struct qs_cwriter **out,
 		      struct qs_record **kept, size_t *nkept, struct qs_diag *diag);
 
-/* Appends a compressed zstd frame; returns its offset in *offset. */
+/* Appends a compressed zstd frame; returns its offset in *offset.  Frames
+ * are staged (outbuf.h: O_DIRECT where the file system allows) and are on
+ * file once the next record, finish or close_partial returns; a write
+ * error (a full disk) may therefore surface only at the record. */
 int qs_cwriter_frame(struct qs_cwriter *w, const void *frame, size_t len,
 		     uint64_t *offset, struct qs_diag *diag);
 /* Appends the record of a finished tensor (and fdatasyncs if sync_each).

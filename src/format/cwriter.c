@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "fsafe.h"
+#include "outbuf.h"
 #include "util.h"
 
 /* A data frame written since the last record. */
@@ -39,6 +40,9 @@ struct qs_cwriter {
 	size_t nrecords, cap;
 	struct pending *pending;    /* frames awaiting their record */
 	size_t npending, pending_cap;
+	/* O_DIRECT staging (outbuf.h), opened at the first append; every
+	 * append goes through it and is on file after the next record */
+	struct qs_outbuf ob;
 };
 
 static char *partial_name(const char *final_path)
@@ -81,6 +85,7 @@ static void writer_free(struct qs_cwriter *w)
 {
 	if (!w)
 		return;
+	qs_outbuf_release(&w->ob);
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->dirfd >= 0)
@@ -248,7 +253,11 @@ static int keep_record(struct qs_cwriter *w, const struct qs_record *r,
 static int append(struct qs_cwriter *w, const void *buf, size_t len, uint64_t *offset,
 		  struct qs_diag *diag)
 {
-	int err = qs_pwrite_full(w->fd, buf, len, w->size);
+	int err = 0;
+	if (!w->ob.open)
+		err = qs_outbuf_open(&w->ob, w->fd, w->dirfd, w->partial_name, w->size);
+	if (!err)
+		err = qs_outbuf_append(&w->ob, buf, len);
 	if (err)
 		return qs_diag_set(diag, err, "'%s': write failed: %s", w->partial_path,
 				   qs_strerror(err));
@@ -363,11 +372,19 @@ int qs_cwriter_record(struct qs_cwriter *w, const struct qs_record *r,
 	if (err)
 		return err;
 	w->npending = 0;
+	/* the record and its frames leave the staging buffer: a run killed
+	 * from here on finds the tensor on file */
+	err = qs_outbuf_flush(&w->ob);
+	if (err)
+		return qs_diag_set(diag, err, "'%s': write failed: %s", w->partial_path,
+				   qs_strerror(err));
 	if (w->sync_each && fdatasync(w->fd) != 0) {
 		err = -errno;
 		return qs_diag_set(diag, err, "'%s': fdatasync failed: %s", w->partial_path,
 				   qs_strerror(err));
 	}
+	if (w->sync_each)
+		qs_outbuf_drop_cached(&w->ob);
 	return 0;
 }
 
@@ -408,12 +425,19 @@ int qs_cwriter_finish(struct qs_cwriter *w, struct qs_diag *diag)
 	err = append(w, tr, sizeof(tr), NULL, diag);
 	if (err)
 		goto out;
+	err = qs_outbuf_flush(&w->ob);
+	if (err) {
+		qs_diag_set(diag, err, "'%s': write failed: %s", w->partial_path,
+			    qs_strerror(err));
+		goto out;
+	}
 	if (fsync(w->fd) != 0) {
 		err = -errno;
 		qs_diag_set(diag, err, "'%s': fsync failed: %s", w->partial_path,
 			    qs_strerror(err));
 		goto out;
 	}
+	qs_outbuf_drop_cached(&w->ob);
 	if (renameat(w->dirfd, w->partial_name, w->dirfd, w->final_name) != 0) {
 		err = -errno;
 		qs_diag_set(diag, err, "'%s': cannot rename to '%s': %s", w->partial_path,
@@ -431,12 +455,19 @@ out:
 
 int qs_cwriter_close_partial(struct qs_cwriter *w, struct qs_diag *diag)
 {
-	int err = 0;
-	if (fdatasync(w->fd) != 0) {
+	/* after a write error the staged bytes stay unwritten: resume cuts
+	 * the file back to its last intact record anyway */
+	int err = w->ob.open && !w->ob.failed ? qs_outbuf_flush(&w->ob) : 0;
+	if (err)
+		qs_diag_set(diag, err, "'%s': write failed: %s", w->partial_path,
+			    qs_strerror(err));
+	if (fdatasync(w->fd) != 0 && !err) {
 		err = -errno;
 		qs_diag_set(diag, err, "'%s': fdatasync failed: %s", w->partial_path,
 			    qs_strerror(err));
 	}
+	if (w->ob.open)
+		qs_outbuf_drop_cached(&w->ob);
 	if (close(w->fd) != 0 && !err) {
 		err = -errno;
 		qs_diag_set(diag, err, "'%s': close failed: %s", w->partial_path,
@@ -663,6 +694,7 @@ static int restart_torn_header(struct qs_cwriter *w, const struct qs_header *h,
 					  w->partial_path, strerror(errno));
 		} else {
 			w->size = 0;
+			qs_outbuf_release(&w->ob);  /* reopened at the new end */
 			err = append(w, frame, len, NULL, diag);
 		}
 	}
@@ -746,6 +778,8 @@ int qs_cwriter_resume(const char *final_path, const struct qs_header *h,
 		goto fail;
 	}
 	w->size = good_end;
+	/* the scan read every kept frame back: none of it is needed again */
+	(void)posix_fadvise(w->fd, 0, 0, POSIX_FADV_DONTNEED);
 
 	if (w->nrecords) {
 		struct qs_record *ks = calloc(w->nrecords, sizeof(*ks));

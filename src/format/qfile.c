@@ -169,6 +169,10 @@ static int open_inner(struct open_ctx *c, struct qs_qfile *qf)
 		return qs_diag_set(c->diag, err, "'%s': cannot open: %s", c->fname,
 				   qs_strerror(err));
 	}
+	/* trailer, index and header are read as exact ranges: read-ahead
+	 * would only pull payload pages into the page cache (and convert's
+	 * summary, which opens the fresh output, would leave them there) */
+	(void)posix_fadvise(qf->fd, 0, 0, POSIX_FADV_RANDOM);
 	if (fstat(qf->fd, &st) != 0) {
 		err = -errno;
 		return qs_diag_set(c->diag, err, "'%s': cannot stat: %s", c->fname,
@@ -249,6 +253,7 @@ static int open_inner(struct open_ctx *c, struct qs_qfile *qf)
 		return err == -QS_EFORMAT || err == -QS_ECHECKSUM ? decode_damage(c, err, "header")
 								   : err;
 
+	(void)posix_fadvise(qf->fd, 0, 0, POSIX_FADV_NORMAL);  /* payload reads stream */
 	c->part = qs_part_id_parse(qf->header.options, &qf->part_k, &qf->part_n, NULL);
 	uint64_t data_begin = 8 + hlen;
 	for (size_t i = 0; i < qf->nrecords; i++) {

@@ -1,11 +1,13 @@
 /* dispatch.c - picks the kernel table once per process: the best variant
  * that was built and that both the CPU and the OS support, unless
- * QSHARD_SIMD=ref|avx2|neon asks for a specific one (tests and benchmarks).
+ * QSHARD_SIMD=ref|avx2|avx512|neon asks for a specific one (tests and benchmarks).
  * Every variant gives bit-identical output (kernels.h), so the choice only
  * changes speed.
  *
  * A SIMD variant lives in its own file compiled with its ISA's flags and is
- * announced by the build with QS_HAVE_AVX2 / QS_HAVE_NEON.
+ * announced by the build with QS_HAVE_AVX2 / QS_HAVE_AVX512 / QS_HAVE_NEON.
+ * The AVX-512 file lists only the kernels it takes over; the table handed
+ * out is completed here from the AVX2 one, so it too has every entry.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -19,6 +21,9 @@ extern const struct qs_kernels qs_kernels_avx2;
 #endif
 #if defined(QS_HAVE_NEON)
 extern const struct qs_kernels qs_kernels_neon;
+#endif
+#if defined(QS_HAVE_AVX512) && defined(QS_HAVE_AVX2)
+extern const struct qs_kernels qs_kernels_avx512_own;
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -57,10 +62,48 @@ static bool cpu_has_avx2(void)
 	__cpuid_count(7, 0, a, b, c, d);
 	return (b & (1u << 5)) != 0;  /* AVX2 */
 }
+
+/* x86-64-v4's part our AVX-512 file uses: AVX512F, BW and VL (CPUID.7:EBX
+ * bits 16, 30, 31), POPCNT (CPUID.1:ECX bit 23), on top of AVX2; and an
+ * OS that saves the opmask and ZMM state: XCR0 bits 5-7 besides 1-2. */
+static bool cpu_has_avx512(void)
+{
+	unsigned a, b, c, d;
+	if (!cpu_has_avx2() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 23)))
+		return false;
+	if ((read_xcr0() & 0xe6u) != 0xe6u)
+		return false;
+	__cpuid_count(7, 0, a, b, c, d);
+	const unsigned need7 = (1u << 16) | (1u << 30) | (1u << 31);
+	return (b & need7) == need7;
+}
 #else
 static bool cpu_has_avx2(void)
 {
 	return false;
+}
+
+static bool cpu_has_avx512(void)
+{
+	return false;
+}
+#endif
+
+#if defined(QS_HAVE_AVX512) && defined(QS_HAVE_AVX2)
+/* qs_kernels_avx512_own, its NULL entries taken from the AVX2 table
+ * (struct qs_kernels holds only pointers: test_kernels checks it). */
+static struct qs_kernels avx512_table;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void avx512_complete(void)
+{
+	const size_t nw = sizeof(struct qs_kernels) / sizeof(void *);
+	for (size_t w = 0; w < nw; w++) {
+		void *own, *base;
+		memcpy(&own, (const char *)&qs_kernels_avx512_own + w * sizeof(void *), sizeof(own));
+		memcpy(&base, (const char *)&qs_kernels_avx2 + w * sizeof(void *), sizeof(base));
+		memcpy((char *)&avx512_table + w * sizeof(void *), own ? &own : &base, sizeof(own));
+	}
 }
 #endif
 
@@ -74,17 +117,24 @@ const struct qs_kernels *qs_kernels_by_name(const char *name)
 	if (strcmp(name, "avx2") == 0 && cpu_has_avx2())
 		return &qs_kernels_avx2;
 #endif
+#if defined(QS_HAVE_AVX512) && defined(QS_HAVE_AVX2)
+	if (strcmp(name, "avx512") == 0 && cpu_has_avx512()) {
+		pthread_once(&avx512_once, avx512_complete);
+		return &avx512_table;
+	}
+#endif
 #if defined(QS_HAVE_NEON) && defined(__aarch64__)
 	/* Advanced SIMD is mandatory on AArch64: nothing to probe */
 	if (strcmp(name, "neon") == 0)
 		return &qs_kernels_neon;
 #endif
 	(void)cpu_has_avx2;
+	(void)cpu_has_avx512;
 	return NULL;
 }
 
 /* Best first. */
-static const char *const preference[] = {"avx2", "neon", "ref"};
+static const char *const preference[] = {"avx512", "avx2", "neon", "ref"};
 
 const struct qs_kernels *qs_kernels_choose(const char *request)
 {

@@ -5,16 +5,20 @@
  * Bit-identical output across ISAs is by construction: the algorithm is
  * written once against an 8-lane vector type `v8` that the including file
  * defines (scalar struct, __m256, a pair of float32x4), with only
- * element-wise IEEE operations (add, sub, mul, min, max, round to nearest
- * even) and horizontal reductions in one fixed tree,
+ * element-wise IEEE operations (add, sub, mul, fused multiply-add, min,
+ * max, round to nearest even) and horizontal reductions in one fixed tree,
  *     hsum(v) = ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)),
  * and the same for min and max.  Scalar parts (per sub-block decisions, in
  * double where they solve the small least-squares problems) are the same C
- * in every unit.  No unit may contract a*b+c into an FMA (the build passes
- * -ffp-contract=off to the SIMD units; ref_gguf.c sets it by pragma).
+ * in every unit.  No unit may contract a*b+c into an FMA on its own (the
+ * build passes -ffp-contract=off to the SIMD units; ref_gguf.c sets it by
+ * pragma): the fused operations are the explicit v8_fma calls, which every
+ * unit maps onto an exactly rounded fused multiply-add (fmaf, VFMADD,
+ * FMLA), so they too give the same bits everywhere.
  *
  * The includer provides, before including this file:
  *   v8  v8_load(const float *p), v8_set1(float), v8_add, v8_sub, v8_mul,
+ *       v8_fma(a, b, c) = a * b + c rounded once,
  *       v8_min(a, b) = a < b ? a : b, v8_max(a, b) = a > b ? a : b (the
  *       x86 minps/maxps rule, also for NaN and signed zeros),
  *       v8_round (nearest, ties to even), v8_abs, v8_ordered (NaN -> +0),
@@ -49,7 +53,8 @@
  *  [-delta/2, qmax + delta/2] for delta = 0, 0.5, 1, ... (clipping half a
  *  level at each end per step); for each, (a, b) is the weighted least
  *  squares fit to the codes (2x2 normal equations) and its error follows
- *  in closed form from the same sums.
+ *  in closed form from the same sums.  Then Lloyd rounds: recode on the
+ *  best fit so far and refit (one for q4_1/q5_1, two for the K types).
  *
  *  Super-blocks (K types): the sub-block scales are quantized to ggml's
  *  integer scales under one fp16 super-scale (d = largest / top integer,
@@ -113,24 +118,38 @@ static inline void gg_grp_load(struct gg_grp *g, const float *x, const float *w,
 	v8 z = v8_set1(0.0f), one = v8_set1(1.0f);
 	g->n = n;
 	g->unit = !w;
-	g->sw = g->sx = g->sxx = z;
 	for (unsigned i0 = 0; i0 < n; i0 += 8) {
 		v8_load_t8(x + i0, n, g->x + i0);
 		if (w)
 			v8_load_t8(w + i0, n, g->w + i0);
 	}
-	for (unsigned i = 0; i < n; i++) {
-		v8 xv = v8_ordered(g->x[i]);
-		v8 wv = w ? g->w[i] : one;
-		v8 wx = v8_mul(wv, xv);
-		g->x[i] = xv;
-		g->w[i] = wv;
-		g->sw = v8_add(g->sw, wv);
-		g->sx = v8_add(g->sx, wx);
-		g->sxx = v8_add(g->sxx, v8_mul(wx, xv));
-		g->mn = i ? v8_min(g->mn, xv) : xv;
-		g->mx = i ? v8_max(g->mx, xv) : xv;
+	/* even and odd positions summed apart (two shorter dependent
+	 * chains), n even */
+	v8 sw0 = z, sw1 = z, sx0 = z, sx1 = z, sxx0 = z, sxx1 = z;
+	v8 mn = v8_ordered(g->x[0]), mx = mn;
+#define GG_LOAD_STEP(i, SW, SX, SXX)                       \
+	do {                                               \
+		v8 xv = v8_ordered(g->x[i]);               \
+		v8 wv = w ? g->w[i] : one;                 \
+		v8 wx = v8_mul(wv, xv);                    \
+		g->x[i] = xv;                              \
+		g->w[i] = wv;                              \
+		SW = v8_add(SW, wv);                       \
+		SX = v8_add(SX, wx);                       \
+		SXX = v8_fma(wx, xv, SXX);                 \
+		mn = v8_min(mn, xv);                       \
+		mx = v8_max(mx, xv);                       \
+	} while (0)
+	for (unsigned i = 0; i < n; i += 2) {
+		GG_LOAD_STEP(i, sw0, sx0, sxx0);
+		GG_LOAD_STEP(i + 1, sw1, sx1, sxx1);
 	}
+#undef GG_LOAD_STEP
+	g->sw = v8_add(sw0, sw1);
+	g->sx = v8_add(sx0, sx1);
+	g->sxx = v8_add(sxx0, sxx1);
+	g->mn = mn;
+	g->mx = mx;
 }
 
 struct gg_sums {
@@ -138,41 +157,54 @@ struct gg_sums {
 	v8 err;           /* sum w (x - y)^2 where computed */
 };
 
-/* Asymmetric codes q = clamp(round(x * inv - (b * inv + shift)), 0, qmax). */
+/* Asymmetric codes q = clamp(round(x * inv - (b * inv + shift)), 0, qmax)
+ * (x * inv - c0 fused). */
 static inline void gg_acodes(const struct gg_grp *g, v8 b, v8 inv, v8 shift, v8 qmax, v8 *q,
 			     struct gg_sums *s)
 {
 	/* two partial sums per quantity (even and odd positions, added at
-	 * the end) so the additions are not one dependent chain; without
-	 * importance the weights are 1 and their products exact, so that
-	 * loop only skips them (same result); q may be NULL */
-	v8 z = v8_set1(0.0f), a[2] = {z, z}, c[2] = {z, z}, e[2] = {z, z};
-	v8 c0 = v8_add(v8_mul(b, inv), shift);
+	 * the end) so the additions are not one dependent chain, kept in
+	 * named locals (an array indexed by i & 1 goes through memory);
+	 * without importance the weights are 1 and their products exact, so
+	 * that loop only skips them (same result); q may be NULL; n is even */
+	v8 z = v8_set1(0.0f), a0 = z, a1 = z, c0 = z, c1 = z, e0 = z, e1 = z;
+	v8 nc0 = v8_sub(z, v8_add(v8_mul(b, inv), shift));
+	const v8 *x = g->x, *w = g->w;
+#define GG_ACODE(i) v8_min(v8_max(v8_round(v8_fma(x[i], inv, nc0)), z), qmax)
 	if (g->unit) {
-		for (unsigned i = 0; i < g->n; i++) {
-			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
-			t = v8_min(v8_max(t, z), qmax);
-			if (q)
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_ACODE(i), u = GG_ACODE(i + 1);
+			if (q) {
 				q[i] = t;
-			a[i & 1] = v8_add(a[i & 1], t);
-			c[i & 1] = v8_add(c[i & 1], v8_mul(t, t));
-			e[i & 1] = v8_add(e[i & 1], v8_mul(t, g->x[i]));
+				q[i + 1] = u;
+			}
+			a0 = v8_add(a0, t);
+			c0 = v8_fma(t, t, c0);
+			e0 = v8_fma(t, x[i], e0);
+			a1 = v8_add(a1, u);
+			c1 = v8_fma(u, u, c1);
+			e1 = v8_fma(u, x[i + 1], e1);
 		}
 	} else {
-		for (unsigned i = 0; i < g->n; i++) {
-			v8 t = v8_round(v8_sub(v8_mul(g->x[i], inv), c0));
-			t = v8_min(v8_max(t, z), qmax);
-			if (q)
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_ACODE(i), u = GG_ACODE(i + 1);
+			if (q) {
 				q[i] = t;
-			v8 wq = v8_mul(g->w[i], t);
-			a[i & 1] = v8_add(a[i & 1], wq);
-			c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
-			e[i & 1] = v8_add(e[i & 1], v8_mul(wq, g->x[i]));
+				q[i + 1] = u;
+			}
+			v8 wt = v8_mul(w[i], t), wu = v8_mul(w[i + 1], u);
+			a0 = v8_add(a0, wt);
+			c0 = v8_fma(wt, t, c0);
+			e0 = v8_fma(wt, x[i], e0);
+			a1 = v8_add(a1, wu);
+			c1 = v8_fma(wu, u, c1);
+			e1 = v8_fma(wu, x[i + 1], e1);
 		}
 	}
-	s->sq = v8_add(a[0], a[1]);
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(e[0], e[1]);
+#undef GG_ACODE
+	s->sq = v8_add(a0, a1);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(e0, e1);
 }
 
 /* Weighted least squares of y = A q + B to the codes (B <= 0 when
@@ -208,8 +240,10 @@ struct gg_cand {
 	float delta, shift;
 };
 
-/* four candidates and one Lloyd round: on Gaussian weights q4_K gains
- * 0.04 dB from eight (-1 .. 0.75 by 0.25) at 1.35x the time */
+/* four candidates, then one Lloyd round for the legacy blocks and two for
+ * the K sub-blocks: on Gaussian weights q4_K gains 0.04 dB from eight
+ * candidates (-1 .. 0.75 by 0.25) at 1.35x the time; the second Lloyd
+ * round gains 0.02 dB (mkckpt 1b, q4_K) at 1.1x, a third 0.01 dB more */
 static const struct gg_cand gg_cand_low[4] = {
 	{-0.75f, 0}, {-0.25f, 0}, {0.25f, 0}, {0.75f, 0},
 };
@@ -271,14 +305,17 @@ static v8 gg_sfit(const struct gg_grp *g, int nmax, unsigned ncand)
 		} else {
 			inv = v8_div(v8_set1(1.0f), sc);
 		}
-		v8 a[2] = {z, z}, c[2] = {z, z};
-		for (unsigned i = 0; i < g->n; i++) {
+		v8 a0 = z, a1 = z, c0 = z, c1 = z;
+		for (unsigned i = 0; i < g->n; i += 2) {
 			v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
-			v8 wl = v8_mul(g->w[i], t);
-			a[i & 1] = v8_add(a[i & 1], v8_mul(wl, g->x[i]));
-			c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
+			v8 u = v8_min(v8_max(v8_round(v8_mul(g->x[i + 1], inv)), vlo), vhi);
+			v8 wt = v8_mul(g->w[i], t), wu = v8_mul(g->w[i + 1], u);
+			a0 = v8_fma(wt, g->x[i], a0);
+			c0 = v8_fma(wt, t, c0);
+			a1 = v8_fma(wu, g->x[i + 1], a1);
+			c1 = v8_fma(wu, u, c1);
 		}
-		v8 sxl = v8_add(a[0], a[1]), sll = v8_add(c[0], c[1]);
+		v8 sxl = v8_add(a0, a1), sll = v8_add(c0, c1);
 		v8 score = v8_div(v8_mul(sxl, sxl), sll);
 		m8 better = m8_and(v8_gt(sll, z), v8_gt(score, best));
 		best = v8_sel(better, score, best);
@@ -295,20 +332,41 @@ static inline void gg_kcodes(const struct gg_grp *g, v8 S, v8 M, float qmax, v8 
 {
 	v8 z = v8_set1(0.0f), vq = v8_set1(qmax), two = v8_set1(2.0f);
 	m8 live = v8_gt(S, z);
-	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 a[2] = {z, z}, c[2] = {z, z}, d[2] = {z, z};
-	for (unsigned i = 0; i < g->n; i++) {
-		v8 t = v8_round(v8_mul(v8_add(g->x[i], M), inv));
-		t = v8_min(v8_max(t, z), vq);
-		q[i] = t;
-		v8 wq = g->unit ? t : v8_mul(g->w[i], t);
-		a[i & 1] = v8_add(a[i & 1], wq);
-		c[i & 1] = v8_add(c[i & 1], v8_mul(wq, t));
-		d[i & 1] = v8_add(d[i & 1], v8_mul(wq, g->x[i]));
+	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z), minv = v8_mul(M, inv);
+	v8 a0 = z, a1 = z, c0 = z, c1 = z, d0 = z, d1 = z;
+	const v8 *x = g->x, *w = g->w;
+	/* (x + M) / S as x * inv + M * inv, fused */
+#define GG_KCODE(i) v8_min(v8_max(v8_round(v8_fma(x[i], inv, minv)), z), vq)
+	if (g->unit) {
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_KCODE(i), u = GG_KCODE(i + 1);
+			q[i] = t;
+			q[i + 1] = u;
+			a0 = v8_add(a0, t);
+			c0 = v8_fma(t, t, c0);
+			d0 = v8_fma(t, x[i], d0);
+			a1 = v8_add(a1, u);
+			c1 = v8_fma(u, u, c1);
+			d1 = v8_fma(u, x[i + 1], d1);
+		}
+	} else {
+		for (unsigned i = 0; i < g->n; i += 2) {
+			v8 t = GG_KCODE(i), u = GG_KCODE(i + 1);
+			q[i] = t;
+			q[i + 1] = u;
+			v8 wt = v8_mul(w[i], t), wu = v8_mul(w[i + 1], u);
+			a0 = v8_add(a0, wt);
+			c0 = v8_fma(wt, t, c0);
+			d0 = v8_fma(wt, x[i], d0);
+			a1 = v8_add(a1, wu);
+			c1 = v8_fma(wu, u, c1);
+			d1 = v8_fma(wu, x[i + 1], d1);
+		}
 	}
-	s->sq = v8_add(a[0], a[1]);
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(d[0], d[1]);
+#undef GG_KCODE
+	s->sq = v8_add(a0, a1);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(d0, d1);
 	/* sum w (x - S q + M)^2 = sxx - 2 S sxq + 2 M sx + S^2 sqq - 2 S M sq + M^2 sw */
 	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(two, S), s->sxq));
 	e = v8_add(e, v8_mul(v8_mul(two, M), g->sx));
@@ -325,17 +383,22 @@ static inline void gg_scodes(const struct gg_grp *g, v8 S, int nmax, v8 *q, stru
 	v8 z = v8_set1(0.0f), vlo = v8_set1((float)-nmax), vhi = v8_set1((float)(nmax - 1));
 	m8 live = v8_gt(v8_abs(S), z);
 	v8 inv = v8_sel(live, v8_div(v8_set1(1.0f), S), z);
-	v8 c[2] = {z, z}, d[2] = {z, z};
-	for (unsigned i = 0; i < g->n; i++) {
-		v8 t = v8_min(v8_max(v8_round(v8_mul(g->x[i], inv)), vlo), vhi);
+	v8 c0 = z, c1 = z, d0 = z, d1 = z;
+	const v8 *x = g->x;
+	for (unsigned i = 0; i < g->n; i += 2) {
+		v8 t = v8_min(v8_max(v8_round(v8_mul(x[i], inv)), vlo), vhi);
+		v8 u = v8_min(v8_max(v8_round(v8_mul(x[i + 1], inv)), vlo), vhi);
 		q[i] = t;
-		v8 wl = g->unit ? t : v8_mul(g->w[i], t);
-		c[i & 1] = v8_add(c[i & 1], v8_mul(wl, t));
-		d[i & 1] = v8_add(d[i & 1], v8_mul(wl, g->x[i]));
+		q[i + 1] = u;
+		v8 wt = g->unit ? t : v8_mul(g->w[i], t), wu = g->unit ? u : v8_mul(g->w[i + 1], u);
+		c0 = v8_fma(wt, t, c0);
+		d0 = v8_fma(wt, x[i], d0);
+		c1 = v8_fma(wu, u, c1);
+		d1 = v8_fma(wu, x[i + 1], d1);
 	}
 	s->sq = z;
-	s->sqq = v8_add(c[0], c[1]);
-	s->sxq = v8_add(d[0], d[1]);
+	s->sqq = v8_add(c0, c1);
+	s->sxq = v8_add(d0, d1);
 	v8 e = v8_sub(g->sxx, v8_mul(v8_mul(v8_set1(2.0f), S), s->sxq));
 	s->err = v8_add(e, v8_mul(v8_mul(S, S), s->sqq));
 }
@@ -355,6 +418,39 @@ static inline void gg_store_codes(const v8 *q, unsigned n, float offset, uint8_t
 	}
 }
 
+/* Eight bytes as a little-endian 64-bit word, on any host. */
+static inline uint64_t gg_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (unsigned k = 0; k < 8; k++)
+		v |= (uint64_t)p[k] << (8 * k);
+	return v;
+}
+
+/* q4_K's and q5_K's codes straight from the lanes (sub-block j in lane j,
+ * position l in q[l]) into the block's qs[] (and q5_K's qh[]), the layout
+ * gguf_pack.c describes: qs[32 jj + l] holds sub-block 2jj's code at l in
+ * its low nibble and 2jj+1's in its high one; bit k of qh[l] is bit 4 of
+ * sub-block k's code at l.  With b = lane j's byte at bit 8j, b | b >> 4
+ * puts each pair in the even bytes; multiplying the 0/1 bytes by
+ * 0x0102040810204080 gathers bit 8k into bit 56 + k (the partial products
+ * land on distinct bits, so nothing carries). */
+static inline void gg_pack_k4(const v8 *q, int q5, uint8_t *qs, uint8_t *qh)
+{
+	for (unsigned l = 0; l < 32; l++) {
+		uint8_t cb[8];
+		v8_store_u8(cb, q[l]);
+		uint64_t w = gg_le64(cb);
+		uint64_t lo = w & 0x0f0f0f0f0f0f0f0full;
+		lo |= lo >> 4;
+		for (unsigned jj = 0; jj < 4; jj++)
+			qs[32 * jj + l] = (uint8_t)(lo >> (16 * jj));
+		if (q5)
+			qh[l] = (uint8_t)((((w >> 4) & 0x0101010101010101ull) *
+					   0x0102040810204080ull) >> 56);
+	}
+}
+
 static inline v8 gg_clamp(v8 v, float lo, float hi)
 {
 	return v8_min(v8_max(v, v8_set1(lo)), v8_set1(hi));
@@ -364,10 +460,12 @@ static inline v8 gg_clamp(v8 v, float lo, float hi)
 
 /* q2_K (sub 16, qmax 3, scales 0..15), q4_K and q5_K (sub 32, qmax 15 or
  * 31, scales 0..63): integer scales sc[] and mins mn[] under fp16 d and
- * dmin, and the codes c[256].  Returns 1 when d or dmin overflows fp16. */
+ * dmin, and the codes: q2_K's into c[256], q4_K's and q5_K's packed into
+ * the block's qs[] (and qh[] for q5_K: qh not NULL) by gg_pack_k4.
+ * Returns 1 when d or dmin overflows fp16. */
 static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, float smax,
 		     const struct gg_cand *cand, unsigned ncand, uint8_t *sc, uint8_t *mn,
-		     uint16_t *d16, uint16_t *m16, uint8_t *c)
+		     uint16_t *d16, uint16_t *m16, uint8_t *c, uint8_t *qs, uint8_t *qh)
 {
 	unsigned ng = QS_GGUF_QK_K / (8 * sub);
 	struct gg_grp g[2];
@@ -375,7 +473,7 @@ static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, f
 	float amax = 0.0f, bmax = 0.0f;
 	for (unsigned gi = 0; gi < ng; gi++) {
 		gg_grp_load(&g[gi], x + gi * 8 * sub, w ? w + gi * 8 * sub : NULL, sub);
-		gg_afit(&g[gi], qmax, 1, cand, ncand, 1, &A[gi], &B[gi]);
+		gg_afit(&g[gi], qmax, 1, cand, ncand, 2, &A[gi], &B[gi]);
 		float a = v8_hmax(A[gi]), b = v8_hmax(v8_sub(z, B[gi]));
 		amax = a > amax ? a : amax;
 		bmax = b > bmax ? b : bmax;
@@ -429,7 +527,10 @@ static int gg_k_asym(const float *x, const float *w, unsigned sub, float qmax, f
 			sc[gi * 8 + j] = (uint8_t)(int)ts[j];
 			mn[gi * 8 + j] = (uint8_t)(int)tm[j];
 		}
-		gg_store_codes(q1, sub, 0.0f, c + gi * 8 * sub);
+		if (sub == 32)
+			gg_pack_k4(q1, qh != NULL, qs, qh);
+		else
+			gg_store_codes(q1, sub, 0.0f, c + gi * 8 * sub);
 	}
 	return 0;
 }
@@ -511,20 +612,23 @@ static int gg_block_k(unsigned type, const float *x, const float *w, uint8_t *ou
 	uint8_t sc[16], mn[16];
 	uint16_t d16, m16;
 	if (type == QS_GGUF_Q2_K) {
-		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, gg_cand_mid, 4, sc, mn, &d16, &m16, c))
+		if (gg_k_asym(x, w, 16, 3.0f, 15.0f, gg_cand_mid, 4, sc, mn, &d16, &m16, c, NULL,
+			      NULL))
 			return 1;
 		for (unsigned j = 0; j < 16; j++)
 			out[j] = (uint8_t)(sc[j] | (mn[j] << 4));
 		gg_put16(out + 80, d16);
 		gg_put16(out + 82, m16);
 	} else {
+		/* q4_K: qs[128] at 16; q5_K: qh[32] at 16, qs[128] at 48 */
 		int q5 = type == QS_GGUF_Q5_K;
 		if (gg_k_asym(x, w, 32, q5 ? 31.0f : 15.0f, 63.0f, gg_cand_low, 4, sc, mn, &d16,
-			      &m16, c))
+			      &m16, NULL, out + (q5 ? 48 : 16), q5 ? out + 16 : NULL))
 			return 1;
 		gg_put16(out, d16);
 		gg_put16(out + 2, m16);
 		qs_gguf_pack_k4_scales(sc, mn, out + 4);
+		return 0;
 	}
 	qs_gguf_pack_codes(type, c, out);
 	return 0;

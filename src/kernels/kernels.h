@@ -45,8 +45,13 @@ struct qs_adpq_row {
 	uint8_t *mask;       /* quantize scratch: n */
 };
 
+/* Source element encodings the decode-and-check kernels read. */
+enum qs_src_kind { QS_SRC_KIND_BF16 = 0, QS_SRC_KIND_F16 = 1, QS_SRC_KIND_F32 = 2 };
+/* Largest group rtn_quantize_src decodes into its L1 buffer. */
+#define QS_RTN_SRC_MAX_GROUP 1024u
+
 struct qs_kernels {
-	const char *name;  /* "ref", "avx2", "neon" */
+	const char *name;  /* "ref", "avx2", "avx512", "neon" */
 
 	/* Source dtype to f32 (bf16 and f16 widen exactly; denormals, Inf and
 	 * NaN are kept). */
@@ -58,6 +63,12 @@ struct qs_kernels {
 
 	/* Number of NaN/Inf values in x[n]. */
 	size_t (*count_nonfinite)(const float *x, size_t n);
+	/* One pass over n source elements of enum qs_src_kind `kind`
+	 * (little-endian, any alignment): dst = their f32 values (as
+	 * bf16_to_f32 / f16_to_f32 / a copy) and the return value = how many
+	 * are NaN/Inf.  Schemes get their f32 input from this, a group or a
+	 * chunk at a time; decode_scalar.h is the definition. */
+	size_t (*decode_checked)(unsigned kind, const void *src, float *dst, size_t n);
 
 	/* rtn group quantization: for each group of `group` weights of w[n]
 	 * (the last may be shorter), computes the fp16 scale and min (see
@@ -67,6 +78,17 @@ struct qs_kernels {
 	size_t (*rtn_quantize_row)(const float *w, size_t n, unsigned group,
 				   unsigned bits, uint16_t *scale, uint16_t *min,
 				   uint8_t *codes);
+	/* rtn_quantize_row straight from n source elements of `kind`: each
+	 * group is decoded (decode_checked) into a buffer in L1 and quantized
+	 * there, so the chunk is read once and no f32 copy of it exists.  The
+	 * NaN/Inf found are added to *nonfinite; with sanitize they are
+	 * replaced first (qs_sanitize_scalar, what --allow-nonfinite asks),
+	 * without it the group is quantized as it is (the caller discards a
+	 * chunk that holds any).  Same results as decode_checked +
+	 * rtn_quantize_row; group <= QS_RTN_SRC_MAX_GROUP. */
+	size_t (*rtn_quantize_src)(unsigned kind, const void *src, size_t n, unsigned group,
+				   unsigned bits, int sanitize, uint16_t *scale, uint16_t *min,
+				   uint8_t *codes, size_t *nonfinite);
 	/* rtn dequantization of one row from codes and fp16 scale/min. */
 	void (*rtn_dequantize_row)(const uint8_t *codes, size_t n, unsigned group,
 				   const uint16_t *scale, const uint16_t *min,
@@ -131,7 +153,7 @@ struct qs_kernels {
 
 /* The table for this machine (or QSHARD_SIMD), resolved once. */
 const struct qs_kernels *qs_kernels_get(void);
-/* A specific level ("ref", "avx2", "neon"), or NULL when not built or not
+/* A specific level ("ref", "avx2", "avx512", "neon"), or NULL when not built or not
  * supported by this CPU; tests use it to compare variants. */
 const struct qs_kernels *qs_kernels_by_name(const char *name);
 

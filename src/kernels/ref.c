@@ -17,10 +17,7 @@
 static void ref_bf16_to_f32(const uint16_t *restrict src, float *restrict dst, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		uint32_t h = src[i];
-		uint32_t u = h << 16;
-		/* quiet NaNs: bit 31 of the difference is (h & 0x7fff) > 0x7f80 */
-		u |= ((0x7f80u - (h & 0x7fffu)) >> 31) << 22;
+		uint32_t u = qs_bf16_bits_scalar(src[i]);
 		memcpy(&dst[i], &u, sizeof(u));
 	}
 }
@@ -59,6 +56,19 @@ static size_t ref_count_nonfinite(const float *x, size_t n)
 		bad += part;
 	}
 	return bad;
+}
+
+/* decode_scalar.h's definition, one loop per kind */
+static size_t ref_decode_checked(unsigned kind, const void *src, float *dst, size_t n)
+{
+	switch (kind) {
+	case QS_SRC_KIND_BF16:
+		return qs_decode_checked_scalar(QS_SRC_KIND_BF16, src, dst, n);
+	case QS_SRC_KIND_F16:
+		return qs_decode_checked_scalar(QS_SRC_KIND_F16, src, dst, n);
+	default:
+		return qs_decode_checked_scalar(QS_SRC_KIND_F32, src, dst, n);
+	}
 }
 
 /* ------------------------------------------------------------------ rtn */
@@ -105,6 +115,14 @@ static size_t ref_rtn_quantize_row(const float *w, size_t n, unsigned group,
 				   uint8_t *codes)
 {
 	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, ref_rtn_group);
+}
+
+static size_t ref_rtn_quantize_src(unsigned kind, const void *src, size_t n, unsigned group,
+				   unsigned bits, int sanitize, uint16_t *scale, uint16_t *min,
+				   uint8_t *codes, size_t *nonfinite)
+{
+	return qs_rtn_quantize_src(kind, src, n, group, bits, sanitize, scale, min, codes,
+				   nonfinite, qs_decode_checked_scalar, ref_rtn_group);
 }
 
 static void ref_rtn_dequantize_row(const uint8_t *codes, size_t n, unsigned group,
@@ -255,7 +273,9 @@ const struct qs_kernels qs_kernels_ref = {
 	.f32_to_bf16 = ref_f32_to_bf16,
 	.f32_to_f16 = ref_f32_to_f16,
 	.count_nonfinite = ref_count_nonfinite,
+	.decode_checked = ref_decode_checked,
 	.rtn_quantize_row = ref_rtn_quantize_row,
+	.rtn_quantize_src = ref_rtn_quantize_src,
 	.rtn_dequantize_row = ref_rtn_dequantize_row,
 	.pack_bits = ref_pack_bits,
 	.unpack_bits = ref_unpack_bits,

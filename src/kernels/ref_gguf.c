@@ -54,6 +54,14 @@ V8_BINARY(v8_min, x < y ? x : y)
 V8_BINARY(v8_max, x > y ? x : y)
 #undef V8_BINARY
 
+/* one rounding (C99 fmaf), as VFMADD and FMLA */
+static inline v8 v8_fma(v8 a, v8 b, v8 c)
+{
+	for (int i = 0; i < 8; i++)
+		c.v[i] = fmaf(a.v[i], b.v[i], c.v[i]);
+	return c;
+}
+
 static inline v8 v8_round(v8 a)
 {
 	for (int i = 0; i < 8; i++)

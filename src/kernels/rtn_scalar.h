@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "decode_scalar.h"
 #include "fp16_scalar.h"
 
 /* Rounds q to the nearest integer code in 0..qmax, ties to even.  Clamping
@@ -127,6 +128,58 @@ static QS_ALWAYS_INLINE size_t qs_rtn_quantize_row(const float *w, size_t n, uns
 		overflowed += group_fn(w + i, len, bits, &scale[g], &min[g], codes + i);
 	}
 	return overflowed;
+}
+
+typedef size_t (*qs_decode_fn)(unsigned kind, const void *src, float *dst, size_t n);
+
+/* kernels.h rtn_quantize_src for one constant kind: group by group,
+ * decode into buf (QS_RTN_SRC_MAX_GROUP floats, in L1), then the
+ * variant's group function on it. */
+static QS_ALWAYS_INLINE size_t qs_rtn_src_kind(unsigned kind, const void *src, size_t n,
+					       unsigned group, unsigned bits, int sanitize,
+					       uint16_t *scale, uint16_t *min, uint8_t *codes,
+					       size_t *nonfinite, float *buf, qs_decode_fn decode,
+					       qs_rtn_group_fn group_fn)
+{
+	const size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	const uint8_t *s = src;
+	size_t overflowed = 0, bad = 0;
+	for (size_t g = 0, i = 0; i < n; g++, i += group) {
+		size_t len = n - i < group ? n - i : group;
+		size_t b = decode(kind, s + i * esz, buf, len);
+		if (b) {
+			bad += b;
+			if (sanitize)
+				qs_sanitize_scalar(buf, len);
+		}
+		overflowed += group_fn(buf, len, bits, &scale[g], &min[g], codes + i);
+	}
+	*nonfinite += bad;
+	return overflowed;
+}
+
+/* kernels.h rtn_quantize_src over the variant's decode and group
+ * functions (each kind its own loop, the switch outside it). */
+static QS_ALWAYS_INLINE size_t qs_rtn_quantize_src(unsigned kind, const void *src, size_t n,
+						   unsigned group, unsigned bits, int sanitize,
+						   uint16_t *scale, uint16_t *min, uint8_t *codes,
+						   size_t *nonfinite, qs_decode_fn decode,
+						   qs_rtn_group_fn group_fn)
+{
+	float buf[QS_RTN_SRC_MAX_GROUP] __attribute__((aligned(64)));
+	if (group == 0 || bits == 0 || bits > 8 || group > QS_RTN_SRC_MAX_GROUP)
+		return n ? 1 : 0;
+	switch (kind) {
+	case QS_SRC_KIND_BF16:
+		return qs_rtn_src_kind(QS_SRC_KIND_BF16, src, n, group, bits, sanitize, scale, min,
+				       codes, nonfinite, buf, decode, group_fn);
+	case QS_SRC_KIND_F16:
+		return qs_rtn_src_kind(QS_SRC_KIND_F16, src, n, group, bits, sanitize, scale, min,
+				       codes, nonfinite, buf, decode, group_fn);
+	default:
+		return qs_rtn_src_kind(QS_SRC_KIND_F32, src, n, group, bits, sanitize, scale, min,
+				       codes, nonfinite, buf, decode, group_fn);
+	}
 }
 
 /* kernels.h rtn_dequantize_row over the variant's value loop. */

@@ -19,6 +19,15 @@
  * A float --type (f32, f16, bf16) dequantizes every quantized tensor: the
  * reference a quantized export is compared against.
  *
+ * Mixtral's experts, one Hugging Face tensor each, become one 3-D GGUF
+ * tensor per layer and projection (gguf_arch.c), whose data is the
+ * experts' data in expert order, all of one type: each expert is planned
+ * as above and streamed in turn; experts whose payloads would land in
+ * different types (other schemes, or raw among quantized) are all
+ * requantized to --type instead.  The router
+ * (ffn_gate_inp) is F32 when quantized: llama-quantize never quantizes
+ * it.
+ *
  * The output is a pure function of the input file and the options, so an
  * export killed at any point and run again gives the same bytes.
  */
@@ -43,6 +52,8 @@ enum how {
 	HOW_COPY,      /* gguf:type=T payload copied */
 	HOW_REQUANT,   /* dequantized, then quantized to the output type */
 	HOW_ROPE,      /* generated: llama3 rope frequency factors */
+	HOW_RAW_REQUANT, /* raw F32/F16/BF16 quantized to the output type (an
+			  * expert stacked with quantized ones) */
 };
 
 struct out_tensor {
@@ -60,6 +71,11 @@ struct out_tensor {
 	/* what the permutation moves: rows of a matrix, elements of a 1-D
 	 * bias (always F32) */
 	uint64_t units, unit_bytes;
+	/* a stack of experts: their records by expert number while the file
+	 * is read, then each expert's own plan; the data is theirs in order */
+	const struct qs_record **expert_recs;
+	struct out_tensor *experts;
+	uint32_t nexperts;
 };
 
 /* Grow-only work buffers; their total is what --memory bounds. */
@@ -157,8 +173,24 @@ static void notice(struct ctx *c, const char *tensor, const char *fmt, const cha
 	c->o->notice(tensor, msg, c->o->notice_user);
 }
 
-/* Chooses the output type and conversion of one tensor. */
-static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tensor *t)
+/* Quantizes t into type through the gguf scheme gguf:type=T (its payload
+ * is exactly the ggml blocks); -1 when this build has no such scheme. */
+static int set_scheme_target(struct out_tensor *t, const struct qs_ggml_type *type)
+{
+	char spec[64];
+	struct qs_diag ignore;
+	snprintf(spec, sizeof(spec), "gguf:type=%s", type->name);
+	if (qs_scheme_parse(spec, &t->target, &ignore) < 0)
+		return -1;
+	t->via_scheme = true;
+	return 0;
+}
+
+/* Chooses the output type and conversion of one tensor.  exact_ok false:
+ * a quantized payload is requantized to --type even where it could be
+ * copied (experts stacked with others of another type). */
+static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tensor *t,
+		       bool exact_ok)
 {
 	t->rec = r;
 	t->cols = r->ndim ? r->shape[r->ndim - 1] : 1;
@@ -205,13 +237,14 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 			return qs_diag_set(c->diag, -QS_EFORMAT,
 					   "'%s': tensor '%s': scheme '%s' is unknown to this qshard",
 					   c->fname, r->name, r->scheme);
-		const struct qs_ggml_type *native = gguf_scheme_type(r->scheme);
-		if (r->ndim <= 1) {
+		const struct qs_ggml_type *native = exact_ok ? gguf_scheme_type(r->scheme) : NULL;
+		if (r->ndim <= 1 || strstr(t->g.name, ".ffn_gate_inp.")) {
 			/* norms and biases: llama.cpp's kernels want F32, and a bias's
 			 * q/k permutation moves single elements */
 			t->g.type = qs_ggml_type_by_id(QS_GGML_F32);
 			t->how = HOW_REQUANT;
-			notice(c, r->name, "dequantized from %s to %s (1-D)", r->scheme, "f32");
+			notice(c, r->name, "dequantized from %s to f32 (%s)", r->scheme,
+			       r->ndim <= 1 ? "1-D" : "the router, which llama.cpp keeps unquantized");
 		} else if (is_float_type(c->type)) {
 			t->g.type = c->type;
 			t->how = HOW_REQUANT;
@@ -219,7 +252,7 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 		} else if (native && t->cols % native->block == 0) {
 			t->g.type = native;
 			t->how = HOW_COPY;
-		} else if (q4_1_exact(&t->scheme, t->cols)) {
+		} else if (exact_ok && q4_1_exact(&t->scheme, t->cols)) {
 			t->g.type = qs_ggml_type_by_id(QS_GGML_Q4_1);
 			t->how = HOW_Q4_1;
 		} else if (t->cols % c->type->block == 0) {
@@ -229,12 +262,18 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 			t->target = c->type_scheme;
 			notice(c, r->name, "requantized from %s to %s", r->scheme, c->type->name);
 		} else {
-			/* rows that are no whole number of blocks: what llama-quantize
-			 * falls back to for them */
-			t->g.type = qs_ggml_type_by_id(QS_GGML_F16);
+			/* rows that are no whole number of blocks: the type
+			 * llama-quantize falls back to for them */
+			const struct qs_ggml_type *fb = qs_ggml_fallback(c->type, t->cols);
+			if (!fb->from_f32 && set_scheme_target(t, fb) < 0)
+				fb = qs_ggml_type_by_id(QS_GGML_F16);
+			t->g.type = fb;
 			t->how = HOW_REQUANT;
-			notice(c, r->name, "dequantized from %s to f16 (rows are not whole %s blocks)",
-			       r->scheme, c->type->name);
+			char why[160];
+			snprintf(why, sizeof(why), "%s (rows of %llu are not whole %s blocks)",
+				 fb->name, (unsigned long long)t->cols, c->type->name);
+			notice(c, r->name, "requantized from %s to %s, llama-quantize's fallback",
+			       r->scheme, why);
 		}
 	}
 	t->row_bytes = qs_ggml_row_bytes(t->g.type, t->cols);
@@ -246,6 +285,109 @@ static int plan_tensor(struct ctx *c, const struct qs_record *r, struct out_tens
 	if (!qs_mul_u64(t->row_bytes, t->rows, &t->g.bytes))
 		return qs_diag_set(c->diag, -QS_ETOOBIG, "'%s': tensor '%s': too large", c->fname,
 				   r->name);
+	return 0;
+}
+
+/* Files expert e's record under its stack (c->ts[c->nts].g.name, from
+ * qs_gguf_expert_name), starting the stack at the first of its experts. */
+static int add_expert(struct ctx *c, const struct qs_record *r, uint32_t e)
+{
+	const char *name = c->ts[c->nts].g.name;
+	struct out_tensor *t = NULL;
+	for (size_t i = 0; i < c->nts && !t; i++)
+		if (c->ts[i].expert_recs && strcmp(c->ts[i].g.name, name) == 0)
+			t = &c->ts[i];
+	if (!t) {
+		t = &c->ts[c->nts++];
+		t->expert_recs = calloc(c->arch.n_expert, sizeof(*t->expert_recs));
+		if (!t->expert_recs)
+			return qs_diag_set(c->diag, -ENOMEM, "out of memory");
+		t->nexperts = c->arch.n_expert;
+	}
+	if (t->expert_recs[e])
+		return qs_diag_set(c->diag, -QS_EFORMAT, "'%s': tensor '%s' appears twice",
+				   c->fname, r->name);
+	t->expert_recs[e] = r;
+	return 0;
+}
+
+/* A raw 2-D tensor quantized to --type (or its fallback for the row). */
+static int plan_raw_requant(struct ctx *c, struct out_tensor *t)
+{
+	const struct qs_ggml_type *ty = qs_ggml_fallback(c->type, t->cols);
+	t->via_scheme = false;
+	if (!ty->from_f32 && set_scheme_target(t, ty) < 0)
+		ty = qs_ggml_type_by_id(QS_GGML_F16);
+	t->g.type = ty;
+	t->how = HOW_RAW_REQUANT;
+	t->row_bytes = qs_ggml_row_bytes(ty, t->cols);
+	t->units = t->rows;
+	t->unit_bytes = t->row_bytes;
+	if (!t->row_bytes || !qs_mul_u64(t->row_bytes, t->rows, &t->g.bytes))
+		return qs_diag_set(c->diag, -QS_ETOOBIG, "'%s': tensor '%s': too large", c->fname,
+				   t->rec->name);
+	notice(c, t->rec->name, "quantized from %s to %s", qs_dtype_name(t->rec->dtype), ty->name);
+	return 0;
+}
+
+/* Plans each expert of a stack; when they would be written in different
+ * types (a GGUF tensor has one), a second pass quantizes every one of them,
+ * raw ones included, to --type (or its fallback for the row). */
+static int plan_stack(struct ctx *c, struct out_tensor *t)
+{
+	t->experts = calloc(t->nexperts, sizeof(*t->experts));
+	if (!t->experts)
+		return qs_diag_set(c->diag, -ENOMEM, "out of memory");
+	int rc;
+	for (int pass = 0; pass < 2; pass++) {
+		bool same = true;
+		for (uint32_t e = 0; e < t->nexperts; e++) {
+			struct out_tensor *x = &t->experts[e];
+			memset(x, 0, sizeof(*x));
+			memcpy(x->g.name, t->g.name, sizeof(x->g.name));
+			if (!t->expert_recs[e])  /* check_model saw every expert */
+				return qs_diag_set(c->diag, -QS_EFORMAT,
+						   "'%s': '%s' lacks expert %u", c->fname, t->g.name,
+						   (unsigned)e);
+			if ((rc = plan_tensor(c, t->expert_recs[e], x, pass == 0)) < 0)
+				return rc;
+			if (pass == 1 && x->how == HOW_RAW && (rc = plan_raw_requant(c, x)) < 0)
+				return rc;
+			if (x->g.ndim != 2 || x->rows != t->experts[0].rows ||
+			    x->cols != t->experts[0].cols)
+				return qs_diag_set(c->diag, -QS_EFORMAT,
+						   "'%s': tensor '%s' is not shaped as expert 0 of "
+						   "its layer", c->fname, x->rec->name);
+			same = same && x->g.type == t->experts[0].g.type;
+		}
+		if (same)
+			break;
+		if (pass == 1)
+			return qs_diag_set(c->diag, -QS_EDTYPE,
+					   "'%s': the experts of '%s' would be written as %s and %s, "
+					   "but a GGUF tensor has one type", c->fname, t->g.name,
+					   t->experts[0].g.type->name, t->experts[1].g.type->name);
+		if (c->o->notice) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "experts of %s have payloads of different types: "
+				 "all requantized to %s", t->g.name, c->type->name);
+			c->o->notice(t->g.name, msg, c->o->notice_user);
+		}
+	}
+	const struct out_tensor *x = &t->experts[0];
+	t->rec = x->rec;
+	t->how = x->how;
+	t->rows = x->rows;
+	t->cols = x->cols;
+	t->row_bytes = x->row_bytes;
+	t->g.type = x->g.type;
+	t->g.ndim = 3;
+	t->g.ne[0] = x->cols;
+	t->g.ne[1] = x->rows;
+	t->g.ne[2] = t->nexperts;
+	if (!qs_mul_u64(x->g.bytes, t->nexperts, &t->g.bytes))
+		return qs_diag_set(c->diag, -QS_ETOOBIG, "'%s': '%s' is too large", c->fname,
+				   t->g.name);
 	return 0;
 }
 
@@ -280,7 +422,7 @@ static int check_model(struct ctx *c, uint64_t *vocab_rows)
 	const struct qs_gguf_arch *a = &c->arch;
 	/* mixture-of-experts layouts (Mixtral's block_sparse_moe, the
 	 * mlp.experts of Qwen/DeepSeek MoE) need stacked expert tensors */
-	for (size_t i = 0; i < c->qf->nrecords; i++) {
+	for (size_t i = 0; !a->n_expert && i < c->qf->nrecords; i++) {
 		const char *n = c->qf->records[i].name;
 		if (strstr(n, ".experts.") || strstr(n, "block_sparse_moe"))
 			return qs_diag_set(c->diag, -QS_EDTYPE,
@@ -309,10 +451,14 @@ static int check_model(struct ctx *c, uint64_t *vocab_rows)
 		static const char *const need[] = {
 			"self_attn.q_proj.weight", "self_attn.k_proj.weight",
 			"self_attn.v_proj.weight", "self_attn.o_proj.weight",
-			"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
 			"input_layernorm.weight", "post_attention_layernorm.weight",
+			"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+			"block_sparse_moe.gate.weight",
 		};
 		for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+			/* a dense MLP, or Mixtral's router (its experts below) */
+			if (a->n_expert ? i >= 6 && i < 9 : i == 9)
+				continue;
 			snprintf(n, sizeof(n), "model.layers.%u.%s", l, need[i]);
 			if (!find_record(c->qf, n))
 				return qs_diag_set(c->diag, -QS_EFORMAT,
@@ -332,6 +478,22 @@ static int check_model(struct ctx *c, uint64_t *vocab_rows)
 		SHAPE("mlp.gate_proj.weight", a->ffn, a->hidden);
 		SHAPE("mlp.up_proj.weight", a->ffn, a->hidden);
 		SHAPE("mlp.down_proj.weight", a->hidden, a->ffn);
+		SHAPE("block_sparse_moe.gate.weight", a->n_expert, a->hidden);
+		for (uint32_t e = 0; e < a->n_expert; e++) {
+			static const char *const w[] = {"w1", "w3", "w2"};
+			for (int k = 0; k < 3; k++) {
+				snprintf(n, sizeof(n), "model.layers.%u.block_sparse_moe.experts.%u.%s.weight",
+					 l, e, w[k]);
+				if (!find_record(c->qf, n))
+					return qs_diag_set(c->diag, -QS_EFORMAT,
+							   "'%s': config.json says %u experts per layer, "
+							   "but tensor '%s' is missing",
+							   c->fname, a->n_expert, n);
+				if ((rc = check_shape(c, n, k < 2 ? a->ffn : a->hidden,
+						      k < 2 ? a->hidden : a->ffn)) < 0)
+					return rc;
+			}
+		}
 		SHAPE("self_attn.q_proj.bias", 0, q);
 		SHAPE("self_attn.k_proj.bias", 0, kv);
 		SHAPE("self_attn.v_proj.bias", 0, kv);
@@ -375,12 +537,20 @@ static int build_vocab(struct ctx *c, uint64_t vocab_rows, struct qs_gguf_kv *kv
 		return 0;
 	}
 	const struct qs_side_file *tj = qs_header_file(&c->qf->header, "tokenizer.json");
+	const struct qs_side_file *tm = qs_header_file(&c->qf->header, "tokenizer.model");
+	const struct qs_side_file *tc = qs_header_file(&c->qf->header, "tokenizer_config.json");
+	/* a SentencePiece model says exactly what its tokenizer.json (when
+	 * there is one) derives from it */
+	if (tm && (!tj || qs_gguf_tokenizer_json_is_spm((const char *)tj->data, tj->len)))
+		return qs_gguf_vocab_from_spm(c->fname, tm->data, tm->len,
+					      tj ? (const char *)tj->data : NULL, tj ? tj->len : 0,
+					      tc ? (const char *)tc->data : NULL, vocab_rows, kv,
+					      c->diag);
 	if (!tj)
 		return qs_diag_set(c->diag, -QS_EUSAGE,
-				   "'%s': holds no tokenizer.json (converted by an older qshard or "
-				   "from a folder without one); give --vocab-from FILE.gguf or "
-				   "--no-vocab", c->fname);
-	const struct qs_side_file *tc = qs_header_file(&c->qf->header, "tokenizer_config.json");
+				   "'%s': holds no tokenizer.json or tokenizer.model (converted by "
+				   "an older qshard or from a folder without one); give "
+				   "--vocab-from FILE.gguf or --no-vocab", c->fname);
 	return qs_gguf_vocab_from_hf(c->fname, (const char *)tj->data, tj->len,
 				     tc ? (const char *)tc->data : NULL, c->qf->header.config_json,
 				     o->pre, vocab_rows, kv, c->diag);
@@ -398,7 +568,8 @@ static uint32_t file_type(const struct ctx *c)
 			continue;
 		for (size_t j = 0; j < c->nts; j++)
 			if (c->ts[j].g.type == t && c->ts[j].g.ndim >= 2)
-				w += c->ts[j].rows * c->ts[j].cols;
+				w += c->ts[j].rows * c->ts[j].cols *
+				     (c->ts[j].nexperts ? c->ts[j].nexperts : 1);
 		if (w > best) {
 			best = w;
 			ft = t->file_type;
@@ -460,6 +631,11 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 	int rc;
 	if (t->how == HOW_ROPE)
 		return qs_gguf_writer_data(s->w, c->rope, (size_t)t->g.bytes, diag);
+	for (uint32_t e = 0; e < t->nexperts; e++)
+		if ((rc = stream_tensor(s, &t->experts[e])) < 0)
+			return rc;
+	if (t->nexperts)
+		return 0;
 	const struct qs_record *r = t->rec;
 	s->head_fill = 0;
 	if (t->perm_heads) {
@@ -477,7 +653,7 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 		uint64_t n = e->row_count * t->cols;
 		uint64_t expect = e->payload_size;
 		const char *what = NULL;
-		if (t->how == HOW_RAW || t->how == HOW_RAW_F32)
+		if (t->how == HOW_RAW || t->how == HOW_RAW_F32 || t->how == HOW_RAW_REQUANT)
 			expect = n * qs_dtype_size(r->dtype);
 		else if (t->how == HOW_COPY)
 			expect = e->row_count * t->row_bytes;
@@ -490,11 +666,12 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 					   c->fname, r->name, ci, what);
 		/* the whole need of this chunk, frame included (read_chunk holds
 		 * the compressed frame while it decompresses) */
-		uint64_t f32_need = t->how == HOW_REQUANT || t->how == HOW_RAW_F32 ? n * 4 : 0;
-		uint64_t out_need = t->how == HOW_REQUANT || t->how == HOW_Q4_1
-					    ? e->row_count * t->row_bytes
-					    : 0;
+		bool requant = t->how == HOW_REQUANT || t->how == HOW_RAW_REQUANT;
+		uint64_t f32_need = requant || t->how == HOW_RAW_F32 ? n * 4 : 0;
+		uint64_t out_need = requant || t->how == HOW_Q4_1 ? e->row_count * t->row_bytes : 0;
 		uint64_t scr_need = 0;
+		if (t->how == HOW_RAW_REQUANT && t->via_scheme)
+			scr_need = t->target.ops->scratch_size(&t->target, e->row_count, t->cols) + 1;
 		if (t->how == HOW_REQUANT) {
 			scr_need = t->scheme.ops->scratch_size(&t->scheme, e->row_count, t->cols) + 1;
 			if (t->via_scheme)
@@ -556,8 +733,17 @@ static int stream_tensor(struct stream *s, const struct out_tensor *t)
 			rows = s->b.out;
 			break;
 		case HOW_REQUANT:
-			rc = t->scheme.ops->dequantize(&t->scheme, s->b.payload, e->row_count,
-						       t->cols, s->b.f32, s->b.scratch);
+		case HOW_RAW_REQUANT:
+			if (t->how == HOW_RAW_REQUANT && r->dtype == QS_DTYPE_BF16)
+				k->bf16_to_f32(s->b.payload, s->b.f32, (size_t)n);
+			else if (t->how == HOW_RAW_REQUANT && r->dtype == QS_DTYPE_F16)
+				k->f16_to_f32(s->b.payload, s->b.f32, (size_t)n);
+			else if (t->how == HOW_RAW_REQUANT)
+				memcpy(s->b.f32, s->b.payload, (size_t)n * 4);
+			else
+				rc = t->scheme.ops->dequantize(&t->scheme, s->b.payload,
+							       e->row_count, t->cols, s->b.f32,
+							       s->b.scratch);
 			if (rc < 0)
 				return qs_diag_set(diag, rc, "'%s': tensor '%s': chunk %u does not "
 							     "decode", c->fname, r->name, ci);
@@ -698,6 +884,13 @@ int qs_export(const struct qs_export_opts *o, struct qs_export_result *res,
 		const struct qs_record *r = &c.qf->records[i];
 		struct out_tensor *t = &c.ts[c.nts];
 		int layer;
+		uint32_t expert;
+		if (qs_gguf_expert_name(&c.arch, r->name, t->g.name, sizeof(t->g.name), &layer,
+					&expert) == 0) {
+			if ((rc = add_expert(&c, r, expert)) < 0)
+				goto out;
+			continue;
+		}
 		int m = qs_gguf_tensor_name(&c.arch, r->name, t->g.name, sizeof(t->g.name), &layer,
 					    &t->perm_heads);
 		if (m == 1)
@@ -708,7 +901,7 @@ int qs_export(const struct qs_export_opts *o, struct qs_export_result *res,
 					 "(%s)", c.fname, r->name, c.arch.arch, c.hf_arch);
 			goto out;
 		}
-		if ((rc = plan_tensor(&c, r, t)) < 0)
+		if ((rc = plan_tensor(&c, r, t, true)) < 0)
 			goto out;
 		if (t->perm_heads &&
 		    (t->units % t->perm_heads != 0 || (t->units / t->perm_heads) % 2 != 0)) {
@@ -719,7 +912,12 @@ int qs_export(const struct qs_export_opts *o, struct qs_export_result *res,
 			goto out;
 		}
 		c.nts++;
-		if (t->how == HOW_REQUANT)
+	}
+	for (size_t i = 0; i < c.nts; i++) {
+		struct out_tensor *t = &c.ts[i];
+		if (t->expert_recs && (rc = plan_stack(&c, t)) < 0)
+			goto out;
+		if (t->how == HOW_REQUANT || t->how == HOW_RAW_REQUANT)
 			res->requantized++;
 		else if (t->how == HOW_COPY || t->how == HOW_Q4_1)
 			res->copied++;
@@ -774,6 +972,10 @@ out:
 		qs_gguf_writer_abort(s.w);
 	bufs_free(&s.b);
 	qs_gguf_kv_release(&kv);
+	for (size_t i = 0; c.ts && i < c.nts; i++) {
+		free(c.ts[i].expert_recs);
+		free(c.ts[i].experts);
+	}
 	free(c.ts);
 	free(c.rope);
 	qs_qfile_free(c.qf);

@@ -108,6 +108,28 @@ uint64_t qs_ggml_row_bytes(const struct qs_ggml_type *t, uint64_t cols)
 	return n;
 }
 
+const struct qs_ggml_type *qs_ggml_fallback(const struct qs_ggml_type *t, uint64_t cols)
+{
+	if (cols % t->block == 0)
+		return t;
+	/* llama-quant.cpp (llama_tensor_get_type, convert_incompatible_tensor):
+	 * q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0, q2_K/q3_K -> iq4_nl, which
+	 * qshard does not have: q4_0, its 4.5-bit sibling of the same block
+	 * (as preset.c chooses), stands in; then f16 when even 32 does not
+	 * divide the row.  The 32-blocks go straight to f16. */
+	uint32_t next = QS_GGML_F16;
+	switch (t->id) {
+	case QS_GGML_Q2_K:
+	case QS_GGML_Q3_K: next = QS_GGML_Q4_0; break;
+	case QS_GGML_Q4_K: next = QS_GGML_Q5_0; break;
+	case QS_GGML_Q5_K: next = QS_GGML_Q5_1; break;
+	case QS_GGML_Q6_K: next = QS_GGML_Q8_0; break;
+	default: break;
+	}
+	const struct qs_ggml_type *f = qs_ggml_type_by_id(next);
+	return cols % f->block == 0 ? f : qs_ggml_type_by_id(QS_GGML_F16);
+}
+
 const struct qs_ggml_type *qs_ggml_type_at(size_t i)
 {
 	return i < NTYPES ? &types[i] : NULL;

@@ -60,6 +60,10 @@ const struct qs_ggml_type *qs_ggml_type_by_id(uint32_t id);
 /* Bytes of one row of cols weights; 0 when cols is not a multiple of the
  * block or the size overflows. */
 uint64_t qs_ggml_row_bytes(const struct qs_ggml_type *t, uint64_t cols);
+/* The type llama-quantize writes a row of cols weights in when t's block
+ * does not divide it (t itself when it does): a 32-block type for the
+ * K types, else f16. */
+const struct qs_ggml_type *qs_ggml_fallback(const struct qs_ggml_type *t, uint64_t cols);
 /* The i-th known type (f32, f16, bf16, q8_0, then the other block types),
  * NULL past the last. */
 const struct qs_ggml_type *qs_ggml_type_at(size_t i);
@@ -99,6 +103,7 @@ void qs_gguf_kv_str_array(struct qs_gguf_kv *kv, const char *key, const char *co
 			  size_t n);
 void qs_gguf_kv_i32_array(struct qs_gguf_kv *kv, const char *key, const int32_t *v,
 			  size_t n);
+void qs_gguf_kv_f32_array(struct qs_gguf_kv *kv, const char *key, const float *v, size_t n);
 /* Appends an already encoded key/value pair (from another GGUF). */
 void qs_gguf_kv_raw(struct qs_gguf_kv *kv, const uint8_t *bytes, size_t len);
 
@@ -166,6 +171,8 @@ struct qs_gguf_arch {
 	uint32_t rope_orig_ctx;
 	float rope_low_freq, rope_high_freq;  /* llama3 */
 	bool tied;                 /* tie_word_embeddings */
+	/* mixture of experts (MixtralForCausalLM); 0: a dense MLP */
+	uint32_t n_expert, n_expert_used;
 };
 
 /* Parses config.json text into a (strings point into a static table or
@@ -179,6 +186,14 @@ int qs_gguf_arch_parse(const char *fname, const char *config_json, struct qs_ggu
  * q/k row permutation (0: none). */
 int qs_gguf_tensor_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
 			int *layer, uint32_t *perm_heads);
+/* The stacked GGUF tensor one expert's Hugging Face tensor belongs to:
+ * Mixtral's model.layers.N.block_sparse_moe.experts.E.w1/w2/w3.weight go
+ * to blk.N.ffn_gate_exps/ffn_down_exps/ffn_up_exps.weight (llama.cpp's
+ * LLM_TENSOR_FFN_*_EXPS, ne = {cols, rows, n_expert}: expert E's matrix
+ * is the E-th slice).  0 and *layer, *expert set when hf is one; -1
+ * otherwise. */
+int qs_gguf_expert_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
+			int *layer, uint32_t *expert);
 /* The architecture's metadata keys. */
 void qs_gguf_arch_kv(const struct qs_gguf_arch *a, uint32_t vocab_rows, struct qs_gguf_kv *kv);
 /* llama3 rope scaling: head_dim / 2 frequency factors (rope_freqs.weight). */
@@ -192,6 +207,28 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
 			  const char *tokenizer_config, const char *config_json,
 			  const char *pre, uint64_t n_rows, struct qs_gguf_kv *kv,
 			  struct qs_diag *diag);
+/* Tokenizer keys from a SentencePiece tokenizer.model (Llama 1/2, Mistral
+ * 7B v0.1): tokenizer.ggml.model "llama", tokens, scores, token_type from
+ * its pieces, the special ids from its trainer spec (tokenizer_config.json's
+ * bos/eos/unk/pad tokens win where named), add_space_prefix from its
+ * normalizer, add_bos/add_eos and the chat template from
+ * tokenizer_config.json; tokenizer.json (NULL: none) adds tokens past the
+ * pieces.  The model is untrusted: a truncated or garbled
+ * protobuf is an error naming fname and tokenizer.model. */
+int qs_gguf_vocab_from_spm(const char *fname, const uint8_t *model, size_t len,
+			   const char *tokenizer_json, size_t tj_len, const char *tokenizer_config,
+			   uint64_t n_rows, struct qs_gguf_kv *kv, struct qs_diag *diag);
+/* Whether tokenizer.json describes a SentencePiece-derived tokenizer
+ * (a Unigram model, or BPE with byte_fallback) that tokenizer.model
+ * describes exactly. */
+bool qs_gguf_tokenizer_json_is_spm(const char *tokenizer_json, size_t len);
+/* add_bos_token, add_eos_token and the chat template of
+ * tokenizer_config.json (NULL: none), as GGUF keys. */
+void qs_gguf_vocab_config_keys(const char *tokenizer_config, struct qs_gguf_kv *kv);
+/* tokenizer_config.json's "<kind>_token" ("bos": "<s>" or {"content":
+ * "<s>"}) into buf: 0, or -1 when not named (or longer than len - 1). */
+int qs_gguf_config_token(const char *tokenizer_config, const char *kind, char *buf,
+			 size_t len);
 /* "default, llama-bpe, ..." */
 void qs_gguf_pre_names(char *buf, size_t len);
 bool qs_gguf_pre_known(const char *name);

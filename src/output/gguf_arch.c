@@ -3,8 +3,9 @@
  * names (docs/gguf.md "Standardized tensor names"; llama.cpp's
  * LLM_ARCH_LLAMA tensor list).
  *
- * Handled: LlamaForCausalLM and MistralForCausalLM, both llama.cpp's
- * "llama" architecture, and Qwen2ForCausalLM ("qwen2").  Anything else is
+ * Handled: LlamaForCausalLM, MistralForCausalLM and MixtralForCausalLM,
+ * all llama.cpp's "llama" architecture (a Mixtral is a llama with
+ * llama.expert_count experts per layer), and Qwen2ForCausalLM ("qwen2").  Anything else is
  * refused by name rather than written into a file llama.cpp would misread.
  *
  * Hugging Face stores q_proj/k_proj rows in the "rotate half" order of
@@ -28,11 +29,12 @@
  * does (rows as they are) and requires the q/k/v biases. */
 static const struct {
 	const char *hf, *gguf;
-	bool permute;
+	bool permute, moe;
 } archs[] = {
-	{"LlamaForCausalLM", "llama", true},
-	{"MistralForCausalLM", "llama", true},
-	{"Qwen2ForCausalLM", "qwen2", false},
+	{"LlamaForCausalLM", "llama", true, false},
+	{"MistralForCausalLM", "llama", true, false},
+	{"MixtralForCausalLM", "llama", true, true},
+	{"Qwen2ForCausalLM", "qwen2", false, false},
 };
 
 /* Sanity bounds: far beyond any published model, small enough that no
@@ -164,15 +166,18 @@ int qs_gguf_arch_parse(const char *fname, const char *config_json, struct qs_ggu
 	}
 	snprintf(hf_arch_buf, hf_arch_len, "%s", json_string_value(first));
 	a->hf_arch = hf_arch_buf;
+	bool moe = false;
 	for (size_t i = 0; i < sizeof(archs) / sizeof(archs[0]); i++)
 		if (strcmp(archs[i].hf, hf_arch_buf) == 0) {
 			a->arch = archs[i].gguf;
 			a->permute_qk = archs[i].permute;
+			moe = archs[i].moe;
 		}
 	if (!a->arch) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': architecture '%.100s' is not supported by export "
-				 "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)",
+				 "(supported: LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, "
+				 "Qwen2ForCausalLM)",
 				 fname, hf_arch_buf);
 		goto out;
 	}
@@ -206,6 +211,14 @@ int qs_gguf_arch_parse(const char *fname, const char *config_json, struct qs_ggu
 	    (rc = get_uint(fname, root, "vocab_size", 0, 1u << 26, &a->vocab, diag)) < 0)
 		goto out;
 	a->tied = json_is_true(json_object_get(root, "tie_word_embeddings"));
+	/* Mixtral's config.json: num_local_experts experts per layer, of which
+	 * num_experts_per_tok run for each token (llama.cpp's LLAMA_MAX_EXPERTS
+	 * is 512) */
+	if (moe &&
+	    ((rc = get_uint(fname, root, "num_local_experts", 0, 512, &a->n_expert, diag)) < 0 ||
+	     (rc = get_uint(fname, root, "num_experts_per_tok", 0, a->n_expert, &a->n_expert_used,
+			    diag)) < 0))
+		goto out;
 	rc = rope_scaling(fname, root, a, diag);
 out:
 	json_decref(root);
@@ -227,6 +240,8 @@ static const struct {
 	{"mlp.gate_proj.weight", "ffn_gate.weight"},
 	{"mlp.up_proj.weight", "ffn_up.weight"},
 	{"mlp.down_proj.weight", "ffn_down.weight"},
+	/* Mixtral's router */
+	{"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"},
 };
 
 int qs_gguf_tensor_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
@@ -260,7 +275,8 @@ int qs_gguf_tensor_name(const struct qs_gguf_arch *a, const char *hf, char *out,
 	if (strcmp(rest, "self_attn.rotary_emb.inv_freq") == 0)
 		return 1;  /* recomputed by llama.cpp from rope.freq_base */
 	for (size_t i = 0; i < sizeof(layer_names) / sizeof(layer_names[0]); i++) {
-		if (strcmp(rest, layer_names[i].hf) != 0)
+		if (strcmp(rest, layer_names[i].hf) != 0 ||
+		    (!a->n_expert && strncmp(rest, "block_sparse_moe.", 17) == 0))
 			continue;
 		snprintf(out, len, "blk.%lu.%s", n, layer_names[i].gguf);
 		*layer = (int)n;
@@ -271,6 +287,42 @@ int qs_gguf_tensor_name(const struct qs_gguf_arch *a, const char *hf, char *out,
 		return 0;
 	}
 	return -1;
+}
+
+/* A decimal number without sign or leading zeros below max; *end after it. */
+static int index_of(const char *p, unsigned long max, unsigned long *out, const char **end)
+{
+	char *e;
+	if (*p < '0' || *p > '9')
+		return -1;
+	unsigned long n = strtoul(p, &e, 10);
+	if (n >= max || (p[0] == '0' && e != p + 1))
+		return -1;
+	*out = n;
+	*end = e;
+	return 0;
+}
+
+int qs_gguf_expert_name(const struct qs_gguf_arch *a, const char *hf, char *out, size_t len,
+			int *layer, uint32_t *expert)
+{
+	static const char pre[] = "model.layers.", mid[] = ".block_sparse_moe.experts.";
+	/* Mixtral's w1 is the gate, w2 the down and w3 the up projection
+	 * (MixtralBlockSparseTop2MLP: w2(act(w1(x)) * w3(x))) */
+	static const char *const proj[] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
+	unsigned long l, e;
+	const char *p;
+	if (!a->n_expert || strncmp(hf, pre, sizeof(pre) - 1) != 0 ||
+	    index_of(hf + sizeof(pre) - 1, a->layers, &l, &p) < 0 ||
+	    strncmp(p, mid, sizeof(mid) - 1) != 0 ||
+	    index_of(p + sizeof(mid) - 1, a->n_expert, &e, &p) < 0)
+		return -1;
+	if (p[0] != '.' || p[1] != 'w' || p[2] < '1' || p[2] > '3' || strcmp(p + 3, ".weight") != 0)
+		return -1;
+	snprintf(out, len, "blk.%lu.%s.weight", l, proj[p[2] - '1']);
+	*layer = (int)l;
+	*expert = (uint32_t)e;
+	return 0;
 }
 
 void qs_gguf_arch_kv(const struct qs_gguf_arch *a, uint32_t vocab_rows, struct qs_gguf_kv *kv)
@@ -287,6 +339,10 @@ void qs_gguf_arch_kv(const struct qs_gguf_arch *a, uint32_t vocab_rows, struct q
 	qs_gguf_kv_f32(kv, KEY("attention.layer_norm_rms_epsilon"), a->rms_eps);
 	qs_gguf_kv_f32(kv, KEY("rope.freq_base"), a->rope_theta);
 	qs_gguf_kv_u32(kv, KEY("rope.dimension_count"), a->head_dim);
+	if (a->n_expert) {
+		qs_gguf_kv_u32(kv, KEY("expert_count"), a->n_expert);
+		qs_gguf_kv_u32(kv, KEY("expert_used_count"), a->n_expert_used);
+	}
 	/* llama.cpp assumes hidden / heads unless told */
 	if (a->head_dim != a->hidden / a->heads) {
 		qs_gguf_kv_u32(kv, KEY("attention.key_length"), a->head_dim);

@@ -186,6 +186,65 @@ static json_t *load(const char *text, size_t len)
 	return text ? json_loadb(text, len, 0, &e) : NULL;
 }
 
+void qs_gguf_vocab_config_keys(const char *tokenizer_config, struct qs_gguf_kv *kv)
+{
+	json_t *tcfg = tokenizer_config ? load(tokenizer_config, strlen(tokenizer_config)) : NULL;
+	if (!json_is_object(tcfg)) {
+		json_decref(tcfg);
+		return;
+	}
+	json_t *ab = json_object_get(tcfg, "add_bos_token");
+	if (json_is_boolean(ab))
+		qs_gguf_kv_bool(kv, "tokenizer.ggml.add_bos_token", json_is_true(ab));
+	json_t *ae = json_object_get(tcfg, "add_eos_token");
+	if (json_is_boolean(ae))
+		qs_gguf_kv_bool(kv, "tokenizer.ggml.add_eos_token", json_is_true(ae));
+	json_t *ct = json_object_get(tcfg, "chat_template");
+	if (json_is_array(ct)) {  /* [{"name": "default", "template": ...}, ...] */
+		size_t i;
+		json_t *e, *pick = NULL;
+		json_array_foreach(ct, i, e) {
+			const char *nm2 = json_string_value(json_object_get(e, "name"));
+			if (nm2 && strcmp(nm2, "default") == 0)
+				pick = json_object_get(e, "template");
+		}
+		ct = pick;
+	}
+	if (json_is_string(ct))
+		qs_gguf_kv_str(kv, "tokenizer.chat_template", json_string_value(ct));
+	json_decref(tcfg);
+}
+
+int qs_gguf_config_token(const char *tokenizer_config, const char *kind, char *buf,
+			 size_t len)
+{
+	char k[32];
+	snprintf(k, sizeof(k), "%s_token", kind);
+	json_t *tcfg = tokenizer_config ? load(tokenizer_config, strlen(tokenizer_config)) : NULL;
+	json_t *t = json_object_get(tcfg, k);
+	if (json_is_object(t))
+		t = json_object_get(t, "content");
+	int rc = -1;
+	if (json_is_string(t) && strlen(json_string_value(t)) < len) {
+		snprintf(buf, len, "%s", json_string_value(t));
+		rc = 0;
+	}
+	json_decref(tcfg);
+	return rc;
+}
+
+bool qs_gguf_tokenizer_json_is_spm(const char *tokenizer_json, size_t len)
+{
+	json_t *root = load(tokenizer_json, len);
+	json_t *model = json_object_get(root, "model");
+	const char *type = json_string_value(json_object_get(model, "type"));
+	bool spm = type && (strcmp(type, "Unigram") == 0 ||
+			    (strcmp(type, "BPE") == 0 &&
+			     json_is_true(json_object_get(model, "byte_fallback"))));
+	json_decref(root);
+	return spm;
+}
+
 int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t tj_len,
 			  const char *tokenizer_config, const char *config_json,
 			  const char *pre, uint64_t n_rows, struct qs_gguf_kv *kv,
@@ -214,14 +273,16 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
 	if (!mtype || strcmp(mtype, "BPE") != 0) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': tokenizer.json model type '%s' is not supported (byte-level "
-				 "BPE only); use --vocab-from FILE.gguf or --no-vocab",
+				 "BPE, or SentencePiece from a tokenizer.model, which the file "
+				 "lacks); use --vocab-from FILE.gguf or --no-vocab",
 				 fname, mtype ? mtype : "(none)");
 		goto out;
 	}
 	if (json_is_true(json_object_get(model, "byte_fallback"))) {
 		rc = qs_diag_set(diag, -QS_EDTYPE,
 				 "'%s': tokenizer.json is a SentencePiece-style BPE (byte_fallback), "
-				 "not byte-level; use --vocab-from FILE.gguf or --no-vocab", fname);
+				 "not byte-level, and the file holds no tokenizer.model to read "
+				 "instead; use --vocab-from FILE.gguf or --no-vocab", fname);
 		goto out;
 	}
 	if (!pre) {
@@ -379,24 +440,7 @@ int qs_gguf_vocab_from_hf(const char *fname, const char *tokenizer_json, size_t 
 		qs_gguf_kv_u32(kv, "tokenizer.ggml.unknown_token_id", (uint32_t)unk);
 	if (pad >= 0)
 		qs_gguf_kv_u32(kv, "tokenizer.ggml.padding_token_id", (uint32_t)pad);
-	json_t *ab = tcfg ? json_object_get(tcfg, "add_bos_token") : NULL;
-	if (json_is_boolean(ab))
-		qs_gguf_kv_bool(kv, "tokenizer.ggml.add_bos_token", json_is_true(ab));
-	json_t *ae = tcfg ? json_object_get(tcfg, "add_eos_token") : NULL;
-	if (json_is_boolean(ae))
-		qs_gguf_kv_bool(kv, "tokenizer.ggml.add_eos_token", json_is_true(ae));
-	json_t *ct = tcfg ? json_object_get(tcfg, "chat_template") : NULL;
-	if (json_is_array(ct)) {  /* [{"name": "default", "template": ...}, ...] */
-		json_t *e, *pick = NULL;
-		json_array_foreach(ct, i, e) {
-			const char *nm2 = json_string_value(json_object_get(e, "name"));
-			if (nm2 && strcmp(nm2, "default") == 0)
-				pick = json_object_get(e, "template");
-		}
-		ct = pick;
-	}
-	if (json_is_string(ct))
-		qs_gguf_kv_str(kv, "tokenizer.chat_template", json_string_value(ct));
+	qs_gguf_vocab_config_keys(tokenizer_config, kv);
 out:
 	for (uint64_t k = 0; v.tokens && k < v.n; k++)
 		free(v.tokens[k]);

@@ -137,6 +137,17 @@ void qs_gguf_kv_i32_array(struct qs_gguf_kv *kv, const char *k, const int32_t *v
 		qs_put_le32(p + 4 * i, (uint32_t)v[i]);
 }
 
+void qs_gguf_kv_f32_array(struct qs_gguf_kv *kv, const char *k, const float *v, size_t n)
+{
+	array_head(kv, k, QS_GGUF_F32, n);
+	uint8_t *p = kv_room(kv, 4 * n);
+	for (size_t i = 0; p && i < n; i++) {
+		uint32_t bits;
+		memcpy(&bits, &v[i], 4);
+		qs_put_le32(p + 4 * i, bits);
+	}
+}
+
 void qs_gguf_kv_raw(struct qs_gguf_kv *kv, const uint8_t *bytes, size_t len)
 {
 	uint8_t *p = kv_room(kv, len);

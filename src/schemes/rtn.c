@@ -122,6 +122,47 @@ static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows
 	return 0;
 }
 
+/* rtn_quantize from the source bytes (scheme.h quantize_src): the same
+ * rows, each through the kernels' fused decode + group quantization. */
+static int rtn_quantize_src(const struct qs_scheme *s, unsigned kind, const void *src,
+			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
+			    size_t *nonfinite, const struct qs_row_hook *hook)
+{
+	int rc = check_chunk(s, rows, cols);
+	if (rc)
+		return rc;
+	if (rows == 0 || cols == 0)
+		return 0;
+
+	const struct qs_kernels *k = qs_kernels_get();
+	unsigned bits = P(s)->bits, group = P(s)->group;
+	size_t ng = (size_t)qs_grouped_groups(group, cols);
+	size_t c = (size_t)cols;
+	size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	struct qs_grouped_row t = carve(scratch, ng, c);
+	uint8_t *scales = out;
+	uint8_t *mins = out + 2 * (size_t)rows * ng;
+	uint8_t *codes = out + 4 * (size_t)rows * ng;
+	size_t overflowed = 0;
+
+	for (size_t r = 0; r < rows; r++) {
+		if (hook)
+			hook->before_row(hook->user, r);
+		overflowed += k->rtn_quantize_src(kind, (const uint8_t *)src + r * c * esz, c, group,
+						  bits, sanitize, t.a, t.b, t.codes, nonfinite);
+		/* without sanitize, keep counting NaN/Inf: that error, with
+		 * the chunk's whole count, comes before this one */
+		if (overflowed && sanitize)
+			return -QS_ETOOBIG;
+		for (size_t g = 0; g < ng; g++) {
+			qs_put_le16(scales + 2 * (r * ng + g), t.a[g]);
+			qs_put_le16(mins + 2 * (r * ng + g), t.b[g]);
+		}
+		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
+	}
+	return overflowed ? -QS_ETOOBIG : 0;
+}
+
 static int rtn_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
 			  uint64_t cols, float *out, void *scratch)
 {
@@ -158,4 +199,5 @@ const struct qs_scheme_ops qs_scheme_rtn = {
 	.scratch_size = rtn_scratch_size,
 	.quantize = rtn_quantize,
 	.dequantize = rtn_dequantize,
+	.quantize_src = rtn_quantize_src,
 };

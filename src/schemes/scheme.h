@@ -34,6 +34,13 @@ struct qs_tensor_stats {
 #define QS_WANT_IMPORTANCE 1u
 #define QS_WANT_HESSIAN 2u
 
+/* quantize_src's per-row callback: before_row(user, r) before row r of
+ * the chunk is read. */
+struct qs_row_hook {
+	void (*before_row)(void *user, uint64_t row);
+	void *user;
+};
+
 struct qs_scheme_ops {
 	const char *name;
 	/* The parameter table (param.h), ended by QS_PARAM_END: qs_scheme_parse
@@ -69,6 +76,20 @@ struct qs_scheme_ops {
 		       void *prep, struct qs_diag *diag);
 	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+
+	/* ---- optional: quantize straight from the source (rtn) ----
+	 * The same payload as quantize() on the decoded chunk, from
+	 * rows*cols source elements of enum qs_src_kind `kind` (kernels.h),
+	 * decoded a group at a time so the chunk is read once.  The NaN/Inf
+	 * count is added to *nonfinite (over the whole chunk, even when a
+	 * group overflows); with sanitize they are replaced first, as
+	 * --allow-nonfinite asks.  hook (may be NULL) is called before each
+	 * row is read, so the pipeline can checksum the source while it is in
+	 * cache.  The pipeline uses it for tensors with no companion and no
+	 * preparation. */
+	int (*quantize_src)(const struct qs_scheme *s, unsigned kind, const void *src,
+			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
+			    size_t *nonfinite, const struct qs_row_hook *hook);
 };
 
 #define QS_SCHEME_TEXT_MAX 128

@@ -33,7 +33,9 @@ case "$(uname -m)" in
 x86_64)
 	flags=$(grep -m1 '^flags' /proc/cpuinfo)
 	case "$flags" in *" avx2 "*) case "$flags" in *" fma "*) case "$flags" in
-		*" f16c "*) simd+=(avx2) ;; esac ;; esac ;; esac ;;
+		*" f16c "*) simd+=(avx2) ;; esac ;; esac ;; esac
+	case "$flags" in *" avx512f "*) case "$flags" in *" avx512bw "*) case "$flags" in
+		*" avx512vl "*) simd+=(avx512) ;; esac ;; esac ;; esac ;;
 aarch64) simd+=(neon) ;;
 esac
 blas=(1 2 8)

@@ -81,7 +81,7 @@ bad cfg_rope 3 "rope_scaling' type 'dynamic' is not supported" \
 	'c = load("config.json"); c["rope_scaling"] = {"type": "dynamic", "factor": 2.0}; save("config.json", c)'
 bad cfg_none 3 "holds no config.json" 'os.remove(os.path.join(d, "config.json"))'
 
-# a mixture-of-experts checkpoint is refused by name
+# a mixture-of-experts layout other than Mixtral's is refused by name
 "$MKCKPT" --preset tiny --layers 1 --vocab 512 --moe 2 -o "$T/moe" >/dev/null || fail "mkckpt --moe"
 expect_exit 0 "$QSHARD" convert "$T/moe" -o "$T/moe.qshard"
 expect_exit 3 "$QSHARD" export "$T/moe.qshard" -o "$T/o.gguf"

@@ -6,6 +6,7 @@
                                   shortened to their length and first 8)
   gguf_read.py kvfull FILE KEY    one key's full value as JSON
   gguf_read.py tensors FILE       name, type, dims, offset per tensor
+  gguf_read.py sha256 FILE NAME   sha256 of one tensor's data bytes
   gguf_read.py same FILE_A FILE_B checks every tensor of A dequantizes to
                                   exactly the f32 values of B's tensor of
                                   the same name (types F32/F16/BF16/Q8_0/
@@ -121,6 +122,15 @@ def main():
         print(json.dumps({"version": ver, "kv": short}, indent=1))
     elif cmd == "kvfull":
         print(json.dumps(kv.get(sys.argv[3])))
+    elif cmd == "sha256":
+        import hashlib
+        t = [t for t in ts if t["name"] == sys.argv[3]][0]
+        blk, size = BLOCK[t["type"]]
+        n = 1
+        for d in t["dims"]:
+            n *= d
+        off = data + t["offset"]
+        print(hashlib.sha256(b[off:off + n // blk * size]).hexdigest())
     elif cmd == "tensors":
         for t in ts:
             print(t["name"], TYPES.get(t["type"], t["type"]), t["dims"], t["offset"])

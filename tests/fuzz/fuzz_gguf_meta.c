@@ -1,10 +1,11 @@
-/* fuzz_gguf_meta.c - libFuzzer harness for the two untrusted inputs export
- * parses besides the container: another GGUF's metadata (--vocab-from) and
- * tokenizer.json.  The first byte picks the parser (even: GGUF metadata,
- * odd: tokenizer.json against a 64-row embedding); the rest is the input.
- * Promises: no crash or read out of bounds; a GGUF parse copies only the
- * keys asked for, each at least a key and a type long; a tokenizer parse
- * succeeds only with the vocabulary keys.
+/* fuzz_gguf_meta.c - libFuzzer harness for the untrusted inputs export
+ * parses besides the container: another GGUF's metadata (--vocab-from),
+ * tokenizer.json and a SentencePiece tokenizer.model.  The first byte picks
+ * the parser (2: tokenizer.model against a 512-row embedding; other even
+ * values: GGUF metadata; odd: tokenizer.json against a 64-row embedding);
+ * the rest is the input.  Promises: no crash or read out of bounds; a GGUF
+ * parse copies only the keys asked for, each at least a key and a type
+ * long; a tokenizer parse succeeds only with the vocabulary keys.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	struct qs_diag d;
 	struct qs_gguf_kv kv = {0};
-	if (data[0] % 2 == 0) {
+	if (data[0] == 2) {
+		/* model, tokens, scores, token_type, add_space_prefix at least */
+		if (qs_gguf_vocab_from_spm("fuzz.qshard", data + 1, size - 1, NULL, 0, NULL, 512, &kv,
+					   &d) == 0)
+			CHECK(kv.count >= 5 || kv.oom);
+	} else if (data[0] % 2 == 0) {
 		static const char *const pre[] = {"tokenizer.", NULL};
 		uint64_t found, ntok;
 		if (qs_gguf_copy_keys_buf("fuzz.gguf", data + 1, size - 1, pre, &kv, &found, &ntok,

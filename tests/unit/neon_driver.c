@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gguf_blocks.h"
+#include "decode_src_check.h"
 #include "kernels.h"
 
 extern const struct qs_kernels qs_kernels_neon;
@@ -497,8 +498,19 @@ static void check_table_complete(void)
 	}
 }
 
+static void check_decode_src(void)
+{
+	char what[160] = "";
+	int bad = decode_src_check(R, N, what, sizeof(what));
+	if (bad) {
+		failures += bad;
+		fprintf(stderr, "neon differs from ref: %d mismatches, first: %s\n", bad, what);
+	}
+}
+
 int main(void)
 {
+	check_decode_src();
 	check_gguf();
 	check_table_complete();
 	check_conversions();

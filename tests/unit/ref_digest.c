@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_blocks.h"
 #include "kernels.h"
 
 static const struct qs_kernels *const R = &qs_kernels_ref;
@@ -149,5 +150,20 @@ int main(void)
 		put(&d, codes2 + g, 128);
 	}
 	show("daq", &d);
+
+	/* gguf: every ggml block type, plain and importance-weighted (the
+	 * search uses fused multiply-adds: fmaf must round as FMLA does) */
+	d.h = 0xcbf29ce484222325ull;
+	static uint8_t blocks[N * 2];
+	for (unsigned t = 0; t < QS_GGUF_NTYPES; t++)
+		for (int wi = 0; wi < 2; wi++) {
+			size_t nb = N / qs_gguf_block_weights(t);
+			size_t bad = R->gguf_quantize_row(t, w, wi ? imp : NULL, nb, blocks);
+			put(&d, &bad, sizeof(bad));
+			put(&d, blocks, nb * qs_gguf_block_bytes(t));
+			R->gguf_dequantize_row(t, blocks, nb, back);
+			put(&d, back, sizeof(back));
+		}
+	show("gguf", &d);
 	return 0;
 }

@@ -425,15 +425,30 @@ static void test_write_error(void **state)
 	lim.rlim_cur = hsize + 10;
 	signal(SIGXFSZ, SIG_IGN);
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	/* frames are staged (outbuf.h): the error shows at the latest when
+	 * the tensor's record is to reach the file */
+	struct qs_record r;
+	struct qs_chunk_entry chunks[NCHUNKS];
+	snprintf(tensor_names[0], sizeof(tensor_names[0]), "layer.0.weight");
+	r = (struct qs_record){
+		.name = tensor_names[0], .shard = "model.safetensors",
+		.dtype = QS_DTYPE_F16, .ndim = 2, .shape = {ROWS, COLS},
+		.scheme = "raw", .nchunks = 1, .chunks = chunks,
+	};
 	uint8_t big[100] = {0};
 	uint64_t off;
 	int err = qs_cwriter_frame(w, big, sizeof(big), &off, &d);
+	if (err == 0) {
+		chunks[0] = (struct qs_chunk_entry){off, sizeof(big), PAYLOAD, 0, CHUNK_ROWS, 0, 0};
+		err = qs_cwriter_record(w, &r, &d);
+	}
 	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, SIG_DFL);
 	assert_int_equal(err, -EFBIG);
 	assert_non_null(strstr(d.msg, "full.qshard.partial"));
-	/* the writer did not advance and can still be closed for --resume */
-	assert_int_equal(qs_cwriter_size(w), hsize);
+	/* the writer writes nothing more after the error and can still be
+	 * closed for --resume */
+	assert_int_equal(qs_cwriter_frame(w, big, sizeof(big), &off, &d), -EFBIG);
 	assert_int_equal(qs_cwriter_close_partial(w, &d), 0);
 
 	struct qs_record *kept;

@@ -2,7 +2,9 @@
  * read back (as ggml defines Q4_1) to exactly rtn's dequantization, the
  * q8_0 quantizer's definition, the GGUF writer read back by the bounded
  * metadata reader (and that reader on every truncation of a file), the
- * config.json parser and the tensor names. */
+ * config.json parser and the tensor names, Mixtral's expert names,
+ * llama-quantize's fallback types, and the SentencePiece model reader on a
+ * hand-encoded protobuf and every truncation of it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -259,6 +261,244 @@ static void test_arch(void **state)
 	assert_string_equal(n, "output.weight");
 }
 
+static void test_experts(void **state)
+{
+	(void)state;
+	struct qs_gguf_arch a;
+	struct qs_diag d;
+	char n[80];
+	int layer;
+	uint32_t e, perm;
+#define MIX "{\"architectures\":[\"MixtralForCausalLM\"],\"hidden_size\":64," \
+	"\"num_hidden_layers\":2,\"num_attention_heads\":4,\"intermediate_size\":128," \
+	"\"max_position_embeddings\":256,\"rms_norm_eps\":1e-6,\"num_local_experts\":8"
+	assert_int_equal(parse(MIX ",\"num_experts_per_tok\":2}", &a, &d), 0);
+	assert_string_equal(a.arch, "llama");
+	assert_int_equal(a.n_expert, 8);
+	assert_int_equal(a.n_expert_used, 2);
+	assert_int_equal(qs_gguf_expert_name(&a, "model.layers.1.block_sparse_moe.experts.7.w1.weight",
+					     n, sizeof(n), &layer, &e), 0);
+	assert_string_equal(n, "blk.1.ffn_gate_exps.weight");
+	assert_int_equal(layer, 1);
+	assert_int_equal(e, 7);
+	assert_int_equal(qs_gguf_expert_name(&a, "model.layers.0.block_sparse_moe.experts.0.w2.weight",
+					     n, sizeof(n), &layer, &e), 0);
+	assert_string_equal(n, "blk.0.ffn_down_exps.weight");
+	assert_int_equal(qs_gguf_expert_name(&a, "model.layers.0.block_sparse_moe.experts.3.w3.weight",
+					     n, sizeof(n), &layer, &e), 0);
+	assert_string_equal(n, "blk.0.ffn_up_exps.weight");
+	static const char *const bad[] = {
+		"model.layers.0.block_sparse_moe.experts.8.w1.weight",   /* past num_local_experts */
+		"model.layers.2.block_sparse_moe.experts.0.w1.weight",   /* past block_count */
+		"model.layers.0.block_sparse_moe.experts.01.w1.weight",  /* leading zero */
+		"model.layers.0.block_sparse_moe.experts.0.w4.weight",
+		"model.layers.0.block_sparse_moe.experts.0.w1.bias",
+		"model.layers.0.block_sparse_moe.experts.0.w1.weightx",
+		"model.layers.0.mlp.experts.0.gate_proj.weight",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(qs_gguf_expert_name(&a, bad[i], n, sizeof(n), &layer, &e), -1);
+	assert_int_equal(qs_gguf_tensor_name(&a, "model.layers.1.block_sparse_moe.gate.weight", n,
+					     sizeof(n), &layer, &perm), 0);
+	assert_string_equal(n, "blk.1.ffn_gate_inp.weight");
+	assert_int_equal(parse(MIX ",\"num_experts_per_tok\":9}", &a, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "num_experts_per_tok"));
+	assert_int_equal(parse(MIX "}", &a, &d), -QS_EFORMAT);
+	/* a dense Llama has neither experts nor a router */
+	assert_int_equal(parse("{" BASE "}", &a, &d), 0);
+	assert_int_equal(qs_gguf_expert_name(&a, "model.layers.0.block_sparse_moe.experts.0.w1.weight",
+					     n, sizeof(n), &layer, &e), -1);
+	assert_int_equal(qs_gguf_tensor_name(&a, "model.layers.0.block_sparse_moe.gate.weight", n,
+					     sizeof(n), &layer, &perm), -1);
+#undef MIX
+}
+
+static void test_fallback(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *type;
+		uint64_t cols;
+		const char *want;
+	} cases[] = {
+		{"q4_K", 4096, "q4_K"}, {"q4_K", 4128, "q5_0"}, {"q5_K", 4128, "q5_1"},
+		{"q6_K", 4128, "q8_0"}, {"q3_K", 4128, "q4_0"}, {"q2_K", 4128, "q4_0"},
+		{"q4_K", 4100, "f16"},  {"q8_0", 4100, "f16"},  {"q4_0", 100, "f16"},
+		{"q8_0", 64, "q8_0"},   {"f32", 7, "f32"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct qs_ggml_type *t = qs_ggml_fallback(qs_ggml_type_find(cases[i].type),
+								cases[i].cols);
+		assert_string_equal(t->name, cases[i].want);
+	}
+}
+
+/* A tiny protobuf encoder for the SentencePiece model test. */
+struct enc {
+	uint8_t b[512];
+	size_t n;
+};
+
+static void e_varint(struct enc *e, uint64_t v)
+{
+	do {
+		e->b[e->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void e_bytes(struct enc *e, uint32_t field, const void *p, size_t len)
+{
+	e_varint(e, (uint64_t)field << 3 | 2);
+	e_varint(e, len);
+	memcpy(e->b + e->n, p, len);
+	e->n += len;
+}
+
+static void e_piece(struct enc *out, const char *text, float score, int type)
+{
+	struct enc p = {.n = 0};
+	e_bytes(&p, 1, text, strlen(text));
+	uint32_t bits;
+	memcpy(&bits, &score, 4);
+	e_varint(&p, 2 << 3 | 5);
+	qs_put_le32(p.b + p.n, bits);
+	p.n += 4;
+	if (type) {
+		e_varint(&p, 3 << 3 | 0);
+		e_varint(&p, (uint64_t)type);
+	}
+	e_bytes(out, 1, p.b, p.n);
+}
+
+/* The GGUF value bytes after key k in kv (NULL when absent). */
+static const uint8_t *kv_find(const struct qs_gguf_kv *kv, const char *k)
+{
+	size_t kl = strlen(k);
+	for (size_t i = 0; i + 8 + kl <= kv->len; i++)
+		if (qs_get_le64(kv->buf + i) == kl && memcmp(kv->buf + i + 8, k, kl) == 0)
+			return kv->buf + i + 8 + kl;
+	return NULL;
+}
+
+static void test_spm(void **state)
+{
+	(void)state;
+	struct enc m = {.n = 0}, t = {.n = 0}, nz = {.n = 0};
+	e_piece(&m, "<unk>", 0, 2);
+	e_piece(&m, "<s>", 0, 3);
+	e_piece(&m, "</s>", 0, 3);
+	e_piece(&m, "<0x41>", 0, 6);
+	e_piece(&m, "\xe2\x96\x81" "a", -1.5f, 0);  /* type absent: NORMAL */
+	/* trainer spec: BPE, pad_id -1 as a ten-byte varint, bos 1, and an
+	 * unknown fixed64 field skipped */
+	e_varint(&t, 3 << 3);
+	e_varint(&t, 2);
+	e_varint(&t, 43 << 3);
+	e_varint(&t, UINT64_MAX);
+	e_varint(&t, 41 << 3);
+	e_varint(&t, 1);
+	e_varint(&t, 99 << 3 | 1);
+	memset(t.b + t.n, 0xee, 8);
+	t.n += 8;
+	e_bytes(&m, 2, t.b, t.n);
+	e_varint(&nz, 3 << 3);  /* add_dummy_prefix false */
+	e_varint(&nz, 0);
+	e_bytes(&m, 3, nz.b, nz.n);
+
+	struct qs_gguf_kv kv = {0};
+	struct qs_diag d;
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, NULL, 6, &kv, &d), 0);
+	const uint8_t *v = kv_find(&kv, "tokenizer.ggml.model");
+	assert_non_null(v);
+	assert_int_equal(qs_get_le32(v), QS_GGUF_STRING);
+	assert_memory_equal(v + 12, "llama", 5);
+	v = kv_find(&kv, "tokenizer.ggml.token_type");
+	assert_non_null(v);
+	assert_int_equal(qs_get_le64(v + 8), 6);  /* 5 pieces + one [PAD5] row */
+	static const int32_t types[] = {2, 3, 3, 6, 1, 5};
+	for (int i = 0; i < 6; i++)
+		assert_int_equal((int32_t)qs_get_le32(v + 16 + 4 * i), types[i]);
+	v = kv_find(&kv, "tokenizer.ggml.scores");
+	uint32_t bits = qs_get_le32(v + 16 + 4 * 4);
+	float f;
+	memcpy(&f, &bits, 4);
+	assert_true(f == -1.5f);
+	assert_null(kv_find(&kv, "tokenizer.ggml.padding_token_id"));  /* pad_id -1 */
+	assert_int_equal(qs_get_le32(kv_find(&kv, "tokenizer.ggml.bos_token_id") + 4), 1);
+	v = kv_find(&kv, "tokenizer.ggml.add_space_prefix");
+	assert_int_equal(v[4], 0);
+	qs_gguf_kv_release(&kv);
+
+	/* tokenizer_config.json names the special tokens by text */
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0,
+						"{\"eos_token\": {\"content\": \"<s>\"}}", 6, &kv, &d), 0);
+	assert_int_equal(qs_get_le32(kv_find(&kv, "tokenizer.ggml.eos_token_id") + 4), 1);
+	qs_gguf_kv_release(&kv);
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, "{\"bos_token\": \"<B>\"}",
+						6, &kv, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "bos_token is not a piece of tokenizer.model"));
+	qs_gguf_kv_release(&kv);
+
+	/* tokenizer.json's added tokens past the pieces; one that renames a
+	 * piece is an error */
+	static const char added[] = "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\"},"
+				    "{\"id\": 5, \"content\": \"<pad>\", \"special\": true}]}";
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, added, strlen(added), NULL, 6,
+						&kv, &d), 0);
+	v = kv_find(&kv, "tokenizer.ggml.token_type");
+	assert_int_equal((int32_t)qs_get_le32(v + 16 + 4 * 5), 3);  /* control, not [PAD5] */
+	assert_null(kv_find(&kv, "[PAD5]"));
+	qs_gguf_kv_release(&kv);
+	static const char renames[] = "{\"added_tokens\": [{\"id\": 1, \"content\": \"<bos>\"}]}";
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, renames, strlen(renames), NULL,
+						6, &kv, &d), -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "which tokenizer.model's piece '<s>' holds"));
+	qs_gguf_kv_release(&kv);
+
+	/* every truncation: a clean error naming the file, never a crash; a
+	 * cut between top-level fields is still a (shorter) model */
+	for (size_t n = 0; n < m.n; n++) {
+		memset(&kv, 0, sizeof(kv));
+		int rc = qs_gguf_vocab_from_spm("m.qshard", m.b, n, NULL, 0, NULL, 6, &kv, &d);
+		if (rc < 0) {
+			assert_int_equal(rc, -QS_EFORMAT);
+			assert_non_null(strstr(d.msg, "'m.qshard': tokenizer.model"));
+		}
+		qs_gguf_kv_release(&kv);
+	}
+	/* fewer rows than pieces; a group wire type; an eleven-byte varint;
+	 * a NUL in a piece; a type outside 1..6 */
+	memset(&kv, 0, sizeof(kv));
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", m.b, m.n, NULL, 0, NULL, 4, &kv, &d),
+			 -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "more pieces than the model's 4 embedding rows"));
+	static const uint8_t group[] = {0x0b, 0x0c}, longv[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+								0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", group, sizeof(group), NULL, 0, NULL, 6, &kv, &d),
+			 -QS_EFORMAT);
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", longv, sizeof(longv), NULL, 0, NULL, 6, &kv, &d),
+			 -QS_EFORMAT);
+	struct enc nul = {.n = 0}, pp = {.n = 0};
+	e_bytes(&pp, 1, "a\0b", 3);
+	e_bytes(&nul, 1, pp.b, pp.n);
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", nul.b, nul.n, NULL, 0, NULL, 6, &kv, &d),
+			 -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "holds a NUL"));
+	struct enc ty = {.n = 0};
+	e_piece(&ty, "x", 0, 7);
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", ty.b, ty.n, NULL, 0, NULL, 6, &kv, &d),
+			 -QS_EFORMAT);
+	assert_int_equal(qs_gguf_vocab_from_spm("m.qshard", (const uint8_t *)"", 0, NULL, 0, NULL, 6, &kv, &d),
+			 -QS_EFORMAT);
+	assert_non_null(strstr(d.msg, "holds no pieces"));
+	qs_gguf_kv_release(&kv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +506,9 @@ int main(void)
 		cmocka_unit_test(test_q8_0),
 		cmocka_unit_test(test_writer_and_reader),
 		cmocka_unit_test(test_arch),
+		cmocka_unit_test(test_experts),
+		cmocka_unit_test(test_fallback),
+		cmocka_unit_test(test_spm),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -383,7 +383,7 @@ static void test_pack_consecutive(void **state)
 static void test_tables_complete(void **state)
 {
 	(void)state;
-	static const char *const names[] = {"ref", "avx2", "neon"};
+	static const char *const names[] = {"ref", "avx2", "avx512", "neon"};
 	_Static_assert(sizeof(struct qs_kernels) % sizeof(void *) == 0,
 		       "struct qs_kernels holds only pointers");
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -429,8 +429,8 @@ static void test_dispatch(void **state)
 	assert_non_null(best);
 	assert_ptr_equal(qs_kernels_choose("bogus"), best);
 	assert_ptr_equal(qs_kernels_choose(""), best);
-	const char *names[] = {"ref", "avx2", "neon"};
-	for (size_t i = 0; i < 3; i++) {
+	const char *names[] = {"ref", "avx2", "avx512", "neon"};
+	for (size_t i = 0; i < 4; i++) {
 		const struct qs_kernels *k = qs_kernels_by_name(names[i]);
 		if (k) {
 			assert_string_equal(k->name, names[i]);
@@ -445,7 +445,9 @@ static void test_dispatch(void **state)
 		assert_non_null(k->f32_to_bf16);
 		assert_non_null(k->f32_to_f16);
 		assert_non_null(k->count_nonfinite);
+		assert_non_null(k->decode_checked);
 		assert_non_null(k->rtn_quantize_row);
+		assert_non_null(k->rtn_quantize_src);
 		assert_non_null(k->rtn_dequantize_row);
 		assert_non_null(k->pack_bits);
 		assert_non_null(k->unpack_bits);

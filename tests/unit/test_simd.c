@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode_src_check.h"
 #include "kernels.h"
 
-static const char *const levels[] = {"avx2", "neon"};
+static const char *const levels[] = {"avx2", "avx512", "neon"};
 #define NLEVELS (sizeof(levels) / sizeof(levels[0]))
 
 /* xorshift64*: deterministic test data */
@@ -547,6 +548,30 @@ static void test_pack_rows(void **state)
 	for_levels(rows_level);
 }
 
+/* ------------------------------------------- decode_checked, rtn_quantize_src */
+
+static void decode_src_level(const struct qs_kernels *k)
+{
+	char what[160] = "";
+	int bad = decode_src_check(&qs_kernels_ref, k, what, sizeof(what));
+	if (bad)
+		fail_msg("%s: %d mismatches, first: %s", k->name, bad, what);
+}
+
+static void test_decode_src(void **state)
+{
+	(void)state;
+	for_levels(decode_src_level);
+}
+
+/* ref against the two-pass definition and its own fused rtn (the check
+ * runs ref against itself: only the definitional parts can fail) */
+static void test_decode_src_ref(void **state)
+{
+	(void)state;
+	decode_src_level(&qs_kernels_ref);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -564,6 +589,8 @@ int main(void)
 		cmocka_unit_test(test_pack_bits),
 		cmocka_unit_test(test_unpack_bits),
 		cmocka_unit_test(test_pack_rows),
+		cmocka_unit_test(test_decode_src),
+		cmocka_unit_test(test_decode_src_ref),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

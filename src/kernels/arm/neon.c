@@ -109,6 +109,68 @@ static size_t neon_count_nonfinite(const float *x, size_t n)
 	return bad + qs_kernels_ref.count_nonfinite(x + i, n - i);
 }
 
+/* decode_checked (decode_scalar.h), 8 elements a step; the NaN/Inf test
+ * on the source bits, lane counts flushed before they could wrap. */
+static QS_ALWAYS_INLINE size_t neon_decode_kind(unsigned kind, const void *src, float *dst,
+						size_t n)
+{
+	const uint32x4_t absm = vdupq_n_u32(0x7fffffffu);
+	const uint32x4_t inf = vdupq_n_u32(0x7f800000u);
+	const uint32x4_t quiet = vdupq_n_u32(0x00400000u);
+	const uint16x8_t e16 = vdupq_n_u16(kind == QS_SRC_KIND_BF16 ? 0x7f80u : 0x7c00u);
+	const uint8_t *s = src;
+	const size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	size_t bad = 0, i = 0;
+
+	while (i + 8 <= n) {
+		size_t nvec = (n - i) / 8;
+		if (nvec > 16384)
+			nvec = 16384;
+		uint16x8_t acc = vdupq_n_u16(0);
+		uint32x4_t acc32 = vdupq_n_u32(0);
+		for (size_t v = 0; v < nvec; v++, i += 8) {
+			if (kind == QS_SRC_KIND_F32) {
+				uint32x4_t a = vld1q_u32((const uint32_t *)(const void *)(s + 4 * i));
+				uint32x4_t b = vld1q_u32((const uint32_t *)(const void *)(s + 4 * i + 16));
+				acc32 = vsubq_u32(acc32, vceqq_u32(vandq_u32(a, inf), inf));
+				acc32 = vsubq_u32(acc32, vceqq_u32(vandq_u32(b, inf), inf));
+				vst1q_u32((uint32_t *)(void *)(dst + i), a);
+				vst1q_u32((uint32_t *)(void *)(dst + i + 4), b);
+				continue;
+			}
+			uint16x8_t h = vld1q_u16((const uint16_t *)(const void *)(s + 2 * i));
+			acc = vsubq_u16(acc, vceqq_u16(vandq_u16(h, e16), e16));
+			if (kind == QS_SRC_KIND_BF16) {
+				/* as neon_bf16_to_f32 */
+				uint32x4_t a = vshll_n_u16(vget_low_u16(h), 16);
+				uint32x4_t b = vshll_high_n_u16(h, 16);
+				a = vorrq_u32(a, vandq_u32(vcgtq_u32(vandq_u32(a, absm), inf), quiet));
+				b = vorrq_u32(b, vandq_u32(vcgtq_u32(vandq_u32(b, absm), inf), quiet));
+				vst1q_f32(dst + i, vreinterpretq_f32_u32(a));
+				vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(b));
+			} else {
+				float16x8_t f = vreinterpretq_f16_u16(h);
+				vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(f)));
+				vst1q_f32(dst + i + 4, vcvt_high_f32_f16(f));
+			}
+		}
+		bad += (size_t)vaddlvq_u16(acc) + (size_t)vaddlvq_u32(acc32);
+	}
+	return bad + qs_decode_checked_scalar(kind, s + esz * i, dst + i, n - i);
+}
+
+static size_t neon_decode_checked(unsigned kind, const void *src, float *dst, size_t n)
+{
+	switch (kind) {
+	case QS_SRC_KIND_BF16:
+		return neon_decode_kind(QS_SRC_KIND_BF16, src, dst, n);
+	case QS_SRC_KIND_F16:
+		return neon_decode_kind(QS_SRC_KIND_F16, src, dst, n);
+	default:
+		return neon_decode_kind(QS_SRC_KIND_F32, src, dst, n);
+	}
+}
+
 /* ------------------------------------------------------------------ rtn */
 
 static inline uint16_t neon_h_of(float x)
@@ -188,6 +250,14 @@ static size_t neon_rtn_quantize_row(const float *w, size_t n, unsigned group, un
 				    uint16_t *scale, uint16_t *min, uint8_t *codes)
 {
 	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, neon_rtn_group);
+}
+
+static size_t neon_rtn_quantize_src(unsigned kind, const void *src, size_t n, unsigned group,
+				    unsigned bits, int sanitize, uint16_t *scale, uint16_t *min,
+				    uint8_t *codes, size_t *nonfinite)
+{
+	return qs_rtn_quantize_src(kind, src, n, group, bits, sanitize, scale, min, codes,
+				   nonfinite, neon_decode_kind, neon_rtn_group);
 }
 
 static void neon_values(const uint8_t *codes, size_t len, float minf, float scalef, float *w)
@@ -363,7 +433,9 @@ const struct qs_kernels qs_kernels_neon = {
 	.f32_to_bf16 = neon_f32_to_bf16,
 	.f32_to_f16 = neon_f32_to_f16,
 	.count_nonfinite = neon_count_nonfinite,
+	.decode_checked = neon_decode_checked,
 	.rtn_quantize_row = neon_rtn_quantize_row,
+	.rtn_quantize_src = neon_rtn_quantize_src,
 	.rtn_dequantize_row = neon_rtn_dequantize_row,
 	.pack_bits = neon_pack_bits,
 	.unpack_bits = neon_unpack_bits,

@@ -62,6 +62,12 @@ static inline v8 v8_mul(v8 a, v8 b)
 	return mk(vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi));
 }
 
+/* FMLA: c + a * b rounded once */
+static inline v8 v8_fma(v8 a, v8 b, v8 c)
+{
+	return mk(vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi));
+}
+
 static inline v8 v8_div(v8 a, v8 b)
 {
 	return mk(vdivq_f32(a.lo, b.lo), vdivq_f32(a.hi, b.hi));

@@ -123,6 +123,86 @@ static size_t avx2_count_nonfinite(const float *x, size_t n)
 	return bad + qs_kernels_ref.count_nonfinite(x + i, n - i);
 }
 
+/* decode_checked (decode_scalar.h), 16 elements a step.  The NaN/Inf
+ * test is on the source bits; a lane counts by subtracting its all-ones
+ * compare result, 16-bit lanes flushed before they could wrap. */
+static inline uint32_t sum_epi16(__m256i acc)
+{
+	__m256i d = _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
+	__m128i x = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+	x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+	return (uint32_t)_mm_cvtsi128_si32(x);
+}
+
+static QS_ALWAYS_INLINE size_t avx2_decode_kind(unsigned kind, const void *src, float *dst,
+						size_t n)
+{
+	const __m256i zero = _mm256_setzero_si256();
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
+	const __m256i inf = _mm256_set1_epi32(0x7f800000);
+	const __m256i quiet = _mm256_set1_epi32(0x00400000);
+	const __m256i e16 = _mm256_set1_epi16(kind == QS_SRC_KIND_BF16 ? 0x7f80 : 0x7c00);
+	const uint8_t *s = src;
+	const size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	size_t bad = 0, i = 0;
+
+	while (i + 16 <= n) {
+		size_t nvec = (n - i) / 16;
+		/* f32 adds up to 2 a step to a lane, read back signed */
+		if (nvec > 8192)
+			nvec = 8192;
+		__m256i acc = zero;
+		for (size_t v = 0; v < nvec; v++, i += 16) {
+			if (kind == QS_SRC_KIND_F32) {
+				__m256i a = _mm256_loadu_si256((const __m256i *)(s + 4 * i));
+				__m256i b = _mm256_loadu_si256((const __m256i *)(s + 4 * i + 32));
+				__m256i ea = _mm256_cmpeq_epi32(_mm256_and_si256(a, inf), inf);
+				__m256i eb = _mm256_cmpeq_epi32(_mm256_and_si256(b, inf), inf);
+				/* two all-ones dwords make two all-ones words */
+				acc = _mm256_sub_epi16(acc, _mm256_srli_epi32(ea, 16));
+				acc = _mm256_sub_epi16(acc, _mm256_srli_epi32(eb, 16));
+				_mm256_storeu_si256((__m256i *)(dst + i), a);
+				_mm256_storeu_si256((__m256i *)(dst + i + 8), b);
+				continue;
+			}
+			__m256i h = _mm256_loadu_si256((const __m256i *)(s + 2 * i));
+			acc = _mm256_sub_epi16(acc, _mm256_cmpeq_epi16(_mm256_and_si256(h, e16), e16));
+			if (kind == QS_SRC_KIND_BF16) {
+				/* as avx2_bf16_to_f32 */
+				__m256i a = _mm256_unpacklo_epi16(zero, h);
+				__m256i b = _mm256_unpackhi_epi16(zero, h);
+				__m256i na = _mm256_cmpgt_epi32(_mm256_and_si256(a, absm), inf);
+				__m256i nb = _mm256_cmpgt_epi32(_mm256_and_si256(b, absm), inf);
+				a = _mm256_or_si256(a, _mm256_and_si256(na, quiet));
+				b = _mm256_or_si256(b, _mm256_and_si256(nb, quiet));
+				_mm256_storeu_si256((__m256i *)(dst + i),
+						    _mm256_permute2x128_si256(a, b, 0x20));
+				_mm256_storeu_si256((__m256i *)(dst + i + 8),
+						    _mm256_permute2x128_si256(a, b, 0x31));
+			} else {
+				_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+				_mm256_storeu_ps(dst + i + 8,
+						 _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+			}
+		}
+		bad += sum_epi16(acc);
+	}
+	return bad + qs_decode_checked_scalar(kind, s + esz * i, dst + i, n - i);
+}
+
+static size_t avx2_decode_checked(unsigned kind, const void *src, float *dst, size_t n)
+{
+	switch (kind) {
+	case QS_SRC_KIND_BF16:
+		return avx2_decode_kind(QS_SRC_KIND_BF16, src, dst, n);
+	case QS_SRC_KIND_F16:
+		return avx2_decode_kind(QS_SRC_KIND_F16, src, dst, n);
+	default:
+		return avx2_decode_kind(QS_SRC_KIND_F32, src, dst, n);
+	}
+}
+
 /* ------------------------------------------------------------------ rtn */
 
 /* Scalar F16C conversions: identical to qs_f32_to_f16 / qs_f16_to_f32
@@ -228,6 +308,14 @@ static size_t avx2_rtn_quantize_row(const float *w, size_t n, unsigned group, un
 				    uint16_t *scale, uint16_t *min, uint8_t *codes)
 {
 	return qs_rtn_quantize_row(w, n, group, bits, scale, min, codes, avx2_rtn_group);
+}
+
+static size_t avx2_rtn_quantize_src(unsigned kind, const void *src, size_t n, unsigned group,
+				    unsigned bits, int sanitize, uint16_t *scale, uint16_t *min,
+				    uint8_t *codes, size_t *nonfinite)
+{
+	return qs_rtn_quantize_src(kind, src, n, group, bits, sanitize, scale, min, codes,
+				   nonfinite, avx2_decode_kind, avx2_rtn_group);
 }
 
 static void values_of(const uint8_t *codes, size_t len, float minf, float scalef, float *w)
@@ -414,7 +502,9 @@ const struct qs_kernels qs_kernels_avx2 = {
 	.f32_to_bf16 = avx2_f32_to_bf16,
 	.f32_to_f16 = avx2_f32_to_f16,
 	.count_nonfinite = avx2_count_nonfinite,
+	.decode_checked = avx2_decode_checked,
 	.rtn_quantize_row = avx2_rtn_quantize_row,
+	.rtn_quantize_src = avx2_rtn_quantize_src,
 	.rtn_dequantize_row = avx2_rtn_dequantize_row,
 	.pack_bits = avx2_pack_bits,
 	.unpack_bits = avx2_unpack_bits,

@@ -47,6 +47,11 @@ static inline v8 v8_mul(v8 a, v8 b)
 	return _mm256_mul_ps(a, b);
 }
 
+static inline v8 v8_fma(v8 a, v8 b, v8 c)
+{
+	return _mm256_fmadd_ps(a, b, c);
+}
+
 static inline v8 v8_min(v8 a, v8 b)
 {
 	return _mm256_min_ps(a, b);
