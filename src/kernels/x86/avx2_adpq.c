@@ -274,33 +274,76 @@ static uint32_t blockmax_hist(const float *w, size_t n, uint32_t *hist)
 	return mx;
 }
 
-/* adpq_scalar.h's collect: four compares or-ed and tested per 32 weights
- * (almost always none), the few hits taken in index order.  lo = 0 takes
- * every weight, NaNs included: the scalar loop. */
+/* compact_pos[m]: the positions of the set bits of m, ascending, one a
+ * byte from the lowest (the lane order of a left-packing permutation; the
+ * table is just that definition evaluated for m = 0..255). */
+static const uint64_t compact_pos[256] = {
+	0, 0, 0x1ull, 0x100ull, 0x2ull, 0x200ull,
+	0x201ull, 0x20100ull, 0x3ull, 0x300ull, 0x301ull, 0x30100ull,
+	0x302ull, 0x30200ull, 0x30201ull, 0x3020100ull, 0x4ull, 0x400ull,
+	0x401ull, 0x40100ull, 0x402ull, 0x40200ull, 0x40201ull, 0x4020100ull,
+	0x403ull, 0x40300ull, 0x40301ull, 0x4030100ull, 0x40302ull, 0x4030200ull,
+	0x4030201ull, 0x403020100ull, 0x5ull, 0x500ull, 0x501ull, 0x50100ull,
+	0x502ull, 0x50200ull, 0x50201ull, 0x5020100ull, 0x503ull, 0x50300ull,
+	0x50301ull, 0x5030100ull, 0x50302ull, 0x5030200ull, 0x5030201ull, 0x503020100ull,
+	0x504ull, 0x50400ull, 0x50401ull, 0x5040100ull, 0x50402ull, 0x5040200ull,
+	0x5040201ull, 0x504020100ull, 0x50403ull, 0x5040300ull, 0x5040301ull, 0x504030100ull,
+	0x5040302ull, 0x504030200ull, 0x504030201ull, 0x50403020100ull, 0x6ull, 0x600ull,
+	0x601ull, 0x60100ull, 0x602ull, 0x60200ull, 0x60201ull, 0x6020100ull,
+	0x603ull, 0x60300ull, 0x60301ull, 0x6030100ull, 0x60302ull, 0x6030200ull,
+	0x6030201ull, 0x603020100ull, 0x604ull, 0x60400ull, 0x60401ull, 0x6040100ull,
+	0x60402ull, 0x6040200ull, 0x6040201ull, 0x604020100ull, 0x60403ull, 0x6040300ull,
+	0x6040301ull, 0x604030100ull, 0x6040302ull, 0x604030200ull, 0x604030201ull, 0x60403020100ull,
+	0x605ull, 0x60500ull, 0x60501ull, 0x6050100ull, 0x60502ull, 0x6050200ull,
+	0x6050201ull, 0x605020100ull, 0x60503ull, 0x6050300ull, 0x6050301ull, 0x605030100ull,
+	0x6050302ull, 0x605030200ull, 0x605030201ull, 0x60503020100ull, 0x60504ull, 0x6050400ull,
+	0x6050401ull, 0x605040100ull, 0x6050402ull, 0x605040200ull, 0x605040201ull, 0x60504020100ull,
+	0x6050403ull, 0x605040300ull, 0x605040301ull, 0x60504030100ull, 0x605040302ull, 0x60504030200ull,
+	0x60504030201ull, 0x6050403020100ull, 0x7ull, 0x700ull, 0x701ull, 0x70100ull,
+	0x702ull, 0x70200ull, 0x70201ull, 0x7020100ull, 0x703ull, 0x70300ull,
+	0x70301ull, 0x7030100ull, 0x70302ull, 0x7030200ull, 0x7030201ull, 0x703020100ull,
+	0x704ull, 0x70400ull, 0x70401ull, 0x7040100ull, 0x70402ull, 0x7040200ull,
+	0x7040201ull, 0x704020100ull, 0x70403ull, 0x7040300ull, 0x7040301ull, 0x704030100ull,
+	0x7040302ull, 0x704030200ull, 0x704030201ull, 0x70403020100ull, 0x705ull, 0x70500ull,
+	0x70501ull, 0x7050100ull, 0x70502ull, 0x7050200ull, 0x7050201ull, 0x705020100ull,
+	0x70503ull, 0x7050300ull, 0x7050301ull, 0x705030100ull, 0x7050302ull, 0x705030200ull,
+	0x705030201ull, 0x70503020100ull, 0x70504ull, 0x7050400ull, 0x7050401ull, 0x705040100ull,
+	0x7050402ull, 0x705040200ull, 0x705040201ull, 0x70504020100ull, 0x7050403ull, 0x705040300ull,
+	0x705040301ull, 0x70504030100ull, 0x705040302ull, 0x70504030200ull, 0x70504030201ull, 0x7050403020100ull,
+	0x706ull, 0x70600ull, 0x70601ull, 0x7060100ull, 0x70602ull, 0x7060200ull,
+	0x7060201ull, 0x706020100ull, 0x70603ull, 0x7060300ull, 0x7060301ull, 0x706030100ull,
+	0x7060302ull, 0x706030200ull, 0x706030201ull, 0x70603020100ull, 0x70604ull, 0x7060400ull,
+	0x7060401ull, 0x706040100ull, 0x7060402ull, 0x706040200ull, 0x706040201ull, 0x70604020100ull,
+	0x7060403ull, 0x706040300ull, 0x706040301ull, 0x70604030100ull, 0x706040302ull, 0x70604030200ull,
+	0x70604030201ull, 0x7060403020100ull, 0x70605ull, 0x7060500ull, 0x7060501ull, 0x706050100ull,
+	0x7060502ull, 0x706050200ull, 0x706050201ull, 0x70605020100ull, 0x7060503ull, 0x706050300ull,
+	0x706050301ull, 0x70605030100ull, 0x706050302ull, 0x70605030200ull, 0x70605030201ull, 0x7060503020100ull,
+	0x7060504ull, 0x706050400ull, 0x706050401ull, 0x70605040100ull, 0x706050402ull, 0x70605040200ull,
+	0x70605040201ull, 0x7060504020100ull, 0x706050403ull, 0x70605040300ull, 0x70605040301ull, 0x7060504030100ull,
+	0x70605040302ull, 0x7060504030200ull, 0x7060504030201ull, 0x706050403020100ull,
+};
+
+/* adpq_scalar.h's collect without a branch per hit (a row's candidates are
+ * a few percent of it, so most blocks of 32 hold one and a branch on them
+ * mispredicts): per 8 weights a compare, a movemask, and the indices of
+ * the hits left-packed by one permutation and stored whole (out has room
+ * for cap + 8, adpq_scalar.h).  lo = 0 takes every weight, NaNs included:
+ * the scalar loop. */
 static size_t collect(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
 {
 	size_t c = 0, i = 0;
 	float lf;
 	memcpy(&lf, &lo, sizeof(lf));
 	const __m256 lv = _mm256_set1_ps(lf);
-	for (; lo > 0 && i + 32 <= n; i += 32) {
-		__m256 g0 = _mm256_cmp_ps(abs8(w + i), lv, _CMP_GE_OQ);
-		__m256 g1 = _mm256_cmp_ps(abs8(w + i + 8), lv, _CMP_GE_OQ);
-		__m256 g2 = _mm256_cmp_ps(abs8(w + i + 16), lv, _CMP_GE_OQ);
-		__m256 g3 = _mm256_cmp_ps(abs8(w + i + 24), lv, _CMP_GE_OQ);
-		__m256 any = _mm256_or_ps(_mm256_or_ps(g0, g1), _mm256_or_ps(g2, g3));
-		if (_mm256_testz_ps(any, any))
-			continue;
-		uint32_t m = (uint32_t)_mm256_movemask_ps(g0) |
-			     (uint32_t)_mm256_movemask_ps(g1) << 8 |
-			     (uint32_t)_mm256_movemask_ps(g2) << 16 |
-			     (uint32_t)_mm256_movemask_ps(g3) << 24;
-		while (m) {
-			if (c == cap)
-				return cap + 1;
-			out[c++] = (uint32_t)(i + (unsigned)__builtin_ctz(m));
-			m &= m - 1;
-		}
+	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	for (; lo > 0 && i + 8 <= n; i += 8) {
+		unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(abs8(w + i), lv, _CMP_GE_OQ));
+		__m256i perm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&compact_pos[m]));
+		__m256i ids = _mm256_add_epi32(_mm256_set1_epi32((int)i), iota);
+		_mm256_storeu_si256((__m256i *)(out + c), _mm256_permutevar8x32_epi32(ids, perm));
+		c += (unsigned)__builtin_popcount(m);
+		if (c > cap)
+			return cap + 1;
 	}
 	for (; i < n; i++) {
 		if (qs_adpq_key(w[i]) < lo)
