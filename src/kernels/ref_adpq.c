@@ -75,9 +75,12 @@ static inline uint32_t key_of(const float *w, const uint32_t *sel, size_t i)
 }
 
 static uint32_t kth_largest_key(const float *w, const uint32_t *sel, size_t n, size_t K,
-				size_t *eq)
+				unsigned first_bin, size_t *eq)
 {
-	uint32_t hist[TOP_BINS] = {0}, top = 0;
+	/* every key is in bin first_bin or above: only those bins are
+	 * cleared (a few dozen for the candidates of a row, not 2048) */
+	uint32_t hist[TOP_BINS], top = 0;
+	memset(hist + first_bin, 0, (TOP_BINS - first_bin) * sizeof(*hist));
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = key_of(w, sel, i);
 		hist[v >> TOP_SHIFT]++;
@@ -224,11 +227,12 @@ void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_para
 	const size_t nb = n / 64 * 8 + n % 64;
 	uint32_t cand[CAND_CAP + 8];  /* collect may store 8 past its count */
 	size_t nc = SIZE_MAX;
+	unsigned bin = 0;
 	if (K <= nb && K <= CAND_CAP && n <= UINT32_MAX) {
 		uint32_t hist[TOP_BINS] = {0};
 		uint32_t top = blockmax_hist(w, n, hist);
 		size_t rank = K;
-		unsigned bin = top >> TOP_SHIFT;
+		bin = top >> TOP_SHIFT;
 		while (rank > hist[bin]) {  /* ends: the nb >= K maxima are counted */
 			rank -= hist[bin];
 			bin--;
@@ -236,10 +240,10 @@ void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_para
 		nc = collect(w, n, (uint32_t)bin << TOP_SHIFT, cand, CAND_CAP);
 	}
 	if (nc <= CAND_CAP) {
-		uint32_t t = kth_largest_key(w, cand, nc, K, &eq);
+		uint32_t t = kth_largest_key(w, cand, nc, K, bin, &eq);
 		take_top(w, cand, nc, t, eq, G, r);
 	} else {
-		uint32_t t = kth_largest_key(w, NULL, n, K, &eq);
+		uint32_t t = kth_largest_key(w, NULL, n, K, 0, &eq);
 		take_top(w, NULL, n, t, eq, G, r);
 	}
 }
