@@ -200,10 +200,10 @@ int qs_convert_plan(const struct qs_checkpoint *ck, const struct qs_convert_opts
 	rc = qs_plan_build(ck, &eff, window, plan, diag);
 	if (rc < 0)
 		return rc;
-	/* A context sized for the largest payload; ZSTD_compress2 knows each
-	 * chunk's size, so no context grows past this. */
-	uint64_t cctx_bytes = ZSTD_estimateCCtxSize_usingCParams(
-		ZSTD_getCParams(level, plan->max_payload ? plan->max_payload : 1, 0));
+	/* Static contexts carved from the window (pipeline.c), each sized for
+	 * the largest payload: ZSTD_compress2 knows each chunk's size, so no
+	 * frame needs more. */
+	uint64_t cctx_bytes = qs_pipeline_cctx_stride(level, plan->max_payload);
 	uint64_t share = qs_memory_zstd_share(memory);
 	uint64_t contexts = cctx_bytes ? share / cctx_bytes : threads;
 	if (contexts == 0) {

@@ -7,6 +7,12 @@
  * its source bytes to the tensor's checksum and frees its memory.  Since
  * memory is taken and returned in the same order, the window is a FIFO ring
  * and the output bytes depend on nothing but the plan.
+ *
+ * A calibration-aware tensor's scheme state (tensor_prep.h) lives in the
+ * window's state area: the reader takes it before the tensor's first read
+ * and queues a preparation job ahead of the chunks; a worker computes it
+ * and the worker that quantizes the last chunk releases it, so neither the
+ * reader nor the next tensor waits for the writer.
  */
 #include "pipeline.h"
 
@@ -19,12 +25,14 @@
 #include <string.h>
 #include <time.h>
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx, ZSTD_estimateCCtxSize_usingCParams */
 #include <zstd.h>
 
 #include "decode_scalar.h"
 #include "kernels.h"
 #include "reader.h"
 #include "scaled_source.h"
+#include "tensor_prep.h"
 #include "util.h"
 #include "window.h"
 
@@ -51,6 +59,10 @@ struct job {
 	/* its worker fed the whole chunk to the tensor's source checksum
 	 * (struct src_slot); otherwise the writer does */
 	bool src_hashed;
+	/* the tensor's preparation (tensor_prep.h): on the workers' queue
+	 * only, never the writer's */
+	bool prepare;
+	struct prep_slot *slot;  /* the tensor's (expert's) state, or NULL */
 	enum job_state state;
 	int rc;
 	struct qs_diag diag;
@@ -77,6 +89,17 @@ static uint64_t src_key(size_t ti, uint32_t c)
 	return (uint64_t)ti << 32 | c;
 }
 
+/* One preparation: a tensor's state (with per_expert, one expert's), the
+ * job that computes it and what it computes (prepare_state). */
+struct prep_slot {
+	struct qs_tensor_prep tp;
+	struct job job;
+	struct pipeline *p;
+	size_t tensor;
+	uint64_t expert;          /* UINT64_MAX unless per_expert */
+	struct prep_slot *next;   /* every slot of the run, freed at its end */
+};
+
 struct pipeline {
 	const struct qs_pipeline_args *a;
 	const struct qs_kernels *k;
@@ -89,14 +112,10 @@ struct pipeline {
 	struct job *work_head, *work_tail;
 	bool reader_done;
 	bool stopping;             /* error or shutdown: everybody leaves */
-	/* Per-tensor scheme state (plan.h): one buffer of plan->max_prep
-	 * bytes, owned by one tensor at a time, from the reader's prepare
-	 * until the writer has written the tensor's last chunk. */
-	uint8_t *prep;
-	size_t prep_owner;         /* tensor index, or SIZE_MAX when free;
-				    * a per_expert tensor (plan.h) is prepared
-				    * anew for each expert and released after
-				    * the expert's last chunk */
+	/* Per-tensor scheme state (plan.h's prep_total bytes of the window's
+	 * state area), and each tensor's preparation job, by tensor index */
+	struct prep_slot *slots;
+	struct qs_prep_sync sync;
 	pthread_mutex_t notice_lock;
 	/* The compression contexts: fewer than the workers when --memory's
 	 * share for them holds fewer; a worker borrows one per frame. */
@@ -212,6 +231,16 @@ static uint8_t *aligned_data(struct qs_read_req *q, enum qs_dtype dt)
 	return q->data;
 }
 
+/* Appends j to the workers' FIFO.  Caller holds the lock. */
+static void queue_work(struct pipeline *p, struct job *j)
+{
+	if (p->work_tail)
+		p->work_tail->next_work = j;
+	else
+		p->work_head = j;
+	p->work_tail = j;
+}
+
 /* Hands a job to the workers once all its reads are done. */
 static void read_done(struct pipeline *p, struct qs_read_req *q)
 {
@@ -249,11 +278,7 @@ static void read_done(struct pipeline *p, struct qs_read_req *q)
 		j->state = JOB_DONE;
 	} else {
 		j->state = JOB_QUEUED;
-		if (p->work_tail)
-			p->work_tail->next_work = j;
-		else
-			p->work_head = j;
-		p->work_tail = j;
+		queue_work(p, j);
 	}
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->lock);
@@ -292,46 +317,18 @@ static void notice(struct pipeline *p, const char *text)
 	pthread_mutex_unlock(&p->notice_lock);
 }
 
-/* Loads the tensor's statistics (with per_expert, those of matrix
- * `expert`) and runs its scheme's prepare into the prep buffer, once the
- * previous owner's chunks are all written. */
-static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
+/* What a preparation computes: the tensor's statistics and its scheme's
+ * prepare, into the state memory buf (qs_prep_fn). */
+static int prepare_state(void *arg, uint8_t *buf, struct qs_diag *d)
 {
-	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
+	struct prep_slot *slot = arg;
+	struct pipeline *p = slot->p;
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[slot->tensor];
+	uint64_t expert = slot->expert;
 	const char *file = p->a->ckpt->shards[t->src->shard].name;
-	struct qs_diag *d = &p->reader_diag;
-	/* the previous owner's reads must reach the workers before waiting
-	 * for them to be written: only this thread reaps */
-	while (qs_reader_inflight(p->reader) > 0) {
-		int r = reap_one(p, true);
-		if (r < 0)
-			return r;
-	}
-	pthread_mutex_lock(&p->lock);
-	while (p->prep_owner != SIZE_MAX && !p->stopping)
-		pthread_cond_wait(&p->changed, &p->lock);
-	bool stopping = p->stopping;
-	pthread_mutex_unlock(&p->lock);
-	if (stopping)
-		return -ECANCELED;
-	/* Every chunk read so far is written before the tensor's chunks are
-	 * taken: they then start at the beginning of the ring, so the ring
-	 * pages a run touches are the most any such stretch of tensors
-	 * allocates (qs_plan_memory) whatever the timing, and the peak
-	 * memory convert --plan-only predicts is the one the run reaches.
-	 * The cost is only the prepare not overlapping the few tensors
-	 * between two calibration-aware ones (norms, mostly). */
-	if (qs_window_wait_empty(&p->window) < 0)
-		return -ECANCELED;
-	if (!p->prep) {
-		p->prep = malloc(p->a->plan->max_prep);
-		if (!p->prep)
-			return qs_diag_set(d, -ENOMEM, "cannot allocate %llu MiB of scheme state",
-					   (unsigned long long)(p->a->plan->max_prep >> 20));
-	}
 	struct qs_tensor_stats st = {.name = t->src->name, .cols = t->cols};
-	float *imp = (float *)(p->prep + t->prep_state);
-	float *hes = (float *)(p->prep + t->prep_state + t->prep_importance);
+	float *imp = (float *)(buf + t->prep_state);
+	float *hes = (float *)(buf + t->prep_state + t->prep_importance);
 	char text[1024];
 	int rc;
 	if (t->prep_importance) {
@@ -371,16 +368,64 @@ static int prepare_tensor(struct pipeline *p, size_t ti, uint64_t expert)
 		st.hessian = rc ? hes : NULL;
 		st.hessian_diag_only = diag_only;
 	}
-	rc = t->scheme.ops->prepare(&t->scheme, &st, p->prep, d);
-	if (rc < 0) {
-		if (!d->msg[0])
-			qs_diag_set(d, rc, "'%s': tensor '%s': %s: preparation failed", file,
-				    t->src->name, t->scheme.text);
-		return rc;
+	rc = t->scheme.ops->prepare(&t->scheme, &st, buf, d);
+	if (rc < 0 && !d->msg[0])
+		qs_diag_set(d, rc, "'%s': tensor '%s': %s: preparation failed", file,
+			    t->src->name, t->scheme.text);
+	return rc;
+}
+
+/* Takes the state memory of tensor ti (with per_expert, of matrix
+ * `expert`; its nchunks converted chunks) and queues its preparation for
+ * the workers; *out is the slot its chunk jobs point at. */
+static int start_prepare(struct pipeline *p, size_t ti, uint64_t expert, uint32_t nchunks,
+			 struct prep_slot **out)
+{
+	const struct qs_plan_tensor *t = &p->a->plan->tensors[ti];
+	int rc;
+	/* Every chunk read so far is written before the tensor's chunks are
+	 * taken: they then start at the beginning of the ring, so the ring
+	 * pages a run touches are the most any such stretch of tensors
+	 * allocates (qs_plan_memory) whatever the timing, and the peak
+	 * memory convert --plan-only predicts is the one the run reaches
+	 * (issue 17).  The reads must reach the workers first: only this
+	 * thread reaps. */
+	while (qs_reader_inflight(p->reader) > 0) {
+		rc = reap_one(p, true);
+		if (rc < 0)
+			return rc;
 	}
+	if (qs_window_wait_empty(&p->window) < 0)
+		return -ECANCELED;
+	struct prep_slot *slot = calloc(1, sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	slot->p = p;
+	slot->tensor = ti;
+	slot->expert = expert;
 	pthread_mutex_lock(&p->lock);
-	p->prep_owner = ti;
+	slot->next = p->slots;
+	p->slots = slot;
 	pthread_mutex_unlock(&p->lock);
+	for (;;) {
+		bool idle = qs_reader_inflight(p->reader) == 0;
+		rc = qs_tensor_prep_start(&slot->tp, &p->sync, t->prep_total, nchunks, idle);
+		if (rc != -EAGAIN)
+			break;
+		rc = reap_one(p, true);
+		if (rc < 0)
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	slot->job.tensor = ti;
+	slot->job.prepare = true;
+	slot->job.slot = slot;
+	pthread_mutex_lock(&p->lock);
+	queue_work(p, &slot->job);
+	pthread_cond_broadcast(&p->changed);
+	pthread_mutex_unlock(&p->lock);
+	*out = slot;
 	return 0;
 }
 
@@ -394,8 +439,9 @@ static void *reader_main(void *arg)
 		uint32_t cbegin, cend, cread;
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
 		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
+		struct prep_slot *slot = NULL;
 		if (t->prep_total && cend > cbegin && !t->per_expert) {
-			rc = prepare_tensor(p, ti, UINT64_MAX);
+			rc = start_prepare(p, ti, UINT64_MAX, cend - cbegin, &slot);
 			if (rc < 0)
 				break;
 		}
@@ -405,8 +451,11 @@ static void *reader_main(void *arg)
 				break;
 			}
 			/* each expert's first converted chunk: its own Hessian */
-			if (t->per_expert && c >= cbegin && (c == cbegin || c % cpm == 0)) {
-				rc = prepare_tensor(p, ti, c / cpm);
+			if (t->prep_total && t->per_expert && c >= cbegin &&
+			    (c == cbegin || c % cpm == 0)) {
+				uint64_t last = (c / cpm + 1) * cpm;
+				uint32_t n = (uint32_t)((last < cend ? last : cend) - c);
+				rc = start_prepare(p, ti, c / cpm, n, &slot);
 				if (rc < 0)
 					break;
 			}
@@ -418,6 +467,7 @@ static void *reader_main(void *arg)
 			j->tensor = ti;
 			j->chunk = c;
 			j->hash_only = c < cbegin;
+			j->slot = j->hash_only ? NULL : slot;
 			j->rows = qs_plan_chunk_rows(t, c);
 			struct qs_chunk_footprint fp;
 			qs_plan_chunk_buffers(t, j->rows, &fp);
@@ -586,6 +636,45 @@ static void return_cctx(struct pipeline *p, ZSTD_CCtx *c)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Quantizes the chunk's weights w into its payload: 0, a scheme's
+ * negative code, or 1 when the tensor's preparation failed (j->rc and
+ * j->diag set). */
+static int quantize_chunk(struct pipeline *p, struct job *j, const struct qs_plan_tensor *t,
+			  const float *w)
+{
+	if (!t->prep_total)
+		return t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
+					       j->scratch);
+	const uint8_t *state = NULL;
+	int rc = qs_tensor_prep_get(&j->slot->tp, &p->sync, prepare_state, j->slot, &state,
+				    &j->diag);
+	if (rc < 0) {
+		j->rc = rc;
+		rc = 1;
+	} else {
+		rc = t->scheme.ops->quantize_prep(&t->scheme, state, w, j->rows, t->cols,
+						  j->payload, j->scratch);
+	}
+	return rc;
+}
+
+/* A chunk of a calibration-aware tensor is past quantizing (done or
+ * failed): the last one gives the tensor's state back to the window. */
+static void chunk_quantized(struct pipeline *p, const struct job *j)
+{
+	if (j->slot)
+		qs_tensor_prep_chunk_done(&j->slot->tp, &p->sync);
+}
+
+/* Runs a tensor's preparation job: computes the state unless a chunk's
+ * worker already has; its failure reaches the writer through the chunks. */
+static void run_prepare(struct pipeline *p, struct job *j)
+{
+	const uint8_t *state;
+	struct qs_diag ignore;
+	(void)qs_tensor_prep_get(&j->slot->tp, &p->sync, prepare_state, j->slot, &state, &ignore);
+}
+
 static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *st)
 {
 	double t0 = thread_cpu_seconds(), t1;
@@ -646,13 +735,7 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 			if (bad && allow)
 				qs_sanitize_scalar(w, n);
 			if (!bad || allow)
-				rc = t->prep_total
-					     ? t->scheme.ops->quantize_prep(&t->scheme, p->prep, w,
-									    j->rows, t->cols,
-									    j->payload, j->scratch)
-					     : t->scheme.ops->quantize(&t->scheme, w, j->rows,
-								       t->cols, j->payload,
-								       j->scratch);
+				rc = quantize_chunk(p, j, t, w);
 		}
 		if (bad && !allow) {
 			uint64_t r0 = qs_plan_chunk_begin(t, j->chunk);
@@ -661,8 +744,12 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 					    "%llu-%llu (add --allow-nonfinite --resume to quantize it anyway)",
 					    fname, t->src->name, bad, (unsigned long long)r0,
 					    (unsigned long long)(r0 + j->rows - 1));
+			chunk_quantized(p, j);
 			return;
 		}
+		chunk_quantized(p, j);
+		if (rc == 1)
+			return;  /* the preparation failed: j->rc and j->diag say why */
 		if (rc < 0) {
 			j->rc = qs_diag_set(&j->diag, rc,
 					    "'%s': tensor '%s': %s: values out of the range the "
@@ -714,6 +801,10 @@ static void *worker_main(void *arg)
 			p->work_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
+		if (j->prepare) {
+			run_prepare(p, j);
+			continue;  /* not the writer's: nothing to mark done */
+		}
 		process(p, j, &mine);
 
 		pthread_mutex_lock(&p->lock);
@@ -871,23 +962,6 @@ static int write_tensors(struct pipeline *p, struct qs_diag *diag)
 			free(j);
 			if (rc < 0)
 				goto out;
-			if (t->per_expert && ((c + 1) % qs_plan_chunks_per_matrix(t) == 0 ||
-						  c + 1 == cend)) {
-				/* the expert's chunks are written: the next
-				 * expert may prepare */
-				pthread_mutex_lock(&p->lock);
-				p->prep_owner = SIZE_MAX;
-				pthread_cond_broadcast(&p->changed);
-				pthread_mutex_unlock(&p->lock);
-			}
-		}
-		if (t->prep_total && cend > cbegin && !t->per_expert) {
-			/* every chunk of the tensor is written: the next
-			 * calibration-aware tensor may prepare */
-			pthread_mutex_lock(&p->lock);
-			p->prep_owner = SIZE_MAX;
-			pthread_cond_broadcast(&p->changed);
-			pthread_mutex_unlock(&p->lock);
 		}
 		const struct qs_st_tensor *s = t->src;
 		struct qs_record rec = {0};
@@ -939,6 +1013,48 @@ static void free_jobs(struct pipeline *p)
 	p->order_head = p->order_tail = NULL;
 }
 
+/* ZSTD_compress2 picks its parameters from the level and each frame's size,
+ * from one row of zstd's table per size tier (up to 16 KiB, 128 KiB,
+ * 256 KiB, beyond) and then shrinks the window and tables to the size.
+ * Within a tier a larger frame never needs less, so the largest need at
+ * each tier's top (capped at the largest frame) bounds every frame's; a
+ * static context of this size never runs out (zstd would fail the frame
+ * with "Allocation error" rather than grow). */
+uint64_t qs_pipeline_cctx_bytes(int level, uint64_t max_payload)
+{
+	static const uint64_t tier_tops[] = {16u << 10, 128u << 10, 256u << 10, UINT64_MAX};
+	uint64_t top = max_payload ? max_payload : 1, need = 0;
+	for (size_t i = 0; i < sizeof(tier_tops) / sizeof(tier_tops[0]); i++) {
+		uint64_t src = tier_tops[i] < top ? tier_tops[i] : top;
+		size_t n = ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(level, src, 0));
+		if (n > need)
+			need = n;
+	}
+	return need;
+}
+
+uint64_t qs_pipeline_cctx_stride(int level, uint64_t max_payload)
+{
+	uint64_t a = QS_WINDOW_STATE_ALIGN;
+	return (qs_pipeline_cctx_bytes(level, max_payload) + a - 1) / a * a;
+}
+
+/* Carves the compression contexts from the window's fixed area. */
+static int make_contexts(struct pipeline *p, unsigned n, uint64_t bytes)
+{
+	for (; p->ncctx_free < n; p->ncctx_free++) {
+		void *ws = qs_window_carve(&p->window, bytes, QS_WINDOW_STATE_ALIGN);
+		ZSTD_CCtx *c = ws ? ZSTD_initStaticCCtx(ws, (size_t)bytes) : NULL;
+		if (!c)
+			return -ENOMEM;
+		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, p->a->level);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+		p->cctx_free[p->ncctx_free] = c;
+	}
+	return 0;
+}
+
 int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *stats,
 		    struct qs_diag *diag)
 {
@@ -947,10 +1063,19 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	p.a = a;
 	p.k = qs_kernels_get();
 	memset(stats, 0, sizeof(*stats));
-	int rc = qs_window_init(&p.window, a->window_bytes);
+	unsigned nworkers = a->threads ? a->threads : 1;
+	unsigned ncctx = a->contexts && a->contexts < nworkers ? a->contexts : nworkers;
+	/* one mapping for the chunks, the largest tensor state and the
+	 * contexts: --memory's shares of them (plan.h) */
+	uint64_t cctx_stride = qs_pipeline_cctx_stride(a->level, a->plan->max_payload);
+	uint64_t state_bytes = a->plan->max_prep;
+	int rc = qs_window_init(&p.window, a->window_bytes, state_bytes, ncctx * cctx_stride);
 	if (rc < 0)
 		return qs_diag_set(diag, rc, "cannot map a memory window of %llu MiB: %s",
-				   (unsigned long long)(a->window_bytes >> 20), strerror(-rc));
+				   (unsigned long long)(qs_window_mapping_size(
+								a->window_bytes, state_bytes,
+								ncctx * cctx_stride) >> 20),
+				   strerror(-rc));
 	char io_notice[256];
 	rc = qs_reader_open(a->ckpt, a->opts->io, 8, &p.reader,
 			    &stats->io_used, io_notice, sizeof(io_notice), diag);
@@ -968,10 +1093,9 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	pthread_cond_init(&p.changed, NULL);
 	pthread_mutex_init(&p.notice_lock, NULL);
 	pthread_cond_init(&p.cctx_returned, NULL);
-	p.prep_owner = SIZE_MAX;
+	p.sync = (struct qs_prep_sync){.lock = &p.lock, .changed = &p.changed,
+				       .window = &p.window};
 
-	unsigned nworkers = a->threads ? a->threads : 1;
-	unsigned ncctx = a->contexts && a->contexts < nworkers ? a->contexts : nworkers;
 	pthread_t reader, *workers = calloc(nworkers, sizeof(*workers));
 	unsigned started = 0;
 	bool reader_started = false;
@@ -990,16 +1114,11 @@ int qs_pipeline_run(const struct qs_pipeline_args *a, struct qs_pipeline_stats *
 	}
 	for (size_t i = 0; i < QS_SRC_SLOTS; i++)
 		src_slot_reset(&p, a->first_tensor + i);
-	for (; p.ncctx_free < ncctx; p.ncctx_free++) {
-		ZSTD_CCtx *c = ZSTD_createCCtx();
-		if (!c) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, a->level);
-		ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
-		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
-		p.cctx_free[p.ncctx_free] = c;
+	rc = make_contexts(&p, ncctx, cctx_stride);
+	if (rc < 0) {
+		qs_diag_set(diag, rc, "cannot set up %u zstd contexts of %llu KiB at --level %d",
+			    ncctx, (unsigned long long)(cctx_stride >> 10), a->level);
+		goto out;
 	}
 	if (pthread_create(&reader, NULL, reader_main, &p) != 0) {
 		rc = qs_diag_set(diag, -EAGAIN, "cannot start the reader thread");
@@ -1021,9 +1140,7 @@ out:
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
 	free(workers);
-	/* every worker has returned its context */
-	for (unsigned i = 0; i < p.ncctx_free; i++)
-		ZSTD_freeCCtx(p.cctx_free[i]);
+	/* the contexts live in the window: nothing to free but the list */
 	free(p.cctx_free);
 	for (unsigned i = 0; i < QS_SRC_SLOTS; i++)
 		XXH3_freeState(p.src[i].st);
@@ -1033,7 +1150,11 @@ out:
 	free_jobs(&p);
 	qs_reader_free(p.reader);
 	qs_window_release(&p.window);
-	free(p.prep);
+	while (p.slots) {
+		struct prep_slot *next = p.slots->next;
+		free(p.slots);
+		p.slots = next;
+	}
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.changed);
 	pthread_cond_destroy(&p.cctx_returned);

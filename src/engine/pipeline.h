@@ -16,7 +16,7 @@ struct qs_pipeline_args {
 	const struct qs_convert_opts *opts;
 	struct qs_cwriter *writer;
 	size_t first_tensor;     /* tensors before it were kept by --resume */
-	uint64_t window_bytes;   /* ring size */
+	uint64_t window_bytes;   /* ring size (the state area is plan->max_prep) */
 	const struct qs_importance *importance;  /* --importance, or NULL */
 	const struct qs_hessian *hessian;        /* --hessian, or NULL */
 	unsigned threads;
@@ -35,6 +35,12 @@ struct qs_pipeline_stats {
 	uint64_t peak_window;
 	enum qs_io_backend io_used;
 };
+
+/* Bytes of one static zstd compression context for frames of at most
+ * max_payload bytes at level, and the same rounded up to the window's
+ * carving alignment (what each context takes of --memory's share). */
+uint64_t qs_pipeline_cctx_bytes(int level, uint64_t max_payload);
+uint64_t qs_pipeline_cctx_stride(int level, uint64_t max_payload);
 
 int qs_pipeline_run(const struct qs_pipeline_args *args, struct qs_pipeline_stats *stats,
 		    struct qs_diag *diag);

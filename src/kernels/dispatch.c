@@ -16,12 +16,8 @@
 
 #include "kernels.h"
 
-#if defined(QS_HAVE_AVX2)
-extern const struct qs_kernels qs_kernels_avx2;
-#endif
-#if defined(QS_HAVE_NEON)
-extern const struct qs_kernels qs_kernels_neon;
-#endif
+/* AVX-512's own kernels; the entries it leaves NULL are completed from
+ * the AVX2 table below (avx512_table), so no caller sees a NULL */
 #if defined(QS_HAVE_AVX512) && defined(QS_HAVE_AVX2)
 extern const struct qs_kernels qs_kernels_avx512_own;
 #endif

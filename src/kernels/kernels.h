@@ -164,6 +164,14 @@ const struct qs_kernels *qs_kernels_by_name(const char *name);
 const struct qs_kernels *qs_kernels_choose(const char *request);
 
 extern const struct qs_kernels qs_kernels_ref;
+/* The SIMD tables the build holds (dispatch.c hands them out only where
+ * the CPU runs them; test_kernels checks every one is complete). */
+#if defined(QS_HAVE_AVX2)
+extern const struct qs_kernels qs_kernels_avx2;
+#endif
+#if defined(QS_HAVE_NEON)
+extern const struct qs_kernels qs_kernels_neon;
+#endif
 
 /* The scalar adpq kernels (ref_adpq.c), for ref.c's table and as fallbacks. */
 size_t qs_ref_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,

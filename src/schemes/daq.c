@@ -162,22 +162,11 @@ static uint64_t daq_scratch_size(const struct qs_scheme *s, uint64_t rows, uint6
 	return qs_grouped_scratch_size(P(s)->group, cols);
 }
 
-static struct qs_grouped_row carve(void *scratch, size_t ng, size_t cols)
-{
-	struct qs_wksp w;
-	qs_wksp_init(&w, scratch);
-	return qs_grouped_carve(&w, ng, cols);
-}
-
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	uint64_t nw;
 	if (!params_ok(s))
 		return -QS_EUSAGE;
-	if (!qs_mul_u64(rows, cols, &nw) || nw > SIZE_MAX ||
-	    daq_payload_size(s, rows, cols) > SIZE_MAX)
-		return -QS_ETOOBIG;
-	return 0;
+	return qs_grouped_fits(P(s)->bits, P(s)->group, rows, cols) ? 0 : -QS_ETOOBIG;
 }
 
 static float f16_round(float v)
@@ -283,15 +272,11 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 
 	const struct qs_kernels *k = qs_kernels_get();
 	struct daq_book b;
-	size_t ng = (size_t)qs_grouped_groups(P(s)->group, cols);
-	size_t c = (size_t)cols, g = P(s)->group;
-	unsigned bits = P(s)->bits;
-	struct qs_grouped_row t = carve(scratch, ng, c);
-	uint8_t *scales = out;
-	uint8_t *centres = out + 2 * (size_t)rows * ng;
-	uint8_t *codes = out + 4 * (size_t)rows * ng;
+	struct qs_grouped_chunk ch = qs_grouped_chunk_of(P(s)->bits, P(s)->group, rows, cols, scratch);
+	size_t ng = ch.ng, c = ch.cols, g = P(s)->group;
+	struct qs_grouped_row t = ch.t;  /* scales in a, centres in b */
 
-	make_book(P(s)->format, bits, &b);
+	make_book(P(s)->format, ch.bits, &b);
 	for (size_t r = 0; r < rows; r++) {
 		const float *wr = w + r * c;
 		for (size_t j = 0; j < ng; j++) {
@@ -300,10 +285,8 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 				       t.codes + j * g, &t.a[j], &t.b[j]);
 			if (rc)
 				return rc;
-			qs_put_le16(scales + 2 * (r * ng + j), t.a[j]);
-			qs_put_le16(centres + 2 * (r * ng + j), t.b[j]);
 		}
-		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
+		qs_grouped_put_row(&ch, k, out, r);
 	}
 	return 0;
 }
@@ -325,17 +308,16 @@ static int daq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t
 
 	const struct qs_kernels *k = qs_kernels_get();
 	struct daq_book b;
-	size_t ng = (size_t)qs_grouped_groups(P(s)->group, cols);
-	size_t c = (size_t)cols, g = P(s)->group;
-	unsigned bits = P(s)->bits;
-	struct qs_grouped_row t = carve(scratch, ng, c);
+	struct qs_grouped_chunk ch = qs_grouped_chunk_of(P(s)->bits, P(s)->group, rows, cols, scratch);
+	size_t ng = ch.ng, c = ch.cols, g = P(s)->group;
+	struct qs_grouped_row t = ch.t;
 
-	make_book(P(s)->format, bits, &b);
+	make_book(P(s)->format, ch.bits, &b);
 	for (size_t r = 0; r < rows; r++) {
-		k->unpack_bits(in + 4 * (size_t)rows * ng, (uint64_t)r * c * bits, c, bits, t.codes);
+		qs_grouped_get_row(&ch, k, in, r);
 		for (size_t j = 0; j < ng; j++) {
-			float sc = qs_f16_to_f32(qs_get_le16(in + 2 * (r * ng + j)));
-			float z = qs_f16_to_f32(qs_get_le16(in + 2 * (rows * ng + r * ng + j)));
+			float sc = qs_f16_to_f32(t.a[j]);
+			float z = qs_f16_to_f32(t.b[j]);
 			size_t n = c - j * g < g ? c - j * g : g;
 			for (size_t i = 0; i < n; i++) {
 				float p = sc * b.lev[t.codes[j * g + i] & 15];

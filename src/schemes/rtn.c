@@ -70,23 +70,12 @@ static uint64_t rtn_scratch_size(const struct qs_scheme *s, uint64_t rows, uint6
 	return qs_grouped_scratch_size(P(s)->group, cols);
 }
 
-static struct qs_grouped_row carve(void *scratch, size_t ng, size_t cols)
-{
-	struct qs_wksp w;
-	qs_wksp_init(&w, scratch);
-	return qs_grouped_carve(&w, ng, cols);
-}
-
 /* Validates the parameters and that every index of the chunk fits size_t. */
 static int check_chunk(const struct qs_scheme *s, uint64_t rows, uint64_t cols)
 {
-	uint64_t nw, nbits;
 	if (!qs_scheme_params_ok(s))
 		return -QS_EUSAGE;
-	if (!qs_mul_u64(rows, cols, &nw) || !qs_mul_u64(nw, P(s)->bits, &nbits) ||
-	    nw > SIZE_MAX || rtn_payload_size(s, rows, cols) > SIZE_MAX)
-		return -QS_ETOOBIG;
-	return 0;
+	return qs_grouped_fits(P(s)->bits, P(s)->group, rows, cols) ? 0 : -QS_ETOOBIG;
 }
 
 static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
@@ -99,25 +88,12 @@ static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	unsigned bits = P(s)->bits, group = P(s)->group;
-	size_t ng = (size_t)qs_grouped_groups(group, cols);
-	size_t c = (size_t)cols;
-	struct qs_grouped_row t = carve(scratch, ng, c);
-	uint8_t *scales = out;
-	uint8_t *mins = out + 2 * (size_t)rows * ng;
-	uint8_t *codes = out + 4 * (size_t)rows * ng;
-	size_t overflowed = 0;
-
-	for (size_t r = 0; r < rows; r++) {
-		overflowed += k->rtn_quantize_row(w + r * c, c, group, bits,
-						  t.a, t.b, t.codes);
-		if (overflowed)
+	struct qs_grouped_chunk ch = qs_grouped_chunk_of(P(s)->bits, P(s)->group, rows, cols, scratch);
+	for (size_t r = 0; r < ch.rows; r++) {
+		if (k->rtn_quantize_row(w + r * ch.cols, ch.cols, P(s)->group, ch.bits, ch.t.a,
+					ch.t.b, ch.t.codes))
 			return -QS_ETOOBIG;
-		for (size_t g = 0; g < ng; g++) {
-			qs_put_le16(scales + 2 * (r * ng + g), t.a[g]);
-			qs_put_le16(mins + 2 * (r * ng + g), t.b[g]);
-		}
-		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
+		qs_grouped_put_row(&ch, k, out, r);
 	}
 	return 0;
 }
@@ -135,30 +111,21 @@ static int rtn_quantize_src(const struct qs_scheme *s, unsigned kind, const void
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	unsigned bits = P(s)->bits, group = P(s)->group;
-	size_t ng = (size_t)qs_grouped_groups(group, cols);
-	size_t c = (size_t)cols;
+	struct qs_grouped_chunk ch = qs_grouped_chunk_of(P(s)->bits, P(s)->group, rows, cols, scratch);
 	size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
-	struct qs_grouped_row t = carve(scratch, ng, c);
-	uint8_t *scales = out;
-	uint8_t *mins = out + 2 * (size_t)rows * ng;
-	uint8_t *codes = out + 4 * (size_t)rows * ng;
 	size_t overflowed = 0;
 
-	for (size_t r = 0; r < rows; r++) {
+	for (size_t r = 0; r < ch.rows; r++) {
 		if (hook)
 			hook->before_row(hook->user, r);
-		overflowed += k->rtn_quantize_src(kind, (const uint8_t *)src + r * c * esz, c, group,
-						  bits, sanitize, t.a, t.b, t.codes, nonfinite);
+		overflowed += k->rtn_quantize_src(kind, (const uint8_t *)src + r * ch.cols * esz,
+						  ch.cols, P(s)->group, ch.bits, sanitize, ch.t.a,
+						  ch.t.b, ch.t.codes, nonfinite);
 		/* without sanitize, keep counting NaN/Inf: that error, with
 		 * the chunk's whole count, comes before this one */
 		if (overflowed && sanitize)
 			return -QS_ETOOBIG;
-		for (size_t g = 0; g < ng; g++) {
-			qs_put_le16(scales + 2 * (r * ng + g), t.a[g]);
-			qs_put_le16(mins + 2 * (r * ng + g), t.b[g]);
-		}
-		k->pack_bits(t.codes, c, bits, codes, (uint64_t)r * c * bits);
+		qs_grouped_put_row(&ch, k, out, r);
 	}
 	return overflowed ? -QS_ETOOBIG : 0;
 }
@@ -173,21 +140,11 @@ static int rtn_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t
 		return 0;
 
 	const struct qs_kernels *k = qs_kernels_get();
-	unsigned bits = P(s)->bits, group = P(s)->group;
-	size_t ng = (size_t)qs_grouped_groups(group, cols);
-	size_t c = (size_t)cols;
-	struct qs_grouped_row t = carve(scratch, ng, c);
-	const uint8_t *scales = in;
-	const uint8_t *mins = in + 2 * (size_t)rows * ng;
-	const uint8_t *codes = in + 4 * (size_t)rows * ng;
-
-	for (size_t r = 0; r < rows; r++) {
-		for (size_t g = 0; g < ng; g++) {
-			t.a[g] = qs_get_le16(scales + 2 * (r * ng + g));
-			t.b[g] = qs_get_le16(mins + 2 * (r * ng + g));
-		}
-		k->unpack_bits(codes, (uint64_t)r * c * bits, c, bits, t.codes);
-		k->rtn_dequantize_row(t.codes, c, group, t.a, t.b, out + r * c);
+	struct qs_grouped_chunk ch = qs_grouped_chunk_of(P(s)->bits, P(s)->group, rows, cols, scratch);
+	for (size_t r = 0; r < ch.rows; r++) {
+		qs_grouped_get_row(&ch, k, in, r);
+		k->rtn_dequantize_row(ch.t.codes, ch.cols, P(s)->group, ch.t.a, ch.t.b,
+				      out + r * ch.cols);
 	}
 	return 0;
 }

@@ -8,18 +8,25 @@
 #include "scheme.h"
 #include "util.h"
 
-/* Order is the order "known: ..." lists them in. */
-const struct qs_scheme_ops *const qs_scheme_registry[] = {
-	&qs_scheme_rtn,
-	&qs_scheme_adpq,
-	&qs_scheme_daq,
-	&qs_scheme_claq,
-	&qs_scheme_gptq,
-	&qs_scheme_gptq_clip,
-	&qs_scheme_athena,
-	&qs_scheme_gguf,
-	NULL,
-};
+/* The registry: one line a scheme, naming the `qs_scheme_NAME` ops table
+ * its file defines (HACKING.md, Adding a scheme).  Order is the order
+ * "known: ..." lists them in. */
+#define QS_SCHEMES(X) \
+	X(rtn)        \
+	X(adpq)       \
+	X(daq)        \
+	X(claq)       \
+	X(gptq)       \
+	X(gptq_clip)  \
+	X(athena)     \
+	X(gguf)       \
+	X(rtn_sym)    \
+	/* a new scheme: one line above this one */
+
+#define QS_SCHEME_DECLARE(name) extern const struct qs_scheme_ops qs_scheme_##name;
+QS_SCHEMES(QS_SCHEME_DECLARE)
+#define QS_SCHEME_ENTRY(name) &qs_scheme_##name,
+const struct qs_scheme_ops *const qs_scheme_registry[] = {QS_SCHEMES(QS_SCHEME_ENTRY) NULL};
 
 static const struct qs_scheme_ops *find_n(const char *name, size_t len)
 {

@@ -88,7 +88,24 @@ expect_exit 0 "$QSHARD" convert "$T/small" -o "$T/small.qshard"
 expect_exit 3 "$QSHARD" export "$T/small.qshard" -o "$T/small.gguf"
 expect_err "'small.qshard': tokenizer.model has more pieces than the model's 512 embedding rows"
 [ -e "$T/small.gguf" ] && fail "small.gguf written"
-head -c 7000 "$T/tok.model" >"$T/sp/tokenizer.model"
+# cut inside a piece (field 1, length-delimited) past the first 5000
+# bytes, so the cut never lands on a field boundary whatever the model
+"$PY" -c 'import sys
+b = open(sys.argv[1], "rb").read()
+i = 0
+while True:
+    assert b[i] == 0x0A, "expected a pieces field at %d" % i
+    n, k = 0, 0
+    while True:
+        c = b[i + 1 + k]
+        n |= (c & 0x7F) << (7 * k)
+        k += 1
+        if c < 0x80:
+            break
+    if i >= 5000:
+        break
+    i += 1 + k + n
+open(sys.argv[2], "wb").write(b[:i + 1 + k + n // 2])' "$T/tok.model" "$T/sp/tokenizer.model" || fail "cutting the model"
 expect_exit 0 "$QSHARD" convert "$T/sp" -o "$T/cut.qshard"
 expect_exit 3 "$QSHARD" export "$T/cut.qshard" -o "$T/cut.gguf"
 expect_err "'cut.qshard': tokenizer.model: a field does not decode at byte"

@@ -249,7 +249,7 @@ static void test_window_fifo_ring(void **state)
 	(void)state;
 	struct qs_window w;
 	struct qs_window_span s[4];
-	assert_int_equal(qs_window_init(&w, 1000), 0);
+	assert_int_equal(qs_window_init(&w, 1000, 0, 0), 0);
 	assert_int_equal(qs_window_alloc(&w, 1001, false, &s[0]), -E2BIG);
 	assert_int_equal(qs_window_alloc(&w, 400, false, &s[0]), 0);
 	assert_int_equal(qs_window_alloc(&w, 400, false, &s[1]), 0);
@@ -264,7 +264,7 @@ static void test_window_fifo_ring(void **state)
 	assert_int_equal(qs_window_alloc(&w, 200, false, &s[3]), -EAGAIN);
 	qs_window_free(&w, &s[1]);
 	qs_window_free(&w, &s[2]);
-	assert_int_equal(w.used, 0);
+	assert_int_equal(w.ring.used, 0);
 	assert_true(w.peak <= w.size);
 	qs_window_close(&w);
 	assert_int_equal(qs_window_alloc(&w, 10, true, &s[3]), -ECANCELED);
@@ -297,14 +297,14 @@ static void test_plan_memory_is_the_windows_placement(void **state)
 	assert_int_equal(m.total, m.ring + m.state + m.zstd + m.threads + m.baseline);
 
 	struct qs_window w;
-	assert_int_equal(qs_window_init(&w, size), 0);
+	assert_int_equal(qs_window_init(&w, size, 0, 0), 0);
 	struct qs_window_span live[4096];
 	size_t head = 0, tail = 0;
 	uint64_t reach = 0, allocated = 0;
 	for (size_t i = 0; i < NT; i++)
 		for (uint32_t c = 0; c < plan.tensors[i].nchunks; c++) {
 			struct qs_chunk_footprint fp;
-			qs_plan_footprint(&plan.tensors[i], qs_plan_chunk_rows(&plan.tensors[i], c),
+			qs_plan_chunk_buffers(&plan.tensors[i], qs_plan_chunk_rows(&plan.tensors[i], c),
 					  &fp);
 			/* free the oldest until it fits, never the last one left */
 			while (qs_window_alloc(&w, fp.total, false, &live[head % 4096]) == -EAGAIN) {
