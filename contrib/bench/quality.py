@@ -65,8 +65,9 @@ adpq-4-g256f16   adpq:bits=4,group=256,scales=f16,alpha=0.028 -
 adpq-4+hes       adpq:bits=4,alpha=0.025          hes
 daq-4            daq                              -
 daq-4+imp        daq                              imp
-claq-3.1         claq:bits=3.1                    -
-claq-3.1+imp     claq:bits=3.1                    imp
+daq-4+hes        daq                              hes
+claq-3.12        claq:bits=3.12                   -
+claq-3.12+hes    claq:bits=3.12                   hes
 gptq-3           gptq:bits=3                      hes
 gptq-4           gptq:bits=4                      hes
 gptq-clip-3      gptq-clip:bits=3                 hes
@@ -284,7 +285,7 @@ def main():
                 ppl, kl = lev.score(q) if lev else (float("nan"), float("nan"))
                 row = "| %s | %s | %s | %.3f | %.3f | %.2f | %.2f | %s | %s | %.1f |" % (
                     label, scheme, calib, bpw, disk, wsq, osq,
-                    "%.4f" % ppl if lev else "-", "%.5f" % kl if lev else "-", secs)
+                    "%.4f" % ppl if lev else "-", "%.3g" % kl if lev else "-", secs)
                 report.append(row)
                 log(ck["kind"], row)
     finally:

@@ -287,6 +287,23 @@ static int cut_chunks(struct qs_plan_tensor *pt, uint64_t chunk_target,
 							 (1 << 20) - 1) >> 20),
 				   what, (unsigned long long)(window >> 20));
 	}
+	if (!pt->raw && pt->scheme.ops->whole_tensor) {
+		/* one chunk per matrix (a stacked-experts tensor has several) */
+		qs_plan_footprint(pt, pt->matrix_rows, &fp);
+		if (fp.total > window)
+			return qs_diag_set(diag, -QS_ENOMEM_WINDOW,
+					   "'%s': tensor '%s': %s quantizes all %llu rows of a "
+					   "matrix at once and needs --memory of at least %llu MiB "
+					   "(the window for chunks is %llu MiB); raise --memory",
+					   file, pt->src->name, pt->scheme.text,
+					   (unsigned long long)pt->matrix_rows,
+					   (unsigned long long)((qs_memory_for_window(fp.total + set_aside) +
+								 (1 << 20) - 1) >> 20),
+					   (unsigned long long)(window >> 20));
+		pt->rows_per_chunk = pt->matrix_rows;
+		pt->nchunks = (uint32_t)(pt->rows / pt->matrix_rows);
+		return 0;
+	}
 	uint64_t rows = chunk_target / (pt->row_bytes ? pt->row_bytes : 1);
 	if (rows < unit)
 		rows = unit;

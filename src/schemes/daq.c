@@ -1,9 +1,11 @@
 /* daq.c - DAQ (Luo et al., "DAQ: Density-Aware Post-Training Weight-Only
- * Quantization For LLMs", arXiv:2410.12187): a floating-point-style code
- * book per group, aligned on where the group's weights are dense, then a
- * sign-gradient search over scale and centre that minimizes the group's
- * (importance-weighted) squared error (the same definition is in
- * qshard(5); change both or neither).
+ * Quantization For LLMs", arXiv:2410.12187; reference code
+ * awq/quantize/daq.py): a floating-point-style code book per group,
+ * re-centred on where the group's weights are dense (density-centric
+ * alignment, DCA), then its scale and centre tuned by finite differences
+ * and sign-gradient steps on the group's *output* error (learnable dynamic
+ * range adjustment, LDRA).  The same definition is in qshard(5); change
+ * both or neither.
  *
  * Parameters (canonical text "daq:bits=B,format=F,group=G,iters=I"):
  *   format  nf4: the 16 NormalFloat levels of QLoRA (default);
@@ -11,41 +13,51 @@
  *                15 is never written and reads as 6/6);
  *           int: 2^bits uniform levels -1 + 2k/(2^bits - 1);
  *   bits    4 for nf4 and fp4 (default 4); 2, 3 or 4 for int;
- *   group   32, 64, 128 (default 64);
- *   iters   range-adjustment steps, 0..64 (default 5: 207 MB/s of bf16 per core
- *           at group 64 against 178 for 6 steps, for -0.08 dB; 0 = alignment
- *           only).
+ *   group   32, 64, 128 (default 128, the paper's);
+ *   iters   LDRA steps, 0..1000 (default 100: 5 error evaluations a step,
+ *           502 a group with the two starts, the reference's budget of ~500;
+ *           0 = alignment only).
  * The level table lev[] lies in [-1, 1]; mid[k] = 0.5f*(lev[k] + lev[k+1]).
  *
  * Per group (n weights, NaNs left out of every statistic), f32 arithmetic:
- *  1. density-centric alignment: q_lo, q_hi = the 2.5% and 97.5% quantiles
- *     (sorted a[] of the m non-NaN weights, -0 as +0, of which only the K
- *     = 25(n-1)/1000 + 2 smallest and largest are needed: kernels.h
- *     daq_range; h = 0.025*(m-1) as the
- *     integer ratio 25(m-1)/1000, q = a[i] + f*(a[i+1] - a[i]), i = floor
- *     h, f = its fraction, mirrored for q_hi), centre z = fp16 nearest of
- *     0.5f*(q_lo + q_hi); scale s = the smallest fp16 >= max(mx - z, z -
- *     mn), the half-range of the whole group around the dense centre;
- *  2. learnable dynamic range adjustment: E(z, s) = sum v_i e_i^2, e_i =
- *     w_i - (z + s*lev[c_i]), c_i = nearest_code((w_i - z) * (1/s)) (see
- *     kernels.h, daq_eval), v_i = the weight's importance (1 without).
- *     Step sizes ds = s/16, dz = s/32.  Step t = 0..iters-1 moves s (t even) or
- *     z (t odd) by its step in the direction of -sign(dE/d.) (dE/ds =
- *     -2 sum v e lev[c], dE/dz = -2 sum v e), rounds the candidate to the
- *     nearest fp16 and keeps it when its E is smaller (that step then
- *     x1.5), else quarters it; a zero gradient, a candidate equal to
- *     the current value, s <= 0 or an fp16 overflow count as a rejection.
- *     Stops early once both steps are below s/2048 (fp16 resolution).
- *     (Six steps of these sizes match what eight did with dz = s/16 and
- *     halving: 18.07 against 18.06 dB on bench-kernels, 3/4 the cost.)
+ *  1. DCA: mn, mx = the group's extremes (kernels.h daq_range, k = 1); a
+ *     histogram of DAQ_BINS equal bins over [mn, mx] (bin = floor((w - mn)
+ *     * (DAQ_BINS / (mx - mn))) as f32, clamped to DAQ_BINS - 1); from the
+ *     modal bin (most weights; ties: the lower bin) the interval grows one
+ *     bin at a time toward the neighbour holding more weights (ties, or no
+ *     neighbour left on one side: the lower side while there is one) until
+ *     it holds at least half the group (2 count >= m); the density centre
+ *     z = fp16 nearest of mn + (lo + hi + 1) * (mx - mn) / (2 DAQ_BINS),
+ *     the interval's midpoint; the range keeps the group's width and is
+ *     re-centred there: s = the smallest fp16 >= (mx - mn) / 2, so
+ *     [z - s, z + s] covers the dense side and the far tail clips.
+ *  2. LDRA on E(z, s), the group's error: with --hessian, e^T H_g e, H_g
+ *     the diagonal block of the tensor's H = X^T X over the group's
+ *     columns (the output error of the group's weights over the
+ *     calibration inputs, cross-group terms left out), e_i = w_i - (z +
+ *     s*lev[c_i]) (kernels.h daq_eval for the codes, NaN: e = 0); with
+ *     only --importance, sum v_i e_i^2 (the diagonal, v normalized to mean
+ *     1 plus 0.01); with neither, sum e_i^2 (weight error).  First the
+ *     range covering the whole group around z, s_c = the smallest fp16 >=
+ *     max(mx - z, z - mn), is evaluated too, and the walk starts from
+ *     whichever of the two has the smaller E (ties: the clipped one); a
+ *     far tail of salient weights can cost more clipped than the
+ *     resolution clipping buys (+0.2 dB output SQNR on bench-quality's
+ *     numpy checkpoint).  Step t =
+ *     0..iters-1: a = a0 (1 - t/iters) with a0 = s_start/32, d = a/4;
+ *     the finite differences E(z, s + d) - E(z, s - d) and E(z + d, s) -
+ *     E(z - d, s) (each candidate rounded to fp16) give the signs; then
+ *     s -= a sign(dE/ds), z -= a sign(dE/dz) (fp16; s > 0 kept).  Every
+ *     point evaluated is a candidate: the one of least E (the earliest on
+ *     ties) is kept, so LDRA never loses to the aligned start.
  * Back: w' = z + s*lev[c] (product rounded, then the sum).  A group with a
  * magnitude above 65504 (so any Inf) fails with -QS_ETOOBIG; a group of
  * only NaNs has z = s = 0; NaN weights get code 0.
  *
- * Importance (QS_WANT_IMPORTANCE): prepare stores the tensor's vector
- * normalized to mean 1 plus 0.01 (so no weight is ignored); v_i is the
- * value of the weight's input column.  Without it quantize_prep equals
- * quantize.
+ * Statistics (QS_WANT_HESSIAN | QS_WANT_IMPORTANCE): prepare keeps the
+ * diagonal blocks of H (ceil(cols / group) blocks of group^2 floats, never
+ * the whole H) when --hessian has the tensor, else the normalized
+ * importance vector; a Hessian entry beats importance.  Without either, quantize_prep equals quantize.
  *
  * Payload of a chunk of R rows x C cols, G = ceil(C / group) groups per
  * row (the last may be shorter), all little-endian:
@@ -54,7 +66,7 @@
  *   3. R*C codes of `bits` bits as one LSB-first bitstream in row-major
  *      order (row r at bit r*C*bits), zero-padded to a byte.
  * payload_size = 4*R*G + ceil(R*C*bits / 8); bits per weight for C a
- * multiple of group: bits + 32/group (daq defaults: 4.5).
+ * multiple of group: bits + 32/group (daq defaults: 4.25).
  */
 #include <inttypes.h>
 #include <math.h>
@@ -68,8 +80,8 @@
 #include "wksp.h"
 
 #define DAQ_MAX_GROUP 128u
-#define DAQ_MAX_ITERS 64u
-#define DAQ_MAX_K 5u     /* 25 (DAQ_MAX_GROUP - 1) / 1000 + 2 */
+#define DAQ_MAX_ITERS 1000u
+#define DAQ_BINS 16u     /* one bin per nf4 level: our choice, the paper fixes none */
 
 enum { FMT_INT, FMT_FP4, FMT_NF4 };
 static const char *const fmt_names[] = {"int", "fp4", "nf4"};
@@ -123,8 +135,9 @@ struct daq_params {
 static const struct qs_param daq_param_table[] = {
 	QS_PARAM_ONE_OF(struct daq_params, bits, 4, "code width (4 unless format=int)", 2, 3, 4),
 	QS_PARAM_NAME(struct daq_params, format, FMT_NF4, "code book", "int", "fp4", "nf4"),
-	QS_PARAM_ONE_OF(struct daq_params, group, 64, "weights per group", 32, 64, 128),
-	QS_PARAM_RANGE(struct daq_params, iters, 5, 0, DAQ_MAX_ITERS, "range-adjustment steps"),
+	QS_PARAM_ONE_OF(struct daq_params, group, 128, "weights per group", 32, 64, 128),
+	QS_PARAM_RANGE(struct daq_params, iters, 100, 0, DAQ_MAX_ITERS,
+		       "LDRA steps (5 error evaluations each)"),
 	QS_PARAM_END,
 };
 
@@ -184,16 +197,83 @@ static float f16_up(float v)
 	return f;
 }
 
+/* The density centre of DCA as bin indices: the interval [*lo, *hi] grown
+ * from the modal bin until it holds half of the m weights. */
+static void modal_interval(const float *w, size_t n, size_t m, float mn, float mx,
+			   unsigned *lo, unsigned *hi)
+{
+	unsigned cnt[DAQ_BINS] = {0};
+	float k = (float)DAQ_BINS / (mx - mn);
+	for (size_t i = 0; i < n; i++) {
+		if (w[i] != w[i])
+			continue;
+		float t = (w[i] - mn) * k;
+		unsigned b = t >= (float)DAQ_BINS ? DAQ_BINS - 1 : (unsigned)t;
+		cnt[b]++;
+	}
+	unsigned mode = 0;
+	for (unsigned b = 1; b < DAQ_BINS; b++)
+		if (cnt[b] > cnt[mode])
+			mode = b;
+	unsigned a = mode, z = mode;
+	size_t held = cnt[mode];
+	while (2 * held < m) {
+		bool left = a > 0, right = z + 1 < DAQ_BINS;
+		if (left && (!right || cnt[a - 1] >= cnt[z + 1]))
+			held += cnt[--a];
+		else
+			held += cnt[++z];
+	}
+	*lo = a;
+	*hi = z;
+}
+
+/* The group's error at (z, s): the codes into codes[], and the error as
+ * the statistics say (Hessian block h, else importance imp, else plain). */
+static float group_error(const struct qs_kernels *k, const struct daq_book *b, const float *w,
+			 const float *imp, const float *h, size_t n, float z, float s,
+			 uint8_t *codes, float *e)
+{
+	float out[3];
+	float inv = s > 0 ? 1.0f / s : 0.0f;
+	k->daq_eval(w, h ? NULL : imp, n, z, s, inv, b->lev, b->mid, b->nlev, codes, out);
+	if (!h)
+		return out[0];
+	for (size_t i = 0; i < n; i++) {
+		float p = s * b->lev[codes[i]];
+		float y = z + p;
+		e[i] = w[i] == w[i] ? w[i] - y : 0.0f;
+	}
+	/* e^T H e as e . (H e), H e accumulated column by column (H is
+	 * symmetric, so column j is row j): each y[i] sums in j order, a loop
+	 * the compiler vectorizes over i without reordering any sum; the dot
+	 * product in double */
+	float y[DAQ_MAX_GROUP];
+	for (size_t i = 0; i < n; i++)
+		y[i] = 0.0f;
+	for (size_t j = 0; j < n; j++) {
+		const float *hr = h + j * n;
+		float ej = e[j];
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (size_t l = 0; l < 8; l++)
+				y[i + l] += hr[i + l] * ej;
+		for (; i < n; i++)
+			y[i] += hr[i] * ej;
+	}
+	double tot = 0;
+	for (size_t i = 0; i < n; i++)
+		tot += (double)e[i] * y[i];
+	return (float)tot;
+}
+
 /* Quantizes one group; codes[n], the scale and centre as fp16 bits. */
 static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsigned iters,
-		     const float *w, const float *imp, size_t n, uint8_t *codes,
-		     uint16_t *s16, uint16_t *z16)
+		     const float *w, const float *imp, const float *h, size_t n,
+		     uint8_t *codes, uint16_t *s16, uint16_t *z16)
 {
-	float lo[DAQ_MAX_K], hi[DAQ_MAX_K];
-	/* the quantile positions need at most the K smallest and largest:
-	 * K for all n weights bounds it for the m <= n that are not NaN */
-	unsigned K = 25u * (unsigned)(n - 1) / 1000u + 2;
-	size_t m = k->daq_range(w, n, K, lo, hi);
+	float lo[1], hi[1];
+	size_t m = k->daq_range(w, n, 1, lo, hi);
 
 	if (m == 0) {
 		*s16 = *z16 = 0;
@@ -202,67 +282,86 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	}
 	if (!(lo[0] >= -65504.0f) || !(hi[0] <= 65504.0f))
 		return -QS_ETOOBIG;
-	unsigned num = 25u * (unsigned)(m - 1), qi = num / 1000u;
-	float mn = lo[0], mx = hi[0];
-	float f = (float)(num % 1000u) / 1000.0f;
-	float qlo = lo[qi], qhi = hi[qi];
-	if (qi + 1 < m) {
-		qlo = qlo + f * (lo[qi + 1] - qlo);
-		qhi = qhi + f * (hi[qi + 1] - qhi);
+	float mn = lo[0], mx = hi[0], z, s;
+	if (mx > mn) {
+		unsigned a, c;
+		modal_interval(w, n, m, mn, mx, &a, &c);
+		float width = mx - mn;
+		z = f16_round(mn + (float)(a + c + 1) * width / (float)(2 * DAQ_BINS));
+		s = f16_up(0.5f * width);
+	} else {
+		z = f16_round(mn);
+		s = f16_up(fmaxf(mx - z, z - mn));
 	}
-	float z = f16_round(0.5f * (qlo + qhi));
-	float need = fmaxf(mx - z, z - mn);
-	float s = f16_up(need);
 	if (!isfinite(z) || !isfinite(s))
 		return -QS_ETOOBIG;
 
-	const float *lev = b->lev, *mid = b->mid;
 	uint8_t tmp[DAQ_MAX_GROUP];
-	uint8_t *cur = codes, *cand = tmp;
-	float out[3], cout[3];
-	float inv = s > 0 ? 1.0f / s : 0.0f;
-	k->daq_eval(w, imp, n, z, s, inv, lev, mid, b->nlev, cur, out);
-	float ds = s * 0.0625f, dz = s * 0.03125f, stop = s * (1.0f / 2048.0f);
-	for (unsigned t = 0; t < iters && s > 0; t++) {
-		if (ds < stop && dz < stop)
-			break;
-		bool on_s = (t & 1) == 0;
-		float g = on_s ? out[1] : out[2];
-		float *step = on_s ? &ds : &dz;
-		float cs = s, cz = z;
-		float *mv = on_s ? &cs : &cz;  /* the other one is already fp16 */
-		if (g > 0)
-			*mv = f16_round(*mv + *step);
-		else if (g < 0)
-			*mv = f16_round(*mv - *step);
-		if (g == 0 || (cs == s && cz == z) || !(cs > 0) || !isfinite(cs) ||
-		    !isfinite(cz)) {
-			*step *= 0.25f;
-			continue;
-		}
-		float cinv = 1.0f / cs;
-		k->daq_eval(w, imp, n, cz, cs, cinv, lev, mid, b->nlev, cand, cout);
-		if (cout[0] < out[0]) {
-			s = cs;
-			z = cz;
-			memcpy(out, cout, sizeof(out));
-			uint8_t *sw = cur;
-			cur = cand;
-			cand = sw;
-			*step *= 1.5f;
-		} else {
-			*step *= 0.25f;
-		}
+	float e[DAQ_MAX_GROUP];
+	uint8_t *best = codes, *cand = tmp;
+	float bs = s, bz = z;
+	float be = group_error(k, b, w, imp, h, n, z, s, best, e);
+	/* every evaluation is a candidate: keeps the least error seen */
+#define TRY(zz, ss, out)                                                                \
+	do {                                                                            \
+		float zz_ = f16_round(zz), ss_ = f16_round(ss);                           \
+		if (!(ss_ > 0) || !isfinite(ss_) || !isfinite(zz_)) {                     \
+			(out) = INFINITY;                                                   \
+			break;                                                              \
+		}                                                                           \
+		(out) = group_error(k, b, w, imp, h, n, zz_, ss_, cand, e);               \
+		if ((out) < be) {                                                           \
+			be = (out);                                                         \
+			bz = zz_;                                                           \
+			bs = ss_;                                                           \
+			uint8_t *sw_ = best;                                                \
+			best = cand;                                                        \
+			cand = sw_;                                                         \
+		}                                                                           \
+	} while (0)
+	/* the range that covers the whole group around z is one more
+	 * candidate, and the walk starts from the better of the two: where a
+	 * far tail holds salient weights, clipping it costs more than the
+	 * resolution it buys */
+	if (mx > mn && iters > 0) {
+		float cover = f16_up(fmaxf(mx - z, z - mn)), ce;
+		TRY(z, cover, ce);
+		if (bs == cover)
+			s = cover;
 	}
-	if (cur != codes)
-		memcpy(codes, cur, n);
-	*s16 = qs_f32_to_f16(s);
-	*z16 = qs_f32_to_f16(z);
+	float a0 = s * (1.0f / 32.0f);
+	for (unsigned t = 0; t < iters && s > 0; t++) {
+		float a = a0 * (1.0f - (float)t / (float)iters), d = 0.25f * a;
+		float sp, sm, zp, zm, cur;
+		TRY(z, s + d, sp);
+		TRY(z, s - d, sm);
+		TRY(z + d, s, zp);
+		TRY(z - d, s, zm);
+		float gs = sp - sm, gz = zp - zm;
+		float ns = gs > 0 ? s - a : gs < 0 ? s + a : s;
+		float nz = gz > 0 ? z - a : gz < 0 ? z + a : z;
+		ns = f16_round(ns);
+		nz = f16_round(nz);
+		if (ns > 0 && isfinite(ns))
+			s = ns;
+		if (isfinite(nz))
+			z = nz;
+		TRY(z, s, cur);
+		(void)cur;
+	}
+#undef TRY
+	if (best != codes)
+		memcpy(codes, best, n);
+	*s16 = qs_f32_to_f16(bs);
+	*z16 = qs_f32_to_f16(bz);
 	return 0;
 }
 
-static int quantize_imp(const struct qs_scheme *s, const float *imp, const float *w,
-			uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
+/* imp: normalized importance [cols]; hb: the diagonal blocks of H, block j
+ * (n_j x n_j, row-major) at hb + j * group^2; at most one of them. */
+static int quantize_imp(const struct qs_scheme *s, const float *imp, const float *hb,
+			const float *w, uint64_t rows, uint64_t cols, uint8_t *out,
+			void *scratch)
 {
 	int rc = check_chunk(s, rows, cols);
 	if (rc)
@@ -281,8 +380,9 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 		const float *wr = w + r * c;
 		for (size_t j = 0; j < ng; j++) {
 			size_t n = c - j * g < g ? c - j * g : g;
-			rc = daq_group(k, &b, P(s)->iters, wr + j * g, imp ? imp + j * g : NULL, n,
-				       t.codes + j * g, &t.a[j], &t.b[j]);
+			rc = daq_group(k, &b, P(s)->iters, wr + j * g, imp ? imp + j * g : NULL,
+				       hb ? hb + j * g * g : NULL, n, t.codes + j * g, &t.a[j],
+				       &t.b[j]);
 			if (rc)
 				return rc;
 		}
@@ -294,7 +394,7 @@ static int quantize_imp(const struct qs_scheme *s, const float *imp, const float
 static int daq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
 			uint64_t cols, uint8_t *out, void *scratch)
 {
-	return quantize_imp(s, NULL, w, rows, cols, out, scratch);
+	return quantize_imp(s, NULL, NULL, w, rows, cols, out, scratch);
 }
 
 static int daq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t rows,
@@ -328,19 +428,33 @@ static int daq_dequantize(const struct qs_scheme *s, const uint8_t *in, uint64_t
 	return 0;
 }
 
-/* ---- per-tensor importance ---- */
+/* ---- per-tensor statistics ---- */
 
-/* prep: u64 1 when an importance vector follows, then f32[cols]. */
-static uint64_t daq_prep_size(const struct qs_scheme *s, uint64_t cols)
+/* prep: u64 mode (0 none, 1 importance, 2 Hessian blocks), f32[cols] of
+ * importance, then, when the plan loads a Hessian for the tensor
+ * (s->stats), ceil(cols / group) blocks of group^2 f32. */
+enum { PREP_NONE, PREP_IMPORTANCE, PREP_HESSIAN };
+
+static uint64_t hblocks_floats(const struct qs_scheme *s, uint64_t cols)
 {
-	(void)s;
-	if (cols > (UINT64_MAX - 8) / 4)
+	uint64_t g = P(s)->group, n;
+	if (!(s->stats & QS_WANT_HESSIAN))
+		return 0;
+	if (!qs_mul_u64(qs_grouped_groups(P(s)->group, cols), g * g, &n))
 		return UINT64_MAX;
-	return 8 + 4 * cols;
+	return n;
 }
 
-/* Shared with claq through a copy: normalizes stats->importance into
- * dst[cols] (mean 1, plus 0.01), or returns 0 when there is none to use. */
+static uint64_t daq_prep_size(const struct qs_scheme *s, uint64_t cols)
+{
+	uint64_t hf = hblocks_floats(s, cols);
+	if (cols > (UINT64_MAX / 8) || hf > (UINT64_MAX / 8) - cols)
+		return UINT64_MAX;
+	return 8 + 4 * cols + 4 * hf;
+}
+
+/* Normalizes stats->importance into dst[cols] (mean 1, plus 0.01), or
+ * returns 0 when there is none to use. */
 static int norm_importance(const struct qs_tensor_stats *st, float *dst,
 			   struct qs_diag *diag)
 {
@@ -363,15 +477,47 @@ static int norm_importance(const struct qs_tensor_stats *st, float *dst,
 	return 1;
 }
 
+/* Copies the diagonal blocks of stats->hessian into dst (see prep). */
+static int copy_blocks(const struct qs_scheme *s, const struct qs_tensor_stats *st, float *dst,
+		       struct qs_diag *diag)
+{
+	size_t c = (size_t)st->cols, g = P(s)->group;
+	size_t ng = (size_t)qs_grouped_groups(P(s)->group, st->cols);
+	for (size_t j = 0; j < ng; j++) {
+		size_t n = c - j * g < g ? c - j * g : g;
+		float *blk = dst + j * g * g;
+		for (size_t a = 0; a < n; a++)
+			for (size_t b = 0; b < n; b++) {
+				float v = st->hessian[(j * g + a) * c + j * g + b];
+				if (!isfinite(v))
+					return qs_diag_set(diag, -QS_ENONFINITE,
+							   "daq: tensor '%s': Hessian holds NaN or "
+							   "Inf at [%zu, %zu]",
+							   st->name ? st->name : "?", j * g + a,
+							   j * g + b);
+				blk[a * n + b] = v;
+			}
+	}
+	return 0;
+}
+
 static int daq_prepare(const struct qs_scheme *s, const struct qs_tensor_stats *st,
 		       void *prep, struct qs_diag *diag)
 {
-	(void)s;
 	uint8_t *p = prep;
-	int rc = norm_importance(st, (float *)(p + 8), diag);
-	if (rc < 0)
-		return rc;
-	qs_put_le64(p, (uint64_t)rc);
+	uint64_t mode = PREP_NONE;
+	if (st && st->hessian && hblocks_floats(s, st->cols)) {
+		int rc = copy_blocks(s, st, (float *)(p + 8 + 4 * st->cols), diag);
+		if (rc < 0)
+			return rc;
+		mode = PREP_HESSIAN;
+	} else {
+		int rc = norm_importance(st, (float *)(p + 8), diag);
+		if (rc < 0)
+			return rc;
+		mode = rc ? PREP_IMPORTANCE : PREP_NONE;
+	}
+	qs_put_le64(p, mode);
 	return 0;
 }
 
@@ -379,8 +525,10 @@ static int daq_quantize_prep(const struct qs_scheme *s, const void *prep, const 
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {
 	const uint8_t *p = prep;
-	const float *imp = p && qs_get_le64(p) ? (const float *)(p + 8) : NULL;
-	return quantize_imp(s, imp, w, rows, cols, out, scratch);
+	uint64_t mode = p ? qs_get_le64(p) : PREP_NONE;
+	const float *imp = mode == PREP_IMPORTANCE ? (const float *)(p + 8) : NULL;
+	const float *hb = mode == PREP_HESSIAN ? (const float *)(p + 8 + 4 * cols) : NULL;
+	return quantize_imp(s, imp, hb, w, rows, cols, out, scratch);
 }
 
 const struct qs_scheme_ops qs_scheme_daq = {
@@ -391,7 +539,7 @@ const struct qs_scheme_ops qs_scheme_daq = {
 	.scratch_size = daq_scratch_size,
 	.quantize = daq_quantize,
 	.dequantize = daq_dequantize,
-	.wants = QS_WANT_IMPORTANCE,
+	.wants = QS_WANT_IMPORTANCE | QS_WANT_HESSIAN,
 	.prep_size = daq_prep_size,
 	.prepare = daq_prepare,
 	.quantize_prep = daq_quantize_prep,

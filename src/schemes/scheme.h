@@ -90,6 +90,11 @@ struct qs_scheme_ops {
 	int (*quantize_src)(const struct qs_scheme *s, unsigned kind, const void *src,
 			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
 			    size_t *nonfinite, const struct qs_row_hook *hook);
+	/* The scheme needs every row of a matrix in one chunk (claq's code
+	 * books are fitted per column over all rows): the plan gives such a
+	 * tensor one chunk per matrix, whatever --memory, or fails before
+	 * reading, naming the memory the matrix needs. */
+	bool whole_tensor;
 };
 
 #define QS_SCHEME_TEXT_MAX 128

@@ -466,6 +466,15 @@ const float *qs_so_prep_factor(const void *prep, uint64_t cols)
 	return v.u;
 }
 
+int qs_so_prep_view(const void *prep, uint64_t cols, struct qs_so_prep *v, bool *identity)
+{
+	*v = prep_carve(prep, cols);
+	if (v->hdr->magic != PREP_MAGIC || v->hdr->cols != cols)
+		return -QS_EUSAGE;
+	*identity = v->hdr->identity != 0;
+	return 0;
+}
+
 int qs_so_quantize(const struct qs_so_cfg *cfg, const void *prep, const float *w,
 		   uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
 {

@@ -142,4 +142,13 @@ int qs_so_athena_block(const struct qs_kernels *k, const struct qs_so_cfg *cfg,
 		       struct qs_so_scratch *cs, uint8_t *codes, uint16_t *scale,
 		       uint16_t *min, float *err);
 
+/* The whole prepared state of prep (factor U, permutation, dead flags),
+ * for a scheme that runs its own column loop on it (claq.c); *identity set
+ * when it was prepared without a Hessian (then only perm and dead are
+ * meaningful: the identity order and no dead column).  -QS_EUSAGE when
+ * prep was not made by qs_so_prepare for cols columns.  A quantized
+ * position p's error e (w - q) goes onto a later position k as w_k -= e /
+ * U[p][p] * U[p][k], GPTQ's update. */
+int qs_so_prep_view(const void *prep, uint64_t cols, struct qs_so_prep *v, bool *identity);
+
 #endif /* QS_SECOND_ORDER_H */

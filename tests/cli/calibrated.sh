@@ -1,6 +1,6 @@
 #!/bin/bash
 # Calibration-aware schemes end to end through the pipeline: --hessian for
-# gptq/athena and --importance for daq/claq, written as safetensors from
+# gptq/athena/claq/daq and --importance for daq, written as safetensors from
 # synthetic activations with hot channels (tests/cli/mkstats.py).  gptq's
 # output error ||(W-Ŵ)X|| must beat rtn's on the same grid; for each
 # scheme the statistics must change every tensor they cover and lower the
@@ -42,9 +42,9 @@ PY
 # The statistics reach each scheme and do what they are for: with them the
 # weights come out different, and the error they target is lower than
 # without them, summed over every tensor that has statistics:
-#   --hessian (gptq, athena):   tr((W-Wq) H (W-Wq)^T) = ||(W-Wq) X^T||^2 / n
-#   --importance (daq, claq):   sum_j imp_j * sum_i (W-Wq)_ij^2
-# (daq and claq also run without importance: the comparison needs both.)
+#   --hessian (gptq, athena, claq, daq):  tr((W-Wq) H (W-Wq)^T) = ||(W-Wq) X^T||^2 / n
+#   --importance (daq):                   sum_j imp_j * sum_i (W-Wq)_ij^2
+# (each scheme also runs without them: the comparison needs both.)
 compare_stats() {  # SCHEME OPTION FILE METRIC
 	local scheme=$1 opt=$2 file=$3 metric=$4
 	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/with.qshard" --progress none --force \
@@ -88,7 +88,34 @@ PY
 compare_stats gptq:bits=3 --hessian "$T/hessian.safetensors" hessian
 compare_stats athena:bits=3 --hessian "$T/hessian.safetensors" hessian
 compare_stats daq:bits=4,format=nf4 --importance "$T/importance.safetensors" importance
-compare_stats claq:bits=3.1 --importance "$T/importance.safetensors" importance
+compare_stats daq:bits=4,format=nf4,iters=20 --hessian "$T/hessian.safetensors" hessian
+compare_stats claq:bits=3.12 --hessian "$T/hessian.safetensors" hessian
+
+# claq fits its code books over whole matrices: every claq tensor is one
+# chunk whose frame holds the same bytes for --memory 4G, 256M and 36M (at
+# 36M rtn cuts the MLP matrices in two; the files as a whole differ by the
+# other tensors' chunking, which the header's fingerprint carries); a
+# window too small for one matrix fails before reading, naming the
+# --memory it needs
+READ=$top_builddir/tests/api/read_every
+for mem in 4G 256M 36M; do
+	expect_exit 0 "$QSHARD" convert "$T/ck" -o "$T/claq-$mem.qshard" --progress none -T 2 \
+		--scheme layers=claq --hessian "$T/hessian.safetensors" --memory "$mem"
+done
+for name in self_attn.q_proj mlp.up_proj mlp.down_proj; do
+	for mem in 4G 256M 36M; do
+		expect_exit 0 "$READ" --locate "$T/claq-$mem.qshard" "model.layers.0.$name.weight" 0
+		read -r off size <"$T/out"
+		tail -c +$((off + 1)) "$T/claq-$mem.qshard" | head -c "$size" >"$T/frame-$mem"
+		expect_exit 1 "$READ" --locate "$T/claq-$mem.qshard" "model.layers.0.$name.weight" 1
+	done
+	cmp "$T/frame-4G" "$T/frame-256M" || fail "claq: $name differs for --memory 256M and 4G"
+	cmp "$T/frame-4G" "$T/frame-36M" || fail "claq: $name differs for --memory 36M and 4G"
+done
+expect_exit 7 "$QSHARD" convert "$T/ck" -o "$T/claq-small.qshard" --progress none -T 1 \
+	--scheme layers=claq --memory 24M
+expect_err "quantizes all 1280 rows of a matrix at once and needs --memory of at least"
+[ ! -e "$T/claq-small.qshard.partial" ] || fail "a refused window left a .partial"
 
 # a wrong-sized entry is an error naming the file and the tensor
 expect_exit 3 "$QSHARD" convert "$T/ck" -o "$T/b.qshard" --progress none --force \

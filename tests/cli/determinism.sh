@@ -9,8 +9,9 @@
 # The checkpoint is tiny with a 16384-token vocabulary: its embedding (16
 # MiB of bf16) is cut into several chunks at --memory 256M, and in fewer at
 # 1G, so a chunking that depended on -T or --level would show.  Schemes
-# apply to the layers (the embedding stays rtn); daq/claq get importance
-# and gptq/athena Hessians from tests/cli/mkstats.py.
+# apply to the layers (the embedding stays rtn); daq gets importance and
+# Hessians (it uses the Hessian: 10 LDRA steps keep that quick), claq and
+# gptq/athena Hessians, from tests/cli/mkstats.py.
 #
 # DETERMINISM=slice (make check, about a minute): per scheme three
 # (-T, --io) pairs at --memory 256M --level 7, plus rtn at 1G level 1.
@@ -40,7 +41,7 @@ aarch64) simd+=(neon) ;;
 esac
 blas=(1 2 8)
 stats=(--importance "$T/importance.safetensors" --hessian "$T/hessian.safetensors")
-schemes=("rtn:bits=3" "adpq" "daq:format=fp4" "daq:format=int,bits=3" "claq" "gptq:bits=3"
+schemes=("rtn:bits=3" "adpq" "daq:format=fp4,iters=10" "daq:format=int,bits=3,iters=10" "claq" "gptq:bits=3"
 	 "athena:bits=3,search=2")
 
 runs=0

@@ -178,13 +178,13 @@ static void test_canonical_defaults(void **state)
 	static const char *const want[][2] = {
 		{"rtn", "rtn:bits=4,group=128"},
 		{"adpq", "adpq:bits=3,group=128,alpha=0.0175,search=8,scales=u8,layout=planes"},
-		{"daq", "daq:bits=4,format=nf4,group=64,iters=5"},
-		{"claq", "claq:bits=3.1,reserve=0.005,iters=16"},
+		{"daq", "daq:bits=4,format=nf4,group=128,iters=100"},
+		{"claq", "claq:bits=3.12,reshi=0.014,reslo=0.004,iters=16,actorder=1,damp=0.01"},
 		{"gptq", "gptq:bits=4,group=128,damp=0.01,actorder=1,alpha=0"},
 		{"athena", "athena:bits=3,group=128,damp=0.01,search=8"},
 		{"adpq:alpha=0.0250,layout=tight",
 		 "adpq:bits=3,group=128,alpha=0.025,search=8,scales=u8,layout=tight"},
-		{"claq:bits=4,reserve=0.05", "claq:bits=4.0,reserve=0.05,iters=16"},
+		{"claq:bits=4,reslo=0.05", "claq:bits=4.00,reshi=0.014,reslo=0.05,iters=16,actorder=1,damp=0.01"},
 		{"gptq:damp=1,alpha=0.1", "gptq:bits=4,group=128,damp=1,actorder=1,alpha=0.1"},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
