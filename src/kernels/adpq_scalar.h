@@ -18,6 +18,41 @@
 #include "rtn_scalar.h"
 
 #define QS_ADPQ_GMAX 256u  /* the largest group */
+#define QS_ADPQ_SEARCH_MAX 16u  /* the most candidates a variant keeps (the scheme's limit) */
+
+/* The selection key of a weight: the bit pattern of |w| (ordered as |w|
+ * is), a NaN counting as 0. */
+static inline uint32_t qs_adpq_key(float w)
+{
+	uint32_t u;
+	memcpy(&u, &w, sizeof(u));
+	u &= 0x7fffffffu;
+	return u > 0x7f800000u ? 0 : u;
+}
+
+/* Histogram bins of the selection: a key's top 11 bits. */
+#define QS_ADPQ_KEY_SHIFT 20
+#define QS_ADPQ_KEY_BINS 2048u
+
+/* The two row passes of qs_adpq_select_row_with() a variant may vectorize.
+ * blockmax_hist adds to hist[max >> QS_ADPQ_KEY_SHIFT] the largest key of
+ * each block of the row's disjoint blocks: in every whole 64 weights
+ * w[i..i+63] (i a multiple of 64), the 8 blocks {i+j, i+j+8, ..., i+j+56}
+ * (j = 0..7: one vertical max over 8 vectors of 8), then every weight past
+ * the last whole 64 alone, and returns the largest key.  collect writes the indices of the weights whose
+ * key is >= lo to out[], ascending, and returns their number, or cap + 1
+ * (and may stop) when there are more than cap; out has room for cap + 8
+ * entries, so a variant may store whole vectors past its count. */
+typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t *hist);
+typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
+				     size_t cap);
+
+/* qs_adpq_select_row (kernels.h) with a variant's two passes (ref_adpq.c). */
+void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_params *p,
+			     struct qs_adpq_row *r, qs_adpq_blockmax_hist_fn blockmax_hist,
+			     qs_adpq_collect_fn collect);
+typedef void (*qs_adpq_select_fn)(const float *w, size_t n, const struct qs_adpq_params *p,
+				  struct qs_adpq_row *r);
 
 /* Folding: inlier codes stored by distance from the zero code z (the code
  * nearest 0.0): z, z+1, z-1, z+2, z-2, ... and, once the shorter side is
@@ -134,17 +169,20 @@ typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_ad
 
 /* kernels.h adpq_quantize_row for a variant's two vector phases; phase 2
  * (the grids) is ref's.  Groups the vector code does not handle (above
- * QS_ADPQ_GMAX, not a multiple of 32) go to ref whole. */
+ * QS_ADPQ_GMAX, not a multiple of 32) and searches beyond
+ * QS_ADPQ_SEARCH_MAX go to ref whole. */
 static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
 							 const struct qs_adpq_params *p,
 							 struct qs_adpq_row *r,
+							 qs_adpq_select_fn select,
 							 qs_adpq_ranges_fn ranges,
 							 qs_adpq_codes_fn codes)
 {
 	const size_t G = p->group;
 	if (n == 0)
 		return 0;
-	if (G == 0 || G > QS_ADPQ_GMAX || G % 32 || p->bits < 2 || p->bits > 4)
+	if (G == 0 || G > QS_ADPQ_GMAX || G % 32 || p->bits < 2 || p->bits > 4 ||
+	    p->search > QS_ADPQ_SEARCH_MAX)
 		return qs_ref_adpq_quantize_row(w, n, p, r);
 	const size_t ng = n / G + (n % G != 0);
 	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
@@ -154,7 +192,7 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 
 	/* 1: the row's outliers, then each group's ranges (a short last
 	 * group padded with zeros) */
-	qs_adpq_select_row(w, n, p, r);
+	select(w, n, p, r);
 	const uint8_t *idx = r->idx;
 	for (size_t g = 0, i = 0; i < n; g++, i += G) {
 		size_t len = n - i < G ? n - i : G;

@@ -18,7 +18,7 @@
  * The outlier set is defined by its result, not by the algorithm: the
  * row's K weights of largest |w| (compared as the integer bit patterns of
  * |w|; a NaN counts as 0), ties going to the lower index.  Every variant
- * calls qs_adpq_select_row() for it.
+ * calls qs_adpq_select_row_with() for it (with its own vector passes).
  */
 #include <math.h>
 #include <stdbool.h>
@@ -51,33 +51,45 @@ static inline uint16_t f16_up(float x)
 
 static inline uint32_t mag_key(float w)
 {
-	uint32_t u;
-	memcpy(&u, &w, sizeof(u));
-	u &= 0x7fffffffu;
-	return u > 0x7f800000u ? 0 : u;
+	return qs_adpq_key(w);
 }
 
-/* The K-th largest key of the row (1 <= K <= n).  One histogram pass on
- * the top 11 bits of the key (exponent and 3 mantissa bits: 8 bins an
- * octave, so a bell-shaped row spreads over many bins) finds the bin that
- * holds it; its few keys are then sorted (insertion, at most
- * CAND_MAX of them), or, when the bin is crowded (constant rows), a
- * most-significant-digit radix select over the remaining 20 bits finishes
- * (passes over w, no scratch).  Either way a fixed number of passes
- * whatever the data: no adversarial quadratic case, which a crafted
- * checkpoint could otherwise use to stall a conversion.  *eq gets how many
- * of the keys equal to the result belong to the K largest. */
-#define TOP_SHIFT 20
-#define TOP_BINS 2048u
+/* The K-th largest key among n keys (1 <= K <= n): those of w[0..n-1], or
+ * with sel, of w[sel[0..n-1]].  One histogram pass on the top 11 bits of
+ * the key (exponent and 3 mantissa bits: 8 bins an octave, so a
+ * bell-shaped row spreads over many bins) finds the bin that holds it; its
+ * few keys are then sorted (insertion, at most CAND_MAX of them), or, when
+ * the bin is crowded (constant rows), a most-significant-digit radix
+ * select over the remaining 20 bits finishes (passes over the keys, no
+ * scratch).  Either way a fixed number of passes whatever the data: no
+ * adversarial quadratic case, which a crafted checkpoint could otherwise
+ * use to stall a conversion.  *eq gets how many of the keys equal to the
+ * result belong to the K largest. */
+#define TOP_SHIFT QS_ADPQ_KEY_SHIFT
+#define TOP_BINS QS_ADPQ_KEY_BINS
 #define CAND_MAX 256u
 
-static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
+static inline uint32_t key_of(const float *w, const uint32_t *sel, size_t i)
 {
-	uint32_t hist[TOP_BINS] = {0};
-	for (size_t i = 0; i < n; i++)
-		hist[mag_key(w[i]) >> TOP_SHIFT]++;
+	return mag_key(w[sel ? sel[i] : i]);
+}
+
+static uint32_t kth_largest_key(const float *w, const uint32_t *sel, size_t n, size_t K,
+				unsigned first_bin, size_t *eq)
+{
+	/* every key is in bin first_bin or above: only those bins are
+	 * cleared (a few dozen for the candidates of a row, not 2048) */
+	uint32_t hist[TOP_BINS], top = 0;
+	memset(hist + first_bin, 0, (TOP_BINS - first_bin) * sizeof(*hist));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = key_of(w, sel, i);
+		hist[v >> TOP_SHIFT]++;
+		top = v > top ? v : top;
+	}
+	/* from the largest key's bin down (the ~1000 empty bins above a
+	 * weight row's largest would cost more than the candidates) */
 	size_t rank = K;
-	unsigned bin = TOP_BINS - 1;
+	unsigned bin = top >> TOP_SHIFT;
 	while (rank > hist[bin]) {
 		rank -= hist[bin];
 		bin--;
@@ -86,7 +98,7 @@ static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
 		uint32_t cand[CAND_MAX] = {0};
 		size_t nc = 0;
 		for (size_t i = 0; i < n; i++) {
-			uint32_t v = mag_key(w[i]);
+			uint32_t v = key_of(w, sel, i);
 			if (v >> TOP_SHIFT != bin)
 				continue;
 			size_t j = nc++;
@@ -109,7 +121,7 @@ static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
 	for (unsigned d = 0; d < 3; d++) {
 		uint32_t h[256] = {0}, m = (1u << width[d]) - 1u;
 		for (size_t i = 0; i < n; i++) {
-			uint32_t v = mag_key(w[i]);
+			uint32_t v = key_of(w, sel, i);
 			if ((v & known) == prefix)
 				h[(v >> shift[d]) & m]++;
 		}
@@ -125,15 +137,85 @@ static uint32_t kth_largest_key(const float *w, size_t n, size_t K, size_t *eq)
 	return prefix;
 }
 
+/* The scalar definitions of the two selection passes a SIMD variant may
+ * replace (adpq_scalar.h says what they must compute). */
+static uint32_t blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
+{
+	size_t i = 0;
+	uint32_t top = 0;
+	for (; i + 64 <= n; i += 64)
+		for (unsigned j = 0; j < 8; j++) {
+			uint32_t m = 0;
+			for (unsigned s = 0; s < 64; s += 8) {
+				uint32_t v = mag_key(w[i + s + j]);
+				m = v > m ? v : m;
+			}
+			hist[m >> TOP_SHIFT]++;
+			top = m > top ? m : top;
+		}
+	for (; i < n; i++) {
+		uint32_t v = mag_key(w[i]);
+		hist[v >> TOP_SHIFT]++;
+		top = v > top ? v : top;
+	}
+	return top;
+}
+
+static size_t collect_scalar(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (mag_key(w[i]) < lo)
+			continue;
+		if (c == cap)
+			return cap + 1;
+		out[c++] = (uint32_t)i;
+	}
+	return c;
+}
+
+/* Takes the K largest among the n keys of w (or w[sel[]]), in index
+ * order: those above the K-th largest t, and of those equal to it the
+ * first eq. */
+static void take_top(const float *w, const uint32_t *sel, size_t n, uint32_t t, size_t eq,
+		     size_t G, struct qs_adpq_row *r)
+{
+	size_t o = 0;
+	for (size_t j = 0; j < n; j++) {
+		uint32_t v = key_of(w, sel, j);
+		bool take = v > t || (v == t && eq > 0);
+		if (!take)
+			continue;
+		if (v == t)
+			eq--;
+		size_t i = sel ? sel[j] : j;
+		r->idx[o++] = (uint8_t)(i % G);
+		r->counts[i / G]++;
+	}
+}
+
 /* AdpQ's soft threshold w~ = sign(w) max(|w| - lambda'/|w|, 0) is zero
  * exactly when |w| <= sqrt(lambda'), so one lambda' separates the weights
  * above a magnitude.  lambda' is set per row so that the row's K =
  * round(alpha*n) largest are separated: sqrt(lambda') = t, the K-th largest
  * |w| (of the weights equal to t, the lower indices first, so exactly K).
  * Groups then carry as many outliers as they really hold: none in a quiet
- * group, many where a hot channel or salient weights sit. */
-void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
-			struct qs_adpq_row *r)
+ * group, many where a hot channel or salient weights sit.
+ *
+ * Finding t fast (the result is defined above; the path only sets the
+ * speed): the row is cut into nb disjoint blocks (adpq_scalar.h), and the
+ * bin of the K-th largest block maximum is a lower bound L on t's bin,
+ * because those K maxima are K distinct weights at or above it.  The
+ * weights at or above L (usually little more than K) are collected with
+ * their indices, and t is found among them alone; only when they are too
+ * many (constant rows, K beyond the candidate buffer) is the whole row
+ * searched.  Two passes over the row instead of three, both of them
+ * vectorizable (the block maxima and the compare-and-compact). */
+#define CAND_CAP 4096u
+
+void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_params *p,
+			     struct qs_adpq_row *r, qs_adpq_blockmax_hist_fn blockmax_hist,
+			     qs_adpq_collect_fn collect)
 {
 	const size_t G = p->group, ng = G ? n / G + (n % G != 0) : 0;
 	size_t K = qs_adpq_k(p->alpha_e4, n), eq;
@@ -142,18 +224,34 @@ void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p
 		return;
 	if (K > n)
 		K = n;
-	uint32_t t = kth_largest_key(w, n, K, &eq);
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t v = mag_key(w[i]);
-		bool take = v > t || (v == t && eq > 0);
-		if (!take)
-			continue;
-		if (v == t)
-			eq--;
-		r->idx[o++] = (uint8_t)(i % G);
-		r->counts[i / G]++;
+	const size_t nb = n / 64 * 8 + n % 64;
+	uint32_t cand[CAND_CAP + 8];  /* collect may store 8 past its count */
+	size_t nc = SIZE_MAX;
+	unsigned bin = 0;
+	if (K <= nb && K <= CAND_CAP && n <= UINT32_MAX) {
+		uint32_t hist[TOP_BINS] = {0};
+		uint32_t top = blockmax_hist(w, n, hist);
+		size_t rank = K;
+		bin = top >> TOP_SHIFT;
+		while (rank > hist[bin]) {  /* ends: the nb >= K maxima are counted */
+			rank -= hist[bin];
+			bin--;
+		}
+		nc = collect(w, n, (uint32_t)bin << TOP_SHIFT, cand, CAND_CAP);
 	}
+	if (nc <= CAND_CAP) {
+		uint32_t t = kth_largest_key(w, cand, nc, K, bin, &eq);
+		take_top(w, cand, nc, t, eq, G, r);
+	} else {
+		uint32_t t = kth_largest_key(w, NULL, n, K, 0, &eq);
+		take_top(w, NULL, n, t, eq, G, r);
+	}
+}
+
+void qs_adpq_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			struct qs_adpq_row *r)
+{
+	qs_adpq_select_row_with(w, n, p, r, blockmax_hist_scalar, collect_scalar);
 }
 
 /* The 0/1 outlier mask of one group from its in-group indices. */

@@ -257,6 +257,142 @@ static void test_rows_mixed(void **state)
 	for_each_level(rows_mixed);
 }
 
+/* The selected set against a brute-force oracle: the row's K largest keys
+ * (|w| as bits, a NaN as 0), ties to the lower index, for ref's
+ * qs_adpq_select_row and for every level's quantize_row, on rows built to
+ * reach each path of the selection: bell-shaped and heavy rows (the
+ * candidates found from the block maxima), sorted rows (the largest all at
+ * one end), the large values all in one lane of the 64-blocks (so few
+ * block maxima hold them), many ties at the threshold, zeros, NaNs and
+ * denormals, constant rows and K beyond the candidate buffer (the
+ * whole-row fallback), alpha up to 0.25 (K above the block count). */
+struct keyed {
+	uint32_t key;
+	uint32_t i;
+};
+
+static int by_key_desc(const void *x, const void *y)
+{
+	const struct keyed *a = x, *b = y;
+	if (a->key != b->key)
+		return a->key > b->key ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+static uint32_t key_oracle(float w)
+{
+	uint32_t u;
+	memcpy(&u, &w, sizeof(u));
+	u &= 0x7fffffffu;
+	return u > 0x7f800000u ? 0 : u;
+}
+
+static void check_selected(const float *w, size_t n, const struct qs_adpq_params *p,
+			   const struct qs_adpq_row *r, const uint8_t *want, uint8_t *got)
+{
+	memset(got, 0, n);
+	const uint8_t *idx = r->idx;
+	size_t total = 0;
+	for (size_t g = 0, i = 0; i < n; g++, i += p->group) {
+		size_t len = n - i < p->group ? n - i : p->group;
+		unsigned prev = 0;
+		for (unsigned o = 0; o < r->counts[g]; o++) {
+			assert_true(idx[o] < len);
+			assert_true(o == 0 || idx[o] > prev);  /* ascending */
+			prev = idx[o];
+			got[i + idx[o]] = 1;
+		}
+		idx += r->counts[g];
+		total += r->counts[g];
+	}
+	(void)w;
+	assert_int_equal(total, total_k(p, n));
+	assert_memory_equal(got, want, n);
+}
+
+enum { S_BELL, S_HEAVY, S_ASC, S_DESC, S_LANE, S_TIES, S_ZEROS, S_NAN, S_DENORM,
+       S_CONST, S_KIND, S_COUNT };
+
+static float select_value(int d, size_t i, size_t n)
+{
+	switch (d) {
+	case S_BELL:
+		return 0.02f * gauss();
+	case S_HEAVY:
+		return value(D_HEAVY, i);
+	case S_ASC:
+		return (float)i * 1e-3f - 0.3f;
+	case S_DESC:
+		return (float)(n - i) * 1e-3f;
+	case S_LANE:
+		return i % 64 == 5 ? 1.0f + 0.01f * gauss() : 0.01f * gauss();
+	case S_TIES:
+		return (float)((int)(rnd() % 5) - 2) * 0.5f;
+	case S_ZEROS:
+		return rnd() % 4 ? 0.0f : 0.01f * gauss();
+	case S_NAN:
+		return rnd() % 3 ? bitsf(0x7fc00001u | (uint32_t)(rnd() % 0x3fffffu)) : gauss();
+	case S_DENORM:
+		return bitsf((uint32_t)(rnd() % 64u) | (rnd() % 2 ? 0x80000000u : 0));
+	case S_CONST:
+		return i % 2 ? 0.25f : -0.25f;
+	default:
+		return value((int)(rnd() % D_COUNT), i);
+	}
+}
+
+static void test_select_oracle(void **state)
+{
+	(void)state;
+	static const unsigned alphas[] = {1, 100, 175, 500, 1250, 2500};
+	enum { NMAX = 24000 };
+	float *w = malloc(NMAX * sizeof(float));
+	struct keyed *m = malloc(NMAX * sizeof(*m));
+	uint8_t *want = malloc(NMAX), *got = malloc(NMAX);
+	assert_true(w && m && want && got);
+	const struct qs_kernels *ks[1 + NLEVELS];
+	size_t nk = 0;
+	ks[nk++] = &qs_kernels_ref;
+	for (size_t l = 0; l < NLEVELS; l++) {
+		const struct qs_kernels *k = qs_kernels_by_name(levels[l]);
+		if (k && k->adpq_quantize_row)
+			ks[nk++] = k;
+	}
+	for (int it = 0; it < 330; it++) {
+		int d = it % S_COUNT;
+		/* mostly rows of real widths, some long enough that K or the
+		 * candidates pass the buffer of 4096 */
+		size_t n = it % 5 == 4 ? 16000 + rnd() % (NMAX - 16000) : 1 + rnd() % 6000;
+		for (size_t i = 0; i < n; i++) {
+			w[i] = select_value(d, i, n);
+			m[i].key = key_oracle(w[i]);
+			m[i].i = (uint32_t)i;
+		}
+		struct qs_adpq_params p = {3, 64u << (rnd() % 3), alphas[rnd() % 6], 0,
+					   (unsigned)(rnd() % 4)};
+		size_t K = total_k(&p, n);
+		qsort(m, n, sizeof(*m), by_key_desc);
+		memset(want, 0, n);
+		for (size_t j = 0; j < K; j++)
+			want[m[j].i] = 1;
+		size_t ng = n / p.group + (n % p.group != 0);
+		struct row x;
+		row_alloc(&x, n, ng);
+		qs_adpq_select_row(w, n, &p, &x.r);
+		check_selected(w, n, &p, &x.r, want, got);
+		for (size_t l = 0; l < nk; l++) {
+			memset(x.counts, 0xff, ng * sizeof(uint16_t));
+			ks[l]->adpq_quantize_row(w, n, &p, &x.r);
+			check_selected(w, n, &p, &x.r, want, got);
+		}
+		row_free(&x);
+	}
+	free(w);
+	free(m);
+	free(want);
+	free(got);
+}
+
 /* Bit planes: random codes, every length to 300 and some large, unaligned
  * source and destination, a plane stride larger than a plane; the bytes
  * around each plane must stay untouched. */
@@ -301,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_rows_alpha_search),
 		cmocka_unit_test(test_rows_mixed),
 		cmocka_unit_test(test_planes),
+		cmocka_unit_test(test_select_oracle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

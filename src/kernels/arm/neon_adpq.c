@@ -12,8 +12,10 @@
  * ref's header says.  The per-group grids (phase 2) are ref's code,
  * qs_ref_adpq_grids().
  *
- * Outliers: the row's set comes from qs_adpq_select_row() (ref_adpq.c),
- * shared by every variant; here it only becomes bit masks.
+ * Outliers: the row's set comes from qs_adpq_select_row_with() (ref_adpq.c),
+ * shared by every variant, with its two passes over the row (the block
+ * maxima and the compare-and-compact) vectorized here on the integer keys,
+ * which are exactly ref's; then the set only becomes bit masks.
  *
  * A group shorter than the scheme's group (a row's last) is copied into a
  * buffer padded with +0.0 and the pad lanes masked out; the pads add +0.0
@@ -212,10 +214,86 @@ static void na_ranges(const float *wg, size_t len, unsigned k, const struct qs_a
 	na_group_ranges(wg, len, k, p, idx, lo, hi, omn, omx);
 }
 
+/* ref's key of 4 weights: |w| as bits, a NaN as 0 (integer compares: FMAX
+ * would propagate the NaN). */
+static inline uint32x4_t na_keys4(const float *w)
+{
+	uint32x4_t u = vandq_u32(vreinterpretq_u32_f32(vld1q_f32(w)), vdupq_n_u32(0x7fffffffu));
+	return vbicq_u32(u, vcgtq_u32(u, vdupq_n_u32(0x7f800000u)));
+}
+
+/* adpq_scalar.h's block maxima: the 8 blocks of 64 weights are the lanes of
+ * two 4-lane vertical maxima over 8 steps of 8 weights. */
+static uint32_t na_blockmax_hist(const float *w, size_t n, uint32_t *hist)
+{
+	size_t i = 0;
+	uint32x4_t top = vdupq_n_u32(0);
+	for (; i + 64 <= n; i += 64) {
+		uint32x4_t a = na_keys4(w + i), b = na_keys4(w + i + 4);
+		for (unsigned s = 8; s < 64; s += 8) {
+			a = vmaxq_u32(a, na_keys4(w + i + s));
+			b = vmaxq_u32(b, na_keys4(w + i + s + 4));
+		}
+		top = vmaxq_u32(top, vmaxq_u32(a, b));
+		uint32_t k[8];
+		vst1q_u32(k, vshrq_n_u32(a, QS_ADPQ_KEY_SHIFT));
+		vst1q_u32(k + 4, vshrq_n_u32(b, QS_ADPQ_KEY_SHIFT));
+		for (unsigned j = 0; j < 8; j++)
+			hist[k[j]]++;
+	}
+	uint32_t mx = vmaxvq_u32(top);
+	for (; i < n; i++) {
+		uint32_t v = qs_adpq_key(w[i]);
+		hist[v >> QS_ADPQ_KEY_SHIFT]++;
+		mx = v > mx ? v : mx;
+	}
+	return mx;
+}
+
+/* adpq_scalar.h's collect: the compares of 16 weights tested at once, the
+ * hits of a block taken in index order.  lo = 0 takes every weight, NaNs
+ * included: the scalar loop. */
+static size_t na_collect(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
+{
+	const uint32x4_t lv = vdupq_n_u32(lo);
+	const uint32x4_t bit = {1, 2, 4, 8};
+	size_t c = 0, i = 0;
+	for (; lo > 0 && i + 16 <= n; i += 16) {
+		uint32x4_t g0 = vcgeq_u32(na_keys4(w + i), lv);
+		uint32x4_t g1 = vcgeq_u32(na_keys4(w + i + 4), lv);
+		uint32x4_t g2 = vcgeq_u32(na_keys4(w + i + 8), lv);
+		uint32x4_t g3 = vcgeq_u32(na_keys4(w + i + 12), lv);
+		if (vmaxvq_u32(vorrq_u32(vorrq_u32(g0, g1), vorrq_u32(g2, g3))) == 0)
+			continue;
+		uint32_t m = vaddvq_u32(vandq_u32(g0, bit)) | vaddvq_u32(vandq_u32(g1, bit)) << 4 |
+			     vaddvq_u32(vandq_u32(g2, bit)) << 8 | vaddvq_u32(vandq_u32(g3, bit)) << 12;
+		while (m) {
+			if (c == cap)
+				return cap + 1;
+			out[c++] = (uint32_t)(i + (unsigned)__builtin_ctz(m));
+			m &= m - 1;
+		}
+	}
+	for (; i < n; i++) {
+		if (qs_adpq_key(w[i]) < lo)
+			continue;
+		if (c == cap)
+			return cap + 1;
+		out[c++] = (uint32_t)i;
+	}
+	return c;
+}
+
+static void na_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
+			  struct qs_adpq_row *r)
+{
+	qs_adpq_select_row_with(w, n, p, r, na_blockmax_hist, na_collect);
+}
+
 size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r)
 {
-	return qs_adpq_quantize_row_with(w, n, p, r, na_ranges, na_group_codes);
+	return qs_adpq_quantize_row_with(w, n, p, r, na_select_row, na_ranges, na_group_codes);
 }
 
 size_t qs_neon_adpq_dequantize_row(const struct qs_adpq_row *r, size_t n,
