@@ -43,6 +43,15 @@ static inline uint32_t qs_f32_nonfinite(uint32_t u)
 	return (u & 0x7f800000u) == 0x7f800000u;
 }
 
+/* A 16-bit source element at any address: the source may sit at an odd
+ * offset (kernels accept unaligned sources; memcpy compiles to one load). */
+static inline uint32_t qs_src_u16(const uint8_t *p)
+{
+	uint16_t h;
+	memcpy(&h, p, sizeof(h));
+	return h;
+}
+
 /* The scalar decode_checked of one kind, for ref.c and every variant's
  * tail. */
 static inline size_t qs_decode_checked_scalar(unsigned kind, const void *src, float *dst,
@@ -51,19 +60,21 @@ static inline size_t qs_decode_checked_scalar(unsigned kind, const void *src, fl
 	size_t bad = 0;
 	switch (kind) {
 	case QS_SRC_KIND_BF16: {
-		const uint16_t *s = src;
+		const uint8_t *s = src;
 		for (size_t i = 0; i < n; i++) {
-			uint32_t u = qs_bf16_bits_scalar(s[i]);
-			bad += qs_bf16_nonfinite(s[i]);
+			uint32_t h = qs_src_u16(s + 2 * i);
+			uint32_t u = qs_bf16_bits_scalar(h);
+			bad += qs_bf16_nonfinite(h);
 			memcpy(&dst[i], &u, sizeof(u));
 		}
 		break;
 	}
 	case QS_SRC_KIND_F16: {
-		const uint16_t *s = src;
+		const uint8_t *s = src;
 		for (size_t i = 0; i < n; i++) {
-			dst[i] = qs_f16_to_f32(s[i]);
-			bad += qs_f16_nonfinite(s[i]);
+			uint32_t h = qs_src_u16(s + 2 * i);
+			dst[i] = qs_f16_to_f32((uint16_t)h);
+			bad += qs_f16_nonfinite(h);
 		}
 		break;
 	}
