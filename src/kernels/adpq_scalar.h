@@ -47,6 +47,21 @@ typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t 
 typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
 				     size_t cap);
 
+/* collect's scalar definition from index i on, appending to out[c..]:
+ * ref's whole pass and every variant's tail past its last vector. */
+static inline size_t qs_adpq_collect_scalar(const float *w, size_t i, size_t n, uint32_t lo,
+					    uint32_t *out, size_t c, size_t cap)
+{
+	for (; i < n; i++) {
+		if (qs_adpq_key(w[i]) < lo)
+			continue;
+		if (c == cap)
+			return cap + 1;
+		out[c++] = (uint32_t)i;
+	}
+	return c;
+}
+
 /* qs_adpq_select_row (kernels.h) with a variant's two passes (ref_adpq.c). */
 void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_params *p,
 			     struct qs_adpq_row *r, qs_adpq_blockmax_hist_fn blockmax_hist,

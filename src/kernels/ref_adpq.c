@@ -163,15 +163,7 @@ static uint32_t blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
 
 static size_t collect_scalar(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
 {
-	size_t c = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (mag_key(w[i]) < lo)
-			continue;
-		if (c == cap)
-			return cap + 1;
-		out[c++] = (uint32_t)i;
-	}
-	return c;
+	return qs_adpq_collect_scalar(w, 0, n, lo, out, 0, cap);
 }
 
 /* Takes the K largest among the n keys of w (or w[sel[]]), in index

@@ -274,14 +274,7 @@ static size_t na_collect(const float *w, size_t n, uint32_t lo, uint32_t *out, s
 			m &= m - 1;
 		}
 	}
-	for (; i < n; i++) {
-		if (qs_adpq_key(w[i]) < lo)
-			continue;
-		if (c == cap)
-			return cap + 1;
-		out[c++] = (uint32_t)i;
-	}
-	return c;
+	return qs_adpq_collect_scalar(w, i, n, lo, out, c, cap);
 }
 
 static void na_select_row(const float *w, size_t n, const struct qs_adpq_params *p,
