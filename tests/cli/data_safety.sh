@@ -23,6 +23,7 @@ expect_exit 0 "$QSHARD" convert "$T/sh" -o "$T/clean-sh.qs" $OPTS
 case_1() {
 	start_stopped "$T/c.qs.partial" "$QSHARD" convert "$T/ck" -o "$T/c.qs" $OPTS --io pread ||
 		fail "case 1: convert could not be caught mid-run"
+	hold_until_locked "$T/c.qs.partial" || fail "case 1: convert finished before it locked"
 	expect_exit 6 "$QSHARD" convert "$T/ck" -o "$T/c.qs" $OPTS --force
 	expect_err "pid $PID"
 	expect_exit 6 "$QSHARD" convert "$T/ck" -o "$T/c.qs" $OPTS --resume

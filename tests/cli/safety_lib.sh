@@ -26,6 +26,24 @@ start_stopped() {
 	return 1
 }
 
+# hold_until_locked PATH: the command frozen by start_stopped may have been
+# caught between creating PATH and taking its lock (flock); lets it run in
+# tiny steps until the lock is held.  Testing with flock -n is safe: the
+# command is stopped, so it never meets our probe's lock.  Returns 1 when
+# PATH went away first (the command finished).
+hold_until_locked() {
+	local f=$1 n=0
+	command -v flock >/dev/null 2>&1 || return 0
+	while flock -n -x "$f" true 2>/dev/null; do
+		n=$((n + 1))
+		[ $n -le 10000 ] || return 1
+		kill -CONT "$PID"
+		kill -STOP "$PID"
+		[ -e "$f" ] || return 1
+	done
+	return 0
+}
+
 # resume_bg: lets the frozen command go on; sets BGRC to its exit code
 resume_bg() {
 	kill -CONT "$PID"
