@@ -1,6 +1,6 @@
 /* adpq_scalar.h - the scalar parts of adpq's row kernels (ref_adpq.c is
  * the definition), written once for ref_adpq.c and the SIMD variants
- * (x86/avx2_adpq.c, arm/neon_adpq.c): the folding of codes, a group's grid
+ * (x86/avx2_adpq.c, x86/avx512_adpq.c, arm/neon_adpq.c): the folding of codes, a group's grid
  * from its stored meta, the outlier codes and values,
  * and the three-phase skeleton of quantize_row into which a
  * variant plugs its vector range pass and code loop.
@@ -41,8 +41,8 @@ static inline uint32_t qs_adpq_key(float w)
  * (j = 0..7: one vertical max over 8 vectors of 8), then every weight past
  * the last whole 64 alone, and returns the largest key.  collect writes the indices of the weights whose
  * key is >= lo to out[], ascending, and returns their number, or cap + 1
- * (and may stop) when there are more than cap; out has room for cap + 8
- * entries, so a variant may store whole vectors past its count. */
+ * (and may stop) when there are more than cap; out has room for cap + 16
+ * entries, so a variant may store a whole vector of 16 past its count. */
 typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t *hist);
 typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
 				     size_t cap);

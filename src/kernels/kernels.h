@@ -190,6 +190,11 @@ size_t qs_avx2_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_
 				 struct qs_adpq_row *r);
 void qs_avx2_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
 			 size_t plane_stride);
+/* The AVX-512 adpq kernels (x86/avx512_adpq.c), for avx512.c's table. */
+size_t qs_avx512_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
+				   struct qs_adpq_row *r);
+void qs_avx512_pack_planes(const uint8_t *codes, size_t n, unsigned bits, uint8_t *dst,
+			   size_t plane_stride);
 /* The NEON adpq kernels (arm/neon_adpq.c), for neon.c's table. */
 size_t qs_neon_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				 struct qs_adpq_row *r);

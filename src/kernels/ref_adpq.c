@@ -217,7 +217,7 @@ void qs_adpq_select_row_with(const float *w, size_t n, const struct qs_adpq_para
 	if (K > n)
 		K = n;
 	const size_t nb = n / 64 * 8 + n % 64;
-	uint32_t cand[CAND_CAP + 8];  /* collect may store 8 past its count */
+	uint32_t cand[CAND_CAP + 16];  /* collect may store 16 past its count */
 	size_t nc = SIZE_MAX;
 	unsigned bin = 0;
 	if (K <= nb && K <= CAND_CAP && n <= UINT32_MAX) {

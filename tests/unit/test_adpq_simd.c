@@ -16,7 +16,7 @@
 
 #include "kernels.h"
 
-static const char *const levels[] = {"avx2", "neon"};
+static const char *const levels[] = {"avx2", "avx512", "neon"};
 #define NLEVELS (sizeof(levels) / sizeof(levels[0]))
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;

@@ -184,4 +184,6 @@ const struct qs_kernels qs_kernels_avx512_own = {
 	.decode_checked = avx512_decode_checked,
 	.rtn_quantize_row = avx512_rtn_quantize_row,
 	.rtn_quantize_src = avx512_rtn_quantize_src,
+	.adpq_quantize_row = qs_avx512_adpq_quantize_row,  /* avx512_adpq.c */
+	.pack_planes = qs_avx512_pack_planes,
 };
