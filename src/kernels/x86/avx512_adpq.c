@@ -64,32 +64,37 @@ static inline __m512 sq_err(__m512 w, __m512 lv, __m512 iv, __m512 qv)
 	return _mm512_mul_ps(d, d);
 }
 
-/* The squared-error sums of candidates lo[0..BATCH), inv[0..BATCH) in one
- * pass over the group's nz vectors (x[nz] readable, keep[nz] = 0 when nz
- * is odd), each in ref's order (header comment). */
-static inline void batch_errors(const __m512 *x, const __mmask16 *keep, size_t nz,
+/* The squared-error sums of the three candidates (lo[c], inv[c]) in one
+ * pass over the group's nz vectors of 16 at x (nz even: the group is
+ * whole blocks of 32, keep[nz-1] = 0 when only nz-1 hold weights), each in
+ * ref's order (header comment); six accumulators in registers, independent
+ * chains.  The weights are read where they are (L1), not copied. */
+static inline void batch_errors(const float *x, const __mmask16 *keep, size_t nz,
 				const float *lo, const float *inv, float qmaxf, float *sum)
 {
 	const __m512 qv = _mm512_set1_ps(qmaxf);
-	__m512 lv[BATCH], iv[BATCH], a[BATCH], b[BATCH];
-	for (unsigned c = 0; c < BATCH; c++) {
-		lv[c] = _mm512_set1_ps(lo[c]);
-		iv[c] = _mm512_set1_ps(inv[c]);
-		a[c] = b[c] = _mm512_setzero_ps();
+	const __m512 l0 = _mm512_set1_ps(lo[0]), i0 = _mm512_set1_ps(inv[0]);
+	const __m512 l1 = _mm512_set1_ps(lo[1]), i1 = _mm512_set1_ps(inv[1]);
+	const __m512 l2 = _mm512_set1_ps(lo[2]), i2 = _mm512_set1_ps(inv[2]);
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, b0 = a0, b1 = a0, b2 = a0;
+	for (size_t v = 0; v < nz; v += 2) {
+		const __m512 x0 = _mm512_loadu_ps(x + 16 * v), x1 = _mm512_loadu_ps(x + 16 * v + 16);
+		const __mmask16 k0 = keep[v], k1 = keep[v + 1];
+		a0 = _mm512_mask_add_ps(a0, k0, a0, sq_err(x0, l0, i0, qv));
+		a1 = _mm512_mask_add_ps(a1, k0, a1, sq_err(x0, l1, i1, qv));
+		a2 = _mm512_mask_add_ps(a2, k0, a2, sq_err(x0, l2, i2, qv));
+		b0 = _mm512_mask_add_ps(b0, k1, b0, sq_err(x1, l0, i0, qv));
+		b1 = _mm512_mask_add_ps(b1, k1, b1, sq_err(x1, l1, i1, qv));
+		b2 = _mm512_mask_add_ps(b2, k1, b2, sq_err(x1, l2, i2, qv));
 	}
-	for (size_t v = 0; v < nz; v += 2)
-		for (unsigned c = 0; c < BATCH; c++) {
-			a[c] = _mm512_mask_add_ps(a[c], keep[v], a[c], sq_err(x[v], lv[c], iv[c], qv));
-			b[c] = _mm512_mask_add_ps(b[c], keep[v + 1], b[c],
-						  sq_err(x[v + 1], lv[c], iv[c], qv));
-		}
-	for (unsigned c = 0; c < BATCH; c++)
-		sum[c] = fold_sum(_mm256_add_ps(halves(a[c]), halves(b[c])));
+	sum[0] = fold_sum(_mm256_add_ps(halves(a0), halves(b0)));
+	sum[1] = fold_sum(_mm256_add_ps(halves(a1), halves(b1)));
+	sum[2] = fold_sum(_mm256_add_ps(halves(a2), halves(b2)));
 }
 
 /* Phase 1 of one group (wg: whole blocks of 32 readable, elements past len
- * +0.0): the bits of its k outliers (in-group indices idx[k]) per 8 weights
- * in om[], the outliers' |w| range, and the inlier range, searched as ref's
+ * +0.0): the outliers' |w| range (its k outliers have the in-group indices
+ * idx[k]), and the inlier range, searched as ref's
  * inlier_range and grid_error do. */
 static void group_ranges(const float *wg, size_t len, unsigned k,
 			 const struct qs_adpq_params *p, uint8_t *om, const uint8_t *idx,
@@ -101,7 +106,7 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	/* the outliers qs_adpq_select_row() chose, as bits */
 	for (unsigned o = 0; o < k; o++)
 		word[idx[o] / 64] |= 1ull << (idx[o] % 64);
-	memcpy(om, word, (len + 7) / 8);  /* little-endian: byte v = weights 8v.. */
+	(void)om;  /* the masks live in registers here: r->mask is not needed */
 
 	/* |w| range of the outliers, NaNs skipped as in ref */
 	float fomn = INFINITY, fomx = -INFINITY;
@@ -116,7 +121,6 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	*omx_out = fomx;
 
 	/* the inliers: not an outlier, not NaN, not a pad lane */
-	__m512 x[ZMAX + 1];
 	__mmask16 keep[ZMAX + 1];
 	__m512 mn = _mm512_set1_ps(INFINITY), mx = _mm512_set1_ps(-INFINITY);
 	for (size_t v = 0; v < nz; v++) {
@@ -125,12 +129,10 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 			m &= (1u << (len - 16 * v)) - 1u;
 		__m512 y = _mm512_loadu_ps(wg + 16 * v);
 		__mmask16 kv = _mm512_mask_cmp_ps_mask((__mmask16)m, y, y, _CMP_ORD_Q);
-		x[v] = y;
 		keep[v] = kv;
 		mn = _mm512_mask_min_ps(mn, kv, y, mn);
 		mx = _mm512_mask_max_ps(mx, kv, y, mx);
 	}
-	x[nz] = _mm512_setzero_ps();
 	keep[nz] = 0;
 	float fmn = _mm512_reduce_min_ps(mn), fmx = _mm512_reduce_max_ps(mx);
 	if (fmn > fmx)
@@ -170,7 +172,7 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 		civ[i] = civ[nc - 1];
 	}
 	for (unsigned i = 0; i < nc; i += BATCH)
-		batch_errors(x, keep, nz2, clo + i, civ + i, qmaxf, ce + i);
+		batch_errors(wg, keep, nz2, clo + i, civ + i, qmaxf, ce + i);
 	float best = ce[0] * (cst[0] * cst[0]);
 	for (unsigned i = 1; i < nc; i++) {
 		float e = ce[i] * (cst[i] * cst[i]);
