@@ -56,12 +56,17 @@ static inline float hmax(__m256 a)
 	return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* (q - c)^2 of 8 weights, q = (w - lo)*inv, c its clamped nearest code. */
+/* (q - c)^2 of 8 weights, q = (w - lo)*inv, c its clamped nearest code.
+ * The clamp runs on q's bits as signed integers, off the floating-point
+ * min/max units, and changes no d (avx512_adpq.c's sq_err says why). */
 static inline __m256 sq_err(__m256 w, __m256 lv, __m256 iv, __m256 qv)
 {
 	__m256 q = _mm256_mul_ps(_mm256_sub_ps(w, lv), iv);
-	__m256 c = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()), qv);
-	c = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256i ci = _mm256_min_epi32(_mm256_max_epi32(_mm256_castps_si256(q),
+						       _mm256_setzero_si256()),
+				      _mm256_castps_si256(qv));
+	__m256 c = _mm256_round_ps(_mm256_castsi256_ps(ci),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m256 d = _mm256_sub_ps(q, c);
 	return _mm256_mul_ps(d, d);
 }
