@@ -3,7 +3,10 @@
  * outlier indices, codes) and bit planes to the ref kernels (kernels.h), on
  * random, heavy-tailed and adversarial groups (zeros, all equal, ties,
  * denormals, huge values, NaN, Inf), every bits x group x scales x layout,
- * odd lengths and unaligned buffers.  Levels this machine lacks are skipped. */
+ * odd lengths and unaligned buffers.  Levels this machine lacks are skipped.
+ * The avx512 level's adpq entries are its own kernels (dispatch.c would
+ * otherwise fill them from AVX2's table, and the comparisons would test
+ * AVX2 twice). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -430,9 +433,27 @@ static void test_planes(void **state)
 	for_each_level(planes);
 }
 
+/* The AVX-512 table's adpq entries are x86/avx512_adpq.c's, not the AVX2
+ * ones dispatch.c completes a table with. */
+static void test_avx512_own(void **state)
+{
+	(void)state;
+#if defined(QS_HAVE_AVX512) && defined(QS_HAVE_AVX2)
+	const struct qs_kernels *k = qs_kernels_by_name("avx512");
+	if (!k)
+		skip();
+	assert_ptr_equal(k->adpq_quantize_row, qs_avx512_adpq_quantize_row);
+	assert_ptr_equal(k->pack_planes, qs_avx512_pack_planes);
+	assert_ptr_not_equal(k->adpq_quantize_row, qs_kernels_avx2.adpq_quantize_row);
+#else
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_avx512_own),
 		cmocka_unit_test(test_rows_all_kinds),
 		cmocka_unit_test(test_rows_alpha_search),
 		cmocka_unit_test(test_rows_mixed),
