@@ -155,27 +155,44 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
 		return;
 	/* the candidates first (ref's sequence, up to the first empty
-	 * range), then their errors BATCH at a time (a short last batch
+	 * range), 16 lanes at a time (each lane the same operations as
+	 * ref's scalar ones: one vector division instead of one a
+	 * candidate), then their errors BATCH at a time (a short last batch
 	 * repeats its last candidate) */
-	float clo[QS_ADPQ_SEARCH_MAX + BATCH], chi[QS_ADPQ_SEARCH_MAX + BATCH];
-	float cst[QS_ADPQ_SEARCH_MAX + BATCH], civ[QS_ADPQ_SEARCH_MAX + BATCH];
-	float ce[QS_ADPQ_SEARCH_MAX + BATCH];
-	unsigned nc = 1;
+	float clo[32 + BATCH] __attribute__((aligned(64))), chi[32] __attribute__((aligned(64)));
+	float cst[32] __attribute__((aligned(64))), civ[32 + BATCH] __attribute__((aligned(64)));
+	float ce[32 + BATCH];
 	const float h = (fmx - fmn) * 0.5f, mid = fmn + h;
-	clo[0] = fmn;
-	chi[0] = fmx;
-	cst[0] = step;
-	for (unsigned i = 1; i <= p->search; i++, nc++) {
-		float f = (SEARCH_DEN - (float)i) / SEARCH_DEN;
-		float fh = f * h;
-		clo[i] = mid - fh;
-		chi[i] = mid + fh;
-		cst[i] = (chi[i] - clo[i]) / qmaxf;
-		if (!(cst[i] > 0.0f))
+	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512 den = _mm512_set1_ps(SEARCH_DEN), hv = _mm512_set1_ps(h);
+	const __m512 midv = _mm512_set1_ps(mid), qvf = _mm512_set1_ps(qmaxf);
+	unsigned nc = p->search + 1;
+	for (unsigned base = 0; base <= p->search; base += 16) {
+		__m512 iv = _mm512_add_ps(_mm512_set1_ps((float)base), iota);  /* exact */
+		__m512 f = _mm512_div_ps(_mm512_sub_ps(den, iv), den);
+		__m512 fh = _mm512_mul_ps(f, hv);
+		__m512 lo = _mm512_sub_ps(midv, fh), hi = _mm512_add_ps(midv, fh);
+		__m512 st = _mm512_div_ps(_mm512_sub_ps(hi, lo), qvf);
+		if (base == 0) {
+			/* candidate 0: the full range */
+			lo = _mm512_mask_mov_ps(lo, 1, _mm512_set1_ps(fmn));
+			hi = _mm512_mask_mov_ps(hi, 1, _mm512_set1_ps(fmx));
+			st = _mm512_mask_mov_ps(st, 1, _mm512_set1_ps(step));
+		}
+		_mm512_store_ps(clo + base, lo);
+		_mm512_store_ps(chi + base, hi);
+		_mm512_store_ps(cst + base, st);
+		_mm512_store_ps(civ + base, _mm512_div_ps(_mm512_set1_ps(1.0f), st));
+		/* the first empty range ends the sequence (candidate 0's is
+		 * not: step > 0 above) */
+		unsigned empty = (unsigned)_mm512_cmp_ps_mask(st, _mm512_setzero_ps(), _CMP_NGT_UQ);
+		if (empty) {
+			unsigned at = base + (unsigned)__builtin_ctz(empty);
+			if (at < nc)
+				nc = at;
 			break;
+		}
 	}
-	for (unsigned i = 0; i < nc; i++)
-		civ[i] = 1.0f / cst[i];
 	for (unsigned i = nc; i % BATCH; i++) {
 		clo[i] = clo[nc - 1];
 		civ[i] = civ[nc - 1];
