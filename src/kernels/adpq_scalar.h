@@ -220,6 +220,13 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 		}
 		ranges(wg, len, k, p, r->mask + i / 8, idx, &lo[g], &hi[g], &omn[g], &omx[g]);
 		idx += k;
+		/* schemes quantize a chunk's rows in order, and a row is first
+		 * read by the selection's streaming pass, from memory: fetch the
+		 * next row's group while this row is searched (a prefetch never
+		 * faults; past the chunk's end it is only wasted, and the
+		 * address is formed as an integer, not a pointer past w's) */
+		for (size_t o = 0; o < G; o += 16)
+			__builtin_prefetch((const void *)((uintptr_t)w + (n + i + o) * sizeof(float)), 0, 2);
 	}
 
 	/* 2: the grids (ref's code) */
