@@ -182,16 +182,26 @@ typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_ad
 				 float inv, unsigned z, unsigned m, bool fold, float qmaxf,
 				 uint8_t *c);
 
-/* kernels.h adpq_quantize_row for a variant's two vector phases; phase 2
- * (the grids) is ref's.  Groups the vector code does not handle (above
+/* Phase 2, the grids of a row (qs_ref_adpq_grids() in ref_adpq.c is the
+ * definition; a variant's version returns the same, bit for bit). */
+typedef size_t (*qs_adpq_grids_fn)(size_t ng, const struct qs_adpq_params *p,
+				   struct qs_adpq_row *r);
+
+/* ref_adpq.c's super_unit(): the smallest fp16 unit u with u*255 >= need
+ * (need >= 0); QS_F16_INF on overflow. */
+uint16_t qs_adpq_super_unit(float need);
+
+/* kernels.h adpq_quantize_row for a variant's vector phases 1 and 3 and
+ * its phase 2 (grids).  Groups the vector code does not handle (above
  * QS_ADPQ_GMAX, not a multiple of 32) and searches beyond
  * QS_ADPQ_SEARCH_MAX go to ref whole. */
-static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
-							 const struct qs_adpq_params *p,
-							 struct qs_adpq_row *r,
-							 qs_adpq_select_fn select,
-							 qs_adpq_ranges_fn ranges,
-							 qs_adpq_codes_fn codes)
+static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_grids(const float *w, size_t n,
+							  const struct qs_adpq_params *p,
+							  struct qs_adpq_row *r,
+							  qs_adpq_select_fn select,
+							  qs_adpq_ranges_fn ranges,
+							  qs_adpq_grids_fn grids,
+							  qs_adpq_codes_fn codes)
 {
 	const size_t G = p->group;
 	if (n == 0)
@@ -229,8 +239,8 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 			__builtin_prefetch((const void *)((uintptr_t)w + (n + i + o) * sizeof(float)), 0, 2);
 	}
 
-	/* 2: the grids (ref's code) */
-	size_t overflowed = qs_ref_adpq_grids(ng, p, r);
+	/* 2: the grids */
+	size_t overflowed = grids(ng, p, r);
 	if (overflowed == SIZE_MAX) {
 		memset(r->codes, 0, n);
 		return 1;
@@ -256,6 +266,17 @@ static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t 
 		idx += k;
 	}
 	return overflowed;
+}
+
+/* The same with ref's grids (phase 2). */
+static QS_ALWAYS_INLINE size_t qs_adpq_quantize_row_with(const float *w, size_t n,
+							 const struct qs_adpq_params *p,
+							 struct qs_adpq_row *r,
+							 qs_adpq_select_fn select,
+							 qs_adpq_ranges_fn ranges,
+							 qs_adpq_codes_fn codes)
+{
+	return qs_adpq_quantize_row_grids(w, n, p, r, select, ranges, qs_ref_adpq_grids, codes);
 }
 
 #endif /* QS_ADPQ_SCALAR_H */

@@ -169,8 +169,9 @@ static size_t collect_scalar(const float *w, size_t n, uint32_t lo, uint32_t *ou
 /* Takes the K largest among the n keys of w (or w[sel[]]), in index
  * order: those above the K-th largest t, and of those equal to it the
  * first eq. */
-static void take_top(const float *w, const uint32_t *sel, size_t n, uint32_t t, size_t eq,
-		     size_t G, struct qs_adpq_row *r)
+static QS_ALWAYS_INLINE void take_top_with(const float *w, const uint32_t *sel, size_t n,
+					   uint32_t t, size_t eq, size_t G, unsigned lg,
+					   struct qs_adpq_row *r)
 {
 	size_t o = 0;
 	for (size_t j = 0; j < n; j++) {
@@ -181,9 +182,20 @@ static void take_top(const float *w, const uint32_t *sel, size_t n, uint32_t t, 
 		if (v == t)
 			eq--;
 		size_t i = sel ? sel[j] : j;
-		r->idx[o++] = (uint8_t)(i % G);
-		r->counts[i / G]++;
+		r->idx[o++] = (uint8_t)(lg ? i & (G - 1) : i % G);
+		r->counts[lg ? i >> lg : i / G]++;
 	}
+}
+
+/* The scheme's groups are powers of two: a shift and a mask then, not a
+ * division per outlier (the same quotient and remainder). */
+static void take_top(const float *w, const uint32_t *sel, size_t n, uint32_t t, size_t eq,
+		     size_t G, struct qs_adpq_row *r)
+{
+	if (G > 1 && (G & (G - 1)) == 0)
+		take_top_with(w, sel, n, t, eq, G, (unsigned)__builtin_ctzll(G), r);
+	else
+		take_top_with(w, sel, n, t, eq, G, 0, r);
 }
 
 /* AdpQ's soft threshold w~ = sign(w) max(|w| - lambda'/|w|, 0) is zero
@@ -341,6 +353,11 @@ static uint16_t super_unit(float need)
 	while (u < QS_F16_INF && qs_f16_to_f32(u) * 255.0f < need)
 		u++;
 	return u;
+}
+
+uint16_t qs_adpq_super_unit(float need)
+{
+	return super_unit(need);
 }
 
 /* u8 code c in 0..255 with unit*c >= x (x >= 0), the smallest such:

@@ -49,7 +49,7 @@ static float gauss(void)
 }
 
 enum { D_GAUSS, D_HEAVY, D_ZEROS, D_EQUAL, D_TIES, D_DENORM, D_HUGE, D_NAN, D_INF,
-       D_BITS, D_POS, D_COUNT };
+       D_BITS, D_POS, D_DYADIC, D_DYADIC_WIDE, D_COUNT };
 
 /* One value of data kind d (position i, for runs of equal groups). */
 static float value(int d, size_t i)
@@ -81,6 +81,14 @@ static float value(int d, size_t i)
 	case D_BITS:
 		/* any bit pattern: NaNs, Infs, denormals, huge */
 		return bitsf((uint32_t)rnd());
+	case D_DYADIC:
+		/* small multiples of a power of two: the grids' products and
+		 * sums are exact, so their boundary compares (the correction
+		 * steps of the u8 codes) meet equality */
+		return (float)((int)(rnd() % 61) - 30) * 0.03125f;
+	case D_DYADIC_WIDE:
+		/* the same with a few wide ones (outliers on an exact grid) */
+		return (float)((int)(rnd() % 61) - 30) * (rnd() % 16 ? 0.0078125f : 0.5f);
 	default:
 		return (float)unif() * 3.0f + 1.0f;
 	}

@@ -263,6 +263,193 @@ static void group_codes(const float *wg, size_t len, const struct qs_adpq_grid *
 	}
 }
 
+/* ------------------------------------------------------- phase 2: grids */
+
+/* ref_adpq.c's code_up() on 16 lanes: the smallest c in 0..255 with
+ * unit*c >= x, estimated with iu = 1/unit and corrected both ways (each
+ * lane's loop runs as ref's does: a lane leaves it when its condition
+ * fails, and the condition depends only on its c); 0 where !(x > 0), in
+ * lanes off `live`, or when !(unit > 0). */
+static inline __m512i code_up16(__m512 x, float unit, float iu, __mmask16 live)
+{
+	const __m512 u = _mm512_set1_ps(unit);
+	const __m512i one = _mm512_set1_epi32(1), top = _mm512_set1_epi32(255);
+	__mmask16 ok = unit > 0.0f ? _mm512_mask_cmp_ps_mask(live, x, _mm512_setzero_ps(),
+							   _CMP_GT_OQ) : 0;
+	__m512 q = _mm512_mul_ps(x, _mm512_set1_ps(iu));
+	/* c = q >= 255 ? 255 : (unsigned)q (q > 0 here) */
+	__mmask16 big = _mm512_cmp_ps_mask(q, _mm512_set1_ps(255.0f), _CMP_GE_OQ);
+	__m512i c = _mm512_mask_mov_epi32(_mm512_cvttps_epu32(q), big, top);
+	__mmask16 lt255 = _mm512_cmplt_epu32_mask(c, top);
+	c = _mm512_mask_add_epi32(c, ok & lt255 &
+				     _mm512_cmp_ps_mask(_mm512_cvtepu32_ps(c), q, _CMP_LT_OQ),
+				  c, one);
+	for (;;) {
+		__mmask16 m = ok & _mm512_cmplt_epu32_mask(c, top) &
+			      _mm512_cmp_ps_mask(_mm512_mul_ps(u, _mm512_cvtepu32_ps(c)), x,
+						 _CMP_LT_OQ);
+		if (!m)
+			break;
+		c = _mm512_mask_add_epi32(c, m, c, one);
+	}
+	for (;;) {
+		__m512i cm = _mm512_sub_epi32(c, one);
+		__mmask16 m = ok & _mm512_cmpgt_epu32_mask(c, _mm512_setzero_si512()) &
+			      _mm512_cmp_ps_mask(_mm512_mul_ps(u, _mm512_cvtepu32_ps(cm)), x,
+						 _CMP_GE_OQ);
+		if (!m)
+			break;
+		c = _mm512_mask_mov_epi32(c, m, cm);
+	}
+	return _mm512_maskz_mov_epi32(ok, c);
+}
+
+/* ref_adpq.c's step_code() on 16 lanes: the smallest c with
+ * base + qmaxf*(unit*c) >= top; 0 where !(top > base) or !(unit > 0). */
+static inline __m512i step_code16(__m512 base, __m512 top, float qmaxf, float iq, float unit,
+				  float iu, __mmask16 live)
+{
+	const __m512 u = _mm512_set1_ps(unit), qv = _mm512_set1_ps(qmaxf);
+	const __m512i one = _mm512_set1_epi32(1), c255 = _mm512_set1_epi32(255);
+	__mmask16 ok = unit > 0.0f ? _mm512_mask_cmp_ps_mask(live, top, base, _CMP_GT_OQ) : 0;
+	__m512i c = code_up16(_mm512_mul_ps(_mm512_sub_ps(top, base), _mm512_set1_ps(iq)), unit,
+			      iu, ok);
+	for (;;) {
+		__m512 v = _mm512_add_ps(base, _mm512_mul_ps(qv, _mm512_mul_ps(u, _mm512_cvtepu32_ps(c))));
+		__mmask16 m = ok & _mm512_cmplt_epu32_mask(c, c255) &
+			      _mm512_cmp_ps_mask(v, top, _CMP_LT_OQ);
+		if (!m)
+			break;
+		c = _mm512_mask_add_epi32(c, m, c, one);
+	}
+	for (;;) {
+		__m512i cm = _mm512_sub_epi32(c, one);
+		__m512 v = _mm512_add_ps(base, _mm512_mul_ps(qv, _mm512_mul_ps(u, _mm512_cvtepu32_ps(cm))));
+		__mmask16 m = ok & _mm512_cmpgt_epu32_mask(c, _mm512_setzero_si512()) &
+			      _mm512_cmp_ps_mask(v, top, _CMP_GE_OQ);
+		if (!m)
+			break;
+		c = _mm512_mask_mov_epi32(c, m, cm);
+	}
+	return _mm512_maskz_mov_epi32(ok, c);
+}
+
+static inline __mmask16 lanes_left(size_t left)
+{
+	return (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+}
+
+/* qs_ref_adpq_grids() with its per-group loops on 16 groups at a time
+ * (u8 meta; fp16 meta is ref's own loop).  Each lane runs ref's
+ * operations for its group; the row's maxima (the super-scales' needs)
+ * are max reductions over values that are never NaN or -0.0 in a
+ * winning position (the accumulators start at +0.0 and ref's
+ * `a > b ? a : b` keeps +0.0 against -0.0, as VMAXPS does), so their
+ * order does not matter. */
+static size_t grids(size_t ng, const struct qs_adpq_params *p, struct qs_adpq_row *r)
+{
+	if (p->flags & QS_ADPQ_SCALES_F16)
+		return qs_ref_adpq_grids(ng, p, r);
+	const unsigned qmax = (1u << p->bits) - 1u, omax = (1u << (p->bits - 1)) - 1u;
+	const float qmaxf = (float)qmax, omaxf = (float)omax;
+	float *lo = r->tmp, *hi = lo + ng, *omn = hi + ng, *omx = omn + ng;
+	uint16_t *m = r->meta;
+	const __m512 zero = _mm512_setzero_ps();
+
+	memset(r->super, 0, sizeof(r->super));
+	__m512 nmin = zero, nomin = zero;
+	for (size_t g = 0; g < ng; g += 16) {
+		__mmask16 k = lanes_left(ng - g);
+		/* ref's -lo[g]: the sign flipped, not 0 - lo */
+		__m512 nl = _mm512_castsi512_ps(_mm512_xor_si512(
+			_mm512_castps_si512(_mm512_maskz_loadu_ps(k, lo + g)),
+			_mm512_set1_epi32((int)0x80000000u)));
+		nmin = _mm512_mask_max_ps(nmin, k, nl, nmin);
+		nomin = _mm512_mask_max_ps(nomin, k, _mm512_maskz_loadu_ps(k, omn + g), nomin);
+	}
+	uint16_t dm = qs_adpq_super_unit(_mm512_reduce_max_ps(nmin));
+	uint16_t om = qs_adpq_super_unit(_mm512_reduce_max_ps(nomin));
+	if (dm >= QS_F16_INF || om >= QS_F16_INF)
+		goto overflow;
+	float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
+	float idm = dmf > 0.0f ? 1.0f / dmf : 0.0f, iom = omf > 0.0f ? 1.0f / omf : 0.0f;
+	const __m512 dmv = _mm512_set1_ps(dmf), omv = _mm512_set1_ps(omf);
+	const __m512i one = _mm512_set1_epi32(1), c255 = _mm512_set1_epi32(255);
+	__m512 nstep = zero, nostep = zero;
+	for (size_t g = 0; g < ng; g += 16) {
+		__mmask16 k = lanes_left(ng - g);
+		__m512 l = _mm512_maskz_loadu_ps(k, lo + g), on = _mm512_maskz_loadu_ps(k, omn + g);
+		__m512 nl = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(l),
+								  _mm512_set1_epi32((int)0x80000000u)));
+		__m512i mc = code_up16(nl, dmf, idm, k);
+		__m512i oc = _mm512_setzero_si512();
+		if (omf > 0.0f) {
+			/* the largest oc with omf*oc <= omin */
+			__m512 q = _mm512_mul_ps(on, _mm512_set1_ps(iom));
+			__mmask16 big = _mm512_cmp_ps_mask(q, _mm512_set1_ps(255.0f), _CMP_GE_OQ);
+			oc = _mm512_mask_mov_epi32(_mm512_cvttps_epu32(q), big, c255);
+			for (;;) {
+				__m512i cm = _mm512_sub_epi32(oc, one);
+				__mmask16 dn = k & _mm512_cmpgt_epu32_mask(oc, _mm512_setzero_si512()) &
+					       _mm512_cmp_ps_mask(_mm512_mul_ps(omv, _mm512_cvtepu32_ps(oc)),
+								  on, _CMP_GT_OQ);
+				if (!dn)
+					break;
+				oc = _mm512_mask_mov_epi32(oc, dn, cm);
+			}
+			for (;;) {
+				__m512i cp = _mm512_add_epi32(oc, one);
+				__mmask16 up = k & _mm512_cmplt_epu32_mask(oc, c255) &
+					       _mm512_cmp_ps_mask(_mm512_mul_ps(omv, _mm512_cvtepu32_ps(cp)),
+								  on, _CMP_LE_OQ);
+				if (!up)
+					break;
+				oc = _mm512_mask_mov_epi32(oc, up, cp);
+			}
+		}
+		_mm512_mask_cvtepi32_storeu_epi16(m + ng + g, k, mc);
+		_mm512_mask_cvtepi32_storeu_epi16(m + 3 * ng + g, k, oc);
+		/* the bases as stored, kept in lo/omn for the step pass */
+		l = _mm512_castsi512_ps(_mm512_xor_si512(
+			_mm512_castps_si512(_mm512_mul_ps(dmv, _mm512_cvtepu32_ps(mc))),
+			_mm512_set1_epi32((int)0x80000000u)));
+		on = _mm512_mul_ps(omv, _mm512_cvtepu32_ps(oc));
+		_mm512_mask_storeu_ps(lo + g, k, l);
+		_mm512_mask_storeu_ps(omn + g, k, on);
+		__m512 sv = _mm512_div_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, hi + g), l),
+					  _mm512_set1_ps(qmaxf));
+		__m512 os = _mm512_div_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, omx + g), on),
+					  _mm512_set1_ps(omaxf));
+		nstep = _mm512_mask_max_ps(nstep, k, sv, nstep);
+		nostep = _mm512_mask_max_ps(nostep, k, os, nostep);
+	}
+	uint16_t d = qs_adpq_super_unit(_mm512_reduce_max_ps(nstep));
+	uint16_t od = qs_adpq_super_unit(_mm512_reduce_max_ps(nostep));
+	if (d >= QS_F16_INF || od >= QS_F16_INF)
+		goto overflow;
+	float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
+	float idf = df > 0.0f ? 1.0f / df : 0.0f, iodf = odf > 0.0f ? 1.0f / odf : 0.0f;
+	float iq = 1.0f / qmaxf, ioq = 1.0f / omaxf;
+	for (size_t g = 0; g < ng; g += 16) {
+		__mmask16 k = lanes_left(ng - g);
+		__m512i sc = step_code16(_mm512_maskz_loadu_ps(k, lo + g), _mm512_maskz_loadu_ps(k, hi + g),
+					 qmaxf, iq, df, idf, k);
+		__m512i oc = step_code16(_mm512_maskz_loadu_ps(k, omn + g),
+					 _mm512_maskz_loadu_ps(k, omx + g), omaxf, ioq, odf, iodf, k);
+		_mm512_mask_cvtepi32_storeu_epi16(m + g, k, sc);
+		_mm512_mask_cvtepi32_storeu_epi16(m + 2 * ng + g, k, oc);
+	}
+	r->super[0] = d;
+	r->super[1] = dm;
+	r->super[2] = od;
+	r->super[3] = om;
+	return 0;
+
+overflow:
+	memset(m, 0, 4 * ng * sizeof(*m));
+	return SIZE_MAX;
+}
+
 static inline __m512 abs16(const float *w)
 {
 	return _mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512((const void *)w),
@@ -338,7 +525,7 @@ static void select_row(const float *w, size_t n, const struct qs_adpq_params *p,
 size_t qs_avx512_adpq_quantize_row(const float *w, size_t n, const struct qs_adpq_params *p,
 				   struct qs_adpq_row *r)
 {
-	return qs_adpq_quantize_row_with(w, n, p, r, select_row, group_ranges, group_codes);
+	return qs_adpq_quantize_row_grids(w, n, p, r, select_row, group_ranges, grids, group_codes);
 }
 
 /* Plane b of 64 codes: VPTESTMB of bit b gives its 64 bits in order. */
