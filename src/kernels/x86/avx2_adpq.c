@@ -331,8 +331,8 @@ static const uint64_t compact_pos[256] = {
 /* adpq_scalar.h's collect without a branch per hit (a row's candidates are
  * a few percent of it, so most blocks of 32 hold one and a branch on them
  * mispredicts): per 8 weights a compare, a movemask, and the indices of
- * the hits left-packed by one permutation and stored whole (out has room
- * for cap + 8, adpq_scalar.h).  lo = 0 takes every weight, NaNs included:
+ * the hits left-packed by one permutation and stored whole (8 entries; out
+ * has room for cap + 16, adpq_scalar.h).  lo = 0 takes every weight, NaNs included:
  * the scalar loop. */
 static size_t collect(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)
 {

@@ -1,6 +1,7 @@
 /* avx512.c - the kernels x86-64-v4 (AVX512F/BW/VL) speeds up over AVX2:
- * the fused source decode + NaN/Inf check and rtn (built with -mavx512f
- * -mavx512bw -mavx512vl -mavx2 -mfma -mf16c -mpopcnt for this file only).
+ * the fused source decode + NaN/Inf check and rtn, and adpq's row kernel
+ * and bit planes from avx512_adpq.c (both built with -mavx512f -mavx512bw
+ * -mavx512vl -mavx2 -mfma -mf16c -mpopcnt, for these files only).
  *
  * This table lists only what it takes over; dispatch.c completes it from
  * the AVX2 table (every AVX-512 CPU has AVX2), so each remaining entry is
