@@ -73,6 +73,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "daq_qform.h"
 #include "grouped.h"
 #include "kernels.h"
 #include "scheme.h"
@@ -80,6 +81,7 @@
 #include "wksp.h"
 
 #define DAQ_MAX_GROUP 128u
+_Static_assert(DAQ_MAX_GROUP <= QS_DAQ_QFORM_MAX, "daq_qform sized for the largest group");
 #define DAQ_MAX_ITERS 1000u
 #define DAQ_BINS 16u     /* one bin per nf4 level: our choice, the paper fixes none */
 
@@ -229,42 +231,25 @@ static void modal_interval(const float *w, size_t n, size_t m, float mn, float m
 }
 
 /* The group's error at (z, s): the codes into codes[], and the error as
- * the statistics say (Hessian block h, else importance imp, else plain). */
-static float group_error(const struct qs_kernels *k, const struct daq_book *b, const float *w,
-			 const float *imp, const float *h, size_t n, float z, float s,
-			 uint8_t *codes, float *e)
+ * the statistics say (Hessian block h, else importance imp, else plain).
+ * With a Hessian, E = e^T H e comes from the incremental evaluator qf
+ * (daq_qform.c), initialised on the first call (*qf_ready == 0); the
+ * codes are the kernel's either way. */
+static double group_error(const struct qs_kernels *k, const struct daq_book *b, const float *w,
+			  const float *imp, const float *h, size_t n, float z, float s,
+			  uint8_t *codes, struct qs_daq_qform *qf, int *qf_ready)
 {
 	float out[3];
 	float inv = s > 0 ? 1.0f / s : 0.0f;
 	k->daq_eval(w, h ? NULL : imp, n, z, s, inv, b->lev, b->mid, b->nlev, codes, out);
 	if (!h)
 		return out[0];
-	for (size_t i = 0; i < n; i++) {
-		float p = s * b->lev[codes[i]];
-		float y = z + p;
-		e[i] = w[i] == w[i] ? w[i] - y : 0.0f;
+	if (!*qf_ready) {
+		qs_daq_qform_init(qf, h, w, b->lev, n, z, s, codes);
+		*qf_ready = 1;
+		return qf->eb;
 	}
-	/* e^T H e as e . (H e), H e accumulated column by column (H is
-	 * symmetric, so column j is row j): each y[i] sums in j order, a loop
-	 * the compiler vectorizes over i without reordering any sum; the dot
-	 * product in double */
-	float y[DAQ_MAX_GROUP];
-	for (size_t i = 0; i < n; i++)
-		y[i] = 0.0f;
-	for (size_t j = 0; j < n; j++) {
-		const float *hr = h + j * n;
-		float ej = e[j];
-		size_t i = 0;
-		for (; i + 8 <= n; i += 8)
-			for (size_t l = 0; l < 8; l++)
-				y[i + l] += hr[i + l] * ej;
-		for (; i < n; i++)
-			y[i] += hr[i] * ej;
-	}
-	double tot = 0;
-	for (size_t i = 0; i < n; i++)
-		tot += (double)e[i] * y[i];
-	return (float)tot;
+	return qs_daq_qform_eval(qf, z, s, codes);
 }
 
 /* Quantizes one group; codes[n], the scale and centre as fp16 bits. */
@@ -297,10 +282,11 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 		return -QS_ETOOBIG;
 
 	uint8_t tmp[DAQ_MAX_GROUP];
-	float e[DAQ_MAX_GROUP];
 	uint8_t *best = codes, *cand = tmp;
+	struct qs_daq_qform qf;
+	int qf_ready = 0;
 	float bs = s, bz = z;
-	float be = group_error(k, b, w, imp, h, n, z, s, best, e);
+	double be = group_error(k, b, w, imp, h, n, z, s, best, &qf, &qf_ready);
 	/* every evaluation is a candidate: keeps the least error seen */
 #define TRY(zz, ss, out)                                                                \
 	do {                                                                            \
@@ -309,7 +295,7 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 			(out) = INFINITY;                                                   \
 			break;                                                              \
 		}                                                                           \
-		(out) = group_error(k, b, w, imp, h, n, zz_, ss_, cand, e);               \
+		(out) = group_error(k, b, w, imp, h, n, zz_, ss_, cand, &qf, &qf_ready);  \
 		if ((out) < be) {                                                           \
 			be = (out);                                                         \
 			bz = zz_;                                                           \
@@ -324,20 +310,24 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	 * far tail holds salient weights, clipping it costs more than the
 	 * resolution it buys */
 	if (mx > mn && iters > 0) {
-		float cover = f16_up(fmaxf(mx - z, z - mn)), ce;
+		float cover = f16_up(fmaxf(mx - z, z - mn));
+		double ce;
 		TRY(z, cover, ce);
-		if (bs == cover)
+		if (bs == cover) {
 			s = cover;
+			if (h)
+				qs_daq_qform_commit(&qf);
+		}
 	}
 	float a0 = s * (1.0f / 32.0f);
 	for (unsigned t = 0; t < iters && s > 0; t++) {
 		float a = a0 * (1.0f - (float)t / (float)iters), d = 0.25f * a;
-		float sp, sm, zp, zm, cur;
+		double sp, sm, zp, zm, cur;
 		TRY(z, s + d, sp);
 		TRY(z, s - d, sm);
 		TRY(z + d, s, zp);
 		TRY(z - d, s, zm);
-		float gs = sp - sm, gz = zp - zm;
+		double gs = sp - sm, gz = zp - zm;
 		float ns = gs > 0 ? s - a : gs < 0 ? s + a : s;
 		float nz = gz > 0 ? z - a : gz < 0 ? z + a : z;
 		ns = f16_round(ns);
@@ -347,7 +337,10 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 		if (isfinite(nz))
 			z = nz;
 		TRY(z, s, cur);
-		(void)cur;
+		/* the walk's point is the base the next step's four
+		 * neighbours differ from in few codes */
+		if (h && cur < INFINITY)
+			qs_daq_qform_commit(&qf);
 	}
 #undef TRY
 	if (best != codes)
@@ -496,6 +489,16 @@ static int copy_blocks(const struct qs_scheme *s, const struct qs_tensor_stats *
 							   st->name ? st->name : "?", j * g + a,
 							   j * g + b);
 				blk[a * n + b] = v;
+			}
+		/* the block made symmetric ((H + H^T) / 2, the same e^T H e):
+		 * the evaluator (daq_qform.c) reads column j as row j; an X^T X
+		 * is symmetric already and passes unchanged */
+		for (size_t a = 0; a < n; a++)
+			for (size_t b = 0; b < a; b++) {
+				float u = blk[a * n + b], v = blk[b * n + a];
+				if (u != v)
+					blk[a * n + b] = blk[b * n + a] =
+						(float)(0.5 * ((double)u + (double)v));
 			}
 	}
 	return 0;
