@@ -241,15 +241,14 @@ static double group_error(const struct qs_kernels *k, const struct daq_book *b, 
 {
 	float out[3];
 	float inv = s > 0 ? 1.0f / s : 0.0f;
+	if (h && *qf_ready)
+		return qs_daq_qform_eval(qf, z, s, inv, codes);
 	k->daq_eval(w, h ? NULL : imp, n, z, s, inv, b->lev, b->mid, b->nlev, codes, out);
 	if (!h)
 		return out[0];
-	if (!*qf_ready) {
-		qs_daq_qform_init(qf, h, w, b->lev, n, z, s, codes);
-		*qf_ready = 1;
-		return qf->eb;
-	}
-	return qs_daq_qform_eval(qf, z, s, codes);
+	qs_daq_qform_init(qf, h, w, b->lev, b->mid, b->nlev - 1, n, z, s, inv, codes);
+	*qf_ready = 1;
+	return qf->eb;
 }
 
 /* Quantizes one group; codes[n], the scale and centre as fp16 bits. */

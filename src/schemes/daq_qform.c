@@ -31,6 +31,7 @@
  * the sequence of calls, never on -T or the SIMD level. */
 #include "daq_qform.h"
 
+#include <math.h>
 #include <string.h>
 
 /* y[i] = sum_j H_ij v_j for three vectors at once, column by column (H
@@ -43,7 +44,15 @@ static void matvec3(const float *h, size_t n, const double *a, const double *b,
 	for (size_t j = 0; j < n; j++) {
 		const float *hr = h + j * n;
 		double aj = a[j], bj = b[j], cj = c[j];
-		for (size_t i = 0; i < n; i++) {
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (size_t l = 0; l < 8; l++) {
+				double v = (double)hr[i + l];
+				ya[i + l] += v * aj;
+				yb[i + l] += v * bj;
+				yc[i + l] += v * cj;
+			}
+		for (; i < n; i++) {
 			double v = (double)hr[i];
 			ya[i] += v * aj;
 			yb[i] += v * bj;
@@ -60,30 +69,35 @@ static double dot(const double *a, const double *b, size_t n)
 	return t;
 }
 
-/* e_b and the scalar products of the base from its vectors: O(n). */
-static void base_scalars(struct qs_daq_qform *q)
+/* The code interval of code c: t belongs to it iff t > lo && !(t > hi). */
+static void code_bounds(const struct qs_daq_qform *q, unsigned c, float *lo, float *hi)
 {
-	double u[QS_DAQ_QFORM_MAX], e[QS_DAQ_QFORM_MAX];
-	size_t n = q->n;
-	for (size_t i = 0; i < n; i++) {
-		u[i] = q->ok[i] ? 1.0 : 0.0;
-		double y = q->zb + q->sb * q->lb[i];
-		e[i] = q->ok[i] ? (double)q->w[i] - y : 0.0;
-	}
-	q->eb = dot(e, q->he, n);
-	q->uhe = dot(u, q->he, n);
-	q->lhe = dot(q->lb, q->he, n);
-	q->lhl = dot(q->lb, q->hl, n);
-	q->uhl = dot(u, q->hl, n);
+	*lo = c > 0 ? q->mid[c - 1] : -INFINITY;
+	*hi = c < q->nmid ? q->mid[c] : INFINITY;
+}
+
+/* nearest_code's count of the midpoints below t (kernels.h), found by
+ * walking from the base code c: the same number, the midpoints being
+ * ascending and t not NaN. */
+static unsigned walk_code(const struct qs_daq_qform *q, unsigned c, float t)
+{
+	while (c < q->nmid && t > q->mid[c])
+		c++;
+	while (c > 0 && !(t > q->mid[c - 1]))
+		c--;
+	return c;
 }
 
 void qs_daq_qform_init(struct qs_daq_qform *q, const float *h, const float *w,
-		       const float *lev, size_t n, double z, double s, const uint8_t *codes)
+		       const float *lev, const float *mid, unsigned nmid, size_t n, float z,
+		       float s, float inv, const uint8_t *codes)
 {
 	double u[QS_DAQ_QFORM_MAX], e[QS_DAQ_QFORM_MAX];
 	q->h = h;
 	q->w = w;
 	q->lev = lev;
+	q->mid = mid;
+	q->nmid = nmid;
 	q->n = n;
 	q->zb = z;
 	q->sb = s;
@@ -95,48 +109,98 @@ void qs_daq_qform_init(struct qs_daq_qform *q, const float *h, const float *w,
 		q->lb[i] = q->ok[i] ? (double)lev[codes[i]] : 0.0;
 		double y = z + s * q->lb[i];
 		e[i] = q->ok[i] ? (double)w[i] - y : 0.0;
+		code_bounds(q, codes[i], &q->blo[i], &q->bhi[i]);
 	}
 	matvec3(h, n, u, q->lb, e, q->hu, q->hl, q->he);
 	q->uhu = dot(u, q->hu, n);
-	base_scalars(q);
+	q->eb = dot(e, q->he, n);
+	q->uhe = dot(u, q->he, n);
+	q->lhe = dot(q->lb, q->he, n);
+	q->lhl = dot(q->lb, q->hl, n);
+	q->uhl = dot(u, q->hl, n);
+	(void)inv;
 }
 
-double qs_daq_qform_eval(struct qs_daq_qform *q, double z, double s, const uint8_t *codes)
+double qs_daq_qform_eval(struct qs_daq_qform *q, float z, float s, float inv, uint8_t *codes)
 {
 	size_t n = q->n, k = 0;
-	const float *h = q->h;
-	for (size_t i = 0; i < n; i++)
-		if (q->ok[i] && codes[i] != q->cb[i]) {
-			q->idx[k] = (uint8_t)i;
-			q->dv[k] = (double)q->lev[codes[i]] - q->lb[i];
-			k++;
+	const float *h = q->h, *w = q->w;
+	/* the codes: a weight whose t stays inside its base code's interval
+	 * keeps that code (the midpoints ascend, so nearest_code's count is
+	 * unchanged); the others are walked from it.  A NaN weight's code is
+	 * nearest_code's 0 (its t fails every comparison, so it is always
+	 * looked at) and never enters E. */
+	uint8_t out[QS_DAQ_QFORM_MAX + 8];
+	size_t i = 0;
+	/* in blocks of 8 the compiler vectorizes (element-wise, so no
+	 * result depends on whether it does) */
+	for (; i + 8 <= n; i += 8)
+		for (size_t l = 0; l < 8; l++) {
+			float d = w[i + l] - z;
+			float t = d * inv;
+			out[i + l] = (uint8_t)(!(t > q->blo[i + l]) | (t > q->bhi[i + l]));
 		}
+	for (; i < n; i++) {
+		float d = w[i] - z;
+		float t = d * inv;
+		out[i] = (uint8_t)(!(t > q->blo[i]) | (t > q->bhi[i]));
+	}
+	memset(out + n, 0, 8);
+	memcpy(codes, q->cb, n);
+	for (size_t j = 0; j < n; j += 8) {
+		uint64_t any;
+		memcpy(&any, out + j, 8);
+		if (!any)
+			continue;
+		for (size_t p = j; p < j + 8 && p < n; p++) {
+			if (!out[p] || !q->ok[p])
+				continue;
+			float d = w[p] - z;
+			unsigned c = walk_code(q, q->cb[p], d * inv);
+			codes[p] = (uint8_t)c;
+			if (c != q->cb[p]) {
+				q->idx[k] = (uint8_t)p;
+				q->nc[k] = (uint8_t)c;
+				q->dv[k] = (double)q->lev[c] - q->lb[p];
+				k++;
+			}
+		}
+	}
 	double dhe = 0.0, dhu = 0.0, dhl = 0.0, dhd = 0.0;
 	for (size_t t = 0; t < k; t++) {
-		size_t i = q->idx[t];
+		size_t p = q->idx[t];
 		double d = q->dv[t];
-		dhe += d * q->he[i];
-		dhu += d * q->hu[i];
-		dhl += d * q->hl[i];
+		dhe += d * q->he[p];
+		dhu += d * q->hu[p];
+		dhl += d * q->hl[p];
 		/* D^T H D over the pairs (t, r <= t): the symmetric half */
-		const float *hr = h + i * n;
+		const float *hr = h + p * n;
 		double off = 0.0;
 		for (size_t r = 0; r < t; r++)
 			off += q->dv[r] * (double)hr[q->idx[r]];
-		dhd += d * ((2.0 * off) + (d * (double)hr[i]));
+		dhd += d * ((2.0 * off) + (d * (double)hr[p]));
 	}
-	double dz = q->zb - z, ds = q->sb - s;
-	double t1 = ((dz * q->uhe) + (ds * q->lhe)) - (s * dhe);
-	double t2 = ((dz * dz) * q->uhu) + ((ds * ds) * q->lhl) + ((s * s) * dhd) +
-		    ((2.0 * dz * ds) * q->uhl) - ((2.0 * dz * s) * dhu) - ((2.0 * ds * s) * dhl);
+	double sd = s, dz = q->zb - (double)z, ds = q->sb - sd;
+	double t1 = ((dz * q->uhe) + (ds * q->lhe)) - (sd * dhe);
+	double t2 = ((dz * dz) * q->uhu) + ((ds * ds) * q->lhl) + ((sd * sd) * dhd) +
+		    ((2.0 * dz * ds) * q->uhl) - ((2.0 * dz * sd) * dhu) - ((2.0 * ds * sd) * dhl);
+	double e = (q->eb + (2.0 * t1)) + t2;
 	q->k = k;
 	q->zc = z;
-	q->sc = s;
-	memcpy(q->cc, codes, n);
+	q->sc = sd;
+	q->ec = e;
+	q->dhe = dhe;
+	q->dhu = dhu;
+	q->dhl = dhl;
+	q->dhd = dhd;
 	q->have_cand = 1;
-	return (q->eb + (2.0 * t1)) + t2;
+	return e;
 }
 
+/* The base becomes the last candidate.  The vectors: H delta added to
+ * He_b, HD to HL_b (O(n k)).  The scalars from the candidate's own
+ * products in O(1), e.g. u.He' = u.He_b + u.H delta = uhe + dz uhu + ds
+ * uhl - s D.Hu (H symmetric: u.HD = D.Hu). */
 void qs_daq_qform_commit(struct qs_daq_qform *q)
 {
 	if (!q->have_cand)
@@ -145,26 +209,69 @@ void qs_daq_qform_commit(struct qs_daq_qform *q)
 	double hd[QS_DAQ_QFORM_MAX];
 	for (size_t i = 0; i < n; i++)
 		hd[i] = 0.0;
-	for (size_t t = 0; t < k; t++) {
+	/* HD: k columns of H (rows, H symmetric), each hd[i] summed in t
+	 * order; blocks of 8 for the vectorizer, element-wise */
+	size_t t = 0;
+	for (; t + 4 <= k; t += 4) {
+		/* four columns a pass, added in t order: the sums of the
+		 * one-column loop, with hd[i] kept in a register */
+		const float *h0 = q->h + (size_t)q->idx[t] * n, *h1 = q->h + (size_t)q->idx[t + 1] * n;
+		const float *h2 = q->h + (size_t)q->idx[t + 2] * n, *h3 = q->h + (size_t)q->idx[t + 3] * n;
+		double d0 = q->dv[t], d1 = q->dv[t + 1], d2 = q->dv[t + 2], d3 = q->dv[t + 3];
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (size_t l = 0; l < 8; l++)
+				hd[i + l] = (((hd[i + l] + ((double)h0[i + l] * d0)) +
+					      ((double)h1[i + l] * d1)) +
+					     ((double)h2[i + l] * d2)) +
+					    ((double)h3[i + l] * d3);
+		for (; i < n; i++)
+			hd[i] = (((hd[i] + ((double)h0[i] * d0)) + ((double)h1[i] * d1)) +
+				 ((double)h2[i] * d2)) +
+				((double)h3[i] * d3);
+	}
+	for (; t < k; t++) {
 		const float *hr = q->h + (size_t)q->idx[t] * n;
 		double d = q->dv[t];
-		for (size_t i = 0; i < n; i++)
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (size_t l = 0; l < 8; l++)
+				hd[i + l] += (double)hr[i + l] * d;
+		for (; i < n; i++)
 			hd[i] += (double)hr[i] * d;
 	}
 	double dz = q->zb - q->zc, ds = q->sb - q->sc, s = q->sc;
-	for (size_t i = 0; i < n; i++) {
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (size_t l = 0; l < 8; l++) {
+			q->he[i + l] += ((dz * q->hu[i + l]) + (ds * q->hl[i + l])) - (s * hd[i + l]);
+			q->hl[i + l] += hd[i + l];
+		}
+	for (; i < n; i++) {
 		q->he[i] += ((dz * q->hu[i]) + (ds * q->hl[i])) - (s * hd[i]);
 		q->hl[i] += hd[i];
 	}
-	for (size_t t = 0; t < k; t++) {
-		size_t i = q->idx[t];
-		q->lb[i] = (double)q->lev[q->cc[i]];
+	/* L.H delta and D.H delta, with delta = dz u + ds L_b - s D */
+	double lhd = ((dz * q->uhl) + (ds * q->lhl)) - (s * q->dhl);
+	double dhdl = ((dz * q->dhu) + (ds * q->dhl)) - (s * q->dhd);
+	double uhe = ((q->uhe + (dz * q->uhu)) + (ds * q->uhl)) - (s * q->dhu);
+	double lhe = ((q->lhe + lhd) + q->dhe) + dhdl;
+	double lhl = (q->lhl + (2.0 * q->dhl)) + q->dhd;
+	double uhl = q->uhl + q->dhu;
+	q->uhe = uhe;
+	q->lhe = lhe;
+	q->lhl = lhl;
+	q->uhl = uhl;
+	q->eb = q->ec;
+	for (size_t r = 0; r < k; r++) {
+		size_t p = q->idx[r];
+		q->cb[p] = q->nc[r];
+		q->lb[p] = (double)q->lev[q->nc[r]];
+		code_bounds(q, q->nc[r], &q->blo[p], &q->bhi[p]);
 	}
-	memcpy(q->cb, q->cc, n);
 	q->zb = q->zc;
 	q->sb = q->sc;
 	q->have_cand = 0;
-	base_scalars(q);
 }
 
 double qs_daq_qform_direct(const float *h, const float *w, const float *lev, size_t n,
