@@ -34,8 +34,14 @@
  *  2. LDRA on E(z, s), the group's error: with --hessian, e^T H_g e, H_g
  *     the diagonal block of the tensor's H = X^T X over the group's
  *     columns (the output error of the group's weights over the
- *     calibration inputs, cross-group terms left out), e_i = w_i - (z +
- *     s*lev[c_i]) (kernels.h daq_eval for the codes, NaN: e = 0); with
+ *     calibration inputs, cross-group terms left out; made symmetric,
+ *     (H_g + H_g^T)/2, the same form), e_i = w_i - (z + s*lev[c_i]) in
+ *     double (NaN: e = 0), the codes nearest_code's; evaluated
+ *     incrementally around the walk's current point (daq_qform.c: a
+ *     candidate costs O(n + k^2), k the codes that differ from the
+ *     point's, a move of the point O(n k); double, fixed order, no FMA,
+ *     no BLAS, so the same for every -T and SIMD level; equal to the
+ *     direct sum within rounding); with
  *     only --importance, sum v_i e_i^2 (the diagonal, v normalized to mean
  *     1 plus 0.01); with neither, sum e_i^2 (weight error).  First the
  *     range covering the whole group around z, s_c = the smallest fp16 >=
@@ -545,4 +551,5 @@ const struct qs_scheme_ops qs_scheme_daq = {
 	.prep_size = daq_prep_size,
 	.prepare = daq_prepare,
 	.quantize_prep = daq_quantize_prep,
+	.hessian_cost_linear = true,
 };
