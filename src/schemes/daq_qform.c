@@ -127,9 +127,10 @@ double qs_daq_qform_eval(struct qs_daq_qform *q, float z, float s, float inv, ui
 	const float *h = q->h, *w = q->w;
 	/* the codes: a weight whose t stays inside its base code's interval
 	 * keeps that code (the midpoints ascend, so nearest_code's count is
-	 * unchanged); the others are walked from it.  A NaN weight's code is
-	 * nearest_code's 0 (its t fails every comparison, so it is always
-	 * looked at) and never enters E. */
+	 * unchanged); the others are walked from it.  A NaN weight (the only
+	 * NaN t: z, inv and the other weights are finite) fails both
+	 * comparisons and keeps nearest_code's 0 from the start; it never
+	 * enters E. */
 	uint8_t out[QS_DAQ_QFORM_MAX + 8];
 	size_t i = 0;
 	/* in blocks of 8 the compiler vectorizes (element-wise, so no
@@ -138,12 +139,12 @@ double qs_daq_qform_eval(struct qs_daq_qform *q, float z, float s, float inv, ui
 		for (size_t l = 0; l < 8; l++) {
 			float d = w[i + l] - z;
 			float t = d * inv;
-			out[i + l] = (uint8_t)(!(t > q->blo[i + l]) | (t > q->bhi[i + l]));
+			out[i + l] = (uint8_t)((t <= q->blo[i + l]) | (t > q->bhi[i + l]));
 		}
 	for (; i < n; i++) {
 		float d = w[i] - z;
 		float t = d * inv;
-		out[i] = (uint8_t)(!(t > q->blo[i]) | (t > q->bhi[i]));
+		out[i] = (uint8_t)((t <= q->blo[i]) | (t > q->bhi[i]));
 	}
 	memset(out + n, 0, 8);
 	memcpy(codes, q->cb, n);
@@ -153,7 +154,7 @@ double qs_daq_qform_eval(struct qs_daq_qform *q, float z, float s, float inv, ui
 		if (!any)
 			continue;
 		for (size_t p = j; p < j + 8 && p < n; p++) {
-			if (!out[p] || !q->ok[p])
+			if (!out[p])
 				continue;
 			float d = w[p] - z;
 			unsigned c = walk_code(q, q->cb[p], d * inv);
