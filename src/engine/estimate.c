@@ -173,10 +173,12 @@ static void time_scheme(const struct qs_plan_tensor *t, int level, struct sample
 	const struct qs_scheme_ops *ops = sc->ops;
 	/* rows x cols^2 only where a Hessian will be loaded: adpq (and gptq
 	 * without one) can take --hessian but is a one-pass scheme without */
-	s->second_order = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN) &&
-			  (sc->stats & QS_WANT_HESSIAN);
+	bool hessian = ops->prepare != NULL && (ops->wants & QS_WANT_HESSIAN) &&
+		       (sc->stats & QS_WANT_HESSIAN);
+	s->second_order = hessian && !ops->hessian_cost_linear;
 	uint64_t cols = t->cols;
-	if (s->second_order && cols > SECOND_ORDER_COLS)
+	/* also where the cost is linear (daq): the synthetic H is cols^2 */
+	if (hessian && cols > SECOND_ORDER_COLS)
 		cols = SECOND_ORDER_COLS;
 	uint64_t rows = SAMPLE_WEIGHTS / cols;
 	if (rows < 1)
@@ -326,7 +328,9 @@ int qs_estimate_plan(const struct qs_plan *plan, unsigned threads, int level,
 				double preps = t->per_expert ? (double)(t->rows / t->matrix_rows) : 1.0;
 				core += preps * s->prep_seconds * scale * scale * scale;
 			} else {
-				core += s->prep_seconds;
+				/* prepare reads a cols-wide slice of H (daq's
+				 * blocks): linear in cols */
+				core += s->prep_seconds * scale;
 			}
 			core += weights * ns * 1e-9;
 		}

@@ -34,8 +34,14 @@
  *  2. LDRA on E(z, s), the group's error: with --hessian, e^T H_g e, H_g
  *     the diagonal block of the tensor's H = X^T X over the group's
  *     columns (the output error of the group's weights over the
- *     calibration inputs, cross-group terms left out), e_i = w_i - (z +
- *     s*lev[c_i]) (kernels.h daq_eval for the codes, NaN: e = 0); with
+ *     calibration inputs, cross-group terms left out; made symmetric,
+ *     (H_g + H_g^T)/2, the same form), e_i = w_i - (z + s*lev[c_i]) in
+ *     double (NaN: e = 0), the codes nearest_code's; evaluated
+ *     incrementally around the walk's current point (daq_qform.c: a
+ *     candidate costs O(n + k^2), k the codes that differ from the
+ *     point's, a move of the point O(n k); double, fixed order, no FMA,
+ *     no BLAS, so the same for every -T and SIMD level; equal to the
+ *     direct sum within rounding); with
  *     only --importance, sum v_i e_i^2 (the diagonal, v normalized to mean
  *     1 plus 0.01); with neither, sum e_i^2 (weight error).  First the
  *     range covering the whole group around z, s_c = the smallest fp16 >=
@@ -73,6 +79,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "daq_qform.h"
 #include "grouped.h"
 #include "kernels.h"
 #include "scheme.h"
@@ -80,6 +87,7 @@
 #include "wksp.h"
 
 #define DAQ_MAX_GROUP 128u
+_Static_assert(DAQ_MAX_GROUP <= QS_DAQ_QFORM_MAX, "daq_qform sized for the largest group");
 #define DAQ_MAX_ITERS 1000u
 #define DAQ_BINS 16u     /* one bin per nf4 level: our choice, the paper fixes none */
 
@@ -229,42 +237,24 @@ static void modal_interval(const float *w, size_t n, size_t m, float mn, float m
 }
 
 /* The group's error at (z, s): the codes into codes[], and the error as
- * the statistics say (Hessian block h, else importance imp, else plain). */
-static float group_error(const struct qs_kernels *k, const struct daq_book *b, const float *w,
-			 const float *imp, const float *h, size_t n, float z, float s,
-			 uint8_t *codes, float *e)
+ * the statistics say (Hessian block h, else importance imp, else plain).
+ * With a Hessian, E = e^T H e comes from the incremental evaluator qf
+ * (daq_qform.c), initialised on the first call (*qf_ready == 0); the
+ * codes are the kernel's either way. */
+static double group_error(const struct qs_kernels *k, const struct daq_book *b, const float *w,
+			  const float *imp, const float *h, size_t n, float z, float s,
+			  uint8_t *codes, struct qs_daq_qform *qf, int *qf_ready)
 {
 	float out[3];
 	float inv = s > 0 ? 1.0f / s : 0.0f;
+	if (h && *qf_ready)
+		return qs_daq_qform_eval(qf, z, s, inv, codes);
 	k->daq_eval(w, h ? NULL : imp, n, z, s, inv, b->lev, b->mid, b->nlev, codes, out);
 	if (!h)
 		return out[0];
-	for (size_t i = 0; i < n; i++) {
-		float p = s * b->lev[codes[i]];
-		float y = z + p;
-		e[i] = w[i] == w[i] ? w[i] - y : 0.0f;
-	}
-	/* e^T H e as e . (H e), H e accumulated column by column (H is
-	 * symmetric, so column j is row j): each y[i] sums in j order, a loop
-	 * the compiler vectorizes over i without reordering any sum; the dot
-	 * product in double */
-	float y[DAQ_MAX_GROUP];
-	for (size_t i = 0; i < n; i++)
-		y[i] = 0.0f;
-	for (size_t j = 0; j < n; j++) {
-		const float *hr = h + j * n;
-		float ej = e[j];
-		size_t i = 0;
-		for (; i + 8 <= n; i += 8)
-			for (size_t l = 0; l < 8; l++)
-				y[i + l] += hr[i + l] * ej;
-		for (; i < n; i++)
-			y[i] += hr[i] * ej;
-	}
-	double tot = 0;
-	for (size_t i = 0; i < n; i++)
-		tot += (double)e[i] * y[i];
-	return (float)tot;
+	qs_daq_qform_init(qf, h, w, b->lev, b->mid, b->nlev - 1, n, z, s, inv, codes);
+	*qf_ready = 1;
+	return qf->eb;
 }
 
 /* Quantizes one group; codes[n], the scale and centre as fp16 bits. */
@@ -297,10 +287,11 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 		return -QS_ETOOBIG;
 
 	uint8_t tmp[DAQ_MAX_GROUP];
-	float e[DAQ_MAX_GROUP];
 	uint8_t *best = codes, *cand = tmp;
+	struct qs_daq_qform qf;
+	int qf_ready = 0;
 	float bs = s, bz = z;
-	float be = group_error(k, b, w, imp, h, n, z, s, best, e);
+	double be = group_error(k, b, w, imp, h, n, z, s, best, &qf, &qf_ready);
 	/* every evaluation is a candidate: keeps the least error seen */
 #define TRY(zz, ss, out)                                                                \
 	do {                                                                            \
@@ -309,7 +300,7 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 			(out) = INFINITY;                                                   \
 			break;                                                              \
 		}                                                                           \
-		(out) = group_error(k, b, w, imp, h, n, zz_, ss_, cand, e);               \
+		(out) = group_error(k, b, w, imp, h, n, zz_, ss_, cand, &qf, &qf_ready);  \
 		if ((out) < be) {                                                           \
 			be = (out);                                                         \
 			bz = zz_;                                                           \
@@ -324,20 +315,24 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 	 * far tail holds salient weights, clipping it costs more than the
 	 * resolution it buys */
 	if (mx > mn && iters > 0) {
-		float cover = f16_up(fmaxf(mx - z, z - mn)), ce;
+		float cover = f16_up(fmaxf(mx - z, z - mn));
+		double ce;
 		TRY(z, cover, ce);
-		if (bs == cover)
+		if (bs == cover) {
 			s = cover;
+			if (h)
+				qs_daq_qform_commit(&qf);
+		}
 	}
 	float a0 = s * (1.0f / 32.0f);
 	for (unsigned t = 0; t < iters && s > 0; t++) {
 		float a = a0 * (1.0f - (float)t / (float)iters), d = 0.25f * a;
-		float sp, sm, zp, zm, cur;
+		double sp, sm, zp, zm, cur;
 		TRY(z, s + d, sp);
 		TRY(z, s - d, sm);
 		TRY(z + d, s, zp);
 		TRY(z - d, s, zm);
-		float gs = sp - sm, gz = zp - zm;
+		double gs = sp - sm, gz = zp - zm;
 		float ns = gs > 0 ? s - a : gs < 0 ? s + a : s;
 		float nz = gz > 0 ? z - a : gz < 0 ? z + a : z;
 		ns = f16_round(ns);
@@ -347,7 +342,10 @@ static int daq_group(const struct qs_kernels *k, const struct daq_book *b, unsig
 		if (isfinite(nz))
 			z = nz;
 		TRY(z, s, cur);
-		(void)cur;
+		/* the walk's point is the base the next step's four
+		 * neighbours differ from in few codes */
+		if (h && cur < INFINITY)
+			qs_daq_qform_commit(&qf);
 	}
 #undef TRY
 	if (best != codes)
@@ -497,6 +495,16 @@ static int copy_blocks(const struct qs_scheme *s, const struct qs_tensor_stats *
 							   j * g + b);
 				blk[a * n + b] = v;
 			}
+		/* the block made symmetric ((H + H^T) / 2, the same e^T H e):
+		 * the evaluator (daq_qform.c) reads column j as row j; an X^T X
+		 * is symmetric already and passes unchanged */
+		for (size_t a = 0; a < n; a++)
+			for (size_t b = 0; b < a; b++) {
+				float u = blk[a * n + b], v = blk[b * n + a];
+				if (u != v)
+					blk[a * n + b] = blk[b * n + a] =
+						(float)(0.5 * ((double)u + (double)v));
+			}
 	}
 	return 0;
 }
@@ -543,4 +551,5 @@ const struct qs_scheme_ops qs_scheme_daq = {
 	.prep_size = daq_prep_size,
 	.prepare = daq_prepare,
 	.quantize_prep = daq_quantize_prep,
+	.hessian_cost_linear = true,
 };

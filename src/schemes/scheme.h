@@ -76,6 +76,11 @@ struct qs_scheme_ops {
 		       void *prep, struct qs_diag *diag);
 	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+	/* true when a Hessian is used only in blocks of fixed size (daq's
+	 * group-sized diagonal blocks), so the cost per weight does not grow
+	 * with cols; otherwise a scheme that loads a Hessian is estimated as
+	 * rows x cols^2 (estimate.c). */
+	bool hessian_cost_linear;
 
 	/* ---- optional: quantize straight from the source (rtn) ----
 	 * The same payload as quantize() on the decoded chunk, from

@@ -15,7 +15,7 @@ srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 # the build's floating-point flags: from make check, else from Makefile.am
 fp=${FP_CFLAGS-$(sed -n 's/^FP_CFLAGS = //p' "$srcdir/Makefile.am")}
 flags="-std=gnu11 -O2 $fp -Wall -Wextra -Werror -Wshadow \
--Wstrict-prototypes -Wmissing-prototypes -I$srcdir/src/kernels"
+-Wstrict-prototypes -Wmissing-prototypes -I$srcdir/src/kernels -I$srcdir/src/schemes"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qshard-neon.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -56,6 +56,9 @@ build() {
 # the gguf instances each include gguf_impl.h, so they are units of their own
 kernels="src/kernels/fp16.c src/kernels/ref.c src/kernels/ref_adpq.c \
 src/kernels/ref_daq.c src/kernels/ref_claq.c src/kernels/gguf_pack.c src/kernels/ref_gguf.c"
+# daq's incremental Hessian form is scheme code, but plain arithmetic that
+# must give the same bits everywhere too: into ref_digest with the kernels
+kernels="$kernels src/schemes/daq_qform.c"
 
 # shellcheck disable=SC2086
 build "$cc" "$tmp/arm" $kernels src/kernels/arm/neon.c src/kernels/arm/neon_adpq.c \
@@ -63,7 +66,8 @@ build "$cc" "$tmp/arm" $kernels src/kernels/arm/neon.c src/kernels/arm/neon_adpq
 	tests/unit/neon_driver.c tests/unit/ref_digest.c
 cd "$tmp/arm"
 ref_objs="src_kernels_fp16.o src_kernels_ref.o src_kernels_ref_adpq.o \
-src_kernels_ref_daq.o src_kernels_ref_claq.o src_kernels_gguf_pack.o src_kernels_ref_gguf.o"
+src_kernels_ref_daq.o src_kernels_ref_claq.o src_kernels_gguf_pack.o src_kernels_ref_gguf.o \
+src_schemes_daq_qform.o"
 # shellcheck disable=SC2086
 "$cc" $static $ref_objs src_kernels_arm_neon.o src_kernels_arm_neon_adpq.o \
 	src_kernels_arm_neon_gguf.o \

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daq_qform.h"
 #include "gguf_blocks.h"
 #include "kernels.h"
 
@@ -150,6 +151,39 @@ int main(void)
 		put(&d, codes2 + g, 128);
 	}
 	show("daq", &d);
+
+	/* daq's incremental e^T H e (src/schemes/daq_qform.c, plain C in
+	 * double): a walk of candidates on each group, H an indefinite
+	 * symmetric block, every E and code digested */
+	d.h = 0xcbf29ce484222325ull;
+	{
+		static float h[128 * 128];
+		for (size_t i = 0; i < 128; i++)
+			for (size_t j = 0; j <= i; j++)
+				h[i * 128 + j] = h[j * 128 + i] =
+					i == j ? 2.0f + uniform() : 0.3f * uniform();
+		for (size_t g = 0; g + 128 <= N; g += 128) {
+			float lo[1], hi[1];
+			R->daq_range(w + g, 128, 1, lo, hi);
+			float z = (lo[0] + hi[0]) * 0.5f, s = (hi[0] - lo[0]) * 0.5f + 1e-3f;
+			R->nearest_code(w + g, 128, z, 1.0f / s, mid, 14, codes + g);
+			struct qs_daq_qform q;
+			qs_daq_qform_init(&q, h, w + g, lev, mid, 14, 128, z, s, 1.0f / s, codes + g);
+			put(&d, &q.eb, sizeof(q.eb));
+			for (unsigned t = 0; t < 40; t++) {
+				float cz = z + uniform() * s * 0.05f, cs = s * (1.0f + uniform() * 0.05f);
+				double e = qs_daq_qform_eval(&q, cz, cs, 1.0f / cs, codes2 + g);
+				put(&d, &e, sizeof(e));
+				put(&d, codes2 + g, 128);
+				if (t % 2) {
+					qs_daq_qform_commit(&q);
+					z = cz;
+					s = cs;
+				}
+			}
+		}
+	}
+	show("daq_qform", &d);
 
 	/* gguf: every ggml block type, plain and importance-weighted (the
 	 * search uses fused multiply-adds: fmaf must round as FMLA does) */
