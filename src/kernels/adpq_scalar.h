@@ -47,6 +47,20 @@ typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t 
 typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
 				     size_t cap);
 
+/* blockmax_hist's scalar part from index i on (the weights past the last
+ * whole 64, each its own block), counting into hist and returning the
+ * larger of mx and their largest key: ref's and every variant's tail. */
+static inline uint32_t qs_adpq_blockmax_scalar(const float *w, size_t i, size_t n,
+					       uint32_t *hist, uint32_t mx)
+{
+	for (; i < n; i++) {
+		uint32_t v = qs_adpq_key(w[i]);
+		hist[v >> QS_ADPQ_KEY_SHIFT]++;
+		mx = v > mx ? v : mx;
+	}
+	return mx;
+}
+
 /* collect's scalar definition from index i on, appending to out[c..]:
  * ref's whole pass and every variant's tail past its last vector. */
 static inline size_t qs_adpq_collect_scalar(const float *w, size_t i, size_t n, uint32_t lo,

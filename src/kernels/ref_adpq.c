@@ -153,12 +153,7 @@ static uint32_t blockmax_hist_scalar(const float *w, size_t n, uint32_t *hist)
 			hist[m >> TOP_SHIFT]++;
 			top = m > top ? m : top;
 		}
-	for (; i < n; i++) {
-		uint32_t v = mag_key(w[i]);
-		hist[v >> TOP_SHIFT]++;
-		top = v > top ? v : top;
-	}
-	return top;
+	return qs_adpq_blockmax_scalar(w, i, n, hist, top);
 }
 
 static size_t collect_scalar(const float *w, size_t n, uint32_t lo, uint32_t *out, size_t cap)

@@ -242,12 +242,7 @@ static uint32_t na_blockmax_hist(const float *w, size_t n, uint32_t *hist)
 			hist[k[j]]++;
 	}
 	uint32_t mx = vmaxvq_u32(top);
-	for (; i < n; i++) {
-		uint32_t v = qs_adpq_key(w[i]);
-		hist[v >> QS_ADPQ_KEY_SHIFT]++;
-		mx = v > mx ? v : mx;
-	}
-	return mx;
+	return qs_adpq_blockmax_scalar(w, i, n, hist, mx);
 }
 
 /* adpq_scalar.h's collect: the compares of 16 weights tested at once, the

@@ -485,12 +485,7 @@ static uint32_t blockmax_hist(const float *w, size_t n, uint32_t *hist)
 	_mm256_storeu_si256((__m256i *)t, _mm256_castps_si256(top));
 	for (unsigned j = 0; j < 8; j++)
 		mx = t[j] > mx ? t[j] : mx;
-	for (; i < n; i++) {
-		uint32_t v = qs_adpq_key(w[i]);
-		hist[v >> QS_ADPQ_KEY_SHIFT]++;
-		mx = v > mx ? v : mx;
-	}
-	return mx;
+	return qs_adpq_blockmax_scalar(w, i, n, hist, mx);
 }
 
 /* adpq_scalar.h's collect, 16 weights a step: a compare into a mask, the
