@@ -47,6 +47,18 @@ typedef uint32_t (*qs_adpq_blockmax_hist_fn)(const float *w, size_t n, uint32_t 
 typedef size_t (*qs_adpq_collect_fn)(const float *w, size_t n, uint32_t lo, uint32_t *out,
 				     size_t cap);
 
+/* The step of the range [mn, mx] on a grid of 2^bits codes into *step,
+ * and whether the range search runs on it: search asked for and a
+ * positive step below 1e30 (the f32 grid can overflow for ranges beyond
+ * fp16; the caller fails those anyway).  ref's inlier_range and every
+ * variant's group ranges. */
+static inline bool qs_adpq_search_runs(float mn, float mx, const struct qs_adpq_params *p,
+				       float *step)
+{
+	*step = (mx - mn) / (float)((1u << p->bits) - 1u);
+	return p->search && *step > 0.0f && *step < 1e30f;
+}
+
 /* blockmax_hist's scalar part from index i on (the weights past the last
  * whole 64, each its own block), counting into hist and returning the
  * larger of mx and their largest key: ref's and every variant's tail. */

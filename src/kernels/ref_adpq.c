@@ -316,11 +316,8 @@ static void inlier_range(const float *w, const uint8_t *mask, size_t n,
 	masked_range(w, mask, n, 0, 0, &mn, &mx);
 	*lo_out = mn;
 	*hi_out = mx;
-	float qmaxf = (float)((1u << p->bits) - 1u);
-	float step = (mx - mn) / qmaxf;
-	/* the f32 grid can overflow for ranges beyond fp16 (the caller fails
-	 * those anyway) */
-	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+	float qmaxf = (float)((1u << p->bits) - 1u), step;
+	if (!qs_adpq_search_runs(mn, mx, p, &step))
 		return;
 	float best = grid_error(w, mask, n, mn, step, qmaxf);
 	float h = (mx - mn) * 0.5f;

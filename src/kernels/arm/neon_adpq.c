@@ -112,8 +112,8 @@ static void na_group_ranges(const float *wg, size_t len, unsigned k,
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step = (fmx - fmn) / qmaxf;
-	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+	float step;
+	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
 		return;
 	const float32x4_t zero = vdupq_n_f32(0.0f), qv = vdupq_n_f32(qmaxf);
 	uint32x4_t vm[NA_VMAX];

@@ -127,8 +127,8 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step = (fmx - fmn) / qmaxf;
-	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+	float step;
+	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
 		return;
 	const __m256 zero = _mm256_setzero_ps(), qv = _mm256_set1_ps(qmaxf);
 	__m256 vm[VMAX];

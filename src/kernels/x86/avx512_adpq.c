@@ -151,8 +151,8 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step = (fmx - fmn) / qmaxf;
-	if (!p->search || !(step > 0.0f) || !(step < 1e30f))
+	float step;
+	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
 		return;
 	/* the candidates first (ref's sequence, up to the first empty
 	 * range), 16 lanes at a time (each lane the same operations as
