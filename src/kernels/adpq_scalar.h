@@ -59,6 +59,20 @@ static inline bool qs_adpq_search_runs(float mn, float mx, const struct qs_adpq_
 	return p->search && *step > 0.0f && *step < 1e30f;
 }
 
+/* A SIMD variant's end of a group's inlier range: [mn, mx] from its
+ * vector min and max, [0, 0] when no weight was kept (as ref's
+ * masked_range), stored to lo and hi; returns qs_adpq_search_runs() on
+ * it, the step in *step. */
+static inline bool qs_adpq_range_done(float *mn, float *mx, const struct qs_adpq_params *p,
+				      float *lo, float *hi, float *step)
+{
+	if (*mn > *mx)
+		*mn = *mx = 0.0f;
+	*lo = *mn;
+	*hi = *mx;
+	return qs_adpq_search_runs(*mn, *mx, p, step);
+}
+
 /* blockmax_hist's scalar part from index i on (the weights past the last
  * whole 64, each its own block), counting into hist and returning the
  * larger of mx and their largest key: ref's and every variant's tail. */

@@ -105,16 +105,12 @@ static void na_group_ranges(const float *wg, size_t len, unsigned k,
 	/* the accumulators hold no NaN, so FMINV/FMAXV are plain min/max here
 	 * (which zero they keep does not reach the output, see ref) */
 	float fmn = vminvq_f32(mn), fmx = vmaxvq_f32(mx);
-	if (fmn > fmx)
-		fmn = fmx = 0.0f;
-	*lo_out = fmn;
-	*hi_out = fmx;
+	float step;
+	if (!qs_adpq_range_done(&fmn, &fmx, p, lo_out, hi_out, &step))
+		return;
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step;
-	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
-		return;
 	const float32x4_t zero = vdupq_n_f32(0.0f), qv = vdupq_n_f32(qmaxf);
 	uint32x4_t vm[NA_VMAX];
 	for (size_t v = 0; v < nv8; v++)

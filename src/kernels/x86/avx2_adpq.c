@@ -120,16 +120,12 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 		mx = _mm256_max_ps(y, mx);
 	}
 	float fmn = hmin(mn), fmx = hmax(mx);
-	if (fmn > fmx)
-		fmn = fmx = 0.0f;
-	*lo_out = fmn;
-	*hi_out = fmx;
+	float step;
+	if (!qs_adpq_range_done(&fmn, &fmx, p, lo_out, hi_out, &step))
+		return;
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step;
-	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
-		return;
 	const __m256 zero = _mm256_setzero_ps(), qv = _mm256_set1_ps(qmaxf);
 	__m256 vm[VMAX];
 	for (size_t v = 0; v < nv4; v++)

@@ -144,16 +144,12 @@ static void group_ranges(const float *wg, size_t len, unsigned k,
 	}
 	keep[nz] = 0;
 	float fmn = _mm512_reduce_min_ps(mn), fmx = _mm512_reduce_max_ps(mx);
-	if (fmn > fmx)
-		fmn = fmx = 0.0f;
-	*lo_out = fmn;
-	*hi_out = fmx;
+	float step;
+	if (!qs_adpq_range_done(&fmn, &fmx, p, lo_out, hi_out, &step))
+		return;
 
 	/* range search (ref's inlier_range and grid_error) */
 	const float qmaxf = (float)((1u << p->bits) - 1u);
-	float step;
-	if (!qs_adpq_search_runs(fmn, fmx, p, &step))
-		return;
 	/* the candidates first (ref's sequence, up to the first empty
 	 * range), 16 lanes at a time (each lane the same operations as
 	 * ref's scalar ones: one vector division instead of one a
