@@ -346,16 +346,17 @@ int main(int argc, char **argv)
 	}
 
 	/* one child per SIMD level: the kernel table is fixed per process */
-	static const char *const levels[] = {"ref", "avx2", "neon"};
-	const char *have[3];
+	static const char *const levels[] = {"ref", "avx2", "avx512", "neon"};
+	enum { NLEVELS = sizeof(levels) / sizeof(levels[0]) };
+	const char *have[NLEVELS];
 	size_t nlev = 0;
-	double gbps[MAX_SPECS][3];
+	double gbps[MAX_SPECS][NLEVELS];
 	char self[4096];
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (sl <= 0)
 		die("%s", "cannot find /proc/self/exe");
 	self[sl] = '\0';
-	for (size_t l = 0; l < 3; l++) {
+	for (size_t l = 0; l < NLEVELS; l++) {
 		if (!qs_kernels_by_name(levels[l]))
 			continue;
 		char cmd[16384];

@@ -702,12 +702,12 @@ static void process(struct pipeline *p, struct job *j, struct qs_stage_seconds *
 		};
 		struct qs_row_hook hook = {src_feed_row, &feed};
 		if (qs_plan_one_pass(t)) {
-			/* one pass: decode, check and quantize a group at a
-			 * time (the work buffer stays untouched), the source
-			 * checksum fed a row block ahead */
+			/* one pass: decode, check and quantize a group or a
+			 * row at a time (w holds one row), the source checksum
+			 * fed a row block ahead */
 			rc = t->scheme.ops->quantize_src(&t->scheme, src_kind(t->src->dtype),
 							 j->input, j->rows, t->cols, allow,
-							 j->payload, j->scratch, &bad, &hook);
+							 j->payload, j->scratch, w, &bad, &hook);
 			src_feed_finish(&feed, j, j->chunk + 1);
 			feed_seconds = feed.seconds;
 		} else {

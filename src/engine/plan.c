@@ -89,7 +89,7 @@ void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 
 bool qs_plan_one_pass(const struct qs_plan_tensor *t)
 {
-	return !t->raw && !t->companion && !t->prep_total && t->scheme.ops->quantize_src;
+	return !t->raw && !t->companion && !t->scheme.stats && t->scheme.ops->quantize_src;
 }
 
 void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,
@@ -97,10 +97,14 @@ void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,
 {
 	qs_plan_footprint(t, rows, fp);
 	if (qs_plan_one_pass(t)) {
-		/* the one-pass kernel decodes a group at a time on its own
-		 * stack: no f32 copy of the chunk is ever made */
-		fp->total -= fp->work;
-		fp->work = 0;
+		/* the one-pass kernels decode a group (rtn, on its stack) or
+		 * a row (adpq, which reads it several times) at a time: no f32
+		 * copy of the chunk is ever made */
+		uint64_t row = align_up(t->cols * sizeof(float), QS_BUF_ALIGN);
+		if (row < fp->work) {
+			fp->total -= fp->work - row;
+			fp->work = row;
+		}
 	}
 }
 

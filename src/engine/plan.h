@@ -173,10 +173,13 @@ bool qs_is_moe_router(const char *name);
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		       struct qs_chunk_footprint *fp);
 /* Whether tensor t is quantized straight from its source bytes (the
- * scheme's quantize_src: no companion scale, no per-tensor state). */
+ * scheme's quantize_src: no companion scale, no statistics loaded; a
+ * scheme with both quantize_src and a preparation, adpq, needs the latter
+ * only for its statistics). */
 bool qs_plan_one_pass(const struct qs_plan_tensor *t);
 /* The buffers the pipeline allocates for a chunk of t: the footprint
- * without the f32 work buffer when t is one-pass.  The chunking is still
+ * with an f32 work buffer of one row, not the chunk's, when t is one-pass
+ * (the row quantize_src may decode into).  The chunking is still
  * cut by qs_plan_footprint, so it (and the output) does not depend on
  * which kernel path a tensor takes. */
 void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,

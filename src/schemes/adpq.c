@@ -104,6 +104,7 @@
 #include <string.h>
 
 #include "adpq_scalar.h"
+#include "decode_scalar.h"
 #include "kernels.h"
 #include "scheme.h"
 #include "second_order.h"
@@ -458,6 +459,85 @@ static void hes_pass(struct hes_scratch *h, const struct qs_adpq_params *p, cons
 	}
 }
 
+/* Where a chunk's rows go in its payload (the sections of the format
+ * comment at the top), and the per-row buffers of the kernels. */
+struct chunk_out {
+	const struct qs_kernels *k;
+	struct qs_adpq_params p;
+	size_t ng, nk, c, R, plane;
+	unsigned lg;
+	bool u8, tight;
+	uint8_t *super, *meta, *cnt, *idx, *codes, *unary;
+	struct qs_adpq_row t;
+};
+
+static struct chunk_out chunk_out_of(const struct qs_scheme *s, const struct sizes *z,
+				     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch)
+{
+	struct chunk_out o;
+	o.k = qs_kernels_get();
+	o.p = params_of(s);
+	o.ng = (size_t)z->ng;
+	o.nk = (size_t)z->nk;
+	o.c = (size_t)cols;
+	o.R = (size_t)rows;
+	o.plane = o.c / 8 + (o.c % 8 != 0);
+	o.lg = log2_group(P(s)->group);
+	o.u8 = P(s)->scales == SCALES_U8;
+	o.tight = P(s)->layout == LAYOUT_TIGHT;
+	o.super = out;
+	o.meta = out + (o.u8 ? 8 * o.R : 0);
+	o.cnt = out + z->meta;
+	o.idx = o.cnt + z->cnt;
+	o.codes = o.idx + z->idx;
+	o.t = carve(scratch, o.ng, o.c, o.nk, &o.unary);
+	return o;
+}
+
+/* Row r's codes (codes[c]) into the payload: packed LSB-first, or as
+ * bit planes. */
+static void put_codes(const struct chunk_out *o, const uint8_t *codes, size_t r)
+{
+	if (o->tight)
+		o->k->pack_bits(codes, o->c, o->p.bits, o->codes, (uint64_t)r * o->c * o->p.bits);
+	else
+		o->k->pack_planes(codes, o->c, o->p.bits, o->codes + r * o->plane, o->R * o->plane);
+}
+
+/* Row r's grids, group counts and outlier indices (o->t, as the row kernel
+ * left them) into the payload. */
+static void put_row_meta(const struct chunk_out *o, size_t r)
+{
+	const size_t ng = o->ng, R = o->R;
+	for (size_t j = 0; j < 4; j++) {
+		const uint16_t *mj = o->t.meta + j * ng;
+		if (o->u8) {
+			qs_put_le16(o->super + 8 * r + 2 * j, o->t.super[j]);
+			uint8_t *d = o->meta + (j * R + r) * ng;
+			for (size_t g = 0; g < ng; g++)
+				d[g] = (uint8_t)mj[g];
+		} else {
+			uint8_t *d = o->meta + 2 * (j * R + r) * ng;
+			for (size_t g = 0; g < ng; g++)
+				qs_put_le16(d + 2 * g, mj[g]);
+		}
+	}
+	counts_to_unary(o->t.counts, ng, o->unary);
+	o->k->pack_bits(o->unary, ng + o->nk, 1, o->cnt, (uint64_t)r * (ng + o->nk));
+	o->k->pack_bits(o->t.idx, o->nk, o->lg, o->idx, (uint64_t)r * o->nk * o->lg);
+}
+
+/* One row through the calibration-free kernel into the payload; 1 when a
+ * group's range does not fit the scale encoding. */
+static int put_row(struct chunk_out *o, const float *w, size_t r)
+{
+	if (o->k->adpq_quantize_row(w, o->c, &o->p, &o->t))
+		return 1;
+	put_row_meta(o, r);
+	put_codes(o, o->t.codes, r);
+	return 0;
+}
+
 /* u: the factor of H^-1 (cols x cols), or NULL for the calibration-free
  * scheme. */
 static int quantize_with(const struct qs_scheme *s, const float *u, const float *w,
@@ -472,61 +552,72 @@ static int quantize_with(const struct qs_scheme *s, const float *u, const float 
 	if (u && (cols > INT32_MAX || rows > INT32_MAX))
 		return -QS_ETOOBIG;
 
-	const struct qs_kernels *k = qs_kernels_get();
-	struct qs_adpq_params p = params_of(s);
-	size_t ng = (size_t)z.ng, nk = (size_t)z.nk, c = (size_t)cols, R = (size_t)rows;
-	unsigned lg = log2_group(P(s)->group);
-	bool u8 = P(s)->scales == SCALES_U8;
-	uint8_t *unary;
-	struct qs_adpq_row t = carve(scratch, ng, c, nk, &unary);
-	struct hes_scratch h;
-	if (u)
-		h = hes_carve((uint8_t *)scratch + row_scratch_size(s, cols), R, c, ng);
-	uint8_t *meta = out + (u8 ? 8 * R : 0);
-	uint8_t *cnt = out + z.meta;
-	uint8_t *idx = cnt + z.cnt;
-	uint8_t *codes = idx + z.idx;
-	size_t plane = c / 8 + (c % 8 != 0);
-
-	for (size_t r = 0; r < R; r++) {
-		if (k->adpq_quantize_row(w + r * c, c, &p, &t))
-			return -QS_ETOOBIG;
-		for (size_t j = 0; j < 4; j++) {
-			const uint16_t *mj = t.meta + j * ng;
-			if (u8) {
-				qs_put_le16(out + 8 * r + 2 * j, t.super[j]);
-				uint8_t *d = meta + (j * R + r) * ng;
-				for (size_t g = 0; g < ng; g++)
-					d[g] = (uint8_t)mj[g];
-			} else {
-				uint8_t *d = meta + 2 * (j * R + r) * ng;
-				for (size_t g = 0; g < ng; g++)
-					qs_put_le16(d + 2 * g, mj[g]);
-			}
-		}
-		counts_to_unary(t.counts, ng, unary);
-		k->pack_bits(unary, ng + nk, 1, cnt, (uint64_t)r * (ng + nk));
-		k->pack_bits(t.idx, nk, lg, idx, (uint64_t)r * nk * lg);
-		if (u) {
-			hes_keep_row(&h, &t, &p, w + r * c, r, c, ng);
-			continue;
-		}
-		if (P(s)->layout == LAYOUT_TIGHT)
-			k->pack_bits(t.codes, c, P(s)->bits, codes, (uint64_t)r * c * P(s)->bits);
-		else
-			k->pack_planes(t.codes, c, P(s)->bits, codes + r * plane, R * plane);
-	}
-	if (!u)
+	struct chunk_out o = chunk_out_of(s, &z, rows, cols, out, scratch);
+	const size_t c = o.c, R = o.R, ng = o.ng;
+	if (!u) {
+		for (size_t r = 0; r < R; r++)
+			if (put_row(&o, w + r * c, r))
+				return -QS_ETOOBIG;
 		return 0;
-	hes_pass(&h, &p, u, R, c, ng);
-	for (size_t r = 0; r < R; r++) {
-		if (P(s)->layout == LAYOUT_TIGHT)
-			k->pack_bits(h.codes + r * c, c, P(s)->bits, codes,
-				     (uint64_t)r * c * P(s)->bits);
-		else
-			k->pack_planes(h.codes + r * c, c, P(s)->bits, codes + r * plane, R * plane);
 	}
+	struct hes_scratch h = hes_carve((uint8_t *)scratch + row_scratch_size(s, cols), R, c, ng);
+	for (size_t r = 0; r < R; r++) {
+		if (o.k->adpq_quantize_row(w + r * c, c, &o.p, &o.t))
+			return -QS_ETOOBIG;
+		put_row_meta(&o, r);
+		hes_keep_row(&h, &o.t, &o.p, w + r * c, r, c, ng);
+	}
+	hes_pass(&h, &o.p, u, R, c, ng);
+	for (size_t r = 0; r < R; r++)
+		put_codes(&o, h.codes + r * c, r);
 	return 0;
+}
+
+/* adpq from the source bytes (scheme.h quantize_src), calibration-free
+ * only: each row is decoded and checked into `row`, where it stays in
+ * L1/L2 for the selection's and the range search's passes, so the chunk
+ * is never copied to f32 in memory (issue 16).  The same payload as
+ * adpq_quantize() on the decoded chunk: the kernel sees the same row.
+ * Once a row holds NaN/Inf without sanitize, or a group overflows, the
+ * payload will not be used: the rest is only decoded, so the chunk's
+ * whole NaN/Inf count is still reported (rtn's rule; the pipeline's NaN
+ * error comes first). */
+static int adpq_quantize_src(const struct qs_scheme *s, unsigned kind, const void *src,
+			     uint64_t rows, uint64_t cols, int sanitize, uint8_t *out,
+			     void *scratch, float *row, size_t *nonfinite,
+			     const struct qs_row_hook *hook)
+{
+	struct sizes z;
+	int rc = check_chunk(s, rows, cols, &z);
+	if (rc)
+		return rc;
+	if (use_hessian(s))
+		return -QS_EUSAGE;  /* GPTQ's pass needs the chunk: quantize_prep */
+	if (rows == 0 || cols == 0)
+		return 0;
+
+	struct chunk_out o = chunk_out_of(s, &z, rows, cols, out, scratch);
+	const size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	bool quantizing = true;
+	for (size_t r = 0; r < o.R; r++) {
+		if (hook)
+			hook->before_row(hook->user, r);
+		size_t bad = o.k->decode_checked(kind, (const uint8_t *)src + r * o.c * esz, row, o.c);
+		*nonfinite += bad;
+		if (bad && !sanitize)
+			quantizing = false;
+		if (!quantizing)
+			continue;
+		if (bad)
+			qs_sanitize_scalar(row, o.c);
+		if (put_row(&o, row, r)) {
+			if (sanitize)
+				return -QS_ETOOBIG;
+			rc = -QS_ETOOBIG;
+			quantizing = false;
+		}
+	}
+	return rc;
 }
 
 static int adpq_quantize(const struct qs_scheme *s, const float *w, uint64_t rows,
@@ -658,4 +749,5 @@ const struct qs_scheme_ops qs_scheme_adpq = {
 	.prep_size = adpq_prep_size,
 	.prepare = adpq_prepare,
 	.quantize_prep = adpq_quantize_prep,
+	.quantize_src = adpq_quantize_src,
 };

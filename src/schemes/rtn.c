@@ -102,8 +102,9 @@ static int rtn_quantize(const struct qs_scheme *s, const float *w, uint64_t rows
  * rows, each through the kernels' fused decode + group quantization. */
 static int rtn_quantize_src(const struct qs_scheme *s, unsigned kind, const void *src,
 			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
-			    size_t *nonfinite, const struct qs_row_hook *hook)
+			    float *row, size_t *nonfinite, const struct qs_row_hook *hook)
 {
+	(void)row;  /* each group is decoded into an L1 buffer of its own */
 	int rc = check_chunk(s, rows, cols);
 	if (rc)
 		return rc;

@@ -90,11 +90,13 @@ struct qs_scheme_ops {
 	 * group overflows); with sanitize they are replaced first, as
 	 * --allow-nonfinite asks.  hook (may be NULL) is called before each
 	 * row is read, so the pipeline can checksum the source while it is in
-	 * cache.  The pipeline uses it for tensors with no companion and no
-	 * preparation. */
+	 * cache.  row is room for one decoded row (cols floats, 64-byte
+	 * aligned) for a scheme that reads the row more than once (adpq).
+	 * The pipeline uses it for tensors with no companion that load no
+	 * statistics (adpq's preparation then holds nothing). */
 	int (*quantize_src)(const struct qs_scheme *s, unsigned kind, const void *src,
 			    uint64_t rows, uint64_t cols, int sanitize, uint8_t *out, void *scratch,
-			    size_t *nonfinite, const struct qs_row_hook *hook);
+			    float *row, size_t *nonfinite, const struct qs_row_hook *hook);
 	/* The scheme needs every row of a matrix in one chunk (claq's code
 	 * books are fitted per column over all rows): the plan gives such a
 	 * tensor one chunk per matrix, whatever --memory, or fails before

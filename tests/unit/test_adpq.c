@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode_scalar.h"
 #include "kernels.h"
 #include "qshard.h"
 #include "scheme.h"
@@ -601,6 +602,118 @@ static void test_planes(void **state)
 	assert_memory_equal(codes, back, 21);
 }
 
+/* The source bytes of w[n] as `kind` (bf16 by truncation: any bf16 is
+ * a test value), and their exact f32 values back in w. */
+static void *encode_src(unsigned kind, float *w, size_t n)
+{
+	size_t esz = kind == QS_SRC_KIND_F32 ? 4 : 2;
+	uint8_t *src = malloc(n * esz);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &w[i], 4);
+		uint16_t h = kind == QS_SRC_KIND_BF16 ? (uint16_t)(u >> 16) : qs_f32_to_f16(w[i]);
+		if (kind == QS_SRC_KIND_F32)
+			memcpy(src + 4 * i, &w[i], 4);
+		else
+			memcpy(src + 2 * i, &h, 2);
+	}
+	assert_int_equal(qs_kernels_ref.decode_checked(kind, src, w, n) <= n, 1);
+	return src;
+}
+
+struct row_log {
+	uint64_t next;
+	int in_order;
+};
+
+static void log_row(void *user, uint64_t row)
+{
+	struct row_log *l = user;
+	l->in_order &= row == l->next;
+	l->next = row + 1;
+}
+
+/* quantize_src (issue 16's one pass: a row decoded into the caller's
+ * buffer and quantized there) gives quantize()'s payload on the decoded
+ * chunk, byte for byte, for every source kind and a spread of the
+ * parameters; with NaN/Inf it counts them all, and with sanitize its
+ * payload is that of the sanitized chunk; an overflow is -QS_ETOOBIG while
+ * the NaNs of the rows after it are still counted. */
+static void test_quantize_src(void **state)
+{
+	(void)state;
+	static const char *const specs[] = {
+		"adpq:bits=3", "adpq:bits=2,group=64,scales=f16", "adpq:bits=4,layout=tight,search=0",
+		"adpq:bits=3,group=256,alpha=0.05,search=16",
+	};
+	const size_t R = 5, C = 300, n = R * C;
+	float *w = malloc(n * sizeof(float)), *dec = malloc(n * sizeof(float));
+	float *row = aligned_alloc(64, (C * sizeof(float) + 63) / 64 * 64);
+	for (size_t si = 0; si < sizeof(specs) / sizeof(specs[0]); si++) {
+		struct qs_scheme s = make(specs[si]);
+		assert_non_null(s.ops->quantize_src);
+		uint64_t ps = s.ops->payload_size(&s, R, C);
+		uint8_t *want = malloc(ps), *got = malloc(ps);
+		void *scr = malloc(s.ops->scratch_size(&s, R, C));
+		for (unsigned kind = QS_SRC_KIND_BF16; kind <= QS_SRC_KIND_F32; kind++) {
+			for (int planted = 0; planted < 2; planted++) {
+				for (size_t i = 0; i < n; i++)
+					w[i] = heavy();
+				size_t nan_want = 0;
+				if (planted) {
+					w[C + 3] = NAN;
+					w[2 * C + 299] = INFINITY;
+					w[4 * C] = -INFINITY;
+					nan_want = 3;
+				}
+				void *src = encode_src(kind, w, n);
+				for (int sanitize = 0; sanitize < 2; sanitize++) {
+					memcpy(dec, w, n * sizeof(float));
+					if (sanitize)
+						qs_sanitize_scalar(dec, n);
+					memset(want, 0xa5, ps);
+					memset(got, 0x5a, ps);
+					struct row_log l = {0, 1};
+					struct qs_row_hook hook = {log_row, &l};
+					size_t bad = 0;
+					int rc = s.ops->quantize_src(&s, kind, src, R, C, sanitize, got, scr,
+								     row, &bad, &hook);
+					assert_int_equal(bad, nan_want);
+					assert_true(l.in_order && l.next == R);
+					if (planted && !sanitize)
+						continue;  /* the payload is not used: the pipeline fails */
+					assert_int_equal(rc, 0);
+					assert_int_equal(s.ops->quantize(&s, dec, R, C, want, scr), 0);
+					assert_memory_equal(got, want, ps);
+				}
+				free(src);
+			}
+		}
+		/* a group that overflows the scales in row 1, a NaN in row 3 */
+		for (size_t i = 0; i < n; i++)
+			w[i] = heavy();
+		w[C + 7] = 1e9f;
+		w[3 * C + 1] = NAN;
+		void *src = encode_src(QS_SRC_KIND_F32, w, n);
+		size_t bad = 0;
+		assert_int_equal(s.ops->quantize_src(&s, QS_SRC_KIND_F32, src, R, C, 0, got, scr, row,
+						     &bad, NULL),
+				 -QS_ETOOBIG);
+		assert_int_equal(bad, 1);
+		bad = 0;
+		assert_int_equal(s.ops->quantize_src(&s, QS_SRC_KIND_F32, src, R, C, 1, got, scr, row,
+						     &bad, NULL),
+				 -QS_ETOOBIG);
+		free(src);
+		free(want);
+		free(got);
+		free(scr);
+	}
+	free(w);
+	free(dec);
+	free(row);
+}
+
 static void test_overflow_and_corrupt(void **state)
 {
 	(void)state;
@@ -707,6 +820,7 @@ int main(void)
 		cmocka_unit_test(test_payload_canary_roundtrip),
 		cmocka_unit_test(test_planes),
 		cmocka_unit_test(test_overflow_and_corrupt),
+		cmocka_unit_test(test_quantize_src),
 		cmocka_unit_test(test_sqnr_beats_rtn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -328,12 +328,45 @@ static void test_plan_memory_is_the_windows_placement(void **state)
 	qs_plan_release(&plan);
 }
 
+/* A one-pass tensor (rtn, or adpq with no statistics: its quantize_src)
+ * gets one f32 row of work buffer, not the chunk's; its chunks are still
+ * cut by the full footprint (the bytes do not depend on the path).  daq,
+ * and adpq once it loads a Hessian, decode the whole chunk. */
+static void test_one_pass_work_is_one_row(void **state)
+{
+	(void)state;
+	const char *schemes[] = {"adpq:bits=3", "lm_head=daq:bits=4", "embed_tokens=rtn:bits=4"};
+	struct qs_plan plan;
+	struct qs_diag d;
+	assert_int_equal(build(&plan, schemes, 3, NULL, 0, 256 << 20, &d), 0);
+	static const struct {
+		size_t tensor;
+		bool one_pass;
+	} want[] = {{0, true}, {2, true}, {3, false}};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct qs_plan_tensor *t = &plan.tensors[want[i].tensor];
+		uint64_t rows = qs_plan_chunk_rows(t, 0);
+		struct qs_chunk_footprint full, buf;
+		qs_plan_footprint(t, rows, &full);
+		qs_plan_chunk_buffers(t, rows, &buf);
+		assert_true(rows > 1);
+		assert_int_equal(qs_plan_one_pass(t), want[i].one_pass);
+		uint64_t work = want[i].one_pass ? QS_BUF_ALIGN : full.work;  /* 256 floats */
+		assert_int_equal(buf.work, work);
+		assert_int_equal(buf.total, full.total - (full.work - work));
+	}
+	plan.tensors[2].scheme.stats = QS_WANT_HESSIAN;  /* adpq --hessian */
+	assert_false(qs_plan_one_pass(&plan.tensors[2]));
+	qs_plan_release(&plan);
+}
+
 int main(void)
 {
 	fix_sizes();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rules_last_match_wins),
 		cmocka_unit_test(test_default_is_rtn),
+		cmocka_unit_test(test_one_pass_work_is_one_row),
 		cmocka_unit_test(test_bad_rules),
 		cmocka_unit_test(test_chunks_cover_rows_and_fit),
 		cmocka_unit_test(test_window_too_small_names_tensor),
