@@ -440,7 +440,7 @@ static void *reader_main(void *arg)
 		tensor_chunks(p->a, ti, &cbegin, &cend, &cread);
 		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
 		struct prep_slot *slot = NULL;
-		if (t->prep_total && cend > cbegin && !t->per_expert) {
+		if (qs_plan_needs_prep(t) && cend > cbegin && !t->per_expert) {
 			rc = start_prepare(p, ti, UINT64_MAX, cend - cbegin, &slot);
 			if (rc < 0)
 				break;
@@ -451,7 +451,7 @@ static void *reader_main(void *arg)
 				break;
 			}
 			/* each expert's first converted chunk: its own Hessian */
-			if (t->prep_total && t->per_expert && c >= cbegin &&
+			if (qs_plan_needs_prep(t) && t->per_expert && c >= cbegin &&
 			    (c == cbegin || c % cpm == 0)) {
 				uint64_t last = (c / cpm + 1) * cpm;
 				uint32_t n = (uint32_t)((last < cend ? last : cend) - c);

@@ -92,6 +92,11 @@ bool qs_plan_one_pass(const struct qs_plan_tensor *t)
 	return !t->raw && !t->companion && !t->scheme.stats && t->scheme.ops->quantize_src;
 }
 
+bool qs_plan_needs_prep(const struct qs_plan_tensor *t)
+{
+	return t->prep_total && !qs_plan_one_pass(t);
+}
+
 void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,
 			   struct qs_chunk_footprint *fp)
 {
@@ -549,10 +554,11 @@ int qs_plan_build(const struct qs_checkpoint *ck, const struct qs_convert_opts *
 			goto out;
 		plan->total_chunks += pt->nchunks;
 		if (pt->nchunks) {
-			struct qs_chunk_footprint fp;
+			struct qs_chunk_footprint fp, buf;
 			qs_plan_footprint(pt, pt->rows_per_chunk, &fp);
-			if (fp.total > plan->max_footprint)
-				plan->max_footprint = fp.total;
+			qs_plan_chunk_buffers(pt, pt->rows_per_chunk, &buf);
+			if (buf.total > plan->max_footprint)
+				plan->max_footprint = buf.total;
 			/* the compressed buffer is sized from the payload
 			 * (ZSTD_compressBound): a bound on it, whatever the
 			 * source encoding */
@@ -638,7 +644,7 @@ void qs_plan_memory(const struct qs_plan *plan, unsigned threads, const uint32_t
 		const struct qs_plan_tensor *t = &plan->tensors[i];
 		if (from[i] >= end[i])
 			continue;
-		if (t->prep_total)
+		if (qs_plan_needs_prep(t))
 			head = 0;  /* the reader waits for an empty ring */
 		uint64_t cpm = t->nchunks ? qs_plan_chunks_per_matrix(t) : 1;
 		if (!t->raw && (t->scheme.ops->wants & QS_WANT_HESSIAN))

@@ -63,7 +63,8 @@ struct qs_plan {
 	char *input_text;              /* canonical input description (header) */
 	uint64_t input_fp, options_fp;
 	uint64_t total_chunks;
-	uint64_t max_footprint;        /* largest chunk footprint in the plan */
+	uint64_t max_footprint;        /* largest chunk the pipeline allocates
+					* (qs_plan_chunk_buffers) */
 	uint64_t max_payload;          /* bound on one chunk's payload (zstd context size) */
 	uint64_t chunking_fp;          /* xxh3 of every tensor's rows per chunk */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
@@ -177,6 +178,13 @@ void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
  * scheme with both quantize_src and a preparation, adpq, needs the latter
  * only for its statistics). */
 bool qs_plan_one_pass(const struct qs_plan_tensor *t);
+/* Whether the pipeline runs t's preparation (its state, prep_total
+ * bytes, in the window's state area): a calibration-aware tensor that is
+ * not one-pass.  Such a tensor starts on an empty ring (the reader waits
+ * for the previous tensor's state to be freed); a one-pass adpq tensor
+ * streams on behind its neighbours (issue 16: that wait idled the workers
+ * at every tensor boundary). */
+bool qs_plan_needs_prep(const struct qs_plan_tensor *t);
 /* The buffers the pipeline allocates for a chunk of t: the footprint
  * with an f32 work buffer of one row, not the chunk's, when t is one-pass
  * (the row quantize_src may decode into).  The chunking is still

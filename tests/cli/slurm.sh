@@ -182,6 +182,18 @@ task2_mid_run() {
 	[ -f "$p2.partial" ] && [ "$(stat -c %s "$p2.partial")" -gt 200000 ]
 }
 wait_for 120 "task 2 to be converting" task2_mid_run
+# freeze it first (local signals, milliseconds): a part takes about a
+# second, and under load the cancel's round trip through slurmctld was
+# once long enough for task 2 to finish its part, leaving nothing to
+# resume.  scancel sends SIGCONT with SIGTERM, which qshard handles as an
+# interrupt (the .partial stays).
+task2_id=$(timeout 5 scontrol show job "${array}_2" 2>/dev/null |
+	sed -n 's/^ *JobId=\([0-9]*\).*/\1/p' | head -n 1)
+[ -n "$task2_id" ] || die "no job id for task ${array}_2"
+for p in $(timeout 5 scontrol listpids "$task2_id" 2>/dev/null | awk 'NR > 1 && $1 != "-1" {print $1}'); do
+	kill -STOP "$p" 2>/dev/null && echo "task 2 frozen: pid $p"
+done
+task2_mid_run || die "task 2 finished its part before it could be cancelled (test timing)"
 timeout 10 scancel "${array}_2" || die "scancel ${array}_2 failed"
 task2_cancelled() { [ "$(job_state "${array}_2")" = CANCELLED ]; }
 wait_for 60 "task 2 to be cancelled" task2_cancelled

@@ -275,13 +275,14 @@ static void test_window_fifo_ring(void **state)
  * chunks: replay every chunk's footprint through qs_window_alloc on a ring
  * of the size the pipeline maps, freeing the oldest only when a chunk must
  * wait (a reader ahead of the workers keeps it from emptying), and compare
- * the farthest byte reached. */
-static void test_plan_memory_is_the_windows_placement(void **state)
+ * the farthest byte reached.  With rtn, and with adpq: a one-pass adpq
+ * tensor runs no preparation, so it does not start on an empty ring
+ * either (qs_plan_needs_prep). */
+static void plan_memory_replay(const char **schemes, size_t ns, uint64_t memory, bool wraps)
 {
-	(void)state;
 	struct qs_plan plan;
 	struct qs_diag d;
-	assert_int_equal(build(&plan, NULL, 0, NULL, 0, 4 << 20, &d), 0);
+	assert_int_equal(build(&plan, schemes, ns, NULL, 0, memory, &d), 0);
 	unsigned threads = 2;
 	uint32_t from[NT], end[NT];
 	for (size_t i = 0; i < NT; i++) {
@@ -318,7 +319,7 @@ static void test_plan_memory_is_the_windows_placement(void **state)
 			head++;
 		}
 	assert_int_equal(reach, m.ring);
-	assert_true(allocated > size);  /* the ring wrapped: placement mattered */
+	assert_true((allocated > size) == wraps);  /* when it wrapped, placement mattered */
 	while (tail < head)
 		qs_window_free(&w, &live[tail++ % 4096]);
 	assert_int_equal(qs_window_wait_empty(&w), 0);
@@ -326,6 +327,16 @@ static void test_plan_memory_is_the_windows_placement(void **state)
 	assert_int_equal(qs_window_wait_empty(&w), -ECANCELED);
 	qs_window_release(&w);
 	qs_plan_release(&plan);
+}
+
+static void test_plan_memory_is_the_windows_placement(void **state)
+{
+	(void)state;
+	plan_memory_replay(NULL, 0, 4 << 20, true);
+	/* one chunk a tensor: each lands after the one before it */
+	const char *adpq[] = {"adpq:bits=3,group=64"};
+	plan_memory_replay(adpq, 1, 4 << 20, true);
+	plan_memory_replay(adpq, 1, 256 << 20, false);
 }
 
 /* A one-pass tensor (rtn, or adpq with no statistics: its quantize_src)
@@ -355,8 +366,14 @@ static void test_one_pass_work_is_one_row(void **state)
 		assert_int_equal(buf.work, work);
 		assert_int_equal(buf.total, full.total - (full.work - work));
 	}
+	/* adpq's preparation holds nothing without statistics: not run */
+	assert_true(plan.tensors[2].prep_total > 0);
+	assert_false(qs_plan_needs_prep(&plan.tensors[2]));
+	assert_false(qs_plan_needs_prep(&plan.tensors[0]));  /* rtn: none */
+	assert_true(qs_plan_needs_prep(&plan.tensors[3]));   /* daq */
 	plan.tensors[2].scheme.stats = QS_WANT_HESSIAN;  /* adpq --hessian */
 	assert_false(qs_plan_one_pass(&plan.tensors[2]));
+	assert_true(qs_plan_needs_prep(&plan.tensors[2]));
 	qs_plan_release(&plan);
 }
 
