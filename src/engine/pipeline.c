@@ -642,7 +642,7 @@ static void return_cctx(struct pipeline *p, ZSTD_CCtx *c)
 static int quantize_chunk(struct pipeline *p, struct job *j, const struct qs_plan_tensor *t,
 			  const float *w)
 {
-	if (!t->prep_total)
+	if (!qs_plan_needs_prep(t))
 		return t->scheme.ops->quantize(&t->scheme, w, j->rows, t->cols, j->payload,
 					       j->scratch);
 	const uint8_t *state = NULL;

@@ -87,14 +87,21 @@ void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 	fp->total = fp->input + fp->aux + fp->work + fp->payload + fp->compressed + fp->scratch;
 }
 
+/* The tensor's preparation is not run: it has none, or it would only
+ * digest statistics the tensor does not load. */
+static bool prep_skipped(const struct qs_plan_tensor *t)
+{
+	return !t->prep_total || (!t->scheme.stats && t->scheme.ops->prep_for_stats_only);
+}
+
 bool qs_plan_one_pass(const struct qs_plan_tensor *t)
 {
-	return !t->raw && !t->companion && !t->scheme.stats && t->scheme.ops->quantize_src;
+	return !t->raw && !t->companion && t->scheme.ops->quantize_src && prep_skipped(t);
 }
 
 bool qs_plan_needs_prep(const struct qs_plan_tensor *t)
 {
-	return t->prep_total && !qs_plan_one_pass(t);
+	return !t->raw && !prep_skipped(t);
 }
 
 void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,

@@ -174,16 +174,17 @@ bool qs_is_moe_router(const char *name);
 void qs_plan_footprint(const struct qs_plan_tensor *t, uint64_t rows,
 		       struct qs_chunk_footprint *fp);
 /* Whether tensor t is quantized straight from its source bytes (the
- * scheme's quantize_src: no companion scale, no statistics loaded; a
- * scheme with both quantize_src and a preparation, adpq, needs the latter
- * only for its statistics). */
+ * scheme's quantize_src): no companion scale, and no preparation to run
+ * (qs_plan_needs_prep). */
 bool qs_plan_one_pass(const struct qs_plan_tensor *t);
 /* Whether the pipeline runs t's preparation (its state, prep_total
- * bytes, in the window's state area): a calibration-aware tensor that is
- * not one-pass.  Such a tensor starts on an empty ring (the reader waits
- * for the previous tensor's state to be freed); a one-pass adpq tensor
- * streams on behind its neighbours (issue 16: that wait idled the workers
- * at every tensor boundary). */
+ * bytes, in the window's state area): a calibration-aware tensor, unless
+ * it loads no statistics and its scheme's preparation only digests them
+ * (prep_for_stats_only: adpq, daq), when quantize() is used instead.  A
+ * prepared tensor starts on an empty ring (the reader waits for the
+ * previous tensor's state to be freed); the others stream on behind their
+ * neighbours (issue 16: that wait idled the workers at every tensor
+ * boundary). */
 bool qs_plan_needs_prep(const struct qs_plan_tensor *t);
 /* The buffers the pipeline allocates for a chunk of t: the footprint
  * with an f32 work buffer of one row, not the chunk's, when t is one-pass

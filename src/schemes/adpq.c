@@ -749,5 +749,6 @@ const struct qs_scheme_ops qs_scheme_adpq = {
 	.prep_size = adpq_prep_size,
 	.prepare = adpq_prepare,
 	.quantize_prep = adpq_quantize_prep,
+	.prep_for_stats_only = true,
 	.quantize_src = adpq_quantize_src,
 };

@@ -551,5 +551,6 @@ const struct qs_scheme_ops qs_scheme_daq = {
 	.prep_size = daq_prep_size,
 	.prepare = daq_prepare,
 	.quantize_prep = daq_quantize_prep,
+	.prep_for_stats_only = true,
 	.hessian_cost_linear = true,
 };

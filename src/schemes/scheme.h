@@ -76,6 +76,12 @@ struct qs_scheme_ops {
 		       void *prep, struct qs_diag *diag);
 	int (*quantize_prep)(const struct qs_scheme *s, const void *prep, const float *w,
 			     uint64_t rows, uint64_t cols, uint8_t *out, void *scratch);
+	/* true when prepare only digests the statistics: for a tensor that
+	 * loads none (s->stats == 0), quantize() gives quantize_prep()'s
+	 * payload, and the pipeline runs no preparation (adpq, daq; issue
+	 * 16: the wait for an empty ring before each prepared tensor idled
+	 * the workers at every tensor boundary). */
+	bool prep_for_stats_only;
 	/* true when a Hessian is used only in blocks of fixed size (daq's
 	 * group-sized diagonal blocks), so the cost per weight does not grow
 	 * with cols; otherwise a scheme that loads a Hessian is estimated as

@@ -370,7 +370,10 @@ static void test_one_pass_work_is_one_row(void **state)
 	assert_true(plan.tensors[2].prep_total > 0);
 	assert_false(qs_plan_needs_prep(&plan.tensors[2]));
 	assert_false(qs_plan_needs_prep(&plan.tensors[0]));  /* rtn: none */
-	assert_true(qs_plan_needs_prep(&plan.tensors[3]));   /* daq */
+	assert_false(qs_plan_needs_prep(&plan.tensors[3]));  /* daq, no statistics */
+	plan.tensors[3].scheme.stats = QS_WANT_IMPORTANCE;   /* daq --importance */
+	assert_true(qs_plan_needs_prep(&plan.tensors[3]));
+	assert_false(qs_plan_one_pass(&plan.tensors[3]));    /* no quantize_src */
 	plan.tensors[2].scheme.stats = QS_WANT_HESSIAN;  /* adpq --hessian */
 	assert_false(qs_plan_one_pass(&plan.tensors[2]));
 	assert_true(qs_plan_needs_prep(&plan.tensors[2]));

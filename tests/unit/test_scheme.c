@@ -397,10 +397,55 @@ static void test_man_lists_parameters(void **state)
 	}
 }
 
+/* prep_for_stats_only is a promise the pipeline relies on to skip the
+ * preparation of a tensor that loads no statistics: for every scheme that
+ * makes it, prepare() on no statistics then quantize_prep() gives
+ * quantize()'s payload, byte for byte. */
+static void test_prep_for_stats_only(void **state)
+{
+	(void)state;
+	const size_t R = 6, C = 256;
+	float *w = malloc(R * C * sizeof(float));
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t i = 0; i < R * C; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		w[i] = (float)((double)(x >> 11) * 0x1p-53 - 0.5) * (i % 97 == 0 ? 40.0f : 1.0f);
+	}
+	size_t promised = 0;
+	for (size_t n = 0; qs_scheme_registry[n]; n++) {
+		const struct qs_scheme_ops *ops = qs_scheme_registry[n];
+		if (!ops->prep_for_stats_only)
+			continue;
+		assert_non_null(ops->prepare);
+		promised++;
+		struct qs_scheme s;
+		struct qs_diag d;
+		assert_int_equal(qs_scheme_parse(ops->name, &s, &d), 0);
+		uint64_t ps = ops->payload_size(&s, R, C);
+		uint8_t *a = malloc(ps), *b = malloc(ps);
+		void *scr = malloc(ops->scratch_size(&s, R, C));
+		void *prep = calloc(1, ops->prep_size(&s, C) + 64);
+		struct qs_tensor_stats st = {.name = "w", .cols = C};
+		memset(a, 0x11, ps);
+		memset(b, 0x22, ps);
+		assert_int_equal(ops->prepare(&s, &st, prep, &d), 0);
+		assert_int_equal(ops->quantize_prep(&s, prep, w, R, C, a, scr), 0);
+		assert_int_equal(ops->quantize(&s, w, R, C, b, scr), 0);
+		assert_memory_equal(a, b, ps);
+		free(a);
+		free(b);
+		free(scr);
+		free(prep);
+	}
+	assert_true(promised >= 2);  /* adpq, daq */
+	free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_prep_for_stats_only),
 		cmocka_unit_test(test_parse_ok),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_each_arg),
