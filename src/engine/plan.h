@@ -63,8 +63,7 @@ struct qs_plan {
 	char *input_text;              /* canonical input description (header) */
 	uint64_t input_fp, options_fp;
 	uint64_t total_chunks;
-	uint64_t max_footprint;        /* largest chunk the pipeline allocates
-					* (qs_plan_chunk_buffers) */
+	uint64_t max_footprint;        /* largest chunk footprint in the plan */
 	uint64_t max_payload;          /* bound on one chunk's payload (zstd context size) */
 	uint64_t chunking_fp;          /* xxh3 of every tensor's rows per chunk */
 	uint64_t max_prep;             /* largest per-tensor state (outside the ring) */
