@@ -101,7 +101,7 @@ bool qs_plan_one_pass(const struct qs_plan_tensor *t)
 
 bool qs_plan_needs_prep(const struct qs_plan_tensor *t)
 {
-	return !t->raw && !prep_skipped(t);
+	return !prep_skipped(t);
 }
 
 void qs_plan_chunk_buffers(const struct qs_plan_tensor *t, uint64_t rows,

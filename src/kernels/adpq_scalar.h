@@ -227,9 +227,28 @@ typedef void (*qs_adpq_codes_fn)(const float *wg, size_t len, const struct qs_ad
 typedef size_t (*qs_adpq_grids_fn)(size_t ng, const struct qs_adpq_params *p,
 				   struct qs_adpq_row *r);
 
-/* ref_adpq.c's super_unit(): the smallest fp16 unit u with u*255 >= need
+/* The smallest fp16 unit u with u*255 >= need (ref_adpq.c)
  * (need >= 0); QS_F16_INF on overflow. */
 uint16_t qs_adpq_super_unit(float need);
+
+/* One of a row's u8-meta super-scales: its fp16 unit, that unit in f32
+ * and its reciprocal (qs_adpq_inv), as phase 2 uses them. */
+struct qs_adpq_unit {
+	uint16_t bits;
+	float f, inv;
+};
+
+/* The super-scale for a row's largest need; false when it overflows fp16
+ * (the row's meta is then zeroed). */
+static inline bool qs_adpq_unit_of(float need, struct qs_adpq_unit *u)
+{
+	u->bits = qs_adpq_super_unit(need);
+	if (u->bits >= QS_F16_INF)
+		return false;
+	u->f = qs_f16_to_f32(u->bits);
+	u->inv = qs_adpq_inv(u->f);
+	return true;
+}
 
 /* kernels.h adpq_quantize_row for a variant's vector phases 1 and 3 and
  * its phase 2 (grids).  Groups the vector code does not handle (above

@@ -339,17 +339,12 @@ static void inlier_range(const float *w, const uint8_t *mask, size_t n,
 }
 
 /* Smallest fp16 unit u with u*255 >= need (need >= 0); Inf on overflow. */
-static uint16_t super_unit(float need)
+uint16_t qs_adpq_super_unit(float need)
 {
 	uint16_t u = f16_up(need / 255.0f);
 	while (u < QS_F16_INF && qs_f16_to_f32(u) * 255.0f < need)
 		u++;
 	return u;
-}
-
-uint16_t qs_adpq_super_unit(float need)
-{
-	return super_unit(need);
 }
 
 /* u8 code c in 0..255 with unit*c >= x (x >= 0), the smallest such:
@@ -436,11 +431,10 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 			need_min = nl > need_min ? nl : need_min;
 			need_omin = omn[g] > need_omin ? omn[g] : need_omin;
 		}
-		uint16_t dm = super_unit(need_min), om = super_unit(need_omin);
-		if (dm >= QS_F16_INF || om >= QS_F16_INF)
+		struct qs_adpq_unit dmu, omu;
+		if (!qs_adpq_unit_of(need_min, &dmu) || !qs_adpq_unit_of(need_omin, &omu))
 			goto overflow;
-		float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
-		float idm = dmf > 0.0f ? 1.0f / dmf : 0.0f, iom = omf > 0.0f ? 1.0f / omf : 0.0f;
+		const float dmf = dmu.f, omf = omu.f, idm = dmu.inv, iom = omu.inv;
 		float need_step = 0.0f, need_ostep = 0.0f;
 		for (size_t g = 0; g < ng; g++) {
 			unsigned mc = code_up(-lo[g], dmf, idm);
@@ -463,20 +457,19 @@ size_t qs_ref_adpq_grids(size_t ng, const struct qs_adpq_params *p, struct qs_ad
 			need_step = s > need_step ? s : need_step;
 			need_ostep = os > need_ostep ? os : need_ostep;
 		}
-		uint16_t d = super_unit(need_step), od = super_unit(need_ostep);
-		if (d >= QS_F16_INF || od >= QS_F16_INF)
+		struct qs_adpq_unit du, odu;
+		if (!qs_adpq_unit_of(need_step, &du) || !qs_adpq_unit_of(need_ostep, &odu))
 			goto overflow;
-		float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
-		float idf = df > 0.0f ? 1.0f / df : 0.0f, iodf = odf > 0.0f ? 1.0f / odf : 0.0f;
 		float iq = 1.0f / qmaxf, ioq = 1.0f / omaxf;
 		for (size_t g = 0; g < ng; g++) {
-			m[g] = (uint16_t)step_code(lo[g], hi[g], qmaxf, iq, df, idf);
-			m[2 * ng + g] = (uint16_t)step_code(omn[g], omx[g], omaxf, ioq, odf, iodf);
+			m[g] = (uint16_t)step_code(lo[g], hi[g], qmaxf, iq, du.f, du.inv);
+			m[2 * ng + g] = (uint16_t)step_code(omn[g], omx[g], omaxf, ioq, odu.f,
+							    odu.inv);
 		}
-		r->super[0] = d;
-		r->super[1] = dm;
-		r->super[2] = od;
-		r->super[3] = om;
+		r->super[0] = du.bits;
+		r->super[1] = dmu.bits;
+		r->super[2] = odu.bits;
+		r->super[3] = omu.bits;
 	}
 	return overflowed;
 

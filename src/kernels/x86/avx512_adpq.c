@@ -363,12 +363,11 @@ static size_t grids(size_t ng, const struct qs_adpq_params *p, struct qs_adpq_ro
 		nmin = _mm512_mask_max_ps(nmin, k, nl, nmin);
 		nomin = _mm512_mask_max_ps(nomin, k, _mm512_maskz_loadu_ps(k, omn + g), nomin);
 	}
-	uint16_t dm = qs_adpq_super_unit(_mm512_reduce_max_ps(nmin));
-	uint16_t om = qs_adpq_super_unit(_mm512_reduce_max_ps(nomin));
-	if (dm >= QS_F16_INF || om >= QS_F16_INF)
+	struct qs_adpq_unit dmu, omu;
+	if (!qs_adpq_unit_of(_mm512_reduce_max_ps(nmin), &dmu) ||
+	    !qs_adpq_unit_of(_mm512_reduce_max_ps(nomin), &omu))
 		goto overflow;
-	float dmf = qs_f16_to_f32(dm), omf = qs_f16_to_f32(om);
-	float idm = dmf > 0.0f ? 1.0f / dmf : 0.0f, iom = omf > 0.0f ? 1.0f / omf : 0.0f;
+	const float dmf = dmu.f, omf = omu.f, idm = dmu.inv, iom = omu.inv;
 	const __m512 dmv = _mm512_set1_ps(dmf), omv = _mm512_set1_ps(omf);
 	const __m512i one = _mm512_set1_epi32(1), c255 = _mm512_set1_epi32(255);
 	__m512 nstep = zero, nostep = zero;
@@ -419,26 +418,25 @@ static size_t grids(size_t ng, const struct qs_adpq_params *p, struct qs_adpq_ro
 		nstep = _mm512_mask_max_ps(nstep, k, sv, nstep);
 		nostep = _mm512_mask_max_ps(nostep, k, os, nostep);
 	}
-	uint16_t d = qs_adpq_super_unit(_mm512_reduce_max_ps(nstep));
-	uint16_t od = qs_adpq_super_unit(_mm512_reduce_max_ps(nostep));
-	if (d >= QS_F16_INF || od >= QS_F16_INF)
+	struct qs_adpq_unit du, odu;
+	if (!qs_adpq_unit_of(_mm512_reduce_max_ps(nstep), &du) ||
+	    !qs_adpq_unit_of(_mm512_reduce_max_ps(nostep), &odu))
 		goto overflow;
-	float df = qs_f16_to_f32(d), odf = qs_f16_to_f32(od);
-	float idf = df > 0.0f ? 1.0f / df : 0.0f, iodf = odf > 0.0f ? 1.0f / odf : 0.0f;
 	float iq = 1.0f / qmaxf, ioq = 1.0f / omaxf;
 	for (size_t g = 0; g < ng; g += 16) {
 		__mmask16 k = lanes_left(ng - g);
 		__m512i sc = step_code16(_mm512_maskz_loadu_ps(k, lo + g), _mm512_maskz_loadu_ps(k, hi + g),
-					 qmaxf, iq, df, idf, k);
+					 qmaxf, iq, du.f, du.inv, k);
 		__m512i oc = step_code16(_mm512_maskz_loadu_ps(k, omn + g),
-					 _mm512_maskz_loadu_ps(k, omx + g), omaxf, ioq, odf, iodf, k);
+					 _mm512_maskz_loadu_ps(k, omx + g), omaxf, ioq, odu.f, odu.inv,
+					 k);
 		_mm512_mask_cvtepi32_storeu_epi16(m + g, k, sc);
 		_mm512_mask_cvtepi32_storeu_epi16(m + 2 * ng + g, k, oc);
 	}
-	r->super[0] = d;
-	r->super[1] = dm;
-	r->super[2] = od;
-	r->super[3] = om;
+	r->super[0] = du.bits;
+	r->super[1] = dmu.bits;
+	r->super[2] = odu.bits;
+	r->super[3] = omu.bits;
 	return 0;
 
 overflow:
